@@ -1,0 +1,56 @@
+-- cast_vote.lua: count one vote atomically, or refuse it without writing anything.
+-- Every key belongs to one voter shard group, so the script runs in one Cluster slot.
+-- Lua does not roll back: every check comes before the first write.
+--
+-- KEYS[1] quota      hash of the voter's local day: "_n" = votes cast, <candidate> = votes for it
+-- KEYS[2] tally      hash candidate -> votes of this shard group
+-- KEYS[3] ledger     stream of accepted votes of this shard group (read by the flusher)
+-- KEYS[4] idem       string: the first answer given to this (voter, vote_id)
+-- KEYS[5] blocked    hash voter id -> unix seconds the block ends (0 = never)
+-- KEYS[6] challenge  string marking a proof-of-work challenge spent, or "" when none was sent
+-- ARGV[1] voter id            ARGV[2] candidate id        ARGV[3] vote id
+-- ARGV[4] votes per day       ARGV[5] votes per candidate per day
+-- ARGV[6] quota expiry        unix seconds (a day after the local day ends)
+-- ARGV[7] idempotency TTL     seconds
+-- ARGV[8] channel ("" = direct)   ARGV[9] client IP   ARGV[10] local day (YYYY-MM-DD)
+-- ARGV[11] challenge expiry   unix seconds (when KEYS[6] is not "")
+-- Returns {status, answer}: status 0 accepted, 1 replay of an accepted vote, 2 already voted
+-- for this candidate today, 3 daily quota used up, 4 voter blocked, 5 challenge already spent.
+-- answer = "<candidate>|<votes left today>|<candidate votes in this shard>".
+local quota, tally, ledger, idem, blocked, challenge =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local voter, cand, vote_id = ARGV[1], ARGV[2], ARGV[3]
+local per_day, per_cand = tonumber(ARGV[4]), tonumber(ARGV[5])
+
+local first = redis.call('GET', idem)
+if first then
+  return {1, first}
+end
+local now = tonumber(redis.call('TIME')[1])
+local block_ends = redis.call('HGET', blocked, voter)
+if block_ends and (tonumber(block_ends) == 0 or tonumber(block_ends) > now) then
+  return {4, ''}
+end
+if challenge ~= '' and redis.call('EXISTS', challenge) == 1 then
+  return {5, ''}
+end
+local used = tonumber(redis.call('HGET', quota, '_n') or '0')
+if tonumber(redis.call('HGET', quota, cand) or '0') >= per_cand then
+  return {2, cand .. '|' .. math.max(per_day - used, 0) .. '|0'}
+end
+if used >= per_day then
+  return {3, cand .. '|0|0'}
+end
+
+redis.call('HINCRBY', quota, '_n', 1)
+redis.call('HINCRBY', quota, cand, 1)
+redis.call('EXPIREAT', quota, tonumber(ARGV[6]))
+if challenge ~= '' then
+  redis.call('SET', challenge, '1', 'EXAT', tonumber(ARGV[11]))
+end
+local shard_votes = redis.call('HINCRBY', tally, cand, 1)
+redis.call('XADD', ledger, '*', 'vid', vote_id, 'voter', voter, 'cand', cand,
+  'ch', ARGV[8], 'ip', ARGV[9], 'day', ARGV[10])
+local answer = cand .. '|' .. (per_day - used - 1) .. '|' .. shard_votes
+redis.call('SET', idem, answer, 'EX', tonumber(ARGV[7]))
+return {0, answer}

@@ -1,0 +1,154 @@
+"""Admin API under ``/api/v1/admin``: role ``admin`` writes, ``ops`` reads."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import asyncpg
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from . import campaigns, db
+from .errors import CampaignNotFound, Conflict
+from .http import JSON, authorize, json_body
+from .models import Campaign, CampaignIn, CampaignPatch, ChannelIn, check_campaign
+from .services import Services, services
+
+ADMIN = ("admin",)
+READERS = ("admin", "ops")
+CAMPAIGN_BODY_LIMIT = 4 * 1024 * 1024
+
+
+def admin_view(c: Campaign) -> dict[str, Any]:
+    view = msgspec.to_builtins(c)
+    view["channels"] = [
+        {"id": ch.id, "name": ch.name, "allowed_origins": ch.allowed_origins} for ch in c.channels
+    ]
+    return view  # type: ignore[no-any-return]
+
+
+async def _publish(svc: Services, conn: asyncpg.Connection, cid: str) -> Campaign:
+    campaign = await campaigns.publish(conn, svc.redis, cid)
+    await svc.registry.refresh(force=True)
+    return campaign
+
+
+async def create_campaign(request: Request) -> Response:
+    svc = services(request)
+    actor = authorize(request, svc.settings.admin_tokens, *ADMIN)
+    body = await json_body(request, CampaignIn, CAMPAIGN_BODY_LIMIT)
+    check_campaign(body)
+    async with svc.db() as conn:
+        async with conn.transaction():
+            if await db.campaign_exists(conn, body.id):
+                raise Conflict(f"campaign {body.id!r} exists; PATCH it instead")
+            await db.save_campaign(conn, body)
+            await db.audit(conn, actor, "campaign.create", body.id, msgspec.to_builtins(body))
+        campaign = await _publish(svc, conn, body.id)
+    return JSON(admin_view(campaign), status_code=201)
+
+
+async def patch_campaign(request: Request) -> Response:
+    svc = services(request)
+    actor = authorize(request, svc.settings.admin_tokens, *ADMIN)
+    cid = request.path_params["cid"]
+    patch = await json_body(request, CampaignPatch, CAMPAIGN_BODY_LIMIT)
+    async with svc.db() as conn:
+        async with conn.transaction():
+            current = await db.load_campaign(conn, cid)
+            if current is None:
+                raise CampaignNotFound()
+            changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not None}
+            updated = msgspec.structs.replace(current, **changes)
+            check_campaign(updated)
+            await db.save_campaign(conn, updated)
+            await db.audit(conn, actor, "campaign.update", cid, msgspec.to_builtins(patch))
+        campaign = await _publish(svc, conn, cid)
+    return JSON(admin_view(campaign))
+
+
+async def get_campaign(request: Request) -> Response:
+    svc = services(request)
+    authorize(request, svc.settings.admin_tokens, *READERS)
+    async with svc.db() as conn:
+        campaign = await db.load_campaign(conn, request.path_params["cid"])
+    if campaign is None:
+        raise CampaignNotFound()
+    return JSON(admin_view(campaign))
+
+
+async def list_campaigns(request: Request) -> Response:
+    svc = services(request)
+    authorize(request, svc.settings.admin_tokens, *READERS)
+    async with svc.db() as conn:
+        rows = await conn.fetch(
+            "SELECT id, title, status, opens_at, closes_at FROM campaigns ORDER BY id"
+        )
+    return JSON([dict(r) for r in rows])
+
+
+async def create_channel(request: Request) -> Response:
+    svc = services(request)
+    actor = authorize(request, svc.settings.admin_tokens, *ADMIN)
+    cid = request.path_params["cid"]
+    body = await json_body(request, ChannelIn, 64 * 1024)
+    secret = secrets.token_urlsafe(32)
+    async with svc.db() as conn:
+        async with conn.transaction():
+            if not await db.campaign_exists(conn, cid):
+                raise CampaignNotFound()
+            created = await conn.fetchval(
+                db.INSERT_CHANNEL, cid, body.id, body.name, body.allowed_origins, secret
+            )
+            if created is None:
+                raise Conflict(f"channel {body.id!r} exists")
+            await db.audit(conn, actor, "channel.create", f"{cid}/{body.id}",
+                           msgspec.to_builtins(body))
+        await _publish(svc, conn, cid)
+    return JSON(
+        {"id": body.id, "name": body.name, "allowed_origins": body.allowed_origins,
+         "secret": secret},
+        status_code=201,
+    )
+
+
+async def list_channels(request: Request) -> Response:
+    svc = services(request)
+    authorize(request, svc.settings.admin_tokens, *READERS)
+    live = svc.registry.get(request.path_params["cid"])
+    return JSON(admin_view(live.c)["channels"])
+
+
+async def get_results(request: Request) -> Response:
+    svc = services(request)
+    authorize(request, svc.settings.admin_tokens, *READERS)
+    cid = request.path_params["cid"]
+    async with svc.db() as conn:
+        if not await db.campaign_exists(conn, cid):
+            raise CampaignNotFound()
+        return JSON(await db.results(conn, cid))
+
+
+async def get_audit(request: Request) -> Response:
+    svc = services(request)
+    authorize(request, svc.settings.admin_tokens, *ADMIN)
+    async with svc.db() as conn:
+        rows = await conn.fetch(
+            "SELECT id, at, actor, action, target, request FROM audit_log ORDER BY id DESC LIMIT 500"
+        )
+    return JSON([dict(r) | {"request": msgspec.json.decode(r["request"])} for r in rows])
+
+
+routes = [
+    Route("/api/v1/admin/campaigns", create_campaign, methods=["POST"]),
+    Route("/api/v1/admin/campaigns", list_campaigns, methods=["GET"]),
+    Route("/api/v1/admin/campaigns/{cid}", get_campaign, methods=["GET"]),
+    Route("/api/v1/admin/campaigns/{cid}", patch_campaign, methods=["PATCH"]),
+    Route("/api/v1/admin/campaigns/{cid}/channels", create_channel, methods=["POST"]),
+    Route("/api/v1/admin/campaigns/{cid}/channels", list_channels, methods=["GET"]),
+    Route("/api/v1/admin/campaigns/{cid}/results", get_results, methods=["GET"]),
+    Route("/api/v1/admin/audit", get_audit, methods=["GET"]),
+]

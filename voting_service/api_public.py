@@ -1,0 +1,217 @@
+"""Public API under ``/api/v1`` (DESIGN §6): campaigns, candidates, tallies, voting."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from . import identity, voting
+from .errors import CandidateNotFound, Forbidden, InvalidRequest, VoterRequired
+from .http import JSON, json_body
+from .models import VoteIn
+from .registry import LiveCampaign
+from .services import Services, services
+
+VOTER_COOKIE = "vs_voter_"
+
+
+def campaign_view(live: LiveCampaign, now: float) -> dict[str, Any]:
+    c = live.c
+    return {
+        "id": c.id,
+        "title": c.title,
+        "status": live.state(now),
+        "opens_at": c.opens_at.isoformat(),
+        "closes_at": c.closes_at.isoformat(),
+        "timezone": c.timezone,
+        "show_counts": c.show_counts,
+        "candidate_count": len(c.candidates),
+        "rules": {
+            "votes_per_day": c.rules.votes_per_day,
+            "per_candidate_per_day": c.rules.per_candidate_per_day,
+            "identity": c.rules.identity,
+            "challenge": c.rules.challenge,
+        },
+        "channels": [{"id": ch.id, "name": ch.name} for ch in c.channels],
+    }
+
+
+LIST_FIELDS = ("id", "number", "name", "gender", "region", "industry", "employer",
+               "occupation", "summary", "photo_url")
+
+
+def candidate_view(cand: msgspec.Struct, votes: int | None, full: bool) -> dict[str, Any]:
+    view = {f: getattr(cand, f) for f in LIST_FIELDS}
+    if full:
+        view["deeds"] = cand.deeds  # type: ignore[attr-defined]
+    if votes is not None:
+        view["votes"] = votes
+    return view
+
+
+async def get_campaign(request: Request) -> Response:
+    live = services(request).registry.get(request.path_params["cid"])
+    return JSON(campaign_view(live, time.time()))
+
+
+async def list_campaigns(request: Request) -> Response:
+    now = time.time()
+    lives = sorted(services(request).registry.campaigns.values(), key=lambda x: x.id)
+    return JSON([campaign_view(x, now) for x in lives if x.c.status != "draft"])
+
+
+async def _counts(svc: Services, live: LiveCampaign) -> dict[str, int] | None:
+    if not live.c.show_counts:
+        return None
+    totals, _ = await svc.registry.tallies(live.id)
+    return totals
+
+
+async def list_candidates(request: Request) -> Response:
+    svc = services(request)
+    live = svc.registry.get(request.path_params["cid"])
+    q = request.query_params
+    region, industry, text = q.get("region"), q.get("industry"), (q.get("q") or "").strip()
+    counts = await _counts(svc, live)
+    out = []
+    for cand in live.c.candidates:
+        if region and cand.region != region:
+            continue
+        if industry and cand.industry != industry:
+            continue
+        if text and text not in cand.name and text != str(cand.number) and text != cand.id:
+            continue
+        out.append(candidate_view(cand, None if counts is None else counts.get(cand.id, 0), False))
+    return JSON({"campaign_id": live.id, "candidates": out})
+
+
+async def get_candidate(request: Request) -> Response:
+    svc = services(request)
+    live = svc.registry.get(request.path_params["cid"])
+    cand = live.candidates.get(request.path_params["candidate"])
+    if cand is None:
+        raise CandidateNotFound()
+    counts = await _counts(svc, live)
+    return JSON(candidate_view(cand, None if counts is None else counts.get(cand.id, 0), True))
+
+
+async def tallies_body(svc: Services, live: LiveCampaign) -> dict[str, Any]:
+    totals, as_of = await svc.registry.tallies(live.id)
+    return {
+        "campaign_id": live.id,
+        "total": sum(totals.values()),
+        "as_of": as_of,
+        "candidates": [
+            {"candidate_id": c.id, "votes": totals.get(c.id, 0)} for c in live.c.candidates
+        ],
+    }
+
+
+async def get_tallies(request: Request) -> Response:
+    svc = services(request)
+    live = svc.registry.get(request.path_params["cid"])
+    if not live.c.show_counts:
+        raise Forbidden("vote counts of this campaign are not public")
+    return JSON(await tallies_body(svc, live))
+
+
+async def live_tallies(request: Request) -> Response:
+    """Server-Sent Events: one tallies event at most once a second."""
+    svc = services(request)
+    live = svc.registry.get(request.path_params["cid"])
+    if not live.c.show_counts:
+        raise Forbidden("vote counts of this campaign are not public")
+
+    async def events() -> AsyncIterator[bytes]:
+        last = b""
+        while not await request.is_disconnected():
+            current = svc.registry.campaigns.get(live.id, live)
+            body = msgspec.json.encode(await tallies_body(svc, current))
+            if body != last:
+                yield b"event: tallies\ndata: " + body + b"\n\n"
+                last = body
+            else:
+                yield b": keep-alive\n\n"
+            await asyncio.sleep(1.0)
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def new_voter(request: Request) -> Response:
+    svc = services(request)
+    live = svc.registry.get(request.path_params["cid"])
+    if "anonymous" not in live.c.rules.identity:
+        raise Forbidden("this campaign does not accept anonymous voters")
+    token = svc.tokens.issue(live.id)
+    response = JSON({"token": token}, status_code=201)
+    response.set_cookie(
+        VOTER_COOKIE + live.id, token, max_age=identity.VOTER_TOKEN_MAX_AGE, httponly=True,
+        samesite="lax", secure=request.url.scheme == "https", path="/",
+    )
+    return response
+
+
+def resolve_voter(svc: Services, request: Request, live: LiveCampaign) -> tuple[str, str]:
+    """The credential → ``(voter_id, channel from the credential or "")``."""
+    auth = request.headers.get("authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise VoterRequired("Authorization must be 'Bearer <partner token>'")
+        return identity.partner_voter(token, live.c, str(svc.settings.pepper))
+    token = request.headers.get("x-voter-token") or request.cookies.get(VOTER_COOKIE + live.id)
+    if not token:
+        raise VoterRequired()
+    if "anonymous" not in live.c.rules.identity:
+        raise VoterRequired("this campaign needs a partner or SMS credential")
+    return svc.tokens.voter(token, live.id), ""
+
+
+async def post_vote(request: Request) -> Response:
+    svc = services(request)
+    live = svc.registry.get(request.path_params["cid"])
+    vote = await json_body(request, VoteIn)
+    voter, token_channel = resolve_voter(svc, request, live)
+    if token_channel and vote.channel and vote.channel != token_channel:
+        raise InvalidRequest("channel differs from the partner token's issuer")
+    client = request.client
+    ip = identity.client_ip(
+        client.host if client else None,
+        request.headers.get("x-forwarded-for"),
+        svc.settings.trusted_proxies,
+    )
+    ballot = voting.Ballot(voter, vote, ip, token_channel or vote.channel or "")
+    if live.c.show_counts:
+        await svc.registry.tallies(live.id)
+    accepted = await voting.cast(svc.batcher, svc.registry, live, ballot)
+    body: dict[str, Any] = {
+        "vote_id": accepted.vote_id,
+        "candidate_id": accepted.candidate_id,
+        "votes_left_today": accepted.votes_left_today,
+    }
+    if accepted.candidate_votes is not None:
+        body["candidate_votes"] = accepted.candidate_votes
+    return JSON(body)
+
+
+routes = [
+    Route("/api/v1/campaigns", list_campaigns),
+    Route("/api/v1/campaigns/{cid}", get_campaign),
+    Route("/api/v1/campaigns/{cid}/candidates", list_candidates),
+    Route("/api/v1/campaigns/{cid}/candidates/{candidate}", get_candidate),
+    Route("/api/v1/campaigns/{cid}/tallies", get_tallies),
+    Route("/api/v1/campaigns/{cid}/live", live_tallies),
+    Route("/api/v1/campaigns/{cid}/voter", new_voter, methods=["POST"]),
+    Route("/api/v1/campaigns/{cid}/votes", post_vote, methods=["POST"]),
+]

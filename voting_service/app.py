@@ -1,0 +1,109 @@
+"""The web application: ``create_app()`` and the lifespan that opens pools once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from . import api_admin, api_public, campaigns, db, durability, store
+from .errors import VotingError
+from .http import JSON, on_http_exception, on_unexpected, on_voting_error
+from .identity import VoterTokens
+from .registry import Registry
+from .services import Services, services
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def healthz(request: Request) -> Response:
+    return JSON({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """200 only when Redis and PostgreSQL answer and Redis keeps acknowledged votes."""
+    svc = services(request)
+    checks: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(1.0):
+            await svc.redis.ping()
+        found = await durability.check(svc.redis)
+        ok = found.safe or svc.settings.accept_weak_durability
+        checks["redis"] = "ok" if ok else f"unsafe: {found.reason}"
+    except Exception as exc:
+        checks["redis"] = f"down: {exc!r}"
+    try:
+        async with asyncio.timeout(1.0), svc.db() as conn:
+            await conn.fetchval("SELECT 1")
+        checks["postgres"] = "ok"
+    except Exception as exc:
+        checks["postgres"] = f"down: {exc!r}"
+    ready = all(v == "ok" for v in checks.values())
+    return JSON({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+
+def create_app(settings: Settings) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        redis = store.connect(settings)
+        found = await durability.check(redis)
+        if not found.safe and not settings.accept_weak_durability:
+            raise RuntimeError(
+                f"refusing to start: Redis would lose acknowledged votes ({found.reason}); "
+                "set VOTING_ACCEPT_WEAK_DURABILITY=1 to accept that risk"
+            )
+        batcher = store.Batcher(redis, settings.redis_timeout, waitaof=found.waitaof)
+        registry = Registry(redis, settings.shards, settings.config_refresh)
+        pool = None
+        if settings.database_url:
+            pool = await db.connect_pool(settings.database_url, min_size=0, max_size=5)
+        svc = Services(
+            settings, redis, batcher, registry,
+            VoterTokens(settings.secret_keys, str(settings.pepper)), pool,
+        )
+        await registry.refresh(force=True)
+        if not registry.campaigns and pool is not None:
+            with contextlib.suppress(Exception):
+                async with svc.db() as conn:
+                    await campaigns.publish_all(conn, redis)
+                await registry.refresh(force=True)
+        app.state.services = svc
+        refresher = asyncio.create_task(registry.run())
+        try:
+            yield
+        finally:
+            refresher.cancel()
+            await batcher.close()
+            if pool is not None:
+                await pool.close()
+            await redis.aclose()
+
+    routes = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        *api_public.routes,
+        *api_admin.routes,
+    ]
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            VotingError: on_voting_error,
+            HTTPException: on_http_exception,
+            Exception: on_unexpected,
+        },
+    )
+
+
+def app_from_env() -> Starlette:
+    """ASGI factory for uvicorn/gunicorn (``voting_service.app:app_from_env``)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return create_app(Settings.from_env())

@@ -1,0 +1,311 @@
+"""``voting-service``: run, migrate, load, flush, check (DESIGN §9)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from .settings import Settings
+
+log = logging.getLogger("voting_service")
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+async def _with_db(fn: Callable[[Any, Any, Settings], Awaitable[int]]) -> int:
+    """Run ``fn(conn, redis, settings)`` with one PostgreSQL connection and a Redis client."""
+    import asyncpg
+
+    from . import store
+
+    settings = _settings()
+    if not settings.database_url:
+        raise SystemExit("DATABASE_URL is not set")
+    conn = await asyncpg.connect(settings.database_url)
+    redis = store.connect(settings)
+    try:
+        return await fn(conn, redis, settings)
+    finally:
+        await conn.close()
+        await redis.aclose()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    import asyncpg
+
+    from . import db
+
+    async def run() -> int:
+        url = _settings().database_url
+        if not url:
+            raise SystemExit("DATABASE_URL is not set")
+        conn = await asyncpg.connect(url)
+        try:
+            applied = await db.migrate(conn)
+        finally:
+            await conn.close()
+        print(f"applied {len(applied)} migration(s): {applied}" if applied else "up to date")
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_campaign_load(args: argparse.Namespace) -> int:
+    from . import campaigns
+
+    data = Path(args.file).read_bytes()
+
+    async def run(conn: Any, redis: Any, settings: Settings) -> int:
+        campaign = await campaigns.load(conn, redis, data)
+        print(f"loaded campaign {campaign.id} with {len(campaign.candidates)} candidates")
+        return 0
+
+    return asyncio.run(_with_db(run))
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from . import db, reconcile
+
+    async def run(conn: Any, redis: Any, settings: Settings) -> int:
+        ids = [args.campaign] if args.campaign else await db.campaign_ids(conn)
+        drifted = 0
+        for cid in ids:
+            drift = await reconcile.reconcile(redis, conn, cid, settings.shards)
+            for d in drift:
+                print(f"{cid} {d.candidate_id}: redis={d.redis} postgres={d.postgres} "
+                      f"unflushed={d.unflushed} (expected {d.expected})")
+            drifted += len(drift)
+            print(f"{cid}: {'no drift' if not drift else f'{len(drift)} candidate(s) drift'}")
+        return 1 if drifted else 0
+
+    return asyncio.run(_with_db(run))
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    from . import campaigns, db, reconcile
+    from .registry import LiveCampaign
+
+    async def run(conn: Any, redis: Any, settings: Settings) -> int:
+        for cid in await campaigns.publish_all(conn, redis):
+            if not args.force and await reconcile.votes_flowing(redis, cid, settings.shards, 10):
+                print(f"{cid}: votes arrived in the last 10 s; pause the campaign or use --force")
+                return 2
+            campaign = await db.load_campaign(conn, cid)
+            assert campaign is not None
+            day = LiveCampaign(campaign).day(time.time())
+            n = await reconcile.rebuild(redis, conn, cid, settings.shards, day.date,
+                                        day.expire_at)
+            print(f"{cid}: rebuilt tallies of {n} votes and quotas of {day.date}")
+        return 0
+
+    return asyncio.run(_with_db(run))
+
+
+def cmd_flusher(args: argparse.Namespace) -> int:
+    from . import flusher, store
+
+    settings = _settings()
+
+    async def run() -> int:
+        redis = store.connect(settings)
+        try:
+            if args.check:
+                ok, why = await flusher.healthy(redis, args.max_lag)
+                print(why)
+                return 0 if ok else 1
+            if not settings.database_url:
+                raise SystemExit("DATABASE_URL is not set")
+            worker = flusher.Flusher(redis, settings.database_url, settings.shards,
+                                     name=args.name)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            log.info("flusher %s started", worker.name)
+            try:
+                await worker.run(stop, burst=args.burst)
+            finally:
+                await worker.close()
+            return 0
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(run())
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    _settings()  # fail early on bad configuration
+    if args.workers > 1:
+        os.execvp(sys.executable, [
+            sys.executable, "-m", "gunicorn", "voting_service.app:app_from_env()",
+            "-k", "uvicorn_worker.UvicornWorker", "-w", str(args.workers),
+            "-b", f"{args.host}:{args.port}", "--graceful-timeout", "10",
+            "--access-logfile", "-" if args.access_log else "/dev/null",
+        ])
+    import uvicorn
+
+    uvicorn.run(
+        "voting_service.app:app_from_env", factory=True, host=args.host, port=args.port,
+        loop="uvloop", http="httptools", access_log=args.access_log, lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def _local_secrets(data_dir: Path) -> dict[str, str]:
+    """Secrets for a local run, kept in the data dir so tokens survive a restart."""
+    path = data_dir / "local-secrets.json"
+    if path.exists():
+        saved: dict[str, str] = json.loads(path.read_text())
+        return saved
+    values = {
+        "VOTING_SECRET_KEY": secrets.token_urlsafe(32),
+        "VOTING_PEPPER": secrets.token_urlsafe(32),
+        "VOTING_ADMIN_TOKENS": f"admin:{secrets.token_urlsafe(24)},ops:{secrets.token_urlsafe(24)}",
+    }
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(values, indent=2))
+    path.chmod(0o600)
+    return values
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Everything on one machine: embedded servers, migrations, demo data, web and flusher."""
+    from . import embedded
+
+    env = dict(os.environ)
+    data_dir = Path(env.get("VOTING_DATA_DIR", ".voting-data")).resolve()
+    for key, value in _local_secrets(data_dir).items():
+        env.setdefault(key, value)
+    env["VOTING_DATA_DIR"] = str(data_dir)
+    servers: list[Any] = []
+    children: list[subprocess.Popen[bytes]] = []
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        if not env.get("REDIS_URL"):
+            valkey = embedded.ValkeyServer(data_dir / "valkey").start()
+            servers.append(valkey)
+            env["REDIS_URL"] = valkey.url
+            env.pop("VOTING_REDIS_CLUSTER", None)
+            print(f"embedded Valkey on {valkey.url} (AOF, appendfsync always)", flush=True)
+        if not env.get("DATABASE_URL"):
+            pg = embedded.PostgresServer(data_dir / "postgres").start()
+            servers.append(pg)
+            env["DATABASE_URL"] = pg.url
+            print(f"embedded PostgreSQL on {pg.url}", flush=True)
+        me = [sys.executable, "-m", "voting_service.cli"]
+        subprocess.run([*me, "migrate"], env=env, check=True)
+        if not args.no_demo:
+            subprocess.run([*me, "demo"], env=env, check=True)
+        children.append(subprocess.Popen(
+            [*me, "serve", "--host", args.host, "--port", str(args.port),
+             "--workers", str(args.workers)], env=env, start_new_session=True))
+        children.append(subprocess.Popen([*me, "flusher"], env=env, start_new_session=True))
+        admin = next(t.split(":", 1)[1] for t in env["VOTING_ADMIN_TOKENS"].split(",")
+                     if t.startswith("admin:"))
+        print(f"\nvoting-service is up: http://{args.host}:{args.port}/\n"
+              f"admin token (local use only): {admin}\n"
+              f"data kept in {data_dir}; Ctrl-C stops everything\n", flush=True)
+        while not stopping:
+            if any(c.poll() is not None for c in children):
+                print("a child process exited; stopping", flush=True)
+                break
+            time.sleep(0.2)
+        return 0 if stopping else 1
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        for server in reversed(servers):
+            server.stop()
+        print("stopped", flush=True)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Load the demo campaign unless any campaign exists; always publish snapshots."""
+    from . import campaigns, db
+    from .demo import demo_campaign
+
+    async def run(conn: Any, redis: Any, settings: Settings) -> int:
+        if not await db.campaign_ids(conn):
+            data = json.dumps(demo_campaign(), ensure_ascii=False).encode()
+            campaign = await campaigns.load(conn, redis, data)
+            print(f"loaded demo campaign {campaign.id}")
+        await campaigns.publish_all(conn, redis)
+        return 0
+
+    return asyncio.run(_with_db(run))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voting-service", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def web_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=8000)
+        p.add_argument("--workers", type=int, default=1)
+
+    up = sub.add_parser("up", help="all-in-one: embedded servers, demo data, web + flusher")
+    web_options(up)
+    up.add_argument("--no-demo", action="store_true", help="do not load the demo campaign")
+    up.set_defaults(fn=cmd_up)
+    serve = sub.add_parser("serve", help="the web app (gunicorn + uvicorn workers if > 1)")
+    web_options(serve)
+    serve.add_argument("--access-log", action="store_true")
+    serve.set_defaults(fn=cmd_serve)
+    fl = sub.add_parser("flusher", help="move the ledger from Redis into PostgreSQL")
+    fl.add_argument("--name", help="consumer name (default: host-pid)")
+    fl.add_argument("--burst", action="store_true", help="exit when nothing is left")
+    fl.add_argument("--check", action="store_true", help="exit 0 if a flusher is healthy")
+    fl.add_argument("--max-lag", type=float, default=60.0, help="seconds, for --check")
+    fl.set_defaults(fn=cmd_flusher)
+    sub.add_parser("migrate", help="apply SQL migrations").set_defaults(fn=cmd_migrate)
+    sub.add_parser("demo", help="load the demo campaign if none").set_defaults(fn=cmd_demo)
+    camp = sub.add_parser("campaign", help="campaign tools")
+    camp_sub = camp.add_subparsers(dest="campaign_command", required=True)
+    load = camp_sub.add_parser("load", help="create or replace a campaign from JSON")
+    load.add_argument("file")
+    load.set_defaults(fn=cmd_campaign_load)
+    rec = sub.add_parser("reconcile", help="compare Redis tallies with the ledger")
+    rec.add_argument("--campaign")
+    rec.set_defaults(fn=cmd_reconcile)
+    reb = sub.add_parser("rebuild", help="restore Redis tallies and quotas from PostgreSQL")
+    reb.add_argument("--force", action="store_true", help="even while votes are flowing")
+    reb.set_defaults(fn=cmd_rebuild)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args = build_parser().parse_args(argv)
+    sys.exit(args.fn(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""PostgreSQL: pool, migrations, and the SQL of the admin side (as module constants)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+from importlib import resources
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from .models import Campaign, CampaignIn, Candidate, Channel, Rules
+
+log = logging.getLogger(__name__)
+
+MIGRATION_LOCK = 7_406_531_001
+"""Advisory lock id held while migrating, so several processes may run ``migrate`` at once."""
+
+
+async def connect_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    return await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, command_timeout=60, timeout=5
+    )
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    found = []
+    for entry in resources.files("voting_service.migrations").iterdir():
+        match = re.fullmatch(r"(\d{4})_(\w+)\.sql", entry.name)
+        if match:
+            found.append((int(match[1]), match[2], entry.read_text("utf-8")))
+    return sorted(found)
+
+
+async def migrate(conn: asyncpg.Connection) -> list[int]:
+    """Apply pending migrations in order, each once, each in its own transaction."""
+    applied_now: list[int] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, name, sql in migration_files():
+            if version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
+                )
+            log.info("applied migration %04d_%s", version, name)
+            applied_now.append(version)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+    return applied_now
+
+
+UPSERT_CAMPAIGN = """
+INSERT INTO campaigns (id, title, timezone, opens_at, closes_at, status, show_counts, rules)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)
+ON CONFLICT (id) DO UPDATE SET title = EXCLUDED.title, timezone = EXCLUDED.timezone,
+    opens_at = EXCLUDED.opens_at, closes_at = EXCLUDED.closes_at, status = EXCLUDED.status,
+    show_counts = EXCLUDED.show_counts, rules = EXCLUDED.rules, updated_at = now()
+"""
+UPSERT_CANDIDATE = """
+INSERT INTO candidates (campaign_id, id, number, name, gender, region, industry, employer,
+    occupation, summary, deeds, photo_url)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+ON CONFLICT (campaign_id, id) DO UPDATE SET number = EXCLUDED.number, name = EXCLUDED.name,
+    gender = EXCLUDED.gender, region = EXCLUDED.region, industry = EXCLUDED.industry,
+    employer = EXCLUDED.employer, occupation = EXCLUDED.occupation, summary = EXCLUDED.summary,
+    deeds = EXCLUDED.deeds, photo_url = EXCLUDED.photo_url
+"""
+INSERT_CHANNEL = """
+INSERT INTO channels (campaign_id, id, name, allowed_origins, secret)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (campaign_id, id) DO NOTHING
+RETURNING id
+"""
+INSERT_AUDIT = "INSERT INTO audit_log (actor, action, target, request) VALUES ($1, $2, $3, $4)"
+
+
+async def campaign_exists(conn: asyncpg.Connection, campaign_id: str) -> bool:
+    return bool(await conn.fetchval("SELECT 1 FROM campaigns WHERE id = $1", campaign_id))
+
+
+async def save_campaign(conn: asyncpg.Connection, c: CampaignIn | Campaign) -> None:
+    """Upsert a campaign and its candidates; candidates not listed are removed."""
+    async with conn.transaction():
+        await conn.execute(
+            UPSERT_CAMPAIGN, c.id, c.title, c.timezone, c.opens_at, c.closes_at, c.status,
+            c.show_counts, msgspec.json.encode(c.rules).decode(),
+        )
+        await conn.executemany(
+            UPSERT_CANDIDATE,
+            [
+                (c.id, x.id, x.number, x.name, x.gender, x.region, x.industry, x.employer,
+                 x.occupation, x.summary, x.deeds, x.photo_url)
+                for x in c.candidates
+            ],
+        )
+        await conn.execute(
+            "DELETE FROM candidates WHERE campaign_id = $1 AND NOT (id = ANY($2::text[]))",
+            c.id, [x.id for x in c.candidates],
+        )
+
+
+async def load_campaign(conn: asyncpg.Connection, campaign_id: str) -> Campaign | None:
+    row = await conn.fetchrow("SELECT * FROM campaigns WHERE id = $1", campaign_id)
+    if row is None:
+        return None
+    cands = await conn.fetch(
+        "SELECT * FROM candidates WHERE campaign_id = $1 ORDER BY number, id", campaign_id
+    )
+    chans = await conn.fetch(
+        "SELECT * FROM channels WHERE campaign_id = $1 ORDER BY id", campaign_id
+    )
+    return Campaign(
+        id=row["id"], title=row["title"], timezone=row["timezone"], opens_at=row["opens_at"],
+        closes_at=row["closes_at"], status=row["status"], show_counts=row["show_counts"],
+        rules=msgspec.json.decode(row["rules"], type=Rules),
+        candidates=[
+            Candidate(**{k: v for k, v in dict(r).items() if k != "campaign_id"}) for r in cands
+        ],
+        channels=[
+            Channel(id=r["id"], name=r["name"], allowed_origins=list(r["allowed_origins"]),
+                    secret=r["secret"])
+            for r in chans
+        ],
+    )
+
+
+async def campaign_ids(conn: asyncpg.Connection) -> list[str]:
+    return [r["id"] for r in await conn.fetch("SELECT id FROM campaigns ORDER BY id")]
+
+
+async def audit(
+    conn: asyncpg.Connection, actor: str, action: str, target: str, request: Any
+) -> None:
+    await conn.execute(INSERT_AUDIT, actor, action, target, json.dumps(request, default=str))
+
+
+RESULTS = """
+SELECT c.id AS candidate_id, c.number, c.name, c.gender, c.region, c.industry,
+       COALESCE(t.votes, 0) AS votes
+FROM candidates c
+LEFT JOIN tallies t ON t.campaign_id = c.campaign_id AND t.candidate_id = c.id
+WHERE c.campaign_id = $1
+ORDER BY votes DESC, c.number
+"""
+
+
+async def results(conn: asyncpg.Connection, campaign_id: str) -> dict[str, Any]:
+    """Final ranking from PostgreSQL, valid votes only, with breakdowns for the panel."""
+    rows = await conn.fetch(RESULTS, campaign_id)
+    candidates = [dict(r) for r in rows]
+    total = sum(r["votes"] for r in candidates)
+    breakdowns: dict[str, dict[str, int]] = {}
+    for dim in ("region", "industry", "gender"):
+        acc: dict[str, int] = {}
+        for r in candidates:
+            acc[r[dim]] = acc.get(r[dim], 0) + r["votes"]
+        breakdowns[dim] = acc
+    by_channel = await conn.fetch(
+        "SELECT channel, count(*) AS n FROM votes WHERE campaign_id = $1 AND valid"
+        " GROUP BY channel ORDER BY channel", campaign_id,
+    )
+    by_day = await conn.fetch(
+        "SELECT day, count(*) AS n FROM votes WHERE campaign_id = $1 AND valid"
+        " GROUP BY day ORDER BY day", campaign_id,
+    )
+    breakdowns["channel"] = {r["channel"] or "direct": r["n"] for r in by_channel}
+    breakdowns["day"] = {r["day"].isoformat(): r["n"] for r in by_day}
+    return {
+        "campaign_id": campaign_id,
+        "total": total,
+        "as_of": dt.datetime.now(dt.UTC).isoformat(),
+        "candidates": candidates,
+        "breakdowns": breakdowns,
+    }

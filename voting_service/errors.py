@@ -1,0 +1,99 @@
+"""Domain errors with the stable ``code`` of DESIGN §6.
+
+Raised anywhere; turned into RFC 9457 ``application/problem+json`` only at the HTTP edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+
+class VotingError(Exception):
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "invalid_request"
+    title: ClassVar[str] = "Invalid request"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+
+class InvalidRequest(VotingError):
+    pass
+
+
+class VoterRequired(VotingError):
+    status, code, title = 401, "voter_required", "A valid voter credential is required"
+
+
+class Unauthorized(VotingError):
+    status, code, title = 401, "unauthorized", "Admin credentials are required"
+
+
+class Forbidden(VotingError):
+    status, code, title = 403, "forbidden", "This role may not do that"
+
+
+class ChallengeFailed(VotingError):
+    status, code, title = 403, "challenge_failed", "Proof of work missing, wrong or reused"
+
+
+class Blocked(VotingError):
+    status, code, title = 403, "blocked", "This voter or network is blocked"
+
+
+class VotingClosed(VotingError):
+    status, code, title = 403, "voting_closed", "Voting is not open"
+
+
+class CampaignNotFound(VotingError):
+    status, code, title = 404, "campaign_not_found", "No such campaign"
+
+
+class CandidateNotFound(VotingError):
+    status, code, title = 404, "candidate_not_found", "No such candidate"
+
+
+class NotFound(VotingError):
+    status, code, title = 404, "not_found", "Not found"
+
+
+class MethodNotAllowed(VotingError):
+    status, code, title = 405, "method_not_allowed", "Method not allowed"
+
+
+class Conflict(VotingError):
+    status, code, title = 409, "conflict", "Already exists"
+
+
+class AlreadyVoted(VotingError):
+    status, code, title = 409, "already_voted", "You already voted for this candidate today"
+
+
+class PayloadTooLarge(VotingError):
+    status, code, title = 413, "invalid_request", "Request body too large"
+
+
+class DailyQuotaExhausted(VotingError):
+    status, code, title = 429, "daily_quota_exhausted", "No votes left today"
+
+
+class RateLimited(VotingError):
+    status, code, title = 429, "rate_limited", "Too many votes from this network"
+
+
+class InternalError(VotingError):
+    status, code, title = 500, "internal_error", "Internal error"
+
+
+class Unavailable(VotingError):
+    status, code, title = 503, "unavailable", "Temporarily unavailable; nothing was counted"

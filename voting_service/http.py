@@ -1,0 +1,122 @@
+"""HTTP edge helpers: JSON in and out, RFC 9457 problems, admin auth."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import msgspec
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .errors import (
+    Forbidden,
+    InternalError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    VotingError,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_encoder = msgspec.json.Encoder()
+
+
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return _encoder.encode(content)
+
+
+def problem(exc: VotingError, instance: str = "") -> Response:
+    body: dict[str, Any] = {
+        "type": f"https://errors.voting-service/{exc.code}",
+        "title": exc.title,
+        "status": exc.status,
+        "code": exc.code,
+        "detail": exc.detail,
+    }
+    if instance:
+        body["instance"] = instance
+    body.update(exc.extra)
+    return Response(
+        _encoder.encode(body),
+        status_code=exc.status,
+        headers=exc.headers,
+        media_type="application/problem+json",
+    )
+
+
+async def on_voting_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, VotingError)
+    return problem(exc, request.url.path)
+
+
+async def on_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    mapped: VotingError
+    if exc.status_code == 404:
+        mapped = NotFound()
+    elif exc.status_code == 405:
+        mapped = MethodNotAllowed(headers=exc.headers)
+    else:
+        mapped = InvalidRequest(str(exc.detail))
+    return problem(mapped, request.url.path)
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem(InternalError(), request.url.path)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise PayloadTooLarge(f"body larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def decode(body: bytes, type_: type[T]) -> T:
+    if not body:
+        raise InvalidRequest("a JSON body is required")
+    try:
+        return msgspec.json.decode(body, type=type_)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(str(exc)) from exc
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"malformed JSON: {exc}") from exc
+
+
+async def json_body(request: Request, type_: type[T], limit: int = 2048) -> T:
+    return decode(await read_body(request, limit), type_)
+
+
+def authorize(request: Request, tokens: Mapping[str, str], *roles: str) -> str:
+    """Check the admin bearer token; return the actor (role + token fingerprint) for audit."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized(headers={"WWW-Authenticate": "Bearer"})
+    role = None
+    for known, known_role in tokens.items():
+        if hmac.compare_digest(known.encode(), token.encode()):
+            role = known_role
+    if role is None:
+        raise Unauthorized("unknown admin token", headers={"WWW-Authenticate": "Bearer"})
+    if role not in roles:
+        raise Forbidden(f"role {role!r} may not do this")
+    return f"{role}:{hashlib.sha256(token.encode()).hexdigest()[:8]}"

@@ -1,0 +1,116 @@
+"""Who is voting: credentials → ``voter_id`` (a keyed HMAC), and the client's IP.
+
+No raw phone number or partner user id is kept: only ``HMAC(pepper, mode ":" subject)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import secrets
+import time
+from collections.abc import Sequence
+
+import jwt
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from .errors import VoterRequired
+from .models import Campaign
+from .settings import IPNetwork
+
+VOTER_TOKEN_MAX_AGE = 90 * 24 * 3600
+PARTNER_MAX_LIFETIME = 24 * 3600
+JWT_ALGORITHMS = ["HS256"]
+"""Fixed: never taken from the token header (no ``none``, no algorithm confusion)."""
+
+
+def voter_id(pepper: str, mode: str, subject: str) -> str:
+    digest = hmac.new(pepper.encode(), f"{mode}:{subject}".encode(), hashlib.sha256)
+    return digest.hexdigest()[:32]
+
+
+class VoterTokens:
+    """Signed anonymous voter tokens; the first secret signs, every listed one verifies."""
+
+    def __init__(self, secret_keys: Sequence[str], pepper: str) -> None:
+        self._serializer = URLSafeTimedSerializer(list(secret_keys), salt="voter-token")
+        self._pepper = pepper
+
+    def issue(self, campaign_id: str) -> str:
+        return self._serializer.dumps({"c": campaign_id, "s": secrets.token_urlsafe(12)})
+
+    def voter(self, token: str, campaign_id: str) -> str:
+        if len(token) > 512:
+            raise VoterRequired("voter token is malformed")
+        try:
+            data = self._serializer.loads(token, max_age=VOTER_TOKEN_MAX_AGE)
+        except BadSignature as exc:
+            raise VoterRequired("voter token is invalid or expired") from exc
+        if not isinstance(data, dict) or data.get("c") != campaign_id:
+            raise VoterRequired("voter token belongs to another campaign")
+        return voter_id(self._pepper, "anon", f"{campaign_id}:{data.get('s')}")
+
+
+def partner_voter(token: str, campaign: Campaign, pepper: str) -> tuple[str, str]:
+    """Verify a partner JWT; return ``(voter_id, channel_id)``.
+
+    HS256 with the channel's secret; ``iss`` = channel id, ``aud`` = campaign id, ``exp``
+    required and at most 24 h ahead.
+    """
+    try:
+        unverified = jwt.decode(token, options={"verify_signature": False})
+        channel_id = str(unverified.get("iss", ""))
+    except jwt.PyJWTError as exc:
+        raise VoterRequired("partner token is malformed") from exc
+    channel = next((ch for ch in campaign.channels if ch.id == channel_id), None)
+    if channel is None or "partner" not in campaign.rules.identity:
+        raise VoterRequired("partner token from an unknown channel")
+    try:
+        claims = jwt.decode(
+            token,
+            channel.secret,
+            algorithms=JWT_ALGORITHMS,
+            audience=campaign.id,
+            issuer=channel.id,
+            options={"require": ["exp", "iss", "aud", "sub"]},
+        )
+    except jwt.PyJWTError as exc:
+        raise VoterRequired(f"partner token rejected: {exc}") from exc
+    if int(claims["exp"]) - time.time() > PARTNER_MAX_LIFETIME:
+        raise VoterRequired("partner token lives longer than 24 h")
+    subject = str(claims["sub"])
+    if not subject or len(subject) > 256:
+        raise VoterRequired("partner token has no usable subject")
+    return voter_id(pepper, "partner", f"{channel.id}:{subject}"), channel.id
+
+
+def client_ip(peer: str | None, forwarded_for: str | None, trusted: Sequence[IPNetwork]) -> str:
+    """The client's address: ``X-Forwarded-For`` is believed only from trusted proxies.
+
+    Walks the header from the right, skipping trusted hops, and takes the first untrusted one.
+    """
+    try:
+        addr = ipaddress.ip_address(peer or "0.0.0.0")
+    except ValueError:
+        return "0.0.0.0"
+    if not forwarded_for or not trusted:
+        return str(addr)
+    for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
+        if not any(addr in net for net in trusted):
+            break
+        try:
+            addr = ipaddress.ip_address(hop)
+        except ValueError:
+            break
+    return str(addr)
+
+
+def ip_prefixes(ip: str) -> list[str]:
+    """The networks an address is limited under: IPv4 /32 and /24, IPv6 /64 and /48."""
+    addr = ipaddress.ip_address(ip)
+    if addr.version == 4:
+        lengths = (32, 24)
+    else:
+        lengths = (64, 48)
+    return [str(ipaddress.ip_network(f"{addr}/{n}", strict=False)) for n in lengths]

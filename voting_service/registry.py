@@ -1,0 +1,142 @@
+"""What every worker keeps in memory: campaign snapshots and tally caches.
+
+Snapshots live in Redis (so votes need no PostgreSQL); workers poll a version counter every
+second and reload on change, so a pause reaches every worker within about a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+from . import store
+from .errors import CampaignNotFound
+from .models import Campaign, Candidate, Channel
+from .store import AnyRedis
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Day:
+    date: str
+    """Local calendar day, ``YYYY-MM-DD``."""
+    expire_at: int
+    """Unix seconds a day after the local day ends: when daily keys may go."""
+    ends_at: float
+    """Unix seconds of the next local midnight."""
+
+
+class LiveCampaign:
+    def __init__(self, campaign: Campaign) -> None:
+        self.c = campaign
+        self.id = campaign.id
+        self.zone = ZoneInfo(campaign.timezone)
+        self.candidates: dict[str, Candidate] = {x.id: x for x in campaign.candidates}
+        self.channels: dict[str, Channel] = {x.id: x for x in campaign.channels}
+        self.opens = campaign.opens_at.timestamp()
+        self.closes = campaign.closes_at.timestamp()
+        self._day: Day | None = None
+
+    def is_open(self, now: float) -> bool:
+        return self.c.status == "open" and self.opens <= now < self.closes
+
+    def state(self, now: float) -> str:
+        """``open`` only while running inside the window; else why not."""
+        if self.c.status != "open":
+            return self.c.status
+        if now < self.opens:
+            return "upcoming"
+        if now >= self.closes:
+            return "closed"
+        return "open"
+
+    def day(self, now: float) -> Day:
+        cached = self._day
+        if cached is not None and now < cached.ends_at:
+            return cached
+        local = dt.datetime.fromtimestamp(now, self.zone)
+        midnight = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(), self.zone)
+        day = Day(
+            date=local.date().isoformat(),
+            expire_at=int(midnight.timestamp()) + 86400,
+            ends_at=midnight.timestamp(),
+        )
+        self._day = day
+        return day
+
+
+@dataclass
+class _TallyCache:
+    shards: list[dict[str, int]]
+    fetched: float
+    as_of: str
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class Registry:
+    def __init__(self, redis: AnyRedis, shards: int, refresh: float = 1.0) -> None:
+        self.redis = redis
+        self.shards = shards
+        self.refresh_every = refresh
+        self.version = -1
+        self.campaigns: dict[str, LiveCampaign] = {}
+        self._tallies: dict[str, _TallyCache] = {}
+
+    def get(self, campaign_id: str) -> LiveCampaign:
+        live = self.campaigns.get(campaign_id)
+        if live is None:
+            raise CampaignNotFound(f"no campaign {campaign_id!r}")
+        return live
+
+    async def refresh(self, force: bool = False) -> bool:
+        version = await store.config_version(self.redis)
+        if version == self.version and not force:
+            return False
+        version, raw = await store.load_snapshots(self.redis)
+        fresh = {}
+        for cid, snapshot in raw.items():
+            try:
+                fresh[cid] = LiveCampaign(msgspec.json.decode(snapshot, type=Campaign))
+            except (msgspec.DecodeError, ValueError) as exc:
+                log.error("campaign snapshot %s is unreadable: %s", cid, exc)
+        self.campaigns = fresh
+        self.version = version
+        return True
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_every)
+            try:
+                await self.refresh()
+            except Exception as exc:  # keep serving the last good snapshot
+                log.warning("campaign refresh failed: %r", exc)
+
+    async def tallies(self, campaign_id: str, max_age: float = 1.0) -> tuple[dict[str, int], str]:
+        """Campaign totals: the sum of the shard tallies, cached about a second."""
+        cache = self._tallies.get(campaign_id)
+        if cache is None:
+            cache = self._tallies[campaign_id] = _TallyCache([], 0.0, "")
+        if time.monotonic() - cache.fetched > max_age:
+            async with cache.lock:
+                if time.monotonic() - cache.fetched > max_age:
+                    cache.shards = await store.shard_tallies(self.redis, campaign_id, self.shards)
+                    cache.fetched = time.monotonic()
+                    cache.as_of = dt.datetime.now(dt.UTC).isoformat()
+        return store.sum_tallies(cache.shards), cache.as_of
+
+    def note_shard_count(self, campaign_id: str, shard: int, candidate: str, votes: int) -> int:
+        """Fold a fresh shard count from a vote into the cache; return the candidate's total."""
+        cache = self._tallies.get(campaign_id)
+        if cache is None or not cache.shards:
+            return votes
+        counts = cache.shards[shard]
+        if counts.get(candidate, 0) < votes:
+            counts[candidate] = votes
+        return sum(s.get(candidate, 0) for s in cache.shards)

@@ -1,0 +1,54 @@
+"""Lua scripts: read once from the package, called by SHA with a NOSCRIPT fallback."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis, RedisCluster
+from redis.exceptions import NoScriptError
+
+AnyRedis = Redis | RedisCluster
+
+
+@dataclass(frozen=True)
+class Script:
+    name: str
+    source: str
+    sha: str
+
+    async def __call__(self, client: AnyRedis, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
+        except NoScriptError:
+            return await client.eval(self.source, len(keys), *keys, *args)  # type: ignore[misc]
+
+
+def lua_dir() -> Path:
+    """``voting_service/lua`` in a built wheel; the top-level ``lua/`` in a source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "lua", here.parent / "lua"):
+        if (candidate / "cast_vote.lua").exists():
+            return candidate
+    raise FileNotFoundError("Lua scripts not found next to the voting_service package")
+
+
+@cache
+def load(name: str) -> Script:
+    source = (lua_dir() / f"{name}.lua").read_text("utf-8")
+    return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
+
+
+def cast_vote() -> Script:
+    return load("cast_vote")
+
+
+def ip_limit() -> Script:
+    return load("ip_limit")
+
+
+def ack_entries() -> Script:
+    return load("ack_entries")

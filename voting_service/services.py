@@ -1,0 +1,45 @@
+"""The long-lived parts one worker shares between requests, opened once by the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import asyncpg
+from starlette.requests import Request
+
+from .errors import Unavailable
+from .identity import VoterTokens
+from .registry import Registry
+from .settings import Settings
+from .store import AnyRedis, Batcher
+
+
+@dataclass
+class Services:
+    settings: Settings
+    redis: AnyRedis
+    batcher: Batcher
+    registry: Registry
+    tokens: VoterTokens
+    pool: asyncpg.Pool | None = None
+
+    @asynccontextmanager
+    async def db(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; an unreachable database is a 503, not a 500."""
+        if self.pool is None:
+            raise Unavailable("the database is not configured")
+        try:
+            conn = await self.pool.acquire()
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            raise Unavailable("the database is unreachable") from exc
+        try:
+            yield conn
+        finally:
+            await self.pool.release(conn)
+
+
+def services(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc

@@ -1,0 +1,118 @@
+"""Every setting, read from the environment in one place (DESIGN §8).
+
+Values are passed into the parts that need them; nothing else reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Secret:
+    """A string that never shows itself in a repr, a log line or a traceback."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    def __str__(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+class ConfigurationError(Exception):
+    pass
+
+
+def _parse_admin_tokens(raw: str) -> dict[str, str]:
+    """``role:token,role:token`` → {token: role}."""
+    tokens: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        role, sep, token = item.partition(":")
+        if not sep or role not in ("admin", "ops") or len(token) < 16:
+            raise ConfigurationError(
+                "VOTING_ADMIN_TOKENS must be 'admin:<token>' or 'ops:<token>' items, "
+                "tokens of at least 16 characters"
+            )
+        tokens[token] = role
+    return tokens
+
+
+def _parse_proxies(raw: str) -> tuple[IPNetwork, ...]:
+    nets: list[IPNetwork] = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        if item == "*":
+            raise ConfigurationError("VOTING_TRUSTED_PROXIES must list CIDRs, never '*'")
+        try:
+            nets.append(ipaddress.ip_network(item, strict=False))
+        except ValueError as exc:
+            raise ConfigurationError(f"VOTING_TRUSTED_PROXIES: bad CIDR {item!r}") from exc
+    return tuple(nets)
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    return env.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str | None = None
+    """``redis://…``; ``None`` means the embedded Valkey started by ``voting-service up``."""
+    redis_cluster: bool = False
+    database_url: str | None = None
+    secret_key: Secret = field(default_factory=lambda: Secret(secrets.token_urlsafe(32)))
+    """Signs voter tokens; a list separated by spaces rotates keys (first signs, all verify)."""
+    pepper: Secret = field(default_factory=lambda: Secret(secrets.token_urlsafe(32)))
+    """Keys the identity HMAC: without it a voter id cannot be tied back to a phone number."""
+    admin_tokens: Mapping[str, str] = field(default_factory=dict)
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    shards: int = 16
+    data_dir: Path = Path(".voting-data")
+    accept_weak_durability: bool = False
+    """Accept a Redis whose persistence could lose acknowledged votes."""
+    redis_timeout: float = 0.8
+    """Seconds a vote waits for Redis before answering 503 (the contract is 1 s)."""
+    config_refresh: float = 1.0
+    """Seconds between checks for campaign changes made by other workers."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        shards = int(env.get("VOTING_SHARDS", "16"))
+        if not 1 <= shards <= 1024:
+            raise ConfigurationError("VOTING_SHARDS must be between 1 and 1024")
+        secret_key = env.get("VOTING_SECRET_KEY", "")
+        pepper = env.get("VOTING_PEPPER", "")
+        for name, value in (("VOTING_SECRET_KEY", secret_key), ("VOTING_PEPPER", pepper)):
+            if not value:
+                raise ConfigurationError(f"{name} must be set (a long random string)")
+        return cls(
+            redis_url=env.get("REDIS_URL") or None,
+            redis_cluster=_flag(env, "VOTING_REDIS_CLUSTER"),
+            database_url=env.get("DATABASE_URL") or None,
+            secret_key=Secret(secret_key),
+            pepper=Secret(pepper),
+            admin_tokens=_parse_admin_tokens(env.get("VOTING_ADMIN_TOKENS", "")),
+            trusted_proxies=_parse_proxies(env.get("VOTING_TRUSTED_PROXIES", "")),
+            shards=shards,
+            data_dir=Path(env.get("VOTING_DATA_DIR", ".voting-data")),
+            accept_weak_durability=_flag(env, "VOTING_ACCEPT_WEAK_DURABILITY"),
+            redis_timeout=float(env.get("VOTING_REDIS_TIMEOUT", "0.8")),
+        )
+
+    @property
+    def secret_keys(self) -> list[str]:
+        return str(self.secret_key).split()

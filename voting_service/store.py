@@ -1,0 +1,172 @@
+"""Redis operations of the hot path and the campaign snapshot.
+
+Votes arriving in the same event-loop turn are sent as one pipeline (one round trip per
+node); each script call still runs atomically on its own. A batch that does not answer
+within the timeout fails its votes with 503 — the client retries with the same ``vote_id``
+and gets the first answer if the vote did land.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis, RedisCluster
+from redis.exceptions import NoScriptError, RedisError
+
+from . import keys, scripts
+from .errors import Unavailable
+from .scripts import AnyRedis, Script
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def connect(settings: Settings, url: str | None = None, **kwargs: Any) -> AnyRedis:
+    url = url or settings.redis_url
+    if not url:
+        raise RuntimeError("REDIS_URL is not set")
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": max(settings.redis_timeout * 2, 1.0),
+        "socket_connect_timeout": settings.redis_timeout,
+        "health_check_interval": 5,
+    }
+    options.update(kwargs)
+    if settings.redis_cluster:
+        return RedisCluster.from_url(url, **options)
+    return Redis.from_url(url, max_connections=64, **options)
+
+
+@dataclass
+class _Call:
+    script: Script
+    keys: list[str]
+    args: list[Any]
+    future: asyncio.Future[Any]
+
+
+class Batcher:
+    """Coalesces concurrent script calls into pipelines; see the module docstring."""
+
+    def __init__(self, client: AnyRedis, timeout: float, *, waitaof: bool = False) -> None:
+        self._client = client
+        self._timeout = timeout
+        self._waitaof = waitaof
+        self._pending: list[_Call] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def call(self, script: Script, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.append(_Call(script, keys, args, future))
+        return future
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        task = asyncio.get_running_loop().create_task(self._run(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, batch: list[_Call]) -> None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                results = await self._execute(batch, by_sha=True)
+                missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+                if missing:
+                    retried = await self._execute([batch[i] for i in missing], by_sha=False)
+                    for i, result in zip(missing, retried, strict=True):
+                        results[i] = result
+        except (TimeoutError, RedisError, OSError) as exc:
+            log.warning("redis batch of %d failed: %r", len(batch), exc)
+            for call in batch:
+                if not call.future.done():
+                    call.future.set_exception(Unavailable())
+            return
+        for call, result in zip(batch, results, strict=True):
+            if call.future.done():
+                continue
+            if isinstance(result, Exception):
+                log.warning("redis script %s failed: %r", call.script.name, result)
+                call.future.set_exception(Unavailable())
+            else:
+                call.future.set_result(result)
+
+    async def _execute(self, batch: list[_Call], *, by_sha: bool) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        for call in batch:
+            if by_sha:
+                pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+            else:
+                pipe.eval(call.script.source, len(call.keys), *call.keys, *call.args)
+        if self._waitaof:
+            pipe.execute_command("WAITAOF", 1, 0, int(self._timeout * 1000))
+        results = list(await pipe.execute(raise_on_error=False))
+        if self._waitaof:
+            fsynced = results.pop()
+            if isinstance(fsynced, Exception) or int(fsynced[0]) < 1:
+                raise OSError(f"WAITAOF did not confirm the local fsync: {fsynced!r}")
+        return results
+
+    async def close(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def shard_tallies(client: AnyRedis, campaign_id: str, shards: int) -> list[dict[str, int]]:
+    """Each shard group's tally hash, in shard order."""
+    pipe = client.pipeline(transaction=False)
+    for shard in range(shards):
+        pipe.hgetall(keys.tally(campaign_id, shard))
+    raw = await pipe.execute()
+    return [{cand: int(n) for cand, n in h.items()} for h in raw]
+
+
+def sum_tallies(per_shard: Iterable[dict[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for shard in per_shard:
+        for cand, n in shard.items():
+            total[cand] = total.get(cand, 0) + n
+    return total
+
+
+async def load_snapshots(client: AnyRedis) -> tuple[int, dict[str, str]]:
+    version = int(await client.get(keys.CONFIG_VERSION) or 0)
+    return version, dict(await client.hgetall(keys.CONFIG_HASH))
+
+
+async def config_version(client: AnyRedis) -> int:
+    return int(await client.get(keys.CONFIG_VERSION) or 0)
+
+
+async def publish_snapshot(client: AnyRedis, campaign_id: str, snapshot: str) -> None:
+    await client.hset(keys.CONFIG_HASH, campaign_id, snapshot)  # type: ignore[misc]
+    await client.incr(keys.CONFIG_VERSION)
+
+
+async def run_script(client: AnyRedis, script: Script, keys_: list[str], args: list[Any]) -> Any:
+    """One script call outside the hot path (no batching)."""
+    try:
+        return await script(client, keys_, args)
+    except (RedisError, OSError) as exc:
+        raise Unavailable() from exc
+
+
+__all__ = [
+    "AnyRedis",
+    "Batcher",
+    "Redis",
+    "RedisCluster",
+    "connect",
+    "load_snapshots",
+    "publish_snapshot",
+    "run_script",
+    "scripts",
+    "shard_tallies",
+    "sum_tallies",
+]
