@@ -7,18 +7,18 @@
 -- KEYS[3] ledger     stream of accepted votes of this shard group (read by the flusher)
 -- KEYS[4] idem       string: the first answer given to this (voter, vote_id)
 -- KEYS[5] blocked    hash voter id -> unix seconds the block ends (0 = never)
--- KEYS[6] challenge  string marking a proof-of-work challenge spent, or "" when none was sent
+-- KEYS[6] challenge  (optional) string marking a proof-of-work challenge spent
 -- ARGV[1] voter id            ARGV[2] candidate id        ARGV[3] vote id
 -- ARGV[4] votes per day       ARGV[5] votes per candidate per day
 -- ARGV[6] quota expiry        unix seconds (a day after the local day ends)
 -- ARGV[7] idempotency TTL     seconds
 -- ARGV[8] channel ("" = direct)   ARGV[9] client IP   ARGV[10] local day (YYYY-MM-DD)
--- ARGV[11] challenge expiry   unix seconds (when KEYS[6] is not "")
+-- ARGV[11] challenge expiry   unix seconds (when KEYS[6] is given)
 -- Returns {status, answer}: status 0 accepted, 1 replay of an accepted vote, 2 already voted
 -- for this candidate today, 3 daily quota used up, 4 voter blocked, 5 challenge already spent.
 -- answer = "<candidate>|<votes left today>|<candidate votes in this shard>".
-local quota, tally, ledger, idem, blocked, challenge =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local quota, tally, ledger, idem, blocked = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local challenge = KEYS[6]
 local voter, cand, vote_id = ARGV[1], ARGV[2], ARGV[3]
 local per_day, per_cand = tonumber(ARGV[4]), tonumber(ARGV[5])
 
@@ -31,7 +31,7 @@ local block_ends = redis.call('HGET', blocked, voter)
 if block_ends and (tonumber(block_ends) == 0 or tonumber(block_ends) > now) then
   return {4, ''}
 end
-if challenge ~= '' and redis.call('EXISTS', challenge) == 1 then
+if challenge and redis.call('EXISTS', challenge) == 1 then
   return {5, ''}
 end
 local used = tonumber(redis.call('HGET', quota, '_n') or '0')
@@ -45,7 +45,7 @@ end
 redis.call('HINCRBY', quota, '_n', 1)
 redis.call('HINCRBY', quota, cand, 1)
 redis.call('EXPIREAT', quota, tonumber(ARGV[6]))
-if challenge ~= '' then
+if challenge then
   redis.call('SET', challenge, '1', 'EXAT', tonumber(ARGV[11]))
 end
 local shard_votes = redis.call('HINCRBY', tally, cand, 1)

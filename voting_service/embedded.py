@@ -23,10 +23,15 @@ PG_USER = "voting-pg"
 """Unprivileged system user that runs PostgreSQL when we are root (it refuses root)."""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_port(*, below: int = 65536) -> int:
+    """A free TCP port; ``below`` leaves room for a cluster bus port (port + 10000)."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port < below and (below == 65536 or not _port_open(port + 10000)):
+            return port
+    raise RuntimeError("no free port found")
 
 
 def _port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -79,7 +84,7 @@ class ValkeyServer:
         appendonly: bool = True,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
-        self.port = port or free_port()
+        self.port = port or free_port(below=55535 if cluster else 65536)
         self.cluster = cluster
         self.appendfsync = appendfsync
         self.appendonly = appendonly
@@ -228,7 +233,8 @@ def _pg_user() -> str | None:
         pwd.getpwnam(PG_USER)
     except KeyError:
         subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_USER],
+            ["useradd", "--system", "--user-group", "--no-create-home",
+             "--shell", "/usr/sbin/nologin", PG_USER],
             check=True, capture_output=True,
         )
     return PG_USER
@@ -248,7 +254,11 @@ class PostgresServer:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run_as(self) -> dict[str, object]:
-        return {"user": self.user} if self.user else {}
+        # group and extra_groups too: with root's groups kept, a root-group-owned directory
+        # would be judged by its group bits and refuse the server
+        if not self.user:
+            return {}
+        return {"user": self.user, "group": self.user, "extra_groups": []}
 
     def start(self) -> PostgresServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)

