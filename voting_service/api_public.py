@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,7 +14,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from . import identity, voting
-from .errors import CandidateNotFound, Forbidden, InvalidRequest, VoterRequired
+from .errors import CandidateNotFound, Forbidden, InvalidRequest, Unavailable, VoterRequired
 from .http import JSON, json_body
 from .models import VoteIn
 from .registry import LiveCampaign
@@ -192,9 +193,15 @@ async def post_vote(request: Request) -> Response:
         svc.settings.trusted_proxies,
     )
     ballot = voting.Ballot(voter, vote, ip, token_channel or vote.channel or "")
-    if live.c.show_counts:
-        await svc.registry.tallies(live.id)
-    accepted = await voting.cast(svc.batcher, svc.registry, live, ballot)
+    try:
+        # one deadline for the whole Redis part: a slow or paused Redis is a 503 within 1 s
+        async with asyncio.timeout(svc.settings.redis_timeout):
+            if live.c.show_counts and not svc.registry.has_tallies(live.id):
+                with contextlib.suppress(Unavailable):
+                    await svc.registry.tallies(live.id)  # warm this worker's cache once
+            accepted = await voting.cast(svc.batcher, svc.registry, live, ballot)
+    except TimeoutError as exc:
+        raise Unavailable("Redis did not answer in time; nothing was counted") from exc
     body: dict[str, Any] = {
         "vote_id": accepted.vote_id,
         "candidate_id": accepted.candidate_id,

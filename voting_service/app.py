@@ -7,6 +7,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import asyncpg
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -15,7 +17,7 @@ from starlette.routing import Route
 
 from . import api_admin, api_public, campaigns, db, durability, store
 from .errors import VotingError
-from .http import JSON, on_http_exception, on_unexpected, on_voting_error
+from .http import JSON, on_backend_down, on_http_exception, on_unexpected, on_voting_error
 from .identity import VoterTokens
 from .registry import Registry
 from .services import Services, services
@@ -61,7 +63,7 @@ def create_app(settings: Settings) -> Starlette:
                 "set VOTING_ACCEPT_WEAK_DURABILITY=1 to accept that risk"
             )
         batcher = store.Batcher(redis, settings.redis_timeout, waitaof=found.waitaof)
-        registry = Registry(redis, settings.shards, settings.config_refresh)
+        registry = Registry(redis, settings.shards, settings.config_refresh, settings.redis_timeout)
         pool = None
         if settings.database_url:
             pool = await db.connect_pool(settings.database_url, min_size=0, max_size=5)
@@ -97,6 +99,10 @@ def create_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
         exception_handlers={
             VotingError: on_voting_error,
+            RedisError: on_backend_down,
+            asyncpg.PostgresConnectionError: on_backend_down,
+            asyncpg.InterfaceError: on_backend_down,
+            OSError: on_backend_down,
             HTTPException: on_http_exception,
             Exception: on_unexpected,
         },

@@ -95,6 +95,7 @@ class Flusher:
         name: str | None = None,
         batch: int = 2000,
         idle_sleep: float = 0.05,
+        claim_idle_ms: int = CLAIM_IDLE_MS,
     ) -> None:
         self.redis = redis
         self.database_url = database_url
@@ -102,6 +103,7 @@ class Flusher:
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self.batch = batch
         self.idle_sleep = idle_sleep
+        self.claim_idle_ms = claim_idle_ms
         self.stats = Stats()
         self._conn: asyncpg.Connection | None = None
         self._grouped: set[str] = set()
@@ -141,7 +143,7 @@ class Flusher:
         pipe = self.redis.pipeline(transaction=False)
         plan: list[tuple[Stream, str]] = []
         self._read_pending = any(keys.ledger(*s) not in self._pending_done for s in streams)
-        claim = time.monotonic() - self._claimed_at > CLAIM_IDLE_MS / 3000
+        claim = time.monotonic() - self._claimed_at > self.claim_idle_ms / 3000
         if claim:
             self._claimed_at = time.monotonic()
         for stream in streams:
@@ -152,7 +154,7 @@ class Flusher:
             plan.append((stream, "read"))
             if not claim:
                 continue
-            pipe.xautoclaim(key, keys.FLUSHER_GROUP, self.name, CLAIM_IDLE_MS, "0-0",
+            pipe.xautoclaim(key, keys.FLUSHER_GROUP, self.name, self.claim_idle_ms, "0-0",
                             count=self.batch)
             plan.append((stream, "claim"))
         results = await pipe.execute()

@@ -21,6 +21,7 @@ from .errors import (
     NotFound,
     PayloadTooLarge,
     Unauthorized,
+    Unavailable,
     VotingError,
 )
 
@@ -70,6 +71,12 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
     else:
         mapped = InvalidRequest(str(exc.detail))
     return problem(mapped, request.url.path)
+
+
+async def on_backend_down(request: Request, exc: Exception) -> Response:
+    """Redis or PostgreSQL unreachable: a 503 the client may retry, never a 500."""
+    log.warning("backend error on %s %s: %r", request.method, request.url.path, exc)
+    return problem(Unavailable(), request.url.path)
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:

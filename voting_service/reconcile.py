@@ -6,6 +6,7 @@ PostgreSQL. ``rebuild`` writes Redis tallies and today's quota state back from t
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -108,8 +109,8 @@ async def rebuild(
         tallies[r["shard"]][r["candidate_id"]] += int(r["n"])
     today_rows = await conn.fetch(
         "SELECT shard, voter_id, candidate_id, count(*) AS n FROM votes"
-        " WHERE campaign_id = $1 AND day = $2::date GROUP BY 1, 2, 3",
-        campaign_id, today,
+        " WHERE campaign_id = $1 AND day = $2 GROUP BY 1, 2, 3",
+        campaign_id, dt.date.fromisoformat(today),
     )
     for r in today_rows:
         q = quotas[(r["shard"], r["voter_id"])]

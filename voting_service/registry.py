@@ -11,12 +11,14 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
+from redis.exceptions import RedisError
 
 from . import store
-from .errors import CampaignNotFound
+from .errors import CampaignNotFound, Unavailable
 from .models import Campaign, Candidate, Channel
 from .store import AnyRedis
 
@@ -81,8 +83,12 @@ class _TallyCache:
 
 
 class Registry:
-    def __init__(self, redis: AnyRedis, shards: int, refresh: float = 1.0) -> None:
+    def __init__(
+        self, redis: AnyRedis, shards: int, refresh: float = 1.0, timeout: float = 0.8
+    ) -> None:
         self.redis = redis
+        self.timeout = timeout
+        self._background: set[asyncio.Task[Any]] = set()
         self.shards = shards
         self.refresh_every = refresh
         self.version = -1
@@ -126,16 +132,44 @@ class Registry:
         if time.monotonic() - cache.fetched > max_age:
             async with cache.lock:
                 if time.monotonic() - cache.fetched > max_age:
-                    cache.shards = await store.shard_tallies(self.redis, campaign_id, self.shards)
+                    try:
+                        async with asyncio.timeout(self.timeout):
+                            shards = await store.shard_tallies(
+                                self.redis, campaign_id, self.shards
+                            )
+                    except (TimeoutError, RedisError, OSError) as exc:
+                        raise Unavailable("vote counts are unavailable right now") from exc
+                    cache.shards = shards
                     cache.fetched = time.monotonic()
                     cache.as_of = dt.datetime.now(dt.UTC).isoformat()
         return store.sum_tallies(cache.shards), cache.as_of
 
-    def note_shard_count(self, campaign_id: str, shard: int, candidate: str, votes: int) -> int:
+    def refresh_tallies_soon(self, campaign_id: str) -> None:
+        """Refresh a stale cache in the background: the vote path never waits for it."""
+        cache = self._tallies.get(campaign_id)
+        if cache is None or cache.lock.locked() or time.monotonic() - cache.fetched <= 1.0:
+            return
+        task = asyncio.get_running_loop().create_task(self.tallies(campaign_id))
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("tally refresh failed: %r", task.exception())
+
+    def has_tallies(self, campaign_id: str) -> bool:
+        cache = self._tallies.get(campaign_id)
+        return cache is not None and bool(cache.shards)
+
+    def note_shard_count(
+        self, campaign_id: str, shard: int, candidate: str, votes: int
+    ) -> int | None:
         """Fold a fresh shard count from a vote into the cache; return the candidate's total."""
         cache = self._tallies.get(campaign_id)
         if cache is None or not cache.shards:
-            return votes
+            return None
+        self.refresh_tallies_soon(campaign_id)
         counts = cache.shards[shard]
         if counts.get(candidate, 0) < votes:
             counts[candidate] = votes

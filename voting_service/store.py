@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
 from . import keys, scripts
@@ -34,6 +36,9 @@ def connect(settings: Settings, url: str | None = None, **kwargs: Any) -> AnyRed
         "socket_timeout": max(settings.redis_timeout * 2, 1.0),
         "socket_connect_timeout": settings.redis_timeout,
         "health_check_interval": 5,
+        # one immediate retry on a dead pooled connection (Redis restarted); no backoff
+        # sleeps, which would break the 1 s answer of the vote path
+        "retry": Retry(NoBackoff(), 1),
     }
     options.update(kwargs)
     if settings.redis_cluster:

@@ -1,0 +1,292 @@
+"""The durable ledger (issue #3): crash windows of the flusher, reconcile, rebuild,
+durability checks and concurrent migrations — against real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.conftest import Backend, Harness, make_settings
+from voting_service import campaigns, durability, embedded, keys, reconcile, store
+from voting_service.app import create_app
+from voting_service.flusher import Flusher, healthy
+from voting_service.registry import LiveCampaign
+from voting_service.settings import Settings
+
+
+async def cast_votes(h: Harness, voters: int, per_voter: int) -> list[str]:
+    await h.create_campaign()
+    ids = []
+    for _ in range(voters):
+        token = await h.voter()
+        for i in range(per_voter):
+            r = await h.vote(token, f"c{i + 1:03d}")
+            assert r.status_code == 200, r.text
+            ids.append(r.json()["vote_id"])
+    return ids
+
+
+def flusher_for(h: Harness, name: str, claim_idle_ms: int = 15_000) -> Flusher:
+    return Flusher(h.redis, h.settings.database_url or "", h.settings.shards, name=name,
+                   claim_idle_ms=claim_idle_ms)
+
+
+async def stream_backlog(h: Harness, cid: str = "t2026") -> int:
+    return sum([await h.redis.xlen(keys.ledger(cid, s)) for s in range(h.settings.shards)])
+
+
+async def pg_tallies(pg: asyncpg.Connection) -> dict[str, int]:
+    rows = await pg.fetch("SELECT candidate_id, votes FROM tallies WHERE campaign_id = 't2026'")
+    return {r["candidate_id"]: r["votes"] for r in rows if r["votes"]}
+
+
+async def redis_tallies(h: Harness) -> dict[str, int]:
+    per_shard = await store.shard_tallies(h.redis, "t2026", h.settings.shards)
+    return store.sum_tallies(per_shard)
+
+
+async def test_crash_after_commit_before_ack_counts_once(harness: Harness) -> None:
+    ids = await cast_votes(harness, voters=6, per_voter=3)
+    dying = flusher_for(harness, "dying")
+    streams = await dying.streams()
+    await dying._read(streams)  # pending re-read pass (empty)
+    batch = {s: e for s, e in (await dying._read(streams)).items() if e}
+    assert sum(len(e) for e in batch.values()) == len(ids)
+    assert await dying._write(batch) == len(ids)  # committed ...
+    await dying.close()  # ... and the process dies before XACK
+
+    taker = flusher_for(harness, "taker", claim_idle_ms=0)
+    try:
+        assert await taker.drain() == len(ids)  # redelivered via XAUTOCLAIM
+    finally:
+        await taker.close()
+    assert taker.stats.inserted == 0  # the primary key made redelivery harmless
+    assert await harness.pg.fetchval("SELECT count(*) FROM votes") == len(ids)
+    assert await pg_tallies(harness.pg) == await redis_tallies(harness)
+    assert await stream_backlog(harness) == 0
+    assert await reconcile.reconcile(harness.redis, harness.pg, "t2026", harness.settings.shards) == []
+
+
+async def test_restart_with_same_name_rereads_pending(harness: Harness) -> None:
+    ids = await cast_votes(harness, voters=4, per_voter=2)
+    first = flusher_for(harness, "pod-1")
+    streams = await first.streams()
+    await first._read(streams)
+    batch = await first._read(streams)  # delivered to pod-1, then it dies before writing
+    assert sum(len(e) for e in batch.values()) == len(ids)
+    await first.close()
+    assert await harness.pg.fetchval("SELECT count(*) FROM votes") == 0
+
+    again = flusher_for(harness, "pod-1")
+    try:
+        assert await again.drain() == len(ids)
+    finally:
+        await again.close()
+    stored = {r["vote_id"] for r in await harness.pg.fetch("SELECT vote_id FROM votes")}
+    assert stored == set(ids)
+    assert await stream_backlog(harness) == 0
+
+
+async def test_reconcile_reports_drift(harness: Harness) -> None:
+    await cast_votes(harness, voters=3, per_voter=2)
+    flusher = flusher_for(harness, "f")
+    try:
+        await flusher.drain()
+    finally:
+        await flusher.close()
+    shards = harness.settings.shards
+    assert await reconcile.reconcile(harness.redis, harness.pg, "t2026", shards) == []
+    await harness.redis.hincrby(keys.tally("t2026", 0), "c002", 5)  # type: ignore[misc]
+    drift = await reconcile.reconcile(harness.redis, harness.pg, "t2026", shards)
+    assert [(d.candidate_id, d.redis - d.expected) for d in drift] == [("c002", 5)]
+
+
+async def test_unflushed_votes_count_in_reconcile(harness: Harness) -> None:
+    await cast_votes(harness, voters=2, per_voter=3)
+    shards = harness.settings.shards
+    found = await reconcile.unflushed(harness.redis, harness.pg, "t2026", shards)
+    assert len(found) == 6
+    assert await reconcile.reconcile(harness.redis, harness.pg, "t2026", shards) == []
+
+
+async def test_rebuild_restores_tallies_and_todays_quota(harness: Harness) -> None:
+    await harness.create_campaign()
+    token = await harness.voter()
+    for cand in ("c001", "c002"):
+        assert (await harness.vote(token, cand)).status_code == 200
+    other = await harness.voter()
+    assert (await harness.vote(other, "c001")).status_code == 200
+    flusher = flusher_for(harness, "f")
+    try:
+        await flusher.drain()
+    finally:
+        await flusher.close()
+    before = await redis_tallies(harness)
+    assert before == {"c001": 2, "c002": 1}
+
+    # Redis loses everything, then the snapshots come back from PostgreSQL
+    r = harness.redis
+    if isinstance(r, store.RedisCluster):
+        await r.flushall(target_nodes=store.RedisCluster.PRIMARIES)
+    else:
+        await r.flushall()
+    await campaigns.publish_all(harness.pg, r)
+    assert await redis_tallies(harness) == {}
+    live = harness.app.state.services.registry.get("t2026")
+    assert isinstance(live, LiveCampaign)
+    day = live.day(__import__("time").time())
+    restored = await reconcile.rebuild(r, harness.pg, "t2026", harness.settings.shards,
+                                       day.date, day.expire_at)
+    assert restored == 3
+    assert await redis_tallies(harness) == before
+    again = await harness.vote(token, "c001")
+    assert again.status_code == 409 and again.json()["code"] == "already_voted"
+    third = await harness.vote(token, "c003")
+    assert third.status_code == 200
+    assert third.json()["votes_left_today"] == 2  # 5 a day, 3 used after the rebuild
+
+
+async def test_flusher_check_reports_health(harness: Harness) -> None:
+    ok, why = await healthy(harness.redis)
+    assert not ok and "no flusher" in why
+    await cast_votes(harness, voters=1, per_voter=1)
+    flusher = flusher_for(harness, "beat")
+    try:
+        await flusher.drain()
+        await flusher.heartbeat()
+    finally:
+        await flusher.close()
+    ok, why = await healthy(harness.redis)
+    assert ok and "1 flusher" in why
+
+
+async def test_flusher_backs_off_while_postgres_is_unreachable(
+    backend: Backend, redis: store.AnyRedis, pg: asyncpg.Connection
+) -> None:
+    """Votes in the stream stay there (nothing acked) while the database is away."""
+    settings = make_settings(backend, "postgresql://postgres@127.0.0.1:1/none")
+    app = create_app(settings)
+    from tests.conftest import campaign_payload, client_for
+
+    await campaigns.load(pg, redis, __import__("json").dumps(campaign_payload()).encode())
+    async with app.router.lifespan_context(app), client_for(app) as client:
+        token = (await client.post("/api/v1/campaigns/t2026/voter")).json()["token"]
+        r = await client.post("/api/v1/campaigns/t2026/votes", json={"candidate_id": "c001"},
+                              headers={"X-Voter-Token": token})
+        assert r.status_code == 200  # voting does not need PostgreSQL
+        admin = await client.get("/api/v1/admin/campaigns/t2026/results",
+                                 headers={"Authorization": "Bearer ops-token-for-tests-0123456789ab"})
+        assert admin.status_code == 503 and admin.json()["code"] == "unavailable"
+    flusher = Flusher(redis, "postgresql://postgres@127.0.0.1:1/none", settings.shards)
+    stop = asyncio.Event()
+    task = asyncio.create_task(flusher.run(stop))
+    await asyncio.sleep(0.5)
+    stop.set()
+    await task
+    backlog = sum([await redis.xlen(keys.ledger("t2026", s)) for s in range(settings.shards)])
+    assert backlog == 1
+
+
+@pytest.mark.parametrize("appendonly,appendfsync,safe", [
+    (False, "always", False), (True, "no", False), (True, "everysec", True),
+    (True, "always", True),
+])
+async def test_durability_check(
+    tmp_path: Path, appendonly: bool, appendfsync: str, safe: bool
+) -> None:
+    server = embedded.ValkeyServer(tmp_path / "v", appendonly=appendonly,
+                                   appendfsync=appendfsync).start()
+    try:
+        settings = Settings(redis_url=server.url)
+        client = store.connect(settings)
+        found = await durability.check(client)
+        assert found.safe is safe, found.reason
+        assert found.waitaof is (appendfsync == "everysec")
+        app = create_app(settings)
+        if safe:
+            async with app.router.lifespan_context(app):
+                assert app.state.services.batcher is not None
+        else:
+            with pytest.raises(RuntimeError, match="refusing to start"):
+                async with app.router.lifespan_context(app):
+                    pass
+            weak = create_app(Settings(redis_url=server.url, accept_weak_durability=True))
+            async with weak.router.lifespan_context(weak):
+                assert weak.state.services.settings.accept_weak_durability
+        await client.aclose()
+    finally:
+        server.stop()
+
+
+async def test_votes_are_durable_with_waitaof(tmp_path: Path, migrated: str) -> None:
+    server = embedded.ValkeyServer(tmp_path / "v", appendfsync="everysec").start()
+    try:
+        backend = Backend("everysec", server.url, False)
+        settings = make_settings(backend, migrated)
+        redis = store.connect(settings)
+        conn = await asyncpg.connect(migrated)
+        from tests.conftest import campaign_payload, client_for
+
+        try:
+            await conn.execute("TRUNCATE campaigns CASCADE")
+            await campaigns.load(conn, redis,
+                                 __import__("json").dumps(campaign_payload()).encode())
+            app = create_app(settings)
+            async with app.router.lifespan_context(app), client_for(app) as client:
+                token = (await client.post("/api/v1/campaigns/t2026/voter")).json()["token"]
+                r = await client.post("/api/v1/campaigns/t2026/votes",
+                                      json={"candidate_id": "c003"},
+                                      headers={"X-Voter-Token": token})
+                assert r.status_code == 200, r.text
+        finally:
+            await conn.close()
+            await redis.aclose()
+        server.kill()  # SIGKILL right after the acknowledgement
+        server.start()
+        again = store.connect(settings)
+        try:
+            assert await store.shard_tallies(again, "t2026", settings.shards) != []
+            totals = store.sum_tallies(await store.shard_tallies(again, "t2026", settings.shards))
+            assert totals == {"c003": 1}
+        finally:
+            await again.aclose()
+    finally:
+        server.stop()
+
+
+def test_migrate_is_safe_from_concurrent_processes(migrated: str) -> None:
+    async def fresh_db() -> str:
+        conn = await asyncpg.connect(migrated)
+        try:
+            await conn.execute("DROP DATABASE IF EXISTS migrate_race")
+            await conn.execute("CREATE DATABASE migrate_race")
+        finally:
+            await conn.close()
+        return migrated.rsplit("/", 1)[0] + "/migrate_race"
+
+    url = asyncio.run(fresh_db())
+    env = {**os.environ, "DATABASE_URL": url, "VOTING_SECRET_KEY": "k" * 20,
+           "VOTING_PEPPER": "p" * 20}
+    procs = [subprocess.Popen([sys.executable, "-m", "voting_service.cli", "migrate"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             for _ in range(4)]
+    outputs = [p.communicate(timeout=120)[0].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], outputs
+    assert sum("applied" in o and "up to date" not in o for o in outputs) == 1
+
+    async def versions() -> list[int]:
+        conn = await asyncpg.connect(url)
+        try:
+            return [r["version"] for r in await conn.fetch(
+                "SELECT version FROM schema_migrations ORDER BY version")]
+        finally:
+            await conn.close()
+
+    found = asyncio.run(versions())
+    assert found == sorted(set(found)) and found[0] == 1
