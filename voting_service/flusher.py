@@ -171,14 +171,11 @@ class Flusher:
         return out
 
     async def _write(self, batch: dict[Stream, list[tuple[str, dict[str, str]]]]) -> int:
-        seen: set[tuple[str, str]] = set()
         records = []
         for (cid, shard), entries in batch.items():
-            for sid, fields in entries:
-                if (cid, sid) in seen:
-                    continue
-                seen.add((cid, sid))
-                records.append(to_record(cid, shard, sid, fields))
+            # an entry may come twice in one pass (own pending + claimed); ids are per stream
+            unique = dict(entries)
+            records += [to_record(cid, shard, sid, fields) for sid, fields in unique.items()]
         conn = await self._db()
         async with conn.transaction():
             await conn.copy_records_to_table("vote_stage", records=records, columns=STAGE_COLUMNS)
