@@ -151,7 +151,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         os.execvp(sys.executable, [
             sys.executable, "-m", "gunicorn", "voting_service.app:app_from_env()",
-            "-k", "uvicorn_worker.UvicornWorker", "-w", str(args.workers),
+            "-k", "voting_service.worker.VotingWorker", "-w", str(args.workers),
             "-b", f"{args.host}:{args.port}", "--graceful-timeout", "10",
             "--access-logfile", "-" if args.access_log else "/dev/null",
         ])
@@ -160,6 +160,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     uvicorn.run(
         "voting_service.app:app_from_env", factory=True, host=args.host, port=args.port,
         loop="uvloop", http="httptools", access_log=args.access_log, lifespan="on",
+        proxy_headers=False,  # VOTING_TRUSTED_PROXIES alone decides (identity.client_ip)
         timeout_graceful_shutdown=10,
     )
     return 0
