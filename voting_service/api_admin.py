@@ -137,7 +137,8 @@ async def get_audit(request: Request) -> Response:
     authorize(request, svc.settings.admin_tokens, *ADMIN)
     async with svc.db() as conn:
         rows = await conn.fetch(
-            "SELECT id, at, actor, action, target, request FROM audit_log ORDER BY id DESC LIMIT 500"
+            "SELECT id, at, actor, action, target, request FROM audit_log"
+            " ORDER BY id DESC LIMIT 500"
         )
     return JSON([dict(r) | {"request": msgspec.json.decode(r["request"])} for r in rows])
 

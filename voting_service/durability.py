@@ -7,6 +7,7 @@ itself; a worker may accept it only with ``WAITAOF`` (single node) or by explici
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 from redis.exceptions import RedisError
 
@@ -24,12 +25,14 @@ class Durability:
 async def _config(client: AnyRedis) -> list[dict[str, str]]:
     """``appendonly``/``appendfsync`` of every primary."""
     if isinstance(client, RedisCluster):
-        raw = await client.config_get("append*", target_nodes=RedisCluster.PRIMARIES)
+        raw = cast(dict[str, Any], await client.config_get(
+            "append*", target_nodes=RedisCluster.PRIMARIES))
         # one merged dict per node, keyed by node name
         if raw and all(isinstance(v, dict) for v in raw.values()):
-            return list(raw.values())
-        return [raw]
-    return [await client.config_get("append*")]
+            return [{str(k): str(v) for k, v in node.items()} for node in raw.values()]
+        return [{str(k): str(v) for k, v in raw.items()}]
+    single = await client.config_get("append*")
+    return [{str(k): str(v) for k, v in single.items()}]
 
 
 async def check(client: AnyRedis) -> Durability:
@@ -44,7 +47,7 @@ async def check(client: AnyRedis) -> Durability:
         return Durability(True, False, "AOF with appendfsync always")
     if fsyncs == {"everysec"} and not isinstance(client, RedisCluster):
         try:
-            await client.execute_command("WAITAOF", 0, 0, 0)
+            await client.execute_command("WAITAOF", 0, 0, 0)  # type: ignore[no-untyped-call]
         except RedisError:
             return Durability(False, False, "appendfsync everysec and no WAITAOF")
         return Durability(True, True, "appendfsync everysec with WAITAOF per batch")

@@ -125,7 +125,7 @@ class ValkeyServer:
             [valkey_binary(), str(conf)], start_new_session=True,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        _wait(lambda: self._ping() or self.process.poll() is not None,  # type: ignore[union-attr]
+        _wait(lambda: self._ping() or self.process.poll() is not None,  # type: ignore[union-attr,unused-ignore]
               30, f"valkey on port {self.port}")
         if self.process.poll() is not None:
             log = (self.data_dir / "valkey.log").read_text(errors="replace")[-2000:]
@@ -287,7 +287,7 @@ class PostgresServer:
                 stdout=log, stderr=log, start_new_session=True,
                 **self._run_as(),  # type: ignore[call-overload]
             )
-        _wait(lambda: self._ready() or self.process.poll() is not None,  # type: ignore[union-attr]
+        _wait(lambda: self._ready() or self.process.poll() is not None,  # type: ignore[union-attr,unused-ignore]
               60, f"postgres on port {self.port}")
         if self.process.poll() is not None:
             raise RuntimeError("postgres exited at start:\n" + log_path.read_text()[-2000:])

@@ -11,6 +11,7 @@ exactly the votes that are not yet known to be committed, and Redis memory stays
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -125,7 +126,7 @@ class Flusher:
 
     async def streams(self) -> list[Stream]:
         if time.monotonic() - self._campaigns_at > 2.0:
-            self._campaigns = sorted(await self.redis.hkeys(keys.CONFIG_HASH))  # type: ignore[misc]
+            self._campaigns = sorted(map(str, await self.redis.hkeys(keys.CONFIG_HASH)))
             self._campaigns_at = time.monotonic()
         found = [(cid, shard) for cid in self._campaigns for shard in range(self.shards)]
         for cid, shard in found:
@@ -278,10 +279,8 @@ class Flusher:
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        pass
 
 
 async def healthy(redis: AnyRedis, max_lag: float = 60.0) -> tuple[bool, str]:

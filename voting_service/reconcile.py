@@ -10,6 +10,7 @@ import datetime as dt
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any, cast
 
 import asyncpg
 
@@ -40,8 +41,8 @@ async def unflushed(
 ) -> list[Unflushed]:
     found: list[Unflushed] = []
     for shard in range(shards):
-        entries = await redis.xrange(keys.ledger(campaign_id, shard), "-", "+")
-        found += [Unflushed(shard, f["voter"], f["vid"], f["cand"], f["day"])
+        entries = await redis.xrange(keys.ledger(campaign_id, shard), "-", "+") or []
+        found += [Unflushed(shard, str(f["voter"]), str(f["vid"]), str(f["cand"]), str(f["day"]))
                   for _, f in entries if f]
     if not found:
         return []
@@ -126,11 +127,11 @@ async def rebuild(
     for shard in range(shards):
         pipe.delete(keys.tally(campaign_id, shard))
         if tallies.get(shard):
-            pipe.hset(keys.tally(campaign_id, shard), mapping=dict(tallies[shard]))
+            pipe.hset(keys.tally(campaign_id, shard), mapping=cast(Any, tallies[shard]))
     for (shard, voter), counts in quotas.items():
         key = keys.quota(campaign_id, shard, today, voter)
         pipe.delete(key)
-        pipe.hset(key, mapping=dict(counts))
+        pipe.hset(key, mapping=cast(Any, counts))
         pipe.expireat(key, expire_at)
     await pipe.execute()
     return sum(sum(t.values()) for t in tallies.values())

@@ -97,7 +97,7 @@ class Settings:
         secret_key = env.get("VOTING_SECRET_KEY", "")
         pepper = env.get("VOTING_PEPPER", "")
         for name, value in (("VOTING_SECRET_KEY", secret_key), ("VOTING_PEPPER", pepper)):
-            if not value:
+            if not value.strip():  # blank: no signing key at all (VoterTokens needs one)
                 raise ConfigurationError(f"{name} must be set (a long random string)")
         return cls(
             redis_url=env.get("REDIS_URL") or None,

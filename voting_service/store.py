@@ -146,7 +146,8 @@ def sum_tallies(per_shard: Iterable[dict[str, int]]) -> dict[str, int]:
 
 async def load_snapshots(client: AnyRedis) -> tuple[int, dict[str, str]]:
     version = int(await client.get(keys.CONFIG_VERSION) or 0)
-    return version, dict(await client.hgetall(keys.CONFIG_HASH))
+    raw = await client.hgetall(keys.CONFIG_HASH)
+    return version, {str(k): str(v) for k, v in raw.items()}
 
 
 async def config_version(client: AnyRedis) -> int:
@@ -154,7 +155,7 @@ async def config_version(client: AnyRedis) -> int:
 
 
 async def publish_snapshot(client: AnyRedis, campaign_id: str, snapshot: str) -> None:
-    await client.hset(keys.CONFIG_HASH, campaign_id, snapshot)  # type: ignore[misc]
+    await client.hset(keys.CONFIG_HASH, campaign_id, snapshot)
     await client.incr(keys.CONFIG_VERSION)
 
 

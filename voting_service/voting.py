@@ -19,6 +19,7 @@ from .errors import (
     RateLimited,
     VotingClosed,
 )
+from .identity import ip_prefixes
 from .models import VoteIn
 from .registry import LiveCampaign, Registry
 from .store import Batcher
@@ -53,9 +54,10 @@ async def check_ip(
     """Apply the campaign's per-IP limits; return (minute load ‰, votes from this IP today)."""
     rules = campaign.c.rules
     day = campaign.day(now)
+    net = ip_prefixes(ip)[0]  # IPv4 /32, IPv6 /64: one IPv6 client holds a whole /64
     result = await batcher.call(
         scripts.ip_limit(),
-        [keys.ip_rate(campaign.id, ip), keys.ip_day(campaign.id, ip, day.date)],
+        [keys.ip_rate(campaign.id, net), keys.ip_day(campaign.id, net, day.date)],
         [rules.ip_per_minute, rules.ip_per_day, day.expire_at],
     )
     allowed, retry_ms, load, count = (int(x) for x in result)

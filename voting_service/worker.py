@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from uvicorn_worker import UvicornWorker
 
 
-class VotingWorker(UvicornWorker):  # type: ignore[misc]
+class VotingWorker(UvicornWorker):  # type: ignore[misc,unused-ignore]
     CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
         "loop": "uvloop",
         "http": "httptools",

@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.conftest import Backend, Harness, make_settings
+from tests.conftest import OPS, Backend, Harness, make_settings
 from voting_service import campaigns, durability, embedded, keys, reconcile, store
 from voting_service.app import create_app
 from voting_service.flusher import Flusher, healthy
@@ -70,7 +70,8 @@ async def test_crash_after_commit_before_ack_counts_once(harness: Harness) -> No
     assert await harness.pg.fetchval("SELECT count(*) FROM votes") == len(ids)
     assert await pg_tallies(harness.pg) == await redis_tallies(harness)
     assert await stream_backlog(harness) == 0
-    assert await reconcile.reconcile(harness.redis, harness.pg, "t2026", harness.settings.shards) == []
+    shards = harness.settings.shards
+    assert await reconcile.reconcile(harness.redis, harness.pg, "t2026", shards) == []
 
 
 async def test_restart_with_same_name_rereads_pending(harness: Harness) -> None:
@@ -102,7 +103,7 @@ async def test_reconcile_reports_drift(harness: Harness) -> None:
         await flusher.close()
     shards = harness.settings.shards
     assert await reconcile.reconcile(harness.redis, harness.pg, "t2026", shards) == []
-    await harness.redis.hincrby(keys.tally("t2026", 0), "c002", 5)  # type: ignore[misc]
+    await harness.redis.hincrby(keys.tally("t2026", 0), "c002", 5)
     drift = await reconcile.reconcile(harness.redis, harness.pg, "t2026", shards)
     assert [(d.candidate_id, d.redis - d.expected) for d in drift] == [("c002", 5)]
 
@@ -180,8 +181,7 @@ async def test_flusher_backs_off_while_postgres_is_unreachable(
         r = await client.post("/api/v1/campaigns/t2026/votes", json={"candidate_id": "c001"},
                               headers={"X-Voter-Token": token})
         assert r.status_code == 200  # voting does not need PostgreSQL
-        admin = await client.get("/api/v1/admin/campaigns/t2026/results",
-                                 headers={"Authorization": "Bearer ops-token-for-tests-0123456789ab"})
+        admin = await client.get("/api/v1/admin/campaigns/t2026/results", headers=OPS)
         assert admin.status_code == 503 and admin.json()["code"] == "unavailable"
     flusher = Flusher(redis, "postgresql://postgres@127.0.0.1:1/none", settings.shards)
     stop = asyncio.Event()
