@@ -290,3 +290,25 @@ def test_migrate_is_safe_from_concurrent_processes(migrated: str) -> None:
 
     found = asyncio.run(versions())
     assert found == sorted(set(found)) and found[0] == 1
+
+
+async def test_rebuild_refuses_while_votes_flow(harness: Harness) -> None:
+    shards = harness.settings.shards
+    await harness.create_campaign()
+    assert not await reconcile.votes_flowing(harness.redis, "t2026", shards, 10)
+    token = await harness.voter()
+    assert (await harness.vote(token, "c004")).status_code == 200
+    assert await reconcile.votes_flowing(harness.redis, "t2026", shards, 10)
+    env = {**os.environ, "REDIS_URL": harness.settings.redis_url or "",
+           "VOTING_REDIS_CLUSTER": "1" if harness.settings.redis_cluster else "",
+           "DATABASE_URL": harness.settings.database_url or "", "VOTING_SECRET_KEY": "k" * 20,
+           "VOTING_PEPPER": "p" * 20, "VOTING_SHARDS": str(shards)}
+    refused = subprocess.run([sys.executable, "-m", "voting_service.cli", "rebuild"], env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "--force" in refused.stdout
+    forced = subprocess.run([sys.executable, "-m", "voting_service.cli", "rebuild", "--force"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert "rebuilt tallies of 1 votes" in forced.stdout
+    totals = store.sum_tallies(await store.shard_tallies(harness.redis, "t2026", shards))
+    assert totals == {"c004": 1}
