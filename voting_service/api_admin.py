@@ -11,10 +11,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import campaigns, db
-from .errors import CampaignNotFound, Conflict
-from .http import JSON, authorize, json_body
-from .models import Campaign, CampaignIn, CampaignPatch, ChannelIn, check_campaign
+from . import blocklist, campaigns, db
+from .errors import CampaignNotFound, Conflict, NotFound
+from .http import JSON, authorize, decode, json_body, read_body
+from .models import (
+    Campaign,
+    CampaignIn,
+    CampaignPatch,
+    ChannelIn,
+    SecretRotation,
+    check_campaign,
+)
 from .services import Services, services
 
 ADMIN = ("admin",)
@@ -32,6 +39,7 @@ def admin_view(c: Campaign) -> dict[str, Any]:
 
 async def _publish(svc: Services, conn: asyncpg.Connection, cid: str) -> Campaign:
     campaign = await campaigns.publish(conn, svc.redis, cid)
+    await blocklist.sync_campaign(conn, svc.redis, cid, svc.settings.shards)
     await svc.registry.refresh(force=True)
     return campaign
 
@@ -115,6 +123,31 @@ async def create_channel(request: Request) -> Response:
     )
 
 
+async def rotate_channel_secret(request: Request) -> Response:
+    """A new partner signing secret; the one it replaces keeps working for ``grace_seconds``
+    (two valid secrets during a rotation, so partners can switch without downtime)."""
+    svc = services(request)
+    actor = authorize(request, svc.settings.admin_tokens, *ADMIN)
+    cid, chid = request.path_params["cid"], request.path_params["channel"]
+    raw = await read_body(request, 1024)
+    body = decode(raw, SecretRotation) if raw.strip() else SecretRotation()
+    secret = secrets.token_urlsafe(32)
+    async with svc.db() as conn:
+        async with conn.transaction():
+            until = await conn.fetchval(
+                "UPDATE channels SET previous_secret = secret, secret = $3,"
+                " previous_expires_at = now() + make_interval(secs => $4)"
+                " WHERE campaign_id = $1 AND id = $2 RETURNING previous_expires_at",
+                cid, chid, secret, body.grace_seconds,
+            )
+            if until is None:
+                raise NotFound(f"no channel {chid!r} in campaign {cid!r}")
+            await db.audit(conn, actor, "channel.rotate_secret", f"{cid}/{chid}",
+                           msgspec.to_builtins(body))
+        await _publish(svc, conn, cid)
+    return JSON({"id": chid, "secret": secret, "previous_valid_until": until})
+
+
 async def list_channels(request: Request) -> Response:
     svc = services(request)
     authorize(request, svc.settings.admin_tokens, *READERS)
@@ -150,6 +183,8 @@ routes = [
     Route("/api/v1/admin/campaigns/{cid}", patch_campaign, methods=["PATCH"]),
     Route("/api/v1/admin/campaigns/{cid}/channels", create_channel, methods=["POST"]),
     Route("/api/v1/admin/campaigns/{cid}/channels", list_channels, methods=["GET"]),
+    Route("/api/v1/admin/campaigns/{cid}/channels/{channel}/secret", rotate_channel_secret,
+          methods=["POST"]),
     Route("/api/v1/admin/campaigns/{cid}/results", get_results, methods=["GET"]),
     Route("/api/v1/admin/audit", get_audit, methods=["GET"]),
 ]

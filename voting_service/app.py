@@ -11,15 +11,29 @@ import asyncpg
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import api_admin, api_public, campaigns, db, durability, store
+from . import (
+    api_admin,
+    api_fraud,
+    api_public,
+    api_voter,
+    campaigns,
+    db,
+    durability,
+    invalidation,
+    pages,
+    sms,
+    store,
+)
 from .errors import VotingError
 from .http import JSON, on_backend_down, on_http_exception, on_unexpected, on_voting_error
 from .identity import VoterTokens
 from .registry import Registry
+from .security import SecurityMiddleware
 from .services import Services, services
 from .settings import Settings
 
@@ -70,7 +84,14 @@ def create_app(settings: Settings) -> Starlette:
         svc = Services(
             settings, redis, batcher, registry,
             VoterTokens(settings.secret_keys, str(settings.pepper)), pool,
+            sms=sms.sender_from(settings),
         )
+        with contextlib.suppress(Exception):  # Redis down at start: the watcher retries
+            await svc.ip_blocks.refresh(redis)
+        if pool is not None:
+            with contextlib.suppress(Exception):  # a crash left Redis tallies to update
+                async with svc.db() as conn:
+                    await invalidation.apply_pending(conn, redis, settings.shards)
         await registry.refresh(force=True)
         if not registry.campaigns and pool is not None:
             with contextlib.suppress(Exception):
@@ -79,10 +100,13 @@ def create_app(settings: Settings) -> Starlette:
                 await registry.refresh(force=True)
         app.state.services = svc
         refresher = asyncio.create_task(registry.run())
+        blocks_watcher = asyncio.create_task(
+            svc.ip_blocks.watch(redis, settings.config_refresh))
         try:
             yield
         finally:
             refresher.cancel()
+            blocks_watcher.cancel()
             await batcher.close()
             if pool is not None:
                 await pool.close()
@@ -92,11 +116,15 @@ def create_app(settings: Settings) -> Starlette:
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         *api_public.routes,
+        *api_voter.routes,
         *api_admin.routes,
+        *api_fraud.routes,
+        *pages.routes,
     ]
     return Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(SecurityMiddleware, trusted_proxies=settings.trusted_proxies)],
         exception_handlers={
             VotingError: on_voting_error,
             RedisError: on_backend_down,

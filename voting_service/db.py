@@ -130,7 +130,8 @@ async def load_campaign(conn: asyncpg.Connection, campaign_id: str) -> Campaign 
         ],
         channels=[
             Channel(id=r["id"], name=r["name"], allowed_origins=list(r["allowed_origins"]),
-                    secret=r["secret"])
+                    secret=r["secret"], previous_secret=r["previous_secret"],
+                    previous_expires_at=r["previous_expires_at"])
             for r in chans
         ],
     )

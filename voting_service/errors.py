@@ -51,6 +51,10 @@ class Blocked(VotingError):
     status, code, title = 403, "blocked", "This voter or network is blocked"
 
 
+class InvalidCode(VotingError):
+    status, code, title = 400, "invalid_code", "The SMS code is wrong or no longer valid"
+
+
 class VotingClosed(VotingError):
     status, code, title = 403, "voting_closed", "Voting is not open"
 

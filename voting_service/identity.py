@@ -21,6 +21,8 @@ from .settings import IPNetwork
 
 VOTER_TOKEN_MAX_AGE = 90 * 24 * 3600
 PARTNER_MAX_LIFETIME = 24 * 3600
+VERIFIED_MODES = frozenset({"sms"})
+"""Identity modes whose voter tokens carry a voter id checked at issue (not a random one)."""
 JWT_ALGORITHMS = ["HS256"]
 """Fixed: never taken from the token header (no ``none``, no algorithm confusion)."""
 
@@ -34,13 +36,19 @@ class VoterTokens:
     """Signed anonymous voter tokens; the first secret signs, every listed one verifies."""
 
     def __init__(self, secret_keys: Sequence[str], pepper: str) -> None:
-        self._serializer = URLSafeTimedSerializer(list(secret_keys), salt="voter-token")
+        # itsdangerous signs with the *last* key of its list (oldest to newest): reverse ours
+        self._serializer = URLSafeTimedSerializer(list(secret_keys)[::-1], salt="voter-token")
         self._pepper = pepper
 
     def issue(self, campaign_id: str) -> str:
         return self._serializer.dumps({"c": campaign_id, "s": secrets.token_urlsafe(12)})
 
-    def voter(self, token: str, campaign_id: str) -> str:
+    def issue_verified(self, campaign_id: str, mode: str, voter: str) -> str:
+        """A token for a voter whose identity was checked (``sms``): it carries the voter id."""
+        return self._serializer.dumps({"c": campaign_id, "m": mode, "v": voter})
+
+    def credential(self, token: str, campaign_id: str) -> tuple[str, str]:
+        """``(voter_id, identity mode)``: ``anonymous`` or a verified mode such as ``sms``."""
         if len(token) > 512:
             raise VoterRequired("voter token is malformed")
         try:
@@ -49,7 +57,16 @@ class VoterTokens:
             raise VoterRequired("voter token is invalid or expired") from exc
         if not isinstance(data, dict) or data.get("c") != campaign_id:
             raise VoterRequired("voter token belongs to another campaign")
-        return voter_id(self._pepper, "anon", f"{campaign_id}:{data.get('s')}")
+        mode = data.get("m", "anonymous")
+        if mode == "anonymous":
+            return voter_id(self._pepper, "anon", f"{campaign_id}:{data.get('s')}"), mode
+        voter = data.get("v")
+        if mode not in VERIFIED_MODES or not isinstance(voter, str) or len(voter) != 32:
+            raise VoterRequired("voter token is malformed")
+        return voter, str(mode)
+
+    def voter(self, token: str, campaign_id: str) -> str:
+        return self.credential(token, campaign_id)[0]
 
 
 def partner_voter(token: str, campaign: Campaign, pepper: str) -> tuple[str, str]:
@@ -66,17 +83,26 @@ def partner_voter(token: str, campaign: Campaign, pepper: str) -> tuple[str, str
     channel = next((ch for ch in campaign.channels if ch.id == channel_id), None)
     if channel is None or "partner" not in campaign.rules.identity:
         raise VoterRequired("partner token from an unknown channel")
-    try:
-        claims = jwt.decode(
-            token,
-            channel.secret,
-            algorithms=JWT_ALGORITHMS,
-            audience=campaign.id,
-            issuer=channel.id,
-            options={"require": ["exp", "iss", "aud", "sub"]},
-        )
-    except jwt.PyJWTError as exc:
-        raise VoterRequired(f"partner token rejected: {exc}") from exc
+    keys = [channel.secret]
+    retiring = channel.previous_expires_at
+    if channel.previous_secret and (retiring is None or retiring.timestamp() > time.time()):
+        keys.append(channel.previous_secret)  # during a rotation both secrets are valid
+    for n, key in enumerate(keys, 1):
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=JWT_ALGORITHMS,
+                audience=campaign.id,
+                issuer=channel.id,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
+            break
+        except jwt.InvalidSignatureError as exc:
+            if n == len(keys):
+                raise VoterRequired(f"partner token rejected: {exc}") from exc
+        except jwt.PyJWTError as exc:
+            raise VoterRequired(f"partner token rejected: {exc}") from exc
     if int(claims["exp"]) - time.time() > PARTNER_MAX_LIFETIME:
         raise VoterRequired("partner token lives longer than 24 h")
     subject = str(claims["sub"])
@@ -109,8 +135,5 @@ def client_ip(peer: str | None, forwarded_for: str | None, trusted: Sequence[IPN
 def ip_prefixes(ip: str) -> list[str]:
     """The networks an address is limited under: IPv4 /32 and /24, IPv6 /64 and /48."""
     addr = ipaddress.ip_address(ip)
-    if addr.version == 4:
-        lengths = (32, 24)
-    else:
-        lengths = (64, 48)
+    lengths = (32, 24) if addr.version == 4 else (64, 48)
     return [str(ipaddress.ip_network(f"{addr}/{n}", strict=False)) for n in lengths]

@@ -57,3 +57,46 @@ def ip_rate(campaign_id: str, prefix: str) -> str:
 
 def ip_day(campaign_id: str, prefix: str, day: str) -> str:
     return f"{ip_tag(campaign_id, prefix)}:d:{day}"
+
+
+def challenge_spent(campaign_id: str, shard: int, challenge_id: str) -> str:
+    """String: this proof-of-work challenge was used; in the voter's slot, as cast_vote needs."""
+    return f"{group_tag(campaign_id, shard)}:pow:{challenge_id}"
+
+
+def invalidation_applied(campaign_id: str, shard: int, invalidation_id: int) -> str:
+    """String: this invalidation was taken off this shard group's tally (once, on retry too)."""
+    return f"{group_tag(campaign_id, shard)}:inv:{invalidation_id}"
+
+
+def ip_sms_rate(campaign_id: str, prefix: str) -> str:
+    """SMS code sends from one network prefix: GCRA state (same slot as the vote limits)."""
+    return f"{ip_tag(campaign_id, prefix)}:sms:gcra"
+
+
+def ip_sms_day(campaign_id: str, prefix: str, day: str) -> str:
+    return f"{ip_tag(campaign_id, prefix)}:sms:d:{day}"
+
+
+def sms_tag(phone_id: str) -> str:
+    """Tag of one phone's state; ``phone_id`` is the keyed HMAC, never the number."""
+    return f"{{sms:{phone_id}}}"
+
+
+def sms_code(phone_id: str) -> str:
+    """String ``<code digest>|<wrong tries>``, expiring with the code."""
+    return f"{sms_tag(phone_id)}:code"
+
+
+def sms_rate(phone_id: str) -> str:
+    return f"{sms_tag(phone_id)}:gcra"
+
+
+def sms_day(phone_id: str, day: str) -> str:
+    return f"{sms_tag(phone_id)}:d:{day}"
+
+
+BLOCKED_NETWORKS = "cfg:blocked-networks"
+"""String: JSON list of the active IP/CIDR blocks, rewritten whole on every change."""
+BLOCKED_NETWORKS_VERSION = "cfg:blocked-networks:version"
+"""Counter bumped after each rewrite; workers poll it every second."""

@@ -33,6 +33,14 @@ class Rules(Strict):
     challenge: ChallengeMode = "off"
     ip_per_minute: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)] = 600
     ip_per_day: Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)] = 20000
+    """Hard caps of one address (IPv4 /32, IPv6 /64); 0 = no cap."""
+    net_per_minute: Annotated[int, msgspec.Meta(ge=0, le=100_000_000)] = 6000
+    net_per_day: Annotated[int, msgspec.Meta(ge=0, le=10_000_000_000)] = 200_000
+    """Hard caps of one network (IPv4 /24, IPv6 /48): offices, carrier NAT pools; 0 = none."""
+    soft_limit_percent: Annotated[int, msgspec.Meta(ge=1, le=100)] = 50
+    """Past this share of a cap, ``adaptive`` proof of work gets harder."""
+    challenge_max_number: Annotated[int, msgspec.Meta(ge=10, le=10_000_000)] = 50_000
+    """ALTCHA ``maxnumber`` of an unloaded network: a phone needs about half as many hashes."""
 
 
 class Candidate(Strict):
@@ -79,6 +87,9 @@ class Channel(Strict):
         default_factory=list
     )
     secret: str = ""
+    previous_secret: str = ""
+    """The secret before the last rotation, still accepted until ``previous_expires_at``."""
+    previous_expires_at: dt.datetime | None = None
 
 
 class ChannelIn(Strict):
@@ -126,3 +137,47 @@ def check_campaign(c: CampaignIn | Campaign) -> None:
         raise InvalidRequest("candidate ids must be unique")
     if not c.rules.identity:
         raise InvalidRequest("rules.identity needs at least one mode")
+
+
+VoterIdText = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32}$")]
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+
+
+class SecretRotation(Strict):
+    grace_seconds: Annotated[int, msgspec.Meta(ge=0, le=30 * 86400)] = 86400
+    """How long the secret being replaced keeps working (partners switch over meanwhile)."""
+
+
+class BlockIn(Strict):
+    kind: Literal["voter", "ip"]
+    value: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    """A voter id (32 hex digits) or an IP address / CIDR."""
+    reason: Reason
+    campaign_id: Id | None = None
+    """``None``: every campaign."""
+    expires_at: dt.datetime | None = None
+
+
+class InvalidationIn(Strict):
+    reason: Reason
+    voter_ids: Annotated[list[VoterIdText], msgspec.Meta(min_length=1, max_length=10000)] | None = (
+        None
+    )
+    ip: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    """An address or CIDR."""
+    channel: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    """A channel id; ``""`` means votes cast directly, not through a channel."""
+    candidate_id: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+
+class SmsStart(Strict):
+    phone: Annotated[str, msgspec.Meta(max_length=32)]
+    campaign_id: Id
+
+
+class SmsVerify(Strict):
+    phone: Annotated[str, msgspec.Meta(max_length=32)]
+    code: Annotated[str, msgspec.Meta(max_length=16)]
+    campaign_id: Id

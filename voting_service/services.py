@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 from starlette.requests import Request
 
+from .blocklist import NetworkBlocks
 from .errors import Unavailable
 from .identity import VoterTokens
 from .registry import Registry
 from .settings import Settings
+from .sms import ConsoleSender, Sender
 from .store import AnyRedis, Batcher
 
 
@@ -24,6 +26,9 @@ class Services:
     registry: Registry
     tokens: VoterTokens
     pool: asyncpg.Pool | None = None
+    ip_blocks: NetworkBlocks = field(default_factory=NetworkBlocks)
+    """Blocked IP networks, reloaded every second (``blocklist``)."""
+    sms: Sender = field(default_factory=ConsoleSender)
 
     @asynccontextmanager
     async def db(self) -> AsyncIterator[asyncpg.Connection]:

@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -67,6 +68,21 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     return env.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _sms_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    sender = env.get("VOTING_SMS_SENDER", "console").strip().lower() or "console"
+    url = env.get("VOTING_SMS_HTTP_URL", "").strip()
+    if sender not in ("console", "http"):
+        raise ConfigurationError("VOTING_SMS_SENDER must be 'console' or 'http'")
+    if sender == "http" and not url.startswith(("http://", "https://")):
+        raise ConfigurationError("VOTING_SMS_SENDER=http needs VOTING_SMS_HTTP_URL (http[s]://…)")
+    return {
+        "sms_sender": sender,
+        "sms_http_url": url,
+        "sms_http_token": Secret(env.get("VOTING_SMS_HTTP_TOKEN", "")),
+        "sms_http_timeout": float(env.get("VOTING_SMS_HTTP_TIMEOUT", "5")),
+    }
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: str | None = None
@@ -87,6 +103,13 @@ class Settings:
     """Seconds a vote waits for Redis before answering 503 (the contract is 1 s)."""
     config_refresh: float = 1.0
     """Seconds between checks for campaign changes made by other workers."""
+    sms_sender: str = "console"
+    """``console`` prints SMS codes (local use only); ``http`` posts them to a gateway."""
+    sms_http_url: str = ""
+    """The gateway endpoint for ``http``: receives JSON ``{phone, code, text, ttl_seconds}``."""
+    sms_http_token: Secret = field(default_factory=lambda: Secret(""))
+    """Sent to the gateway as ``Authorization: Bearer <token>`` when set."""
+    sms_http_timeout: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -111,6 +134,7 @@ class Settings:
             data_dir=Path(env.get("VOTING_DATA_DIR", ".voting-data")),
             accept_weak_durability=_flag(env, "VOTING_ACCEPT_WEAK_DURABILITY"),
             redis_timeout=float(env.get("VOTING_REDIS_TIMEOUT", "0.8")),
+            **_sms_settings(env),
         )
 
     @property

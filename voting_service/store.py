@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
@@ -25,6 +26,48 @@ from .scripts import AnyRedis, Script
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # redis[hiredis] brings it; without it redis-py packs as before
+    _hiredis_pack = None
+_PACKABLE = frozenset({str, bytes, int, float})
+
+
+class _HiredisPacking(AbstractConnection):
+    """Builds RESP commands with hiredis' C packer instead of redis-py's Python one.
+
+    redis-py's asyncio connection packs in Python: ~50 µs for one ``cast_vote`` call, a
+    tenth of a vote's CPU. hiredis gives the same bytes for str/bytes/int/float arguments
+    in UTF-8; anything else (a first argument with a space such as ``CONFIG GET``, bool,
+    memoryview, another encoding) goes to redis-py's packer, errors included.
+    """
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if (
+            _hiredis_pack is not None
+            and args
+            and isinstance(args[0], str)
+            and " " not in args[0]
+            and all(type(a) in _PACKABLE for a in args)
+            and self.encoder.encoding == "utf-8"
+            and self.encoder.encoding_errors == "strict"
+        ):
+            try:
+                return [_hiredis_pack(args)]
+            except Exception:  # e.g. a lone surrogate: redis-py raises its own error below
+                pass
+        return super().pack_command(*args)
+
+
+def _pack_with_hiredis(client: Redis) -> None:
+    """Give the client's pool connections hiredis packing (single node; a cluster client
+    creates its node connections itself and keeps redis-py's packer)."""
+    pool = client.connection_pool
+    base = pool.connection_class
+    if _hiredis_pack is not None and not issubclass(base, _HiredisPacking):
+        pool.connection_class = type(f"HiredisPacking{base.__name__}", (_HiredisPacking, base), {})
 
 
 def connect(settings: Settings, url: str | None = None, **kwargs: Any) -> AnyRedis:
@@ -43,7 +86,9 @@ def connect(settings: Settings, url: str | None = None, **kwargs: Any) -> AnyRed
     options.update(kwargs)
     if settings.redis_cluster:
         return RedisCluster.from_url(url, **options)
-    return Redis.from_url(url, max_connections=64, **options)
+    client = Redis.from_url(url, max_connections=64, **options)
+    _pack_with_hiredis(client)
+    return client
 
 
 @dataclass

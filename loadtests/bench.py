@@ -1,0 +1,633 @@
+"""``python -m loadtests.bench`` (``make bench``): side-by-side throughput figures.
+
+One run, on its own embedded Valkey and PostgreSQL in a temp dir, traffic to 127.0.0.1 only:
+
+A.  HTTP: the vote endpoint (b) against a bare Starlette endpoint (a) on the same server
+    settings, with 1 and 2 workers — votes/s, p50, p99, share of 200s, b/a (goal ≥ 0.6);
+    plus the Redis ceiling: the Lua scripts called straight through ``store.Batcher``.
+B.  The flusher: rows/s of its COPY + INSERT … ON CONFLICT path against a plain
+    ``executemany`` (goal ≥ 50,000 rows/s); its lag while A's vote phases run at full
+    rate; and the cost of durability: ``appendfsync always`` vs ``everysec`` (+ WAITAOF).
+
+The service, the bare app and the flusher run as real processes (``voting-service serve``,
+``voting-service flusher``), started in their own sessions and always stopped, also on
+Ctrl-C. The table goes to stdout, progress to stderr, everything to bench-results/*.json.
+The machine has two cores: the load generator, Valkey, PostgreSQL and the flusher share them
+with the server under test, so absolute numbers are low; the ratios are the point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import msgspec
+import uvloop
+
+from voting_service import campaigns, db, durability, embedded, store
+from voting_service.flusher import Flusher
+from voting_service.models import Campaign
+from voting_service.reconcile import reconcile
+from voting_service.settings import Settings
+
+from . import dataset, flusher_bench, profile, redis_ceiling
+from .cpu import CpuSampler
+from .loadgen import LoadResult, LoadSpec, ensure_wrk
+from .procs import REPO, Child, Children, python, sigterm_as_interrupt, wait_ready
+from .report import pct, table
+
+SHARDS = 16
+GOAL_RATIO = 0.6
+GOAL_FLUSH = 50_000
+ROLES = ("server", "valkey", "postgres", "flusher", "load generator", "other")
+
+
+@dataclass(frozen=True)
+class Options:
+    quick: bool
+    voters: int
+    candidates: int
+    connections: int
+    threads: int
+    warmup: float
+    seconds: float
+    workers: tuple[int, ...]
+    backlog: int
+    db_seconds: float
+    ceiling_seconds: float
+    ceiling_concurrency: int
+    loadgen: str
+    install_wrk: bool
+    phases: frozenset[str]
+    weak_reference: bool
+    profile: bool
+    keep: bool
+    out_dir: Path
+
+
+PHASES = ("ceiling", "flusher", "http", "durability")
+
+
+def parse_args(argv: list[str] | None = None) -> Options:
+    p = argparse.ArgumentParser(prog="python -m loadtests.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="short phases, about a minute in all")
+    p.add_argument("--voters", type=int, help="voter tokens (default 20000, quick 8000)")
+    p.add_argument("--candidates", type=int, default=100)
+    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--threads", type=int, default=1,
+                   help="wrk threads (or client processes); one leaves the server most CPU")
+    p.add_argument("--warmup", type=float, help="seconds (default 2, quick 1)")
+    p.add_argument("--seconds", type=float, help="measured seconds (default 10, quick 4)")
+    p.add_argument("--workers", default="1,2", help="server worker counts, e.g. 1,2")
+    p.add_argument("--backlog", type=int, help="ledger rows (default 200000, quick 50000)")
+    p.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
+    p.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
+    p.add_argument("--only", default=",".join(PHASES),
+                   help=f"comma-separated phases to run, of {', '.join(PHASES)}")
+    p.add_argument("--profile", action="store_true",
+                   help="py-spy the vote server's workers during the measured windows")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
+    p.add_argument("--out-dir", type=Path, default=REPO / "bench-results")
+    a = p.parse_args(argv)
+    phases = frozenset(x.strip() for x in a.only.split(",") if x.strip())
+    if not phases <= set(PHASES):
+        p.error(f"--only: unknown phase(s) {sorted(phases - set(PHASES))}")
+    quick = bool(a.quick)
+    return Options(
+        quick=quick,
+        voters=a.voters or (8000 if quick else 20000),
+        candidates=a.candidates,
+        connections=a.connections,
+        threads=a.threads,
+        warmup=a.warmup if a.warmup is not None else (1.0 if quick else 2.0),
+        seconds=a.seconds if a.seconds is not None else (4.0 if quick else 10.0),
+        workers=tuple(int(w) for w in a.workers.split(",")),
+        backlog=a.backlog or (50_000 if quick else 200_000),
+        db_seconds=8.0 if quick else 15.0,
+        ceiling_seconds=2.0 if quick else 4.0,
+        ceiling_concurrency=512,
+        loadgen=a.loadgen,
+        install_wrk=not a.no_install,
+        phases=phases,
+        weak_reference=not quick,
+        profile=bool(a.profile),
+        keep=bool(a.keep),
+        out_dir=a.out_dir,
+    )
+
+
+@dataclass
+class Resources:
+    """What the sync outer layer stops in its ``finally``, whatever happened inside."""
+
+    workdir: Path
+    children: Children
+    servers: list[embedded.ValkeyServer | embedded.PostgresServer] = field(default_factory=list)
+
+    def stop(self) -> None:
+        self.children.stop_all()
+        for server in reversed(self.servers):
+            with contextlib.suppress(Exception):
+                server.stop()
+        self.servers.clear()
+
+
+def redis_client(url: str) -> store.AnyRedis:
+    return store.connect(Settings(redis_url=url, shards=SHARDS))
+
+
+class Bench:
+    def __init__(self, opts: Options, res: Resources) -> None:
+        self.o = opts
+        self.res = res
+        self.started = time.monotonic()
+        self.secret_key = secrets.token_urlsafe(32)
+        self.pepper = secrets.token_urlsafe(32)
+        self.admin_token = secrets.token_urlsafe(24)
+        self.results: dict[str, Any] = {"phases": {}}
+        self.pg_url = ""
+        self.valkey_url = ""
+        self.requests_file = res.workdir / "votes.tsv"
+        self.request_lines = 0
+        self.path = f"/api/v1/campaigns/{dataset.CAMPAIGN_ID}/votes"
+        self.load = LoadSpec(None, opts.connections, opts.threads, opts.warmup, opts.seconds)
+        self.ips = dataset.client_ips(20_000)
+        self.stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        self.profile_dir = opts.out_dir / f"profile-{self.stamp}"
+
+    def log(self, msg: str) -> None:
+        print(f"[{time.monotonic() - self.started:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    # ---- setup -------------------------------------------------------------------------
+
+    async def setup(self) -> None:
+        wrk = None
+        if self.o.loadgen != "python":
+            wrk = await asyncio.to_thread(ensure_wrk, self.o.install_wrk)
+            if wrk is None and self.o.loadgen == "wrk":
+                raise SystemExit("wrk not found and could not be installed")
+        self.load = LoadSpec(wrk, self.o.connections, self.o.threads, self.o.warmup,
+                             self.o.seconds)
+        self.log(f"load generator: {'wrk ' + wrk if wrk else 'python fallback (no wrk)'}")
+        pg = embedded.PostgresServer(self.res.workdir / "pg")
+        self.res.servers.append(pg)
+        valkey = embedded.ValkeyServer(self.res.workdir / "valkey", appendfsync="always")
+        self.res.servers.append(valkey)
+        await asyncio.gather(asyncio.to_thread(pg.start), asyncio.to_thread(valkey.start))
+        self.pg_url, self.valkey_url = pg.url, valkey.url
+        self.log(f"PostgreSQL {pg.url}, Valkey {valkey.url} (appendfsync always)")
+        conn = await asyncpg.connect(self.pg_url)
+        redis = redis_client(self.valkey_url)
+        try:
+            await db.migrate(conn)
+            data = json.dumps(dataset.bench_campaign(self.o.candidates)).encode()
+            await campaigns.load(conn, redis, data)
+        finally:
+            await conn.close()
+            await redis.aclose()
+        self.log(f"campaign {dataset.CAMPAIGN_ID}: {self.o.candidates} candidates; "
+                 f"issuing {self.o.voters} voter tokens")
+        tokens = await asyncio.to_thread(dataset.issue_tokens, self.o.voters,
+                                         dataset.CAMPAIGN_ID, self.secret_key, self.pepper)
+        pairs = dataset.Pairs(self.o.voters, self.o.candidates, 10)
+        self.request_lines = await asyncio.to_thread(
+            dataset.write_requests, self.requests_file, tokens, pairs, self.ips)
+        self.log(f"{self.request_lines} distinct (voter, candidate) requests written")
+        self.results["config"] = {
+            "quick": self.o.quick, "voters": self.o.voters, "candidates": self.o.candidates,
+            "connections": self.o.connections, "threads": self.o.threads,
+            "warmup_s": self.o.warmup, "seconds": self.o.seconds, "workers": self.o.workers,
+            "backlog": self.o.backlog, "shards": SHARDS, "loadgen": wrk or "python",
+            "cpus": os.cpu_count(), "python": platform.python_version(),
+            "started_at": dt.datetime.now(dt.UTC).isoformat(),
+        }
+
+    def groups(self) -> dict[int, str]:
+        """Process group → role of the embedded servers running now."""
+        out = {}
+        for server in self.res.servers:
+            if server.process is not None and server.process.poll() is None:
+                role = "postgres" if isinstance(server, embedded.PostgresServer) else "valkey"
+                out[server.process.pid] = role
+        return out
+
+    def service_env(self, redis_url: str, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("VOTING_", "REDIS_", "DATABASE_"))}
+        env.update({
+            "REDIS_URL": redis_url,
+            "DATABASE_URL": self.pg_url,
+            "VOTING_SECRET_KEY": self.secret_key,
+            "VOTING_PEPPER": self.pepper,
+            "VOTING_SHARDS": str(SHARDS),
+            "VOTING_ADMIN_TOKENS": f"admin:{self.admin_token}",
+            "VOTING_TRUSTED_PROXIES": "127.0.0.1/32",
+            "VOTING_DATA_DIR": str(self.res.workdir),
+        })
+        env.update(extra)
+        return env
+
+    # ---- A: HTTP ----------------------------------------------------------------------
+
+    async def _serve(self, name: str, argv: list[str], env: dict[str, str],
+                     ready_path: str, workers: int) -> tuple[Child, int]:
+        port = embedded.free_port()
+        child = self.res.children.start(name, [*argv, "--port", str(port), "--workers",
+                                               str(workers)], env)
+        try:
+            await wait_ready(child, port, ready_path)
+            await asyncio.sleep(0.5 if workers == 1 else 1.5)  # let every worker boot
+        except BaseException:
+            self.res.children.stop(child)
+            raise
+        return child, port
+
+    async def bare_phase(self, workers: int) -> LoadResult:
+        self.log(f"A(a) bare Starlette, {workers} worker(s)")
+        child, port = await self._serve(f"bare-w{workers}", [python(), "-m", "loadtests.bare_app"],
+                                        self.service_env(self.valkey_url), "/healthz", workers)
+        cpu = CpuSampler({**self.groups(), child.pid: "server"})
+        stop = asyncio.Event()
+        sampling = asyncio.create_task(cpu.run(stop))
+        try:
+            result = await self.load.run(port, self.requests_file, self.path)
+        finally:
+            stop.set()
+            await sampling
+            self.res.children.stop(child)
+        result.extra["cpu_cores"] = cpu.cores()
+        result.extra["cpu_seconds"] = cpu.seconds()
+        return result
+
+    async def vote_phase(self, name: str, redis_url: str, env: dict[str, str], workers: int,
+                         offset: int) -> tuple[LoadResult, dict[str, Any]]:
+        """The vote endpoint under load with the flusher running; lag sampled meanwhile."""
+        self.log(f"{name}: vote endpoint, {workers} worker(s), from request {offset}")
+        redis = redis_client(redis_url)
+        cli = [python(), "-m", "voting_service.cli"]
+        flusher = self.res.children.start(f"{name}-flusher", [*cli, "flusher"], env)
+        extra: dict[str, Any] = {}
+        try:
+            server, port = await self._serve(f"{name}-serve", [*cli, "serve"], env, "/readyz",
+                                             workers)
+            sampler = flusher_bench.LagSampler(redis, SHARDS)
+            cpu = CpuSampler({**self.groups(), server.pid: "server", flusher.pid: "flusher"})
+            stop = asyncio.Event()
+            sampling = asyncio.gather(sampler.run(stop), cpu.run(stop))
+            profiling: list[Awaitable[Any]] = []
+            if self.o.profile:
+                profiling = self._profile(server, workers, name)
+            try:
+                result, *_ = await asyncio.gather(
+                    self.load.run(port, self.requests_file, self.path, offset=offset,
+                                  limit=self.request_lines - offset),
+                    *profiling)
+            finally:
+                stop.set()
+                await sampling
+                self.res.children.stop(server)
+            extra["lag"] = sampler.summary()
+            result.extra["cpu_cores"] = cpu.cores()
+            result.extra["cpu_seconds"] = cpu.seconds()
+            extra["drain_s"] = await self._wait_drained(redis, flusher)
+            if self.o.profile:
+                files = sorted(self.profile_dir.glob(f"{name}-*.txt"))
+                extra["profile"] = profile.summarize(files)
+        finally:
+            self.res.children.stop(flusher)
+            await redis.aclose()
+        return result, extra
+
+    def _profile(self, server: Child, workers: int, name: str) -> list[Awaitable[Any]]:
+        pids = server.group_pids()
+        if workers > 1:  # the gunicorn master only supervises
+            pids = [p for p in pids if p != server.pid]
+        self.profile_dir.mkdir(parents=True, exist_ok=True)
+        return [profile.record(pid, self.o.seconds, self.profile_dir / f"{name}-{pid}.txt",
+                               self.o.warmup)
+                for pid in pids]
+
+    async def _wait_drained(self, redis: store.AnyRedis, flusher: Child,
+                            timeout: float = 60.0) -> float | None:
+        """Seconds until the flusher emptied the streams after the load, None on timeout."""
+        probe = Flusher(redis, "", SHARDS, name="bench-drain-probe")
+        started = time.monotonic()
+        while time.monotonic() - started < timeout and flusher.alive():
+            backlog, _ = await probe.measure()
+            if backlog == 0:
+                return round(time.monotonic() - started, 2)
+            await asyncio.sleep(0.2)
+        return None
+
+    async def http_phases(self) -> None:
+        offset = 0
+        rows: list[dict[str, Any]] = []
+        self.results["phases"]["http"] = rows  # filled as it goes: kept if interrupted
+        for workers in self.o.workers:
+            bare = await self.bare_phase(workers)
+            self._check_load(bare, f"bare w{workers}")
+            vote, extra = await self.vote_phase(f"vote-w{workers}", self.valkey_url,
+                                                self.service_env(self.valkey_url), workers,
+                                                offset)
+            self._check_load(vote, f"vote w{workers}")
+            offset += vote.consumed
+            ratio = vote.rps / bare.rps if bare.rps else 0.0
+            rows.append({"workers": workers, "bare": bare.as_dict(), "vote": vote.as_dict(),
+                         "ratio": round(ratio, 3), **extra})
+            self.log(f"w{workers}: bare {bare.rps:,.0f}/s, vote {vote.rps:,.0f}/s "
+                     f"({pct(vote.ok_fraction)} 200), b/a {ratio:.2f}")
+        self.results["phases"]["invariant"] = await self._invariant()
+
+    def _check_load(self, r: LoadResult, what: str) -> None:
+        if r.wrapped:
+            self.log(f"warning: {what} ran out of distinct requests and repeated some "
+                     "(raise --voters)")
+        if r.errors:
+            self.log(f"warning: {what}: {r.errors} socket errors/timeouts")
+
+    async def _invariant(self) -> dict[str, Any]:
+        """DESIGN §3.6 after the vote phases drained: Redis tallies = PostgreSQL ledger."""
+        conn = await asyncpg.connect(self.pg_url)
+        redis = redis_client(self.valkey_url)
+        try:
+            drift = await reconcile(redis, conn, dataset.CAMPAIGN_ID, SHARDS)
+            rows = int(await conn.fetchval(
+                "SELECT count(*) FROM votes WHERE campaign_id = $1", dataset.CAMPAIGN_ID))
+        finally:
+            await conn.close()
+            await redis.aclose()
+        return {"ledger_rows": rows, "drifting_candidates": len(drift)}
+
+    # ---- A: Redis ceiling ---------------------------------------------------------------
+
+    async def ceiling_phase(self) -> None:
+        cid = "luaceiling"
+        data = dataset.bench_campaign(self.o.candidates, cid)
+        campaign = msgspec.json.decode(json.dumps(data), type=Campaign)
+        voters = dataset.synthetic_voter_ids(self.o.voters, self.pepper, cid)
+        pairs = list(dataset.Pairs(self.o.voters, self.o.candidates, 10, seed=3))
+        plan = [(voters[v], f"c{c + 1:03d}", self.ips[i % len(self.ips)])
+                for i, (v, c) in enumerate(pairs)]
+        redis = redis_client(self.valkey_url)
+        out = []
+        try:
+            half = len(plan) // 2
+            for full, part in ((False, plan[:half]), (True, plan[half:])):
+                self.log(f"A: Redis ceiling, {'full vote path' if full else 'cast_vote only'}")
+                r = await redis_ceiling.lua_ceiling(
+                    redis, campaign, part, shards=SHARDS, concurrency=self.o.ceiling_concurrency,
+                    seconds=self.o.ceiling_seconds, full=full)
+                out.append(r.as_dict())
+        finally:
+            await redis.aclose()
+        self.results["phases"]["ceiling"] = out
+
+    # ---- B: flusher throughput ------------------------------------------------------------
+
+    async def flusher_phase(self) -> None:
+        cid = "flushbench"
+        valkey = embedded.ValkeyServer(self.res.workdir / "valkey-flusher", appendfsync="always")
+        self.res.servers.append(valkey)
+        await asyncio.to_thread(valkey.start)
+        redis = redis_client(valkey.url)
+        out = []
+        try:
+            voters = dataset.synthetic_voter_ids(max(self.o.backlog // 10, 1), self.pepper, cid)
+            entries = flusher_bench.ledger_entries(self.o.backlog, voters, self.o.candidates,
+                                                   self.ips, SHARDS, flusher_bench.today())
+            await redis.hset("cfg:campaigns", cid, "{}")  # the flusher's list of campaigns
+            took = await flusher_bench.fill_backlog(redis, cid, entries)
+            self.log(f"B: {len(entries)} ledger entries written into {SHARDS} streams "
+                     f"in {took:.1f}s; flusher drain")
+            await flusher_bench.empty_tables(self.pg_url)
+            flushed = await flusher_bench.flusher_drain(redis, self.pg_url, cid, SHARDS,
+                                                        self.o.db_seconds * 2)
+            out.append(flushed.as_dict())
+            rows = flusher_bench.records(cid, entries)
+            batch = flushed.notes.get("rows_per_batch") or 2000 * SHARDS
+            for method in (flusher_bench.copy_merge, flusher_bench.executemany):
+                self.log(f"B: {method.__name__}, {batch} rows a transaction")
+                await flusher_bench.empty_tables(self.pg_url)
+                r = await method(self.pg_url, rows, int(batch), self.o.db_seconds)
+                out.append(r.as_dict())
+            await flusher_bench.empty_tables(self.pg_url)
+        finally:
+            await redis.aclose()
+            valkey.stop()
+            self.res.servers.remove(valkey)
+        self.results["phases"]["flusher"] = out
+
+    # ---- B: durability --------------------------------------------------------------------
+
+    async def durability_phase(self) -> None:
+        rows: list[dict[str, Any]] = []
+        self.results["phases"]["durability"] = rows
+        modes = [("everysec", True)] + ([("no", False)] if self.o.weak_reference else [])
+        for fsync, aof in modes:
+            label = f"appendfsync {fsync}" if aof else "appendonly no"
+            valkey = embedded.ValkeyServer(self.res.workdir / f"valkey-{fsync}",
+                                           appendfsync="everysec" if not aof else fsync,
+                                           appendonly=aof)
+            self.res.servers.append(valkey)
+            await asyncio.to_thread(valkey.start)
+            try:
+                redis = redis_client(valkey.url)
+                conn = await asyncpg.connect(self.pg_url)
+                try:
+                    await campaigns.publish_all(conn, redis)
+                    found = await durability.check(redis)
+                finally:
+                    await conn.close()
+                    await redis.aclose()
+                extra_env = {} if found.safe else {"VOTING_ACCEPT_WEAK_DURABILITY": "1"}
+                env = self.service_env(valkey.url, **extra_env)
+                result, extra = await self.vote_phase(f"durability-{fsync}", valkey.url, env, 1,
+                                                      0)
+                rows.append({"valkey": label, "mode": found.reason, "safe": found.safe,
+                             "waitaof": found.waitaof, "vote": result.as_dict(),
+                             "weak_flag": bool(extra_env), **extra})
+                self.log(f"{label}: {result.rps:,.0f} votes/s ({found.reason})")
+            finally:
+                valkey.stop()
+                self.res.servers.remove(valkey)
+
+    # ---- run and report ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.setup()
+        steps = [("ceiling", self.ceiling_phase), ("flusher", self.flusher_phase),
+                 ("http", self.http_phases), ("durability", self.durability_phase)]
+        for name, step in steps:
+            if name in self.o.phases:
+                await step()
+        self.results["total_s"] = round(time.monotonic() - self.started, 1)
+
+
+def _server_us(load: dict[str, Any]) -> float | None:
+    """Server CPU per request (warm-up included on both sides): steadier than req/s when
+    other work shares the machine."""
+    seconds = load.get("extra", {}).get("cpu_seconds", {}).get("server")
+    return round(seconds * 1e6 / load["consumed"]) if seconds and load["consumed"] else None
+
+
+def render(results: dict[str, Any]) -> str:
+    cfg = results.get("config", {})
+    ph = results["phases"]
+    out = [f"voting-service benchmark — {cfg.get('cpus')} CPUs, Python {cfg.get('python')}, "
+           f"{cfg.get('candidates')} candidates, {cfg.get('voters'):,} voters, "
+           f"{SHARDS} shards; load: {cfg.get('loadgen')} -t{cfg.get('threads')} "
+           f"-c{cfg.get('connections')}, {cfg.get('seconds'):g} s after "
+           f"{cfg.get('warmup_s'):g} s warm-up; Valkey appendfsync always unless noted"]
+    if "http" in ph:
+        rows = []
+        for r in ph["http"]:
+            b, v = r["bare"], r["vote"]
+            rows.append([r["workers"], "a  bare Starlette POST", b["rps"], b["p50_ms"],
+                         b["p99_ms"], pct(b["ok_fraction"]), _server_us(b), ""])
+            rows.append([r["workers"], "b  POST /votes (+ flusher)", v["rps"], v["p50_ms"],
+                         v["p99_ms"], pct(v["ok_fraction"]), _server_us(v),
+                         f"{r['ratio']:.2f}{'' if r['ratio'] >= GOAL_RATIO else ' < 0.6'}"])
+        inv = ph.get("invariant", {})
+        out.append(table(
+            "\nA. HTTP: vote endpoint (b) vs bare Starlette (a), same server settings",
+            ["workers", "endpoint", "req/s", "p50 ms", "p99 ms", "200s", "server CPU µs/req",
+             "b/a"], rows,
+            f"goal b/a ≥ {GOAL_RATIO}; every vote request is a new (voter, candidate) pair "
+            "with a varied X-Forwarded-For" + (
+                f"\nledger after draining: {inv['ledger_rows']:,} rows in PostgreSQL, "
+                f"{inv['drifting_candidates']} candidates drifting (reconcile)" if inv else "")))
+    cpu_rows = []
+    for r in ph.get("http", []):
+        for key, label in (("bare", "a"), ("vote", "b")):
+            cores = r[key].get("extra", {}).get("cpu_cores", {})
+            cpu_rows.append([f"{label} w{r['workers']}", *(cores.get(role, 0.0) for role in ROLES),
+                             round(sum(cores.values()), 2)])
+    for r in ph.get("durability", []):
+        cores = r["vote"].get("extra", {}).get("cpu_cores", {})
+        cpu_rows.append([f"b w1 {r['valkey']}", *(cores.get(role, 0.0) for role in ROLES),
+                         round(sum(cores.values()), 2)])
+    if cpu_rows:
+        out.append(table("\nCPU cores used during each HTTP phase (warm-up included)",
+                         ["phase", *ROLES, "total"], cpu_rows))
+    if "ceiling" in ph:
+        names = {"cast_vote": "cast_vote.lua only (IP caps 0)",
+                 "full": "ip_limit.lua + cast_vote.lua"}
+        rows = [[names.get(c["mode"], c["mode"]), c["rate"], c["votes"],
+                 round(c["redis_cpu_s"] * 1e6 / max(c["votes"], 1), 1), c["redis_core_ceiling"],
+                 pct(c["outcomes"].get("accepted", 0) / max(c["votes"], 1))]
+                for c in ph["ceiling"]]
+        out.append(table(
+            "\nA. Redis alone: voting.cast through store.Batcher, no HTTP "
+            f"({ph['ceiling'][0]['concurrency']} coroutines, one uvloop process)",
+            ["scripts per vote", "votes/s", "votes", "Redis CPU µs/vote", "1-core ceiling/s",
+             "accepted"],
+            rows, "votes/s is what one Python client process reached (it is the bottleneck); "
+            "the ceiling is 1 / Redis CPU per vote"))
+    if "flusher" in ph:
+        rows = [[f["method"], f["rows"], f["seconds"], f["rows_per_s"],
+                 "yes" if f["rows_per_s"] >= GOAL_FLUSH else "no",
+                 "" if f["complete"] else "time bound hit"] for f in ph["flusher"]]
+        note = ("the flusher row is end to end (Redis streams in, XACK + XDEL out); the other "
+                "two are PostgreSQL only, from rows built beforehand")
+        first = ph["flusher"][0]
+        if first.get("stage_seconds"):
+            parts = ", ".join(f"{k} {v:.2f} s" for k, v in first["stage_seconds"].items())
+            note += (f"\nflusher: {first.get('batches')} passes of ~{first.get('rows_per_batch')} "
+                     f"rows; time in {parts} (write = building rows + COPY + merge)")
+        out.append(table(
+            "\nB. Into PostgreSQL: the same ledger rows, three ways (empty tables each time)",
+            ["method", "rows", "s", "rows/s", f"≥ {GOAL_FLUSH:,}", ""], rows, note))
+    if "http" in ph:
+        rows = [[r["workers"], r["vote"]["rps"], r["lag"].get("lag_p95_s"),
+                 r["lag"].get("lag_max_s"), r["lag"].get("backlog_max"), r.get("drain_s")]
+                for r in ph["http"]]
+        out.append(table(
+            "\nB. Flusher lag during A's vote phases (age of the oldest unflushed vote, "
+            "Flusher.measure every 0.25 s)",
+            ["workers", "votes/s", "lag p95 s", "lag max s", "backlog max", "drained in s"],
+            rows))
+    if "durability" in ph:
+        rows = []
+        base = next((r for r in ph.get("http", []) if r["workers"] == 1), None)
+        if base:
+            v = base["vote"]
+            rows.append(["appendfsync always (= A, 1 worker)", "AOF with appendfsync always",
+                         v["rps"], v["p50_ms"], v["p99_ms"], pct(v["ok_fraction"])])
+        for r in ph["durability"]:
+            v = r["vote"]
+            mode = r["mode"] + (" [VOTING_ACCEPT_WEAK_DURABILITY=1]" if r["weak_flag"] else "")
+            rows.append([r["valkey"], mode, v["rps"], v["p50_ms"], v["p99_ms"],
+                         pct(v["ok_fraction"])])
+        out.append(table(
+            "\nB. Cost of durability: vote endpoint, 1 worker, fresh Valkey each",
+            ["valkey", "mode the service ran in", "votes/s", "p50 ms", "p99 ms", "200s"], rows))
+    for r in ph.get("http", []):
+        prof = r.get("profile")
+        if prof and prof.get("samples"):
+            lines = [f"{share * 100:5.1f}%  {name}" for name, share in prof["inclusive"][:15]]
+            out.append(f"\nprofile of the vote workers, {r['workers']} worker(s), "
+                       f"{prof['samples']} samples (inclusive):\n  " + "\n  ".join(lines))
+    busy = max((r[key].get("extra", {}).get("cpu_cores", {}).get("other", 0.0)
+                for r in ph.get("http", []) for key in ("bare", "vote")), default=0.0)
+    if busy > 0.2:
+        out.append(f"\nnote: other processes on this machine used up to {busy:.2f} cores during "
+                   "the HTTP phases: absolute numbers are low and noisy, compare ratios")
+    if results.get("interrupted"):
+        out.append("\nINTERRUPTED: partial results")
+    out.append(f"\ntotal {results.get('total_s', '?')} s")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    opts = parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="voting-bench-"))
+    (workdir / "logs").mkdir()
+    res = Resources(workdir, Children(workdir / "logs"))
+    bench = Bench(opts, res)
+    interrupted = False
+    try:
+        with sigterm_as_interrupt(), asyncio.Runner(loop_factory=uvloop.new_event_loop) as r:
+            r.run(bench.run())
+    except KeyboardInterrupt:
+        interrupted = True
+        bench.results["interrupted"] = True
+        print("\ninterrupted: stopping everything", file=sys.stderr)
+    finally:
+        res.stop()
+        if opts.keep:
+            print(f"kept {workdir}", file=sys.stderr)
+        else:
+            for _ in range(10):  # a server may still be writing its last files
+                shutil.rmtree(workdir, ignore_errors=True)
+                if not workdir.exists():
+                    break
+                time.sleep(0.5)
+    if not bench.results["phases"]:
+        sys.exit(130 if interrupted else 1)
+    opts.out_dir.mkdir(parents=True, exist_ok=True)
+    path = opts.out_dir / f"bench-{bench.stamp}{'-quick' if opts.quick else ''}.json"
+    path.write_text(json.dumps(bench.results, indent=2, default=str))
+    print(render(bench.results))
+    print(f"results: {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
+    if interrupted:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

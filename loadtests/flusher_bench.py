@@ -1,0 +1,244 @@
+"""Flusher throughput into PostgreSQL, and flusher lag under load.
+
+Three ways of moving the same ledger rows into ``votes``, side by side:
+
+* the flusher end to end (``Flusher.drain``: XREADGROUP → COPY → INSERT … ON CONFLICT →
+  tally upserts → commit → XACK + XDEL) on a backlog written straight into the shard
+  streams in the format ``cast_vote.lua`` writes;
+* its PostgreSQL half alone: COPY into the staging table + the same MERGE statement, in
+  transactions of the size a flusher pass makes;
+* plain ``asyncpg`` ``executemany`` of ``INSERT … ON CONFLICT DO NOTHING`` (no tallies).
+
+Each starts on empty ``votes``/``tallies`` tables (the benchmark's own database).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import random
+import statistics
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from voting_service import keys
+from voting_service.flusher import MERGE, STAGE, STAGE_COLUMNS, Flusher, to_record
+from voting_service.store import AnyRedis
+
+INSERT = """
+INSERT INTO votes (campaign_id, voter_id, vote_id, candidate_id, channel, ip, day, cast_at,
+                   stream_id, shard)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+ON CONFLICT (campaign_id, voter_id, vote_id) DO NOTHING
+"""
+
+
+@dataclass
+class Entry:
+    shard: int
+    fields: dict[str, str]
+
+
+def ledger_entries(count: int, voter_ids: list[str], candidates: int, ips: list[str],
+                   shards: int, day: str, seed: int = 5) -> list[Entry]:
+    """Entries as ``cast_vote.lua`` XADDs them: vid, voter, cand, ch, ip, day."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(count):
+        voter = voter_ids[i % len(voter_ids)]
+        out.append(Entry(keys.shard_of(voter, shards), {
+            "vid": uuid.UUID(int=rng.getrandbits(128), version=4).hex,
+            "voter": voter,
+            "cand": f"c{rng.randrange(candidates) + 1:03d}",
+            "ch": "" if rng.random() < 0.8 else "xinhua",
+            "ip": ips[rng.randrange(len(ips))],
+            "day": day,
+        }))
+    return out
+
+
+async def fill_backlog(redis: AnyRedis, campaign_id: str, entries: list[Entry],
+                       chunk: int = 5000) -> float:
+    """XADD every entry into its shard stream; returns the seconds it took."""
+    started = time.monotonic()
+    for i in range(0, len(entries), chunk):
+        pipe = redis.pipeline(transaction=False)
+        for e in entries[i : i + chunk]:
+            pipe.xadd(keys.ledger(campaign_id, e.shard), e.fields)  # type: ignore[arg-type]
+        await pipe.execute()
+    return time.monotonic() - started
+
+
+def records(campaign_id: str, entries: list[Entry]) -> list[tuple[Any, ...]]:
+    """The rows the flusher would COPY, with made-up stream ids one millisecond apart."""
+    base = int(time.time() * 1000) - len(entries)
+    return [to_record(campaign_id, e.shard, f"{base + i}-0", e.fields)
+            for i, e in enumerate(entries)]
+
+
+@dataclass
+class Throughput:
+    method: str
+    rows: int
+    seconds: float
+    complete: bool
+    """False when the time bound stopped it before every row was in."""
+    inserted: int = 0
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "rows": self.rows, "seconds": round(self.seconds, 3),
+                "rows_per_s": round(self.rate, 1), "complete": self.complete,
+                "inserted": self.inserted, **self.notes}
+
+
+async def empty_tables(pg_url: str) -> None:
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute("TRUNCATE votes, tallies")
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
+
+
+async def count_rows(pg_url: str, campaign_id: str) -> int:
+    conn = await asyncpg.connect(pg_url)
+    try:
+        return int(await conn.fetchval(
+            "SELECT count(*) FROM votes WHERE campaign_id = $1", campaign_id))
+    finally:
+        await conn.close()
+
+
+async def flusher_drain(redis: AnyRedis, pg_url: str, campaign_id: str, shards: int,
+                        max_seconds: float) -> Throughput:
+    """``Flusher.drain`` of the backlog; the campaign must be listed in ``cfg:campaigns``."""
+    flusher = Flusher(redis, pg_url, shards, name="bench-flusher")
+    await flusher.streams()  # consumer groups exist before the clock starts
+    await flusher._db()
+    stages = _time_stages(flusher, ("_read", "_write", "_ack"))
+    complete = True
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(max_seconds):
+            await flusher.drain()
+    except TimeoutError:
+        complete = False
+    finally:
+        elapsed = time.monotonic() - started
+        await flusher.close()
+    return Throughput("flusher: XREADGROUP + COPY + merge + XACK", flusher.stats.flushed,
+                      elapsed, complete, await count_rows(pg_url, campaign_id),
+                      {"batches": flusher.stats.batches,
+                       "rows_per_batch": round(flusher.stats.flushed
+                                               / max(flusher.stats.batches, 1)),
+                       "stage_seconds": {k.strip("_"): round(v, 3) for k, v in stages.items()}})
+
+
+def _time_stages(obj: object, names: tuple[str, ...]) -> dict[str, float]:
+    """Wrap the named coroutine methods of ``obj`` (if it has them) to add up their time:
+    where a flusher pass spends it — Redis read, PostgreSQL write, Redis ack."""
+    spent: dict[str, float] = {}
+    for name in names:
+        method = getattr(obj, name, None)
+        if method is None or not asyncio.iscoroutinefunction(method):
+            continue
+        spent[name] = 0.0
+
+        def wrapped(*args: Any, _m: Any = method, _n: str = name, **kwargs: Any) -> Any:
+            async def run() -> Any:
+                started = time.perf_counter()
+                try:
+                    return await _m(*args, **kwargs)
+                finally:
+                    spent[_n] += time.perf_counter() - started
+            return run()
+
+        setattr(obj, name, wrapped)
+    return spent
+
+
+async def copy_merge(pg_url: str, rows: list[tuple[Any, ...]], batch: int,
+                     max_seconds: float) -> Throughput:
+    """The flusher's PostgreSQL statements alone, ``batch`` rows a transaction."""
+    conn = await asyncpg.connect(pg_url)
+    done = 0
+    started = time.monotonic()
+    try:
+        await conn.execute(STAGE)
+        while done < len(rows) and time.monotonic() - started < max_seconds:
+            chunk = rows[done : done + batch]
+            async with conn.transaction():
+                await conn.copy_records_to_table("vote_stage", records=chunk,
+                                                 columns=STAGE_COLUMNS)
+                await conn.fetchval(MERGE)
+            done += len(chunk)
+        elapsed = time.monotonic() - started
+    finally:
+        await conn.close()
+    return Throughput("COPY to staging + INSERT…ON CONFLICT + tallies", done, elapsed,
+                      done == len(rows), await count_rows(pg_url, rows[0][0]),
+                      {"rows_per_tx": batch})
+
+
+async def executemany(pg_url: str, rows: list[tuple[Any, ...]], batch: int,
+                      max_seconds: float) -> Throughput:
+    """Plain ``executemany`` INSERT … ON CONFLICT DO NOTHING, ``batch`` rows a transaction."""
+    conn = await asyncpg.connect(pg_url)
+    done = 0
+    started = time.monotonic()
+    try:
+        while done < len(rows) and time.monotonic() - started < max_seconds:
+            chunk = rows[done : done + batch]
+            async with conn.transaction():
+                await conn.executemany(INSERT, chunk)
+            done += len(chunk)
+        elapsed = time.monotonic() - started
+    finally:
+        await conn.close()
+    return Throughput("asyncpg executemany INSERT…ON CONFLICT DO NOTHING", done, elapsed,
+                      done == len(rows), await count_rows(pg_url, rows[0][0]),
+                      {"rows_per_tx": batch})
+
+
+@dataclass
+class LagSampler:
+    """Samples ``Flusher.measure()`` (backlog, age of the oldest unflushed vote)."""
+
+    redis: AnyRedis
+    shards: int
+    interval: float = 0.25
+    samples: list[tuple[float, int, float]] = field(default_factory=list)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        probe = Flusher(self.redis, "", self.shards, name="bench-lag-probe")
+        started = time.monotonic()
+        while not stop.is_set():
+            backlog, lag = await probe.measure()
+            self.samples.append((time.monotonic() - started, backlog, lag))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.interval)
+
+    def summary(self) -> dict[str, Any]:
+        lags = sorted(s[2] for s in self.samples)
+        if not lags:
+            return {"samples": 0}
+        p95 = lags[min(len(lags) - 1, round(0.95 * (len(lags) - 1)))]
+        return {"samples": len(lags), "lag_max_s": round(lags[-1], 3),
+                "lag_p95_s": round(p95, 3), "lag_median_s": round(statistics.median(lags), 3),
+                "backlog_max": max(s[1] for s in self.samples)}
+
+
+def today(timezone: str = "Asia/Shanghai") -> str:
+    from zoneinfo import ZoneInfo
+
+    return dt.datetime.now(ZoneInfo(timezone)).date().isoformat()

@@ -1,0 +1,28 @@
+-- sms_verify.lua: check a one-time SMS code, counting wrong tries; a code is used once.
+-- The code is stored as "<digest>|<wrong tries>" (a keyed hash, never the code itself),
+-- with the 5-minute expiry set when it was sent; KEEPTTL keeps that expiry on each try.
+--
+-- KEYS[1] code    string "<digest>|<tries>" of one phone ({sms:<phone hmac>})
+-- ARGV[1] digest of the code the voter typed
+-- ARGV[2] wrong tries that burn the code
+-- Returns {status, tries_left}: 0 right (the code is deleted), 1 wrong,
+-- 2 no code (never sent, expired, used or burned).
+local stored = redis.call('GET', KEYS[1])
+if not stored then
+  return {2, 0}
+end
+local sep = string.find(stored, '|', 1, true)
+local digest = string.sub(stored, 1, sep - 1)
+local tries = tonumber(string.sub(stored, sep + 1))
+if digest == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return {0, 0}
+end
+tries = tries + 1
+local left = tonumber(ARGV[2]) - tries
+if left <= 0 then
+  redis.call('DEL', KEYS[1])
+  return {1, 0}
+end
+redis.call('SET', KEYS[1], digest .. '|' .. tries, 'KEEPTTL')
+return {1, left}

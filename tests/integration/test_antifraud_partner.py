@@ -1,0 +1,65 @@
+"""Partner signing secrets rotate with two valid secrets per channel during the rotation."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import jwt
+
+from tests.conftest import ADMIN, OPS, Harness
+from tests.integration.antifraud_support import CID, NO_LIMITS, VOTES, problem_code
+
+CHANNELS = f"/api/v1/admin/campaigns/{CID}/channels"
+
+
+def partner_token(secret: str, user: str, channel: str = "toutiao") -> str:
+    claims = {"iss": channel, "sub": user, "aud": CID, "exp": int(time.time()) + 600}
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+async def partner_vote(h: Harness, token: str, candidate: str) -> httpx.Response:
+    return await h.client.post(VOTES, json={"candidate_id": candidate},
+                               headers={"Authorization": f"Bearer {token}"})
+
+
+async def rotate(h: Harness, **body: int) -> dict[str, str]:
+    r = await h.client.post(f"{CHANNELS}/toutiao/secret", json=body, headers=ADMIN)
+    assert r.status_code == 200, r.text
+    found: dict[str, str] = r.json()
+    return found
+
+
+async def test_both_secrets_verify_during_a_rotation_then_only_the_new(
+    harness: Harness,
+) -> None:
+    h = harness
+    await h.create_campaign(rules={**NO_LIMITS, "identity": ["partner"], "votes_per_day": 12})
+    r = await h.client.post(CHANNELS, json={"id": "toutiao", "name": "今日头条"}, headers=ADMIN)
+    assert r.status_code == 201, r.text
+    first = r.json()["secret"]
+    assert (await partner_vote(h, partner_token(first, "u1"), "c001")).status_code == 200
+
+    second = (await rotate(h, grace_seconds=3600))["secret"]
+    assert second != first
+    assert (await partner_vote(h, partner_token(first, "u1"), "c002")).status_code == 200
+    assert (await partner_vote(h, partner_token(second, "u1"), "c003")).status_code == 200
+    assert "secret" not in str((await h.client.get(CHANNELS, headers=OPS)).json())
+
+    third = (await rotate(h, grace_seconds=0))["secret"]
+    r = await partner_vote(h, partner_token(second, "u1"), "c004")
+    assert (r.status_code, problem_code(r)) == (401, "voter_required"), "grace over at once"
+    r = await partner_vote(h, partner_token(first, "u1"), "c004")
+    assert (r.status_code, problem_code(r)) == (401, "voter_required"), "two rotations ago"
+    r = await partner_vote(h, partner_token(third, "u1"), "c004")
+    assert r.status_code == 200, r.text
+    assert r.json()["votes_left_today"] == 12 - 4, "the same partner user, whichever secret"
+
+    r = await h.client.post(f"{CHANNELS}/toutiao/secret", headers=ADMIN)
+    assert r.status_code == 200, "the body is optional (a day of grace)"
+    r = await h.client.post(f"{CHANNELS}/nope/secret", headers=ADMIN)
+    assert (r.status_code, problem_code(r)) == (404, "not_found")
+    r = await h.client.post(f"{CHANNELS}/toutiao/secret", headers=OPS)
+    assert (r.status_code, problem_code(r)) == (403, "forbidden")
+    audit = (await h.client.get("/api/v1/admin/audit", headers=ADMIN)).json()
+    assert [a["action"] for a in audit].count("channel.rotate_secret") == 3

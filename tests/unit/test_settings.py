@@ -1,0 +1,140 @@
+"""Settings.from_env (DESIGN §8): every setting read in one place, bad values refused."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from voting_service.settings import ConfigurationError, Secret, Settings
+
+ADMIN = "admin-token-0123456789abcdef"
+OPS = "ops-token-0123456789abcdefgh"
+
+
+def env(**changes: str | None) -> dict[str, str]:
+    base: dict[str, str | None] = {
+        "VOTING_SECRET_KEY": "secret-key-0123456789abcdef",
+        "VOTING_PEPPER": "pepper-0123456789abcdef",
+    }
+    base.update(changes)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def test_minimal_environment_gives_defaults() -> None:
+    s = Settings.from_env(env())
+    assert s.redis_url is None
+    assert s.database_url is None
+    assert s.redis_cluster is False
+    assert s.admin_tokens == {}
+    assert s.trusted_proxies == ()
+    assert s.shards == 16
+    assert s.data_dir == Path(".voting-data")
+    assert s.accept_weak_durability is False
+    assert s.secret_keys == ["secret-key-0123456789abcdef"]
+    assert str(s.pepper) == "pepper-0123456789abcdef"
+
+
+def test_full_environment() -> None:
+    s = Settings.from_env(env(
+        REDIS_URL="redis://127.0.0.1:7000/0",
+        VOTING_REDIS_CLUSTER="1",
+        DATABASE_URL="postgresql://u@h/db",
+        VOTING_ADMIN_TOKENS=f"admin:{ADMIN}, ops:{OPS}",
+        VOTING_TRUSTED_PROXIES="10.0.0.0/8, 192.168.1.1,fd00::/8",
+        VOTING_SHARDS="32",
+        VOTING_DATA_DIR="/var/lib/voting",
+        VOTING_ACCEPT_WEAK_DURABILITY="yes",
+        VOTING_REDIS_TIMEOUT="0.5",
+        VOTING_SECRET_KEY="new-key-0123456789 old-key-0123456789",
+    ))
+    assert s.redis_url == "redis://127.0.0.1:7000/0"
+    assert s.redis_cluster is True
+    assert s.database_url == "postgresql://u@h/db"
+    assert s.admin_tokens == {ADMIN: "admin", OPS: "ops"}
+    assert s.trusted_proxies == (
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("192.168.1.1/32"),
+        ipaddress.ip_network("fd00::/8"),
+    )
+    assert s.shards == 32
+    assert s.data_dir == Path("/var/lib/voting")
+    assert s.accept_weak_durability is True
+    assert s.redis_timeout == 0.5
+    assert s.secret_keys == ["new-key-0123456789", "old-key-0123456789"]
+
+
+def test_empty_urls_mean_embedded() -> None:
+    s = Settings.from_env(env(REDIS_URL="", DATABASE_URL=""))
+    assert s.redis_url is None and s.database_url is None
+
+
+@pytest.mark.parametrize("missing", ["VOTING_SECRET_KEY", "VOTING_PEPPER"])
+def test_missing_secrets_are_refused(missing: str) -> None:
+    with pytest.raises(ConfigurationError, match=missing):
+        Settings.from_env(env(**{missing: None}))
+    with pytest.raises(ConfigurationError, match=missing):
+        Settings.from_env(env(**{missing: ""}))
+
+
+@pytest.mark.parametrize("missing", ["VOTING_SECRET_KEY", "VOTING_PEPPER"])
+def test_blank_secrets_are_refused(missing: str) -> None:
+    with pytest.raises(ConfigurationError, match=missing):
+        Settings.from_env(env(**{missing: "   "}))
+
+
+@pytest.mark.parametrize(
+    "proxies", ["*", "10.0.0.0/8,*", " * ", "not-a-network", "10.0.0.0/33", "10.0.0.0/8;"]
+)
+def test_bad_trusted_proxies_are_refused(proxies: str) -> None:
+    with pytest.raises(ConfigurationError, match="VOTING_TRUSTED_PROXIES"):
+        Settings.from_env(env(VOTING_TRUSTED_PROXIES=proxies))
+
+
+@pytest.mark.parametrize(
+    "tokens",
+    [
+        "root:" + ADMIN,  # unknown role
+        ADMIN,  # no role
+        "admin:short",  # under 16 characters
+        "admin:",  # empty token
+        f"admin:{ADMIN},viewer:{OPS}",
+        f"Admin:{ADMIN}",
+    ],
+)
+def test_bad_admin_tokens_are_refused(tokens: str) -> None:
+    with pytest.raises(ConfigurationError, match="VOTING_ADMIN_TOKENS"):
+        Settings.from_env(env(VOTING_ADMIN_TOKENS=tokens))
+
+
+def test_admin_token_may_contain_colons() -> None:
+    s = Settings.from_env(env(VOTING_ADMIN_TOKENS="admin:abc:def:0123456789abcdef"))
+    assert s.admin_tokens == {"abc:def:0123456789abcdef": "admin"}
+
+
+@pytest.mark.parametrize("shards", ["0", "-1", "1025"])
+def test_shards_out_of_range_are_refused(shards: str) -> None:
+    with pytest.raises(ConfigurationError, match="VOTING_SHARDS"):
+        Settings.from_env(env(VOTING_SHARDS=shards))
+
+
+@pytest.mark.parametrize("value,expected", [("1", True), ("true", True), ("ON", True),
+                                            ("0", False), ("", False), ("no", False)])
+def test_flags(value: str, expected: bool) -> None:
+    assert Settings.from_env(env(VOTING_REDIS_CLUSTER=value)).redis_cluster is expected
+
+
+def test_secrets_never_show_in_repr() -> None:
+    s = Settings.from_env(env())
+    assert "secret-key-0123456789abcdef" not in repr(s)
+    assert "pepper-0123456789abcdef" not in repr(s)
+    assert repr(Secret("hunter2")) == "Secret('**********')"
+    assert str(Secret("hunter2")) == "hunter2"
+    assert not Secret("")
+
+
+def test_defaults_without_env_generate_random_secrets() -> None:
+    a, b = Settings(), Settings()
+    assert str(a.secret_key) and str(a.secret_key) != str(b.secret_key)
+    assert str(a.pepper) != str(b.pepper)

@@ -1,0 +1,141 @@
+"""Admin API against vote brushing: blocklist, suspicious groups, invalidations.
+
+Role ``admin`` changes things (each change is in the audit log); ``ops`` reads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from . import blocklist, db, invalidation, suspicious
+from .errors import CampaignNotFound, InvalidRequest, NotFound
+from .http import JSON, authorize, json_body
+from .models import BlockIn, InvalidationIn
+from .services import services
+
+ADMIN = ("admin",)
+READERS = ("admin", "ops")
+MAX_WINDOW = dt.timedelta(days=62)
+
+
+def _when(request: Request, name: str) -> dt.datetime | None:
+    raw = request.query_params.get(name)
+    if not raw:
+        return None
+    try:  # a "+" of an offset arrives as a space when the client did not encode it
+        when = dt.datetime.fromisoformat(raw.strip().replace(" ", "+"))
+    except ValueError as exc:
+        raise InvalidRequest(f"{name} is not an ISO 8601 time") from exc
+    if when.tzinfo is None:
+        raise InvalidRequest(f"{name} needs a UTC offset")
+    return when
+
+
+def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise InvalidRequest(f"{name} must be a whole number from {low} to {high}")
+    return int(raw)
+
+
+async def add_block(request: Request) -> Response:
+    svc = services(request)
+    actor = authorize(request, svc.settings.admin_tokens, *ADMIN)
+    body = await json_body(request, BlockIn, 8 * 1024)
+    async with svc.db() as conn:
+        entry = await blocklist.add(conn, svc.redis, svc.settings.shards, actor, body)
+    if body.kind == "ip":
+        await svc.ip_blocks.refresh(svc.redis)  # this worker at once, the others within 1 s
+    return JSON(entry, status_code=201)
+
+
+async def list_blocks(request: Request) -> Response:
+    svc = services(request)
+    authorize(request, svc.settings.admin_tokens, *READERS)
+    q = request.query_params
+    kind = q.get("kind")
+    if kind not in (None, "voter", "ip"):
+        raise InvalidRequest("kind is 'voter' or 'ip'")
+    async with svc.db() as conn:
+        rows = await blocklist.listing(
+            conn, kind=kind, campaign_id=q.get("campaign_id"),
+            active_only=q.get("all", "") not in ("1", "true"),
+        )
+    return JSON(rows)
+
+
+async def remove_block(request: Request) -> Response:
+    svc = services(request)
+    actor = authorize(request, svc.settings.admin_tokens, *ADMIN)
+    raw = request.path_params["entry"]
+    if not raw.isdigit() or int(raw) >= 2**63:
+        raise NotFound()
+    async with svc.db() as conn:
+        entry = await blocklist.remove(conn, svc.redis, svc.settings.shards, actor, int(raw))
+    if entry is None:
+        raise NotFound("no such active blocklist entry")
+    if entry["kind"] == "ip":
+        await svc.ip_blocks.refresh(svc.redis)
+    return JSON(entry)
+
+
+async def get_suspicious(request: Request) -> Response:
+    svc = services(request)
+    authorize(request, svc.settings.admin_tokens, *READERS)
+    live = svc.registry.get(request.path_params["cid"])
+    now = dt.datetime.now(dt.UTC)
+    until = min(_when(request, "until") or now, now)
+    since = _when(request, "since") or until - dt.timedelta(hours=24)
+    if not dt.timedelta(0) < until - since <= MAX_WINDOW:
+        raise InvalidRequest("since must be before until, at most 62 days apart")
+    window = suspicious.Window(
+        since, until,
+        min_votes=_int(request, "min_votes", 20, 2, 1_000_000),
+        bucket=dt.timedelta(minutes=_int(request, "bucket_minutes", 5, 1, 1440)),
+    )
+    async with svc.db() as conn:
+        groups = await suspicious.find(conn, svc.redis, live.id, window,
+                                       live.day(time.time()).date)
+    return JSON({"campaign_id": live.id, "since": since.isoformat(), "until": until.isoformat(),
+                 "groups": groups})
+
+
+async def create_invalidation(request: Request) -> Response:
+    svc = services(request)
+    actor = authorize(request, svc.settings.admin_tokens, *ADMIN)
+    cid = request.path_params["cid"]
+    body = await json_body(request, InvalidationIn, 512 * 1024)
+    async with svc.db() as conn:
+        if not await db.campaign_exists(conn, cid):
+            raise CampaignNotFound()
+        result = await invalidation.invalidate(
+            conn, svc.redis, cid, svc.settings.shards, actor, body)
+    return JSON(result, status_code=201)
+
+
+async def list_invalidations(request: Request) -> Response:
+    svc = services(request)
+    authorize(request, svc.settings.admin_tokens, *READERS)
+    cid = request.path_params["cid"]
+    async with svc.db() as conn:
+        if not await db.campaign_exists(conn, cid):
+            raise CampaignNotFound()
+        await invalidation.apply_pending(conn, svc.redis, svc.settings.shards)
+        return JSON(await invalidation.listing(conn, cid))
+
+
+routes = [
+    Route("/api/v1/admin/blocklist", add_block, methods=["POST"]),
+    Route("/api/v1/admin/blocklist", list_blocks, methods=["GET"]),
+    Route("/api/v1/admin/blocklist/{entry}", remove_block, methods=["DELETE"]),
+    Route("/api/v1/admin/campaigns/{cid}/suspicious", get_suspicious, methods=["GET"]),
+    Route("/api/v1/admin/campaigns/{cid}/invalidations", create_invalidation, methods=["POST"]),
+    Route("/api/v1/admin/campaigns/{cid}/invalidations", list_invalidations, methods=["GET"]),
+]

@@ -1,0 +1,260 @@
+"""Words of the pages in Chinese (first) and English, and the choice between them.
+
+The pages render the server-side words; the ``JS`` keys travel to the browser in the page's
+config block, so the vote feedback speaks the same language as the page.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Literal
+
+Lang = Literal["zh", "en"]
+LANGS: tuple[Lang, ...] = ("zh", "en")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+MESSAGES: dict[Lang, dict[str, str]] = {
+    "zh": {
+        "html_lang": "zh-CN",
+        "locale": "zh-CN",
+        "other_lang": "English",
+        "site": "网络投票",
+        "open_votes": "正在进行的投票",
+        "no_campaigns": "目前没有正在进行的投票。",
+        "enter": "进入投票",
+        "window": "投票时间：{start} 至 {end}（{tz}）",
+        "tz_beijing": "北京时间",
+        "rules": "每天可投 {n} 票，每位候选人每天限投 {k} 票",
+        "total": "累计投票",
+        "votes_unit": "票",
+        "total_unit": "票",
+        "status_open": "投票进行中",
+        "status_upcoming": "投票尚未开始",
+        "status_paused": "投票已暂停",
+        "status_closed": "投票已结束",
+        "status_draft": "投票尚未发布",
+        "search": "搜索候选人",
+        "search_ph": "输入姓名或编号",
+        "region": "地区",
+        "all_regions": "全部地区",
+        "industry": "行业",
+        "all_industries": "全部行业",
+        "sort": "排序",
+        "by_number": "按编号",
+        "by_votes": "按票数",
+        "apply": "筛选",
+        "count": "共 {n} 位候选人",
+        "none_found": "没有找到符合条件的候选人",
+        "number": "{n}号",
+        "vote": "投票",
+        "vote_aria": "为{n}号{name}投票",
+        "photo_alt": "{name}的照片",
+        "details": "查看事迹",
+        "back": "返回候选人列表",
+        "deeds": "主要事迹",
+        "share": "分享给朋友",
+        "employer": "工作单位",
+        "occupation": "职业",
+        "noscript": "请开启 JavaScript 后再投票。",
+        "show_all": "显示全部候选人",
+        "full_page": "打开完整投票页面",
+        "not_found": "页面不存在",
+        "not_found_text": "没有找到这个投票或候选人，请检查链接是否完整。",
+        "home": "返回首页",
+        "embed_refused": "该嵌入渠道未登记，无法显示投票。",
+        "sms_title": "验证手机号",
+        "sms_hint": "本次投票需验证手机号。号码仅用于防止刷票，不会公开。",
+        "phone": "手机号",
+        "code": "验证码",
+        "send_code": "获取验证码",
+        "confirm": "验证并投票",
+        "cancel": "取消",
+        "footer": "投票结果以主办方公布为准",
+    },
+    "en": {
+        "html_lang": "en",
+        "locale": "en-GB",
+        "other_lang": "中文",
+        "site": "Online vote",
+        "open_votes": "Open votes",
+        "no_campaigns": "There is no vote open right now.",
+        "enter": "Go to the vote",
+        "window": "Voting: {start} to {end} ({tz})",
+        "tz_beijing": "Beijing time",
+        "rules": "You have {n} votes a day, at most {k} per candidate per day",
+        "total": "Votes so far:",
+        "votes_unit": "votes",
+        "total_unit": "",
+        "status_open": "Voting is open",
+        "status_upcoming": "Voting has not started yet",
+        "status_paused": "Voting is paused",
+        "status_closed": "Voting has ended",
+        "status_draft": "This vote is not published yet",
+        "search": "Search candidates",
+        "search_ph": "Name or number",
+        "region": "Region",
+        "all_regions": "All regions",
+        "industry": "Industry",
+        "all_industries": "All industries",
+        "sort": "Sort",
+        "by_number": "By number",
+        "by_votes": "By votes",
+        "apply": "Filter",
+        "count": "{n} candidates",
+        "none_found": "No candidate matches your search",
+        "number": "No. {n}",
+        "vote": "Vote",
+        "vote_aria": "Vote for No. {n}, {name}",
+        "photo_alt": "Photo of {name}",
+        "details": "Read more",
+        "back": "Back to all candidates",
+        "deeds": "Deeds",
+        "share": "Share",
+        "employer": "Employer",
+        "occupation": "Occupation",
+        "noscript": "Please turn on JavaScript to vote.",
+        "show_all": "Show all candidates",
+        "full_page": "Open the full voting page",
+        "not_found": "Page not found",
+        "not_found_text": "This vote or candidate does not exist. Please check the link.",
+        "home": "Home",
+        "embed_refused": "This embedding channel is not registered.",
+        "sms_title": "Verify your phone",
+        "sms_hint": "This vote needs your phone number. It only stops fake votes; nobody sees it.",
+        "phone": "Phone number",
+        "code": "Code",
+        "send_code": "Send code",
+        "confirm": "Verify and vote",
+        "cancel": "Cancel",
+        "footer": "Official results are announced by the organiser",
+    },
+}
+
+JS: dict[Lang, dict[str, str]] = {
+    "zh": {
+        "ok": "投票成功！今日还可投 {n} 票",
+        "ok_last": "投票成功！今天的票已全部投出，明天再来吧",
+        "already": "今天已经为 TA 投过票了，明天再来吧",
+        "quota": "今天的票已用完，{when}（{tz}）恢复",
+        "tomorrow": "明天 {t}",
+        "closed": "当前不在投票时间内，暂时无法投票",
+        "paused": "投票已暂停，请稍后再来",
+        "ended": "投票已结束，感谢您的关注",
+        "upcoming": "投票尚未开始，敬请期待",
+        "rate": "操作太频繁，请 {s} 秒后再试",
+        "blocked": "当前账号或网络已被限制投票，如有疑问请联系主办方",
+        "offline": "网络已断开，恢复连接后将自动重试",
+        "network": "网络不稳定，投票没有送达，请稍后再试",
+        "busy": "投票人数较多，本次未计入，请稍后再试",
+        "pow": "正在进行安全验证，请稍候…",
+        "pow_pct": "正在进行安全验证，请稍候…（{p}%）",
+        "pow_fail": "安全验证未通过，请再试一次",
+        "insecure": "请通过 https 链接打开本页后投票",
+        "voter_fail": "暂时无法投票，请刷新页面后重试",
+        "login": "请先登录后再投票",
+        "missing": "该候选人不存在",
+        "generic": "投票没有成功，请稍后再试",
+        "voted": "今日已投",
+        "voting": "投票中…",
+        "vote": "投票",
+        "count": "共 {n} 位候选人",
+        "copied": "链接已复制，快去分享吧",
+        "bad_phone": "请输入正确的 11 位手机号",
+        "sms_sent": "验证码已发送，请注意查收",
+        "bad_code": "验证码错误或已过期",
+        "resend": "{s} 秒后重发",
+        "send_code": "获取验证码",
+    },
+    "en": {
+        "ok": "Thank you! {n} votes left today",
+        "ok_last": "Thank you! That was your last vote today; come back tomorrow",
+        "already": "You have already voted for this candidate today",
+        "quota": "No votes left today. They come back at {when} ({tz})",
+        "tomorrow": "{t} tomorrow",
+        "closed": "Voting is not open right now",
+        "paused": "Voting is paused; please come back later",
+        "ended": "Voting has ended. Thank you for your interest",
+        "upcoming": "Voting has not started yet",
+        "rate": "Too many votes from your network. Try again in {s} s",
+        "blocked": "Voting is blocked for this account or network. Please contact the organiser",
+        "offline": "You are offline. The vote will be sent when you are back online",
+        "network": "The network is unstable and the vote did not arrive. Please try again",
+        "busy": "Too many people are voting; this vote was not counted. Please try again",
+        "pow": "Running a security check…",
+        "pow_pct": "Running a security check… ({p}%)",
+        "pow_fail": "The security check failed. Please try again",
+        "insecure": "Please open this page through its https link to vote",
+        "voter_fail": "Voting is not possible right now. Please reload the page",
+        "login": "Please log in to vote",
+        "missing": "This candidate does not exist",
+        "generic": "The vote did not go through. Please try again",
+        "voted": "Voted today",
+        "voting": "Voting…",
+        "vote": "Vote",
+        "count": "{n} candidates",
+        "copied": "Link copied",
+        "bad_phone": "Please enter an 11-digit mobile number",
+        "sms_sent": "The code is on its way",
+        "bad_code": "The code is wrong or has expired",
+        "resend": "Resend in {s} s",
+        "send_code": "Send code",
+    },
+}
+
+
+def pick(query_lang: str | None, accept_language: str | None) -> Lang:
+    """``?lang=`` wins; else the browser's most preferred of zh/en; else Chinese."""
+    if query_lang in LANGS:
+        return query_lang
+    best: tuple[float, int, Lang] | None = None
+    for position, item in enumerate((accept_language or "").split(",")[:20]):
+        tag, _, params = item.strip().partition(";")
+        primary = tag.strip().lower().split("-")[0]
+        if primary not in LANGS:
+            continue
+        q = 1.0
+        params = params.strip()
+        if params.startswith("q="):
+            try:
+                q = float(params[2:])
+            except ValueError:
+                continue
+        candidate = (q, -position, primary)
+        if q > 0 and (best is None or candidate > best):
+            best = candidate
+    return best[2] if best else "zh"
+
+
+class Words:
+    """The page's words in one language: ``t("key", n=3)``."""
+
+    def __init__(self, lang: Lang) -> None:
+        self.lang = lang
+        self.messages: Mapping[str, str] = MESSAGES[lang]
+        self.js: Mapping[str, str] = JS[lang]
+
+    def __call__(self, key: str, **values: object) -> str:
+        text = self.messages[key]
+        return text.format(**values) if values else text
+
+    def tz_name(self, timezone: str) -> str:
+        return self("tz_beijing") if timezone in ("Asia/Shanghai", "Asia/Chongqing") else timezone
+
+    def moment(self, when: dt.datetime, with_year: bool = True) -> str:
+        # 23:59:59 reads better as 23:59 than as the next day's 00:00
+        clock = when.strftime("%H:%M")
+        if self.lang == "zh":
+            day = f"{when.month}月{when.day}日"
+            return f"{when.year}年{day} {clock}" if with_year else f"{day} {clock}"
+        day = f"{when.day} {_MONTHS[when.month - 1]}"
+        return f"{day} {when.year}, {clock}" if with_year else f"{day}, {clock}"
+
+    def window(self, opens: dt.datetime, closes: dt.datetime, timezone: str) -> str:
+        same_year = opens.year == closes.year
+        return self(
+            "window",
+            start=self.moment(opens),
+            end=self.moment(closes, with_year=not same_year or self.lang == "en"),
+            tz=self.tz_name(timezone),
+        )

@@ -1,0 +1,329 @@
+"""Server-rendered pages (DESIGN §7): open votes, candidate list and detail, embed widget.
+
+Every page works as plain HTML (filters are a GET form); ``app.js`` adds instant filtering,
+voting with proof of work and live counts. Pages carry no per-visitor data, so a rendered
+page is reused for about a second by everyone asking for the same thing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import time
+import weakref
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import jinja2
+from markupsafe import Markup, escape
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from . import i18n
+from .assets import accepts_gzip, assets, photo, static_file
+from .errors import Unavailable
+from .models import Candidate
+from .registry import LiveCampaign, Registry
+from .security import channel_origins, normalize_origin, page_csp
+from .services import Services, services
+
+env = jinja2.Environment(
+    loader=jinja2.PackageLoader("voting_service", "templates"),
+    autoescape=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    auto_reload=False,
+)
+env.filters["num"] = lambda n: f"{n:,}"
+_QUOTED = re.compile(r"“[^”]{1,20}”")
+
+
+def _keep_quotes(text: str) -> Markup:
+    """A short “quoted name” in a heading never breaks across lines."""
+    escaped = str(escape(text))
+    return Markup(_QUOTED.sub(lambda m: f'<span class="nb">{m[0]}</span>', escaped))
+
+
+env.filters["keep_quotes"] = _keep_quotes
+
+EMBED_LIST_LIMIT = 10
+_CACHE_SIZE = 512
+_Rendered = tuple[int, bytes, bytes, str]
+_caches: weakref.WeakKeyDictionary[Registry, dict[tuple[Any, ...], _Rendered]] = (
+    weakref.WeakKeyDictionary()
+)
+"""Rendered pages per app (keyed by its registry), reused while the key holds."""
+
+
+def _lang(request: Request) -> i18n.Words:
+    return i18n.Words(
+        i18n.pick(request.query_params.get("lang"), request.headers.get("accept-language"))
+    )
+
+
+def _config_json(config: Mapping[str, Any]) -> str:
+    # a JSON data block inside <script>: "<" escaped so no "</script>" can end it early
+    return json.dumps(config, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
+
+
+def _html(request: Request, status: int, body: bytes, gz: bytes, csp: str) -> Response:
+    headers = {
+        "Content-Security-Policy": csp,
+        "Cache-Control": "public, max-age=5" if status == 200 else "no-store",
+        "Vary": "Accept-Encoding, Accept-Language",
+    }
+    if "frame-ancestors 'none'" in csp:
+        headers["X-Frame-Options"] = "DENY"
+    if accepts_gzip(request):
+        headers["Content-Encoding"] = "gzip"
+        body = gz
+    return Response(body, status, headers, media_type="text/html; charset=utf-8")
+
+
+def render(
+    request: Request, template: str, words: i18n.Words, status: int = 200,
+    frame_ancestors: str = "'none'", cache_key: tuple[Any, ...] | None = None,
+    **context: Any,
+) -> Response:
+    key = None if cache_key is None else (template, words.lang, status, frame_ancestors,
+                                          *cache_key)
+    cache = _caches.setdefault(services(request).registry, {})
+    hit = cache.get(key) if key is not None else None
+    if hit is None:
+        text = env.get_template(template).render(
+            t=words, static=assets().url, lang_url=_lang_url(request, words), **context
+        )
+        body = text.encode()
+        hit = (status, body, gzip.compress(body, 6), page_csp(frame_ancestors))
+        if key is not None:
+            if len(cache) >= _CACHE_SIZE:
+                cache.clear()
+            cache[key] = hit
+    return _html(request, *hit)
+
+
+_KEPT_PARAMS = ("q", "region", "industry", "sort", "channel", "candidate", "origin")
+
+
+def _lang_url(request: Request, words: i18n.Words) -> str:
+    params = [(k, v) for k, v in request.query_params.multi_items() if k in _KEPT_PARAMS]
+    params.append(("lang", "en" if words.lang == "zh" else "zh"))
+    return f"{request.url.path}?{urlencode(params)}"
+
+
+def not_found(request: Request, words: i18n.Words | None = None) -> Response:
+    return render(request, "error.html", words or _lang(request), status=404,
+                  cache_key=(request.url.path,))
+
+
+def _visible(live: LiveCampaign) -> bool:
+    return live.c.status != "draft"
+
+
+async def _counts(svc: Services, live: LiveCampaign) -> tuple[dict[str, int] | None, str]:
+    """The campaign's counts if public; a page still renders without them if Redis is down."""
+    if not live.c.show_counts:
+        return None, ""
+    try:
+        return await svc.registry.tallies(live.id)
+    except Unavailable:
+        return None, ""
+
+
+def photo_url(live: LiveCampaign, cand: Candidate) -> str:
+    return cand.photo_url or f"/static/photos/{cand.id}.svg?c={live.id}"
+
+
+def _matches(cand: Candidate, text: str, region: str, industry: str) -> bool:
+    if region and cand.region != region:
+        return False
+    if industry and cand.industry != industry:
+        return False
+    if not text:
+        return True
+    digits = text.removesuffix("号").removeprefix("No.").strip().lstrip("0")
+    if digits.isdigit() and int(digits) == cand.number:
+        return True
+    return text.lower() in cand.name.lower() or text == cand.id
+
+
+def _card(live: LiveCampaign, cand: Candidate, votes: int | None, hidden: bool,
+          lang_query: str) -> dict[str, Any]:
+    return {
+        "id": cand.id, "number": cand.number, "name": cand.name, "region": cand.region,
+        "industry": cand.industry, "employer": cand.employer, "occupation": cand.occupation,
+        "summary": cand.summary, "photo": photo_url(live, cand), "votes": votes,
+        "hidden": hidden, "url": f"/c/{live.id}/{cand.id}{lang_query}",
+    }
+
+
+def _distinct(values: list[str]) -> list[str]:
+    return [v for v in dict.fromkeys(values) if v]
+
+
+def _campaign_context(
+    live: LiveCampaign, words: i18n.Words, counts: dict[str, int] | None, now: float,
+    channel: str = "", embed: bool = False, parent_origin: str = "",
+) -> dict[str, Any]:
+    c = live.c
+    state = live.state(now)
+    opens = c.opens_at.astimezone(live.zone)
+    closes = c.closes_at.astimezone(live.zone)
+    config = {
+        "cid": live.id, "tz": c.timezone, "tzName": words.tz_name(c.timezone),
+        "locale": words("locale"), "identity": list(c.rules.identity),
+        "challenge": c.rules.challenge, "counts": counts is not None, "status": state,
+        "channel": channel, "embed": embed, "parentOrigin": parent_origin,
+        "pow": assets().url("pow.js"), "t": dict(words.js),
+    }
+    return {
+        "c": c, "state": state, "open": state == "open",
+        "window": words.window(opens, closes, c.timezone),
+        "rules": words("rules", n=c.rules.votes_per_day, k=c.rules.per_candidate_per_day),
+        "total": None if counts is None else sum(counts.values()),
+        "config": _config_json(config),
+    }
+
+
+async def home(request: Request) -> Response:
+    svc = services(request)
+    words = _lang(request)
+    now = time.time()
+    lives = [x for x in svc.registry.campaigns.values() if _visible(x)]
+    lives.sort(key=lambda x: (x.state(now) != "open", -x.opens, x.id))
+    items = [
+        {"id": x.id, "title": x.c.title, "state": x.state(now),
+         "window": words.window(x.c.opens_at.astimezone(x.zone),
+                                x.c.closes_at.astimezone(x.zone), x.c.timezone)}
+        for x in lives
+    ]
+    return render(request, "index.html", words, campaigns=items,
+                  cache_key=(svc.registry.version, int(now) // 60))
+
+
+async def campaign_page(request: Request) -> Response:
+    svc = services(request)
+    words = _lang(request)
+    live = svc.registry.campaigns.get(request.path_params["cid"])
+    if live is None or not _visible(live):
+        return not_found(request, words)
+    counts, as_of = await _counts(svc, live)
+    q = request.query_params
+    text = (q.get("q") or "").strip()[:50]
+    region, industry = q.get("region") or "", q.get("industry") or ""
+    sort = "votes" if q.get("sort") == "votes" and counts is not None else "number"
+    lang_query = "?lang=en" if q.get("lang") == "en" else ""
+    cands = list(live.c.candidates)
+    if sort == "votes" and counts is not None:
+        cands.sort(key=lambda x: (-counts.get(x.id, 0), x.number))
+    cards = [
+        _card(live, x, None if counts is None else counts.get(x.id, 0),
+              not _matches(x, text, region, industry), lang_query)
+        for x in cands
+    ]
+    now = time.time()
+    return render(
+        request, "campaign.html", words,
+        cache_key=(live.id, svc.registry.version, as_of, q.get("lang"), text, region,
+                   industry, sort, _base(request), int(now)),
+        **_campaign_context(live, words, counts, now),
+        cards=cards, shown=sum(not x["hidden"] for x in cards),
+        regions=_distinct([x.region for x in live.c.candidates]),
+        industries=_distinct([x.industry for x in live.c.candidates]),
+        query={"q": text, "region": region, "industry": industry, "sort": sort},
+        canonical=f"{_base(request)}/c/{live.id}",
+    )
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+async def candidate_page(request: Request) -> Response:
+    svc = services(request)
+    words = _lang(request)
+    live = svc.registry.campaigns.get(request.path_params["cid"])
+    if live is None or not _visible(live):
+        return not_found(request, words)
+    cand = live.candidates.get(request.path_params["candidate"])
+    if cand is None:
+        return not_found(request, words)
+    counts, as_of = await _counts(svc, live)
+    now = time.time()
+    lang_query = "?lang=en" if request.query_params.get("lang") == "en" else ""
+    card = _card(live, cand, None if counts is None else counts.get(cand.id, 0), False,
+                 lang_query)
+    image = card["photo"] if card["photo"].startswith("http") else _base(request) + card["photo"]
+    return render(
+        request, "candidate.html", words,
+        cache_key=(live.id, svc.registry.version, cand.id, as_of, request.query_params.get("lang"),
+                   _base(request), int(now)),
+        **_campaign_context(live, words, counts, now),
+        x=card, deeds=[p.strip() for p in cand.deeds.splitlines() if p.strip()],
+        back=f"/c/{live.id}{lang_query}",
+        canonical=f"{_base(request)}/c/{live.id}/{cand.id}", image=image,
+    )
+
+
+def _parent_origin(request: Request, allowed: Any) -> str:
+    """The embedding page's origin, if the channel lists it: from ``?origin=``, else Referer."""
+    for raw in (request.query_params.get("origin"), request.headers.get("referer")):
+        if not raw:
+            continue
+        parts = urlsplit(raw)
+        origin = normalize_origin(f"{parts.scheme}://{parts.netloc}")
+        if origin is not None and allowed.allows(origin):
+            return origin
+    return ""
+
+
+async def embed_page(request: Request) -> Response:
+    svc = services(request)
+    words = _lang(request)
+    live = svc.registry.campaigns.get(request.path_params["cid"])
+    if live is None or not _visible(live):
+        return not_found(request, words)
+    channel_id = request.query_params.get("channel") or ""
+    allowed = channel_origins(live).get(channel_id) if channel_id else None  # "" = all
+    if allowed is None:
+        return render(request, "error.html", words, status=404,
+                      message=words("embed_refused"), cache_key=(live.id, channel_id[:64]))
+    counts, as_of = await _counts(svc, live)
+    now = time.time()
+    only = request.query_params.get("candidate") or ""
+    cand = live.candidates.get(only) if only else None
+    if only and cand is None:
+        return not_found(request, words)
+    chosen = [cand] if cand is not None else list(live.c.candidates)
+    cards = [_card(live, x, None if counts is None else counts.get(x.id, 0),
+                   cand is None and i >= EMBED_LIST_LIMIT, "")
+             for i, x in enumerate(chosen)]
+    for card in cards:
+        card["url"] = f"/c/{live.id}/{card['id']}"
+    parent = _parent_origin(request, allowed)
+    return render(
+        request, "embed.html", words, frame_ancestors=allowed.csp_source_list(),
+        cache_key=(live.id, svc.registry.version, channel_id, only, parent, as_of,
+                   request.query_params.get("lang"), int(now)),
+        **_campaign_context(live, words, counts, now, channel=channel_id, embed=True,
+                            parent_origin=parent),
+        cards=cards, single=cand is not None, limit=EMBED_LIST_LIMIT,
+    )
+
+
+async def embed_js(request: Request) -> Response:
+    return assets().response(request, "embed.js", cache="public, max-age=300")
+
+
+routes = [
+    Route("/", home),
+    Route("/c/{cid}", campaign_page),
+    Route("/c/{cid}/{candidate}", candidate_page),
+    Route("/embed/{cid}", embed_page),
+    Route("/embed.js", embed_js),
+    Route("/static/photos/{stem}.svg", photo),
+    Route("/static/{path:path}", static_file),
+]

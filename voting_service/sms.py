@@ -1,0 +1,198 @@
+"""SMS one-time codes: a phone number → a voter token, the number itself stored nowhere.
+
+``start`` checks the number (mainland China mobile), meters sends per phone and per network
+(``ip_limit.lua`` on their own keys), stores a keyed hash of a fresh 6-digit code in Redis
+for five minutes and hands the code to the sender. ``verify`` checks the typed code in
+``sms_verify.lua``: five wrong tries burn it, a right one is used once. The voter id is
+``HMAC(pepper, "sms:" number)``; Redis keys carry an HMAC of the number, too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import sys
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import httpx
+from redis.exceptions import RedisError
+
+from . import identity, keys, scripts
+from .errors import InvalidCode, InvalidRequest, RateLimited, Unavailable
+from .registry import Day, LiveCampaign
+from .settings import Settings
+from .store import AnyRedis, Batcher
+
+log = logging.getLogger(__name__)
+
+CODE_TTL = 300
+MAX_TRIES = 5
+PHONE_PER_MINUTE, PHONE_PER_DAY = 1, 10
+"""Codes one phone may be sent: one a minute (the "resend" button), ten a day."""
+ADDRESS_PER_MINUTE, ADDRESS_PER_DAY = 10, 100
+NETWORK_PER_MINUTE, NETWORK_PER_DAY = 60, 2000
+"""Codes requested from one address (/32, IPv6 /64) and one network (/24, IPv6 /48)."""
+
+_PHONE = re.compile(r"1[3-9]\d{9}")
+_SEPARATORS = re.compile(r"[\s\-()]")
+
+
+def normalize_phone(raw: str) -> str:
+    """A mainland China mobile number as 11 digits, or ``InvalidRequest``.
+
+    Accepts ``13812345678``, ``+86 138-1234-5678``, ``0086 13812345678``, ``86 138…``.
+    """
+    number = _SEPARATORS.sub("", raw)
+    for prefix in ("+86", "0086", "86"):
+        if number.startswith(prefix) and len(number) == len(prefix) + 11:
+            number = number[len(prefix):]
+            break
+    if not _PHONE.fullmatch(number):
+        raise InvalidRequest("not a mainland China mobile number")
+    return number
+
+
+def masked(phone: str) -> str:
+    return f"{phone[:3]}****{phone[-4:]}"
+
+
+def phone_key_id(pepper: str, phone: str) -> str:
+    """Names a phone's Redis keys: keyed, and distinct from its voter id."""
+    return hmac.new(pepper.encode(), f"sms-keys:{phone}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def code_digest(pepper: str, campaign_id: str, phone_id: str, code: str) -> str:
+    message = f"sms-code:{campaign_id}:{phone_id}:{code}".encode()
+    return hmac.new(pepper.encode(), message, hashlib.sha256).hexdigest()
+
+
+def message_text(campaign: LiveCampaign, code: str) -> str:
+    minutes = CODE_TTL // 60
+    return f"【{campaign.c.title}】您的投票验证码是{code}，{minutes}分钟内有效。请勿告诉他人。"
+
+
+class Sender(Protocol):
+    async def send(self, phone: str, code: str, text: str) -> None: ...
+
+
+class ConsoleSender:
+    """Prints codes to standard output: for local runs and tests only."""
+
+    async def send(self, phone: str, code: str, text: str) -> None:
+        print(f"[sms] to {masked(phone)}: {text} (code {code})", file=sys.stdout, flush=True)
+
+
+class HttpSender:
+    """Posts ``{phone, code, text, ttl_seconds}`` as JSON to an SMS gateway (or an adapter in
+    front of one); any 2xx answer counts as sent."""
+
+    def __init__(self, url: str, token: str, timeout: float) -> None:
+        self.url = url
+        self.token = token
+        self.timeout = timeout
+
+    async def send(self, phone: str, code: str, text: str) -> None:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        body = {"phone": phone, "code": code, "text": text, "ttl_seconds": CODE_TTL}
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout) as client:
+                r = await client.post(self.url, json=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise Unavailable("the SMS gateway is unreachable") from exc
+        if not r.is_success:
+            log.warning("SMS gateway answered %d", r.status_code)
+            raise Unavailable("the SMS gateway did not take the message")
+
+
+def sender_from(settings: Settings) -> Sender:
+    if settings.sms_sender == "http":
+        return HttpSender(settings.sms_http_url, str(settings.sms_http_token),
+                          settings.sms_http_timeout)
+    return ConsoleSender()
+
+
+@dataclass(frozen=True)
+class Sent:
+    expires_in: int
+    resend_after: int
+
+
+async def _meter(
+    batcher: Batcher, limits: list[tuple[list[str], int, int]], day: Day, now: float
+) -> int:
+    """Run every ``(keys, per minute, per day)`` meter in one batch; the longest wait, ms."""
+    script = scripts.ip_limit()
+    futures = [batcher.call(script, ks, [per_min, per_day, day.expire_at])
+               for ks, per_min, per_day in limits]
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    wait_ms = 0
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+        allowed, retry_ms, _, _ = (int(x) for x in result)
+        if not allowed:
+            until_midnight = int((day.ends_at - now) * 1000)
+            wait_ms = max(wait_ms, until_midnight if retry_ms < 0 else retry_ms)
+    return wait_ms
+
+
+async def start(
+    redis: AnyRedis, batcher: Batcher, sender: Sender, pepper: str, campaign: LiveCampaign,
+    raw_phone: str, ip: str,
+) -> Sent:
+    phone = normalize_phone(raw_phone)
+    now = time.time()
+    day = campaign.day(now)
+    pid = phone_key_id(pepper, phone)
+    host, net = identity.ip_prefixes(ip)
+    cid = campaign.id
+    wait_ms = await _meter(batcher, [
+        ([keys.sms_rate(pid), keys.sms_day(pid, day.date)], PHONE_PER_MINUTE, PHONE_PER_DAY),
+        ([keys.ip_sms_rate(cid, host), keys.ip_sms_day(cid, host, day.date)],
+         ADDRESS_PER_MINUTE, ADDRESS_PER_DAY),
+        ([keys.ip_sms_rate(cid, net), keys.ip_sms_day(cid, net, day.date)],
+         NETWORK_PER_MINUTE, NETWORK_PER_DAY),
+    ], day, now)
+    if wait_ms:
+        raise RateLimited("too many codes requested; try again later",
+                          headers={"Retry-After": str(max(1, -(-wait_ms // 1000)))})
+    code = f"{secrets.randbelow(10**6):06d}"
+    digest = code_digest(pepper, cid, pid, code)
+    try:  # a new code replaces the last one, with fresh tries
+        await redis.set(keys.sms_code(pid), f"{digest}|0", ex=CODE_TTL)
+    except (RedisError, OSError) as exc:
+        raise Unavailable() from exc
+    try:
+        await sender.send(phone, code, message_text(campaign, code))
+    except Exception:
+        with contextlib.suppress(RedisError, OSError):
+            await redis.delete(keys.sms_code(pid))
+        raise
+    return Sent(CODE_TTL, 60 // PHONE_PER_MINUTE)
+
+
+async def verify(
+    batcher: Batcher, pepper: str, campaign: LiveCampaign, raw_phone: str, code: str
+) -> str:
+    """The voter id of the phone when ``code`` is its current code; else ``InvalidCode``."""
+    phone = normalize_phone(raw_phone)
+    if not re.fullmatch(r"\d{6}", code.strip()):
+        raise InvalidCode("the code is 6 digits")
+    pid = phone_key_id(pepper, phone)
+    status, left = await batcher.call(
+        scripts.load("sms_verify"), [keys.sms_code(pid)],
+        [code_digest(pepper, campaign.id, pid, code.strip()), MAX_TRIES],
+    )
+    if int(status) == 0:
+        return identity.voter_id(pepper, "sms", phone)
+    if int(status) == 2:
+        raise InvalidCode("no valid code for this number: request a new one",
+                          extra={"tries_left": 0})
+    raise InvalidCode(extra={"tries_left": int(left)})

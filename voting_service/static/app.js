@@ -1,0 +1,411 @@
+/* voting-service pages: filters, voting (credential, proof of work, retries), live counts.
+   No dependencies; served by the service itself. */
+(function () {
+  "use strict";
+  var cfgEl = document.getElementById("vs-config");
+  if (!cfgEl) return;
+  var C = JSON.parse(cfgEl.textContent), T = C.t;
+  var api = "/api/v1/campaigns/" + encodeURIComponent(C.cid);
+  var $ = function (s, r) { return (r || document).querySelector(s); };
+  var $$ = function (s, r) { return Array.prototype.slice.call((r || document).querySelectorAll(s)); };
+  var fmt = function (s, o) { return s.replace(/\{(\w+)\}/g, function (_, k) { return o[k] == null ? "" : o[k]; }); };
+  var sleep = function (ms) { return new Promise(function (r) { setTimeout(r, ms); }); };
+  var num = function (n) { return Number(n).toLocaleString(C.locale); };
+
+  /* Storage that still works where the browser blocks it (third-party iframes). */
+  var mem = {};
+  function sget(k) { try { var v = localStorage.getItem(k); if (v != null) return v; } catch (e) { /* blocked */ } return mem[k] == null ? null : mem[k]; }
+  function sset(k, v) {
+    if (v == null) delete mem[k]; else mem[k] = v;
+    try { if (v == null) localStorage.removeItem(k); else localStorage.setItem(k, v); } catch (e) { /* blocked */ }
+  }
+
+  /* ---------- feedback ---------- */
+  var toast = $("#vs-toast"), toastTimer;
+  function say(msg, kind, card) {
+    if (C.embed && card) {
+      var m = $(".msg", card);
+      if (!m) { m = document.createElement("p"); m.setAttribute("role", "status"); ($(".bd", card) || card).appendChild(m); }
+      m.className = "msg " + (kind || "");
+      m.textContent = msg;
+      return;
+    }
+    toast.textContent = msg;
+    toast.className = "toast show " + (kind || "");
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(function () { toast.className = "toast"; }, 8000);
+  }
+
+  /* ---------- the day in the campaign's time zone ---------- */
+  function dayOf(d) {
+    return new Intl.DateTimeFormat("en-CA", { timeZone: C.tz, year: "numeric", month: "2-digit", day: "2-digit" }).format(d);
+  }
+  function clock(d) {
+    return new Intl.DateTimeFormat(C.locale, { timeZone: C.tz, hour: "2-digit", minute: "2-digit", hourCycle: "h23" }).format(d);
+  }
+  function resetText(seconds) {
+    var at = new Date(Math.round((Date.now() + seconds * 1000) / 60000) * 60000);
+    var hm = clock(at);
+    return fmt(T.quota, { when: dayOf(at) === dayOf(new Date()) ? hm : fmt(T.tomorrow, { t: hm }), tz: C.tzName });
+  }
+  var votedKey = "vs:v:" + C.cid;
+  function votedToday() {
+    try { var v = JSON.parse(sget(votedKey) || "{}"); return v.d === dayOf(new Date()) ? v.ids : []; } catch (e) { return []; }
+  }
+  function rememberVoted(id) {
+    var ids = votedToday();
+    if (ids.indexOf(id) < 0) ids.push(id);
+    sset(votedKey, JSON.stringify({ d: dayOf(new Date()), ids: ids }));
+  }
+
+  /* ---------- buttons and counts ---------- */
+  function cardOf(el) { return el.closest("[data-id]"); }
+  function who(card) { var n = $(".nm", card); return n ? n.textContent.replace(/\s+/g, " ").trim() : ""; }
+  function setButton(btn, state) {
+    var card = cardOf(btn);
+    btn.removeAttribute("aria-busy");
+    btn.classList.remove("done");
+    if (state === "busy") { btn.setAttribute("aria-busy", "true"); btn.textContent = T.voting; }
+    else if (state === "voted") { btn.disabled = true; btn.classList.add("done"); btn.textContent = T.voted; }
+    else if (state === "closed") { btn.disabled = true; btn.textContent = T.vote; }
+    else { btn.disabled = false; btn.textContent = T.vote; }
+    btn.setAttribute("aria-label", btn.textContent + "：" + who(card));
+  }
+  function setCount(card, votes) {
+    var b = $(".cnt b", card);
+    if (!b || votes == null) return;
+    var prev = +card.getAttribute("data-v") || 0;
+    if (votes < prev) return;
+    card.setAttribute("data-v", votes);
+    b.textContent = num(votes);
+  }
+  function bumpTotal(by) {
+    var t = $("#vs-total");
+    if (t) t.textContent = num((+t.textContent.replace(/\D/g, "") || 0) + by);
+  }
+  var closedText = { paused: T.paused, closed: T.ended, upcoming: T.upcoming, draft: T.closed };
+  function closeAll(status) {
+    var b = $("#vs-state");
+    if (b) { b.textContent = closedText[status] || T.closed; b.hidden = false; }
+    $$("button[data-vote]").forEach(function (x) { if (!x.classList.contains("done")) setButton(x, "closed"); });
+  }
+
+  /* ---------- HTTP ---------- */
+  async function req(method, url, body, headers) {
+    var h = { Accept: "application/json" };
+    Object.keys(headers || {}).forEach(function (k) { h[k] = headers[k]; });
+    if (body !== undefined) h["Content-Type"] = "application/json";
+    var r = await fetch(url, { method: method, headers: h, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin", cache: "no-store" });
+    var data = {};
+    try { data = await r.json(); } catch (e) { /* not JSON */ }
+    return { status: r.status, body: data || {}, wait: +(r.headers.get("Retry-After") || 0) };
+  }
+  function online() {
+    return new Promise(function (resolve) {
+      if (navigator.onLine !== false) return resolve();
+      window.addEventListener("online", function h() { window.removeEventListener("online", h); resolve(); });
+    });
+  }
+  /* Same request (same vote_id) again on network errors and 502-504; waits while offline. */
+  async function send(method, url, body, headers, card) {
+    for (var i = 0; ; i++) {
+      if (navigator.onLine === false) { say(T.offline, "warn", card); await online(); }
+      try {
+        var r = await req(method, url, body, headers);
+        if (r.status < 502 || r.status > 504 || i >= 4) return r;
+      } catch (e) {
+        if (navigator.onLine === false) continue;
+        if (i >= 4) throw { net: true };
+      }
+      await sleep(400 * Math.pow(2, i));
+    }
+  }
+
+  /* ---------- credential ---------- */
+  var tokenKey = "vs:t:" + C.cid, partnerToken = null;
+  function authHeaders(token) {
+    if (partnerToken) return { Authorization: "Bearer " + partnerToken };
+    return token ? { "X-Voter-Token": token } : {};
+  }
+  async function credential(card) {
+    if (partnerToken) return "";
+    var token = sget(tokenKey);
+    if (token) return token;
+    if (C.identity.indexOf("anonymous") >= 0) {
+      var r = await send("POST", api + "/voter", undefined, {}, card);
+      if (r.status !== 201 || !r.body.token) throw r;
+      token = r.body.token;
+    } else if (C.identity.indexOf("sms") >= 0) {
+      token = await smsFlow(card);
+    } else {
+      throw { msg: T.login };
+    }
+    sset(tokenKey, token);
+    return token;
+  }
+
+  /* SMS one-time code: resolves with a voter token, rejects when cancelled. */
+  function smsFlow(card) {
+    var sheet = $("#vs-sms"), form = $("#vs-sms-form"), phone = $("#vs-phone"), code = $("#vs-code");
+    var sendBtn = $("#vs-send"), err = $("#vs-sms-err"), timer;
+    if (C.embed && card) ($(".bd", card) || card).appendChild(sheet);
+    sheet.hidden = false;
+    err.textContent = "";
+    err.className = "err";
+    sendBtn.disabled = false;
+    sendBtn.textContent = T.send_code;
+    phone.focus();
+    return new Promise(function (resolve, reject) {
+      function close(fn, v) {
+        clearInterval(timer);
+        sheet.hidden = true;
+        form.onsubmit = sendBtn.onclick = $("#vs-cancel").onclick = sheet.onkeydown = null;
+        var back = card && $("button[data-vote]", card);
+        if (back) back.focus();
+        fn(v);
+      }
+      function fail(text) { err.className = "err"; err.textContent = text; }
+      function valid() { var ok = /^1[3-9]\d{9}$/.test(phone.value.replace(/[\s-]/g, "")); if (!ok) { fail(T.bad_phone); phone.focus(); } return ok; }
+      sendBtn.onclick = async function () {
+        if (!valid()) return;
+        sendBtn.disabled = true;
+        var r = await req("POST", "/api/v1/auth/sms/start", { phone: phone.value.replace(/[\s-]/g, ""), campaign_id: C.cid }).catch(function () { return { status: 0, body: {} }; });
+        if (r.status >= 300) { sendBtn.disabled = false; fail(r.status === 429 ? fmt(T.rate, { s: r.wait || 60 }) : r.status === 400 ? T.bad_phone : T.generic); return; }
+        err.textContent = T.sms_sent;
+        err.className = "err ok";
+        code.focus();
+        var left = 60;
+        timer = setInterval(function () {
+          left -= 1;
+          sendBtn.textContent = left > 0 ? fmt(T.resend, { s: left }) : T.send_code;
+          if (left <= 0) { clearInterval(timer); sendBtn.disabled = false; }
+        }, 1000);
+      };
+      form.onsubmit = async function (e) {
+        e.preventDefault();
+        if (!valid()) return;
+        var r = await req("POST", "/api/v1/auth/sms/verify", { phone: phone.value.replace(/[\s-]/g, ""), code: code.value.trim(), campaign_id: C.cid }).catch(function () { return { status: 0, body: {} }; });
+        if (r.status < 300 && r.body.token) close(resolve, r.body.token);
+        else fail(r.status === 0 ? T.network : T.bad_code);
+      };
+      $("#vs-cancel").onclick = function () { close(reject, { quiet: true }); };
+      sheet.onkeydown = function (e) { if (e.key === "Escape") close(reject, { quiet: true }); };
+    });
+  }
+
+  /* ---------- proof of work (ALTCHA), solved in a Web Worker ---------- */
+  var worker = null, jobs = 0;
+  function solve(ch, card) {
+    return new Promise(function (resolve, reject) {
+      if (!window.Worker || !window.crypto || !crypto.subtle) return reject({ msg: T.insecure });
+      worker = worker || new Worker(C.pow);
+      var id = ++jobs, slow = false;
+      var hint = setTimeout(function () { slow = true; say(T.pow, "", card); }, 1000);
+      worker.onmessage = function (e) {
+        var d = e.data;
+        if (d.id !== id) return;
+        if (d.progress != null) { if (slow) say(fmt(T.pow_pct, { p: Math.min(99, Math.round(d.progress * 100)) }), "", card); return; }
+        clearTimeout(hint);
+        if (d.number == null) reject({ msg: T.pow_fail }); else resolve(d.number);
+      };
+      worker.onerror = function () { clearTimeout(hint); worker = null; reject({ msg: T.pow_fail }); };
+      worker.postMessage({ id: id, algorithm: ch.algorithm, challenge: ch.challenge, salt: ch.salt, maxnumber: ch.maxnumber });
+    });
+  }
+  async function proof(token, card) {
+    var r = await send("GET", api + "/challenge", undefined, authHeaders(token), card);
+    if (r.status !== 200) throw r;
+    var ch = r.body, n = await solve(ch, card);
+    return btoa(JSON.stringify({ algorithm: ch.algorithm, challenge: ch.challenge, number: n, salt: ch.salt, signature: ch.signature }));
+  }
+
+  /* ---------- voting ---------- */
+  var pending = {}, quotaUntil = 0, quotaText = "", needProof = C.challenge !== "off", queue = Promise.resolve();
+  function newId() {
+    var a = new Uint8Array(16);
+    crypto.getRandomValues(a);
+    return Array.prototype.map.call(a, function (b) { return (b < 16 ? "0" : "") + b.toString(16); }).join("");
+  }
+  async function cast(btn) {
+    var id = btn.getAttribute("data-vote"), card = cardOf(btn);
+    if (quotaUntil > Date.now()) return say(quotaText, "warn", card);
+    setButton(btn, "busy");
+    var vid = pending[id] || (pending[id] = newId()), state = "";
+    try {
+      var token = await credential(card), renewed = false, reproved = false;
+      var body = { candidate_id: id, vote_id: vid };
+      if (C.channel) body.channel = C.channel;
+      var r;
+      for (;;) {
+        if (needProof && !body.proof) body.proof = await proof(token, card);
+        r = await send("POST", api + "/votes", body, authHeaders(token), card);
+        if (r.status === 401 && !renewed && !partnerToken) {
+          renewed = true; sset(tokenKey, null); delete body.proof;
+          token = await credential(card);
+          continue;
+        }
+        if (r.status === 403 && r.body.code === "challenge_failed" && !reproved && C.challenge !== "off") {
+          reproved = true; needProof = true; delete body.proof;
+          continue;
+        }
+        break;
+      }
+      state = outcome(r, btn, id, card);
+    } catch (e) {
+      if (e && e.quiet) state = "";
+      else if (e && e.msg) say(e.msg, "warn", card);
+      else if (e && e.net) say(T.network, "warn", card);
+      else if (e && e.status) state = outcome(e, btn, id, card);
+      else say(T.generic, "warn", card);
+    }
+    setButton(btn, state);
+  }
+  /* Says what happened; returns the button's new state. */
+  function outcome(r, btn, id, card) {
+    var code = r.body.code;
+    if (r.status === 200) {
+      delete pending[id];
+      rememberVoted(id);
+      if (r.body.candidate_votes != null) setCount(card, r.body.candidate_votes);
+      else setCount(card, (+card.getAttribute("data-v") || 0) + 1);
+      bumpTotal(1);
+      var left = r.body.votes_left_today;
+      say(left > 0 ? fmt(T.ok, { n: left }) : T.ok_last, "ok", card);
+      return "voted";
+    }
+    if (code === "already_voted") { delete pending[id]; rememberVoted(id); say(T.already, "warn", card); return "voted"; }
+    if (code === "daily_quota_exhausted") {
+      delete pending[id];
+      var secs = +r.body.resets_in || r.wait || 0;
+      quotaUntil = Date.now() + secs * 1000;
+      quotaText = resetText(secs);
+      say(quotaText, "warn", card);
+      return "";
+    }
+    if (code === "voting_closed") {
+      delete pending[id];
+      say(T.closed, "warn", card);
+      req("GET", api).then(function (c) {
+        var s = c.body.status;
+        if (s && s !== "open") { say(closedText[s] || T.closed, "warn", card); closeAll(s); }
+      }).catch(function () { /* the first message stands */ });
+      return "closed";
+    }
+    if (code === "rate_limited") { say(fmt(T.rate, { s: r.wait || 60 }), "warn", card); return ""; }
+    if (code === "blocked") { delete pending[id]; say(T.blocked, "warn", card); return ""; }
+    if (code === "challenge_failed") { say(T.pow_fail, "warn", card); return ""; }
+    if (code === "candidate_not_found") { say(T.missing, "warn", card); return ""; }
+    if (code === "voter_required") { say(partnerToken ? T.login : T.voter_fail, "warn", card); return ""; }
+    if (r.status >= 500) { say(T.busy, "warn", card); return ""; }
+    say(T.generic, "warn", card);
+    return "";
+  }
+
+  document.addEventListener("click", function (e) {
+    var btn = e.target.closest && e.target.closest("button[data-vote]");
+    if (!btn || btn.disabled || btn.getAttribute("aria-busy")) return;
+    queue = queue.then(function () { return cast(btn); });
+  });
+  votedToday().forEach(function (id) {
+    $$('button[data-vote="' + id.replace(/[^\w-]/g, "") + '"]').forEach(function (b) { setButton(b, "voted"); });
+  });
+
+  /* ---------- search, filters, sort ---------- */
+  var list = $("#vs-list");
+  if (list) {
+    var cards = $$(".card", list), q = $("#vs-q"), fr = $("#vs-region"), fi = $("#vs-industry"), fs = $("#vs-sort");
+    var limit = +list.getAttribute("data-limit") || 0, more = $("#vs-more");
+    var match = function (card, text, r, i) {
+      if (r && card.getAttribute("data-r") !== r) return false;
+      if (i && card.getAttribute("data-i") !== i) return false;
+      if (!text) return true;
+      var digits = text.replace(/^No\.\s*/i, "").replace(/号$/, "").replace(/^0+/, "");
+      if (/^\d+$/.test(digits) && card.getAttribute("data-n") === digits) return true;
+      var name = $(".nm", card).textContent.toLowerCase();
+      return name.indexOf(text.toLowerCase()) >= 0 || card.getAttribute("data-id") === text;
+    };
+    var apply = function () {
+      var text = q ? q.value.trim() : "", r = fr ? fr.value : "", i = fi ? fi.value : "", n = 0;
+      cards.forEach(function (c) {
+        var ok = match(c, text, r, i);
+        if (ok) n += 1;
+        c.hidden = !ok || (limit > 0 && !text && n > limit);
+      });
+      if (more) more.hidden = limit === 0 || !!text || n <= limit;
+      var count = $("#vs-count"), empty = $("#vs-empty");
+      if (count) count.textContent = fmt(T.count, { n: n });
+      if (empty) empty.hidden = n > 0;
+      if (!C.embed && window.history && history.replaceState) {
+        var p = new URLSearchParams(location.search);
+        [["q", text], ["region", r], ["industry", i], ["sort", fs && fs.value !== "number" ? fs.value : ""]].forEach(function (kv) {
+          if (kv[1]) p.set(kv[0], kv[1]); else p.delete(kv[0]);
+        });
+        var s = p.toString();
+        history.replaceState(null, "", location.pathname + (s ? "?" + s : ""));
+      }
+    };
+    var sort = function () {
+      var byVotes = fs && fs.value === "votes";
+      cards.sort(function (a, b) {
+        return byVotes ? (+b.getAttribute("data-v") || 0) - (+a.getAttribute("data-v") || 0) || a.getAttribute("data-n") - b.getAttribute("data-n")
+          : a.getAttribute("data-n") - b.getAttribute("data-n");
+      });
+      cards.forEach(function (c) { list.appendChild(c); });
+      apply();
+    };
+    [q, fr, fi].forEach(function (el) { if (el) el.addEventListener("input", apply); });
+    if (fs) fs.addEventListener("change", sort);
+    var form = $("#vs-tools");
+    if (form) form.addEventListener("submit", function (e) { e.preventDefault(); apply(); if (q) q.blur(); });
+    if (more) more.addEventListener("click", function () { limit = 0; apply(); });
+    if (limit) apply();
+  }
+
+  /* ---------- live counts: a cheap poll while the page is visible ---------- */
+  if (C.counts) {
+    var last = Date.now();
+    var poll = function () {
+      if (document.hidden) return;
+      last = Date.now();
+      req("GET", api + "/tallies").then(function (r) {
+        if (r.status !== 200) return;
+        var by = {};
+        r.body.candidates.forEach(function (x) { by[x.candidate_id] = x.votes; });
+        $$("[data-id]").forEach(function (c) { setCount(c, by[c.getAttribute("data-id")]); });
+        var t = $("#vs-total");
+        if (t && r.body.total >= (+t.textContent.replace(/\D/g, "") || 0)) t.textContent = num(r.body.total);
+      }).catch(function () { /* next time */ });
+    };
+    setInterval(poll, 20000);
+    document.addEventListener("visibilitychange", function () { if (!document.hidden && Date.now() - last > 20000) poll(); });
+  }
+
+  /* ---------- share (detail page) ---------- */
+  var share = $("#vs-share");
+  if (share) {
+    share.hidden = false;
+    share.addEventListener("click", function () {
+      var url = share.getAttribute("data-url"), title = share.getAttribute("data-title");
+      if (navigator.share) { navigator.share({ title: title, url: url }).catch(function () { /* cancelled */ }); return; }
+      if (navigator.clipboard) navigator.clipboard.writeText(url).then(function () { say(T.copied, "ok"); }, function () { say(url); });
+      else say(url);
+    });
+  }
+
+  /* ---------- embed: report our height, accept a partner token from the parent ---------- */
+  if (C.embed && C.parentOrigin && window.parent !== window) {
+    var wrap = $("#vs-embed"), sent = 0;
+    var report = function () {
+      var h = Math.ceil(wrap.getBoundingClientRect().height);
+      if (h !== sent) { sent = h; window.parent.postMessage({ type: "vs:height", height: h }, C.parentOrigin); }
+    };
+    if (window.ResizeObserver) new ResizeObserver(report).observe(wrap); else setInterval(report, 500);
+    window.addEventListener("load", report);
+    report();
+    window.addEventListener("message", function (e) {
+      if (e.origin !== C.parentOrigin || e.source !== window.parent || !e.data || e.data.type !== "vs:token") return;
+      partnerToken = typeof e.data.token === "string" && e.data.token.length < 4096 ? e.data.token : null;
+    });
+    window.parent.postMessage({ type: "vs:ready" }, C.parentOrigin);
+  }
+})();
