@@ -27,7 +27,7 @@ from .assets import accepts_gzip, assets, photo, static_file
 from .errors import Unavailable
 from .models import Candidate
 from .registry import LiveCampaign, Registry
-from .security import channel_origins, normalize_origin, page_csp
+from .security import channel_origins, from_trusted_proxy, normalize_origin, page_csp
 from .services import Services, services
 
 env = jinja2.Environment(
@@ -239,7 +239,13 @@ async def campaign_page(request: Request) -> Response:
 
 
 def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
+    """This service's address as the visitor sees it (https behind a trusted proxy)."""
+    base = str(request.base_url).rstrip("/")
+    if (base.startswith("http://") and request.headers.get("x-forwarded-proto") == "https"
+            and from_trusted_proxy(request.scope.get("client"),
+                                   services(request).settings.trusted_proxies)):
+        base = "https://" + base.removeprefix("http://")
+    return base
 
 
 async def candidate_page(request: Request) -> Response:

@@ -23,6 +23,7 @@ import re
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -131,6 +132,17 @@ def channel_origins(live: LiveCampaign) -> dict[str, Origins]:
     return found
 
 
+def from_trusted_proxy(client: Sequence[Any] | None, trusted: Sequence[IPNetwork]) -> bool:
+    """Whether the peer is one of ``VOTING_TRUSTED_PROXIES`` (whose X-Forwarded-* count)."""
+    if not client or not trusted:
+        return False
+    try:
+        addr = ipaddress.ip_address(client[0])
+    except ValueError:
+        return False
+    return any(addr in net for net in trusted)
+
+
 _CORS_PATH = re.compile(
     r"/api/v1/campaigns/([A-Za-z0-9][A-Za-z0-9_-]{0,63})(?:/candidates(?:/[^/]+)?|/tallies)?"
 )
@@ -181,7 +193,8 @@ class SecurityMiddleware:
             elif name == b"access-control-request-method":
                 preflight = value
         https = scope.get("scheme") == "https" or (
-            forwarded_proto == b"https" and self._from_proxy(scope)
+            forwarded_proto == b"https"
+            and from_trusted_proxy(scope.get("client"), self.trusted_proxies)
         )
         added = self._https if https else self._plain
         method: str = scope["method"]
@@ -257,13 +270,3 @@ class SecurityMiddleware:
         if normalized is None or not channel_origins(live)[""].allows(normalized):
             return None
         return normalized
-
-    def _from_proxy(self, scope: Scope) -> bool:
-        client = scope.get("client")
-        if not client or not self.trusted_proxies:
-            return False
-        try:
-            addr = ipaddress.ip_address(client[0])
-        except ValueError:
-            return False
-        return any(addr in net for net in self.trusted_proxies)

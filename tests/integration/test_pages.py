@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import ipaddress
 import re
 
 import pytest
 
-from tests.conftest import ADMIN, Harness
+from tests.conftest import ADMIN, Backend, Harness, client_for, make_settings
 from voting_service import i18n
+from voting_service.app import create_app
 
 CARD = re.compile(r'<li class="card" data-id="(c\d+)"[^>]*?( hidden)?>')
 
@@ -96,6 +98,24 @@ async def test_candidate_page_with_deeds_and_link_preview(harness: Harness) -> N
             '?c=t2026">') in html
     assert '<link rel="canonical" href="http://testserver/c/t2026/c005">' in html
     assert "<p>事迹</p>" in html
+
+
+async def test_link_preview_addresses_behind_a_tls_proxy(
+    harness: Harness, backend: Backend, pg_url: str
+) -> None:
+    await harness.create_campaign()
+    forwarded = {"X-Forwarded-Proto": "https", "Host": "vote.example.cn"}
+    # from a peer that is not a trusted proxy the header means nothing
+    html = (await harness.client.get("/c/t2026/c005", headers=forwarded)).text
+    assert '<link rel="canonical" href="http://vote.example.cn/c/t2026/c005">' in html
+    settings = make_settings(backend, pg_url,
+                             trusted_proxies=(ipaddress.ip_network("203.0.113.0/24"),))
+    app = create_app(settings)
+    async with app.router.lifespan_context(app), client_for(app) as client:
+        r = await client.get("/c/t2026/c005", headers=forwarded)
+    assert '<link rel="canonical" href="https://vote.example.cn/c/t2026/c005">' in r.text
+    assert '<meta property="og:image" content="https://vote.example.cn/static/' in r.text
+    assert r.headers["strict-transport-security"] == "max-age=31536000"
 
 
 async def test_unknown_and_draft_pages_are_404_html(harness: Harness) -> None:
