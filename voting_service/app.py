@@ -21,6 +21,7 @@ from . import (
     api_fraud,
     api_public,
     api_voter,
+    blocklist,
     campaigns,
     db,
     durability,
@@ -97,7 +98,9 @@ def create_app(settings: Settings) -> Starlette:
             with contextlib.suppress(Exception):
                 async with svc.db() as conn:
                     await campaigns.publish_all(conn, redis)
+                    await blocklist.restore(conn, redis, settings.shards)  # an empty Redis
                 await registry.refresh(force=True)
+                await svc.ip_blocks.refresh(redis)
         app.state.services = svc
         refresher = asyncio.create_task(registry.run())
         blocks_watcher = asyncio.create_task(

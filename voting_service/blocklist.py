@@ -184,6 +184,13 @@ async def sync_campaign(
     return len(rows)
 
 
+async def restore(conn: asyncpg.Connection, redis: AnyRedis, shards: int) -> None:
+    """Write every active block back into an emptied Redis (PostgreSQL is the record)."""
+    await publish_networks(conn, redis)
+    for cid in await db.campaign_ids(conn):
+        await sync_campaign(conn, redis, cid, shards)
+
+
 async def _campaigns_of(conn: asyncpg.Connection, campaign_id: str | None) -> list[str]:
     return [campaign_id] if campaign_id else await db.campaign_ids(conn)
 

@@ -21,7 +21,7 @@ from tests.integration.antifraud_support import (
     vote,
     voter_id,
 )
-from voting_service import keys
+from voting_service import keys, store
 from voting_service.app import create_app
 from voting_service.settings import Settings
 
@@ -206,3 +206,24 @@ async def test_a_network_block_reaches_every_worker(
         assert await eventually(allowed_again)
         r = await vote(client, tokens[2], "c001")
         assert (r.status_code, problem_code(r)) == (403, "blocked")
+
+
+async def test_blocks_come_back_when_redis_was_emptied(
+    h: Harness, backend: Backend, pg_url: str
+) -> None:
+    await h.create_campaign(rules=NO_LIMITS)
+    token = await h.voter()
+    await block(h, kind="voter", value=voter_id(h, token))
+    await block(h, kind="ip", value="198.51.100.0/24")
+    if isinstance(h.redis, store.RedisCluster):
+        await h.redis.flushall(target_nodes=store.RedisCluster.PRIMARIES)
+    else:
+        await h.redis.flushall()
+    fresh = create_app(relaxed_settings(backend, pg_url))
+    async with fresh.router.lifespan_context(fresh), client_for(fresh) as client:
+        r = await vote(client, token, "c001")
+        assert (r.status_code, problem_code(r)) == (403, "blocked")
+        async with client_for(fresh, ip="198.51.100.5") as farm:
+            r = await vote(farm, await new_voter(farm), "c001")
+            assert (r.status_code, problem_code(r)) == (403, "blocked")
+        assert (await vote(client, await new_voter(client), "c001")).status_code == 200
