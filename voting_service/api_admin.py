@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Any
 
@@ -11,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import blocklist, campaigns, db
-from .errors import CampaignNotFound, Conflict, NotFound
+from . import blocklist, campaigns, db, export
+from .errors import CampaignNotFound, Conflict, InvalidRequest, NotFound
 from .http import JSON, authorize, decode, json_body, read_body
 from .models import (
     Campaign,
@@ -165,6 +166,27 @@ async def get_results(request: Request) -> Response:
         return JSON(await db.results(conn, cid))
 
 
+async def export_results(request: Request) -> Response:
+    """The results as a file for the expert panel: ``?format=csv`` (ranking) or ``xlsx``."""
+    svc = services(request)
+    actor = authorize(request, svc.settings.admin_tokens, *READERS)
+    cid = request.path_params["cid"]
+    fmt = request.query_params.get("format", "csv")
+    if fmt not in export.FORMATS:
+        raise InvalidRequest(f"format is one of {', '.join(export.FORMATS)}")
+    async with svc.db() as conn:
+        results = await export.collect(conn, cid)
+        if results is None:
+            raise CampaignNotFound()
+        name = export.filename(results, fmt)
+        await db.audit(conn, actor, "results.export", cid,
+                       {"format": fmt, "file": name, "total": results.total,
+                        "invalidated": results.invalidated})
+    body = await asyncio.to_thread(export.render, results, fmt)  # keep the vote path moving
+    return Response(body, media_type=export.MEDIA_TYPES[fmt], headers={
+        "Content-Disposition": export.content_disposition(name), "Cache-Control": "no-store"})
+
+
 async def get_audit(request: Request) -> Response:
     svc = services(request)
     authorize(request, svc.settings.admin_tokens, *ADMIN)
@@ -186,5 +208,6 @@ routes = [
     Route("/api/v1/admin/campaigns/{cid}/channels/{channel}/secret", rotate_channel_secret,
           methods=["POST"]),
     Route("/api/v1/admin/campaigns/{cid}/results", get_results, methods=["GET"]),
+    Route("/api/v1/admin/campaigns/{cid}/export", export_results, methods=["GET"]),
     Route("/api/v1/admin/audit", get_audit, methods=["GET"]),
 ]

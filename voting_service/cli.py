@@ -114,6 +114,63 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     return asyncio.run(_with_db(run))
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Results for the expert panel: CSV (ranking) to stdout or a file, XLSX to a file."""
+    import getpass
+
+    import asyncpg
+
+    from . import db, export
+
+    output = None if args.output in (None, "-") else Path(args.output)
+    fmt = args.format or ("xlsx" if output and output.suffix.lower() == ".xlsx" else "csv")
+    if fmt == "xlsx" and output is None:
+        raise SystemExit("xlsx needs --output FILE")
+
+    async def run() -> int:
+        url = _settings().database_url
+        if not url:
+            raise SystemExit("DATABASE_URL is not set")
+        conn = await asyncpg.connect(url)
+        try:
+            cid = args.campaign
+            if cid is None:
+                ids = await db.campaign_ids(conn)
+                if len(ids) != 1:
+                    raise SystemExit("name the campaign with --campaign "
+                                     f"(campaigns: {', '.join(ids) or 'none'})")
+                cid = ids[0]
+            results = await export.collect(conn, cid)
+            if results is None:
+                raise SystemExit(f"no campaign {cid!r}")
+            body = export.render(results, fmt)
+            if output is None:
+                sys.stdout.buffer.write(body)
+                sys.stdout.buffer.flush()
+            else:  # all or nothing: a failed export leaves no half-written file
+                partial = output.with_name(f".{output.name}.partial")
+                try:
+                    partial.write_bytes(body)
+                    os.replace(partial, output)
+                finally:
+                    partial.unlink(missing_ok=True)
+            try:
+                user = getpass.getuser()
+            except (OSError, KeyError):
+                user = str(os.getuid())
+            await db.audit(conn, f"cli:{user}", "results.export", cid,
+                           {"format": fmt, "file": str(output or "-"),
+                            "total": results.total, "invalidated": results.invalidated})
+        finally:
+            await conn.close()
+        print(f"{cid}: {len(results.ranking)} candidates, {results.total} valid votes "
+              f"({results.invalidated} invalidated, left out) → {output or 'stdout'}",
+              file=sys.stderr)
+        return 0
+
+    return asyncio.run(run())
+
+
 def cmd_flusher(args: argparse.Namespace) -> int:
     from . import flusher, store
 
@@ -299,6 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
     reb = sub.add_parser("rebuild", help="restore Redis tallies and quotas from PostgreSQL")
     reb.add_argument("--force", action="store_true", help="even while votes are flowing")
     reb.set_defaults(fn=cmd_rebuild)
+    exp = sub.add_parser("export", help="results (valid votes only) as CSV or XLSX")
+    exp.add_argument("--campaign", help="campaign id (default: the only campaign)")
+    exp.add_argument("--format", choices=["csv", "xlsx"],
+                     help="default: xlsx for an --output ending in .xlsx, else csv")
+    exp.add_argument("--output", help="file to write (default for csv: stdout)")
+    exp.set_defaults(fn=cmd_export)
     return parser
 
 
