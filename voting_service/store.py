@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -86,9 +86,20 @@ def connect(settings: Settings, url: str | None = None, **kwargs: Any) -> AnyRed
     options.update(kwargs)
     if settings.redis_cluster:
         return RedisCluster.from_url(url, **options)
-    client = Redis.from_url(url, max_connections=64, **options)
+    # blocking: past 64 connections a command waits (within the deadline) for a free one
+    # instead of failing at once with MaxConnectionsError, a 503 for a mere burst
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=64, timeout=settings.redis_timeout, **options
+    )
+    client = Redis.from_pool(pool)
     _pack_with_hiredis(client)
     return client
+
+
+MAX_BATCHES_IN_FLIGHT = 32
+"""Pipelines one worker has waiting on Redis at once. Each holds a connection (per node), and
+running out of them is an error, not a wait, in redis-py's cluster client: while Redis is slow
+for a moment, later votes wait here for a slot (within their deadline) instead."""
 
 
 @dataclass
@@ -108,6 +119,7 @@ class Batcher:
         self._waitaof = waitaof
         self._pending: list[_Call] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
 
     def call(self, script: Script, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
@@ -125,7 +137,7 @@ class Batcher:
 
     async def _run(self, batch: list[_Call]) -> None:
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(self._timeout), self._slots:
                 results = await self._execute(batch, by_sha=True)
                 missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
                 if missing:

@@ -183,3 +183,29 @@ async def test_overload_keeps_the_invariant(harness: Harness, backend: Backend,
     assert len(in_pg) == counted
     assert await pg_votes(h) == await redis_tallies(h)
     assert await reconcile.reconcile(h.redis, h.pg, "t2026", h.settings.shards) == []
+
+
+async def pause_redis(h: Harness, ms: int) -> None:
+    """``CLIENT PAUSE``: Redis holds every command for ``ms`` (every primary of a cluster)."""
+    if isinstance(h.redis, store.RedisCluster):
+        await h.redis.client_pause(ms, target_nodes=store.RedisCluster.PRIMARIES)
+    else:
+        await h.redis.client_pause(ms)
+
+
+async def test_votes_wait_for_a_connection_instead_of_failing(harness: Harness) -> None:
+    """More vote batches in flight than the pool has connections (Redis slow for a moment,
+    or the worker busy) must queue for a connection, not answer 503."""
+    h = harness
+    await h.create_campaign(rules={"votes_per_day": 4})
+    tokens = list(await asyncio.gather(*(h.voter() for _ in range(151))))
+    assert (await h.vote(tokens.pop(), "c002")).status_code == 200  # warms the tally cache
+    await pause_redis(h, 1500)
+    votes = []
+    for token in tokens:  # one vote per event-loop turn: each its own pipeline
+        votes.append(asyncio.create_task(h.vote(token, "c001")))
+        await asyncio.sleep(0.003)
+    responses = await asyncio.gather(*votes)
+    codes = Counter(r.status_code for r in responses)
+    assert codes == {200: 150}, (codes, [r.text for r in responses if r.status_code != 200][:2])
+    assert await redis_tallies(h) == {"c001": 150, "c002": 1}
