@@ -22,6 +22,7 @@ from .models import (
     ChannelIn,
     SecretRotation,
     check_campaign,
+    merge_rules,
 )
 from .services import Services, services
 
@@ -71,6 +72,8 @@ async def patch_campaign(request: Request) -> Response:
             if current is None:
                 raise CampaignNotFound()
             changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not None}
+            if patch.rules is not None:
+                changes["rules"] = merge_rules(current.rules, patch.rules)
             updated = msgspec.structs.replace(current, **changes)
             check_campaign(updated)
             await db.save_campaign(conn, updated)

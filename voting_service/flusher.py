@@ -49,7 +49,7 @@ WITH inserted AS (
     SELECT campaign_id, voter_id, vote_id, candidate_id, channel, ip, day, cast_at,
            stream_id, shard
     FROM vote_stage
-    ON CONFLICT (campaign_id, voter_id, vote_id) DO NOTHING
+    ON CONFLICT (campaign_id, voter_id, vote_id, day) DO NOTHING
     RETURNING campaign_id, candidate_id
 ), counted AS (
     INSERT INTO tallies (campaign_id, candidate_id, votes)

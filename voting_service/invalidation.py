@@ -53,7 +53,7 @@ WITH inserted AS (
     INSERT INTO votes ({", ".join(STAGE_COLUMNS)}, valid, invalidation_id)
     SELECT s.*, false, $11 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
         $5::text[], $6::inet[], $7::date[], $8::timestamptz[], $9::text[], $10::integer[]) AS s
-    ON CONFLICT (campaign_id, voter_id, vote_id) DO NOTHING
+    ON CONFLICT (campaign_id, voter_id, vote_id, day) DO NOTHING
     RETURNING shard, candidate_id
 )
 SELECT shard, candidate_id, count(*) AS n FROM inserted GROUP BY 1, 2

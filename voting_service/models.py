@@ -6,7 +6,7 @@ Unknown fields are rejected everywhere, so a typo in a client never passes silen
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -76,8 +76,16 @@ class CampaignPatch(Strict):
     timezone: str | None = None
     status: Status | None = None
     show_counts: bool | None = None
-    rules: Rules | None = None
+    rules: dict[str, Any] | None = None
+    """Only the rules named change; the others keep their values (merged in ``merge_rules``)."""
     candidates: list[Candidate] | None = None
+
+
+def merge_rules(current: Rules, changes: dict[str, Any]) -> Rules:
+    try:
+        return msgspec.convert({**msgspec.to_builtins(current), **changes}, Rules)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"rules: {exc}") from exc
 
 
 class Channel(Strict):

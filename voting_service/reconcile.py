@@ -18,9 +18,9 @@ from . import keys, store
 from .store import AnyRedis
 
 UNFLUSHED_CHECK = """
-SELECT v.voter_id, v.vote_id FROM votes v
-JOIN unnest($2::text[], $3::text[]) AS s(voter_id, vote_id)
-  ON v.voter_id = s.voter_id AND v.vote_id = s.vote_id
+SELECT v.voter_id, v.vote_id, v.day FROM votes v
+JOIN unnest($2::text[], $3::text[], $4::date[]) AS s(voter_id, vote_id, day)
+  ON v.voter_id = s.voter_id AND v.vote_id = s.vote_id AND v.day = s.day
 WHERE v.campaign_id = $1
 """
 
@@ -47,10 +47,11 @@ async def unflushed(
     if not found:
         return []
     rows = await conn.fetch(
-        UNFLUSHED_CHECK, campaign_id, [u.voter_id for u in found], [u.vote_id for u in found]
+        UNFLUSHED_CHECK, campaign_id, [u.voter_id for u in found], [u.vote_id for u in found],
+        [dt.date.fromisoformat(u.day) for u in found],
     )
-    committed = {(r["voter_id"], r["vote_id"]) for r in rows}
-    return [u for u in found if (u.voter_id, u.vote_id) not in committed]
+    committed = {(r["voter_id"], r["vote_id"], r["day"].isoformat()) for r in rows}
+    return [u for u in found if (u.voter_id, u.vote_id, u.day) not in committed]
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.conftest import OPS, Backend, Harness, make_settings
+from tests.conftest import ADMIN, OPS, Backend, Harness, make_settings
 from voting_service import campaigns, durability, embedded, keys, reconcile, store
 from voting_service.app import create_app
 from voting_service.flusher import Flusher, healthy
@@ -312,3 +312,46 @@ async def test_rebuild_refuses_while_votes_flow(harness: Harness) -> None:
     assert "rebuilt tallies of 1 votes" in forced.stdout
     totals = store.sum_tallies(await store.shard_tallies(harness.redis, "t2026", shards))
     assert totals == {"c004": 1}
+
+
+async def test_vote_id_reused_after_the_idempotency_window_is_a_new_vote(
+    harness: Harness,
+) -> None:
+    """Three days on, the idempotency key is gone and the same vote_id is a new vote: the
+    ledger must keep both, or Redis would count one PostgreSQL does not have."""
+    await harness.create_campaign()
+    token = await harness.voter()
+    first = await harness.vote(token, "c005", vote_id="reused-vote-id-0001")
+    assert first.status_code == 200
+    flusher = flusher_for(harness, "f")
+    try:
+        await flusher.drain()
+        row = await harness.pg.fetchrow("SELECT voter_id, shard, day FROM votes")
+        assert row is not None
+        later = (row["day"] + __import__("datetime").timedelta(days=3)).isoformat()
+        # what cast_vote.lua writes when the voter reuses the id three days later
+        await harness.redis.hincrby(keys.tally("t2026", row["shard"]), "c005", 1)  # type: ignore[misc]
+        await harness.redis.xadd(keys.ledger("t2026", row["shard"]), {
+            "vid": "reused-vote-id-0001", "voter": row["voter_id"], "cand": "c005", "ch": "",
+            "ip": "203.0.113.7", "day": later})
+        assert await flusher.drain() == 1
+    finally:
+        await flusher.close()
+    assert await harness.pg.fetchval("SELECT count(*) FROM votes") == 2
+    assert await pg_tallies(harness.pg) == {"c005": 2}
+    shards = harness.settings.shards
+    assert await reconcile.reconcile(harness.redis, harness.pg, "t2026", shards) == []
+
+
+async def test_patching_one_rule_keeps_the_others(harness: Harness) -> None:
+    await harness.create_campaign(rules={"votes_per_day": 7, "ip_per_day": 0})
+    r = await harness.client.patch("/api/v1/admin/campaigns/t2026",
+                                   json={"rules": {"per_candidate_per_day": 2}}, headers=ADMIN)
+    assert r.status_code == 200, r.text
+    rules = r.json()["rules"]
+    assert (rules["votes_per_day"], rules["per_candidate_per_day"], rules["ip_per_day"]) == (
+        7, 2, 0)
+    assert rules["identity"] == ["anonymous", "partner"]
+    bad = await harness.client.patch("/api/v1/admin/campaigns/t2026",
+                                     json={"rules": {"votes_per_dya": 3}}, headers=ADMIN)
+    assert bad.status_code == 400 and bad.json()["code"] == "invalid_request"

@@ -53,7 +53,9 @@ CREATE TABLE votes (
     shard         integer NOT NULL,
     valid         boolean NOT NULL DEFAULT true,
     invalidation_id bigint,
-    PRIMARY KEY (campaign_id, voter_id, vote_id)
+    -- the day is part of the key: a client may reuse a vote_id once the idempotency window
+    -- (3 days) has passed, and that is then a new vote; a redelivered entry is not
+    PRIMARY KEY (campaign_id, voter_id, vote_id, day)
 );
 CREATE INDEX votes_campaign_cast_at ON votes (campaign_id, cast_at);
 CREATE INDEX votes_campaign_candidate ON votes (campaign_id, candidate_id);
