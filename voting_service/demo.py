@@ -1006,7 +1006,7 @@ def demo_campaign(campaign_id: str | None = None, year: int | None = None) -> di
     ``campaign_id`` defaults to ``jsgj{year}``, e.g. ``jsgj2026``.
     """
     if year is None:
-        year = datetime.date.today().year
+        year = datetime.datetime.now(_CST).year  # the campaign's year, not the host's (UTC)
     if campaign_id is None:
         campaign_id = f"jsgj{year}"
     opens_at = datetime.datetime(year, 1, 1, 0, 0, 0, tzinfo=_CST)

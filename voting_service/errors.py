@@ -100,4 +100,7 @@ class InternalError(VotingError):
 
 
 class Unavailable(VotingError):
-    status, code, title = 503, "unavailable", "Temporarily unavailable; nothing was counted"
+    status, code, title = (
+        503, "unavailable",
+        "Temporarily unavailable; retry with the same vote_id (it is counted at most once)",
+    )

@@ -28,7 +28,9 @@ JWT_ALGORITHMS = ["HS256"]
 
 
 def voter_id(pepper: str, mode: str, subject: str) -> str:
-    digest = hmac.new(pepper.encode(), f"{mode}:{subject}".encode(), hashlib.sha256)
+    # surrogatepass: a JSON string may carry a lone surrogate; it must hash, not crash
+    digest = hmac.new(pepper.encode(), f"{mode}:{subject}".encode("utf-8", "surrogatepass"),
+                      hashlib.sha256)
     return digest.hexdigest()[:32]
 
 

@@ -64,6 +64,13 @@ def _parse_proxies(raw: str) -> tuple[IPNetwork, ...]:
     return tuple(nets)
 
 
+def _number(env: Mapping[str, str], name: str, default: str, cast: type[int] | type[float]) -> Any:
+    try:
+        return cast(env.get(name, default))
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be a number") from exc
+
+
 def _flag(env: Mapping[str, str], name: str) -> bool:
     return env.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -79,7 +86,7 @@ def _sms_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "sms_sender": sender,
         "sms_http_url": url,
         "sms_http_token": Secret(env.get("VOTING_SMS_HTTP_TOKEN", "")),
-        "sms_http_timeout": float(env.get("VOTING_SMS_HTTP_TIMEOUT", "5")),
+        "sms_http_timeout": _number(env, "VOTING_SMS_HTTP_TIMEOUT", "5", float),
     }
 
 
@@ -114,7 +121,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        shards = int(env.get("VOTING_SHARDS", "16"))
+        shards = _number(env, "VOTING_SHARDS", "16", int)
         if not 1 <= shards <= 1024:
             raise ConfigurationError("VOTING_SHARDS must be between 1 and 1024")
         secret_key = env.get("VOTING_SECRET_KEY", "")
@@ -133,7 +140,7 @@ class Settings:
             shards=shards,
             data_dir=Path(env.get("VOTING_DATA_DIR", ".voting-data")),
             accept_weak_durability=_flag(env, "VOTING_ACCEPT_WEAK_DURABILITY"),
-            redis_timeout=float(env.get("VOTING_REDIS_TIMEOUT", "0.8")),
+            redis_timeout=_number(env, "VOTING_REDIS_TIMEOUT", "0.8", float),
             **_sms_settings(env),
         )
 

@@ -269,3 +269,8 @@ def test_missing_or_bad_peer() -> None:
     assert client_ip(None, None, PROXIES) == "0.0.0.0"
     assert client_ip("not-an-ip", "198.51.100.1", PROXIES) == "0.0.0.0"
     assert client_ip("2001:db8::1", None, ()) == "2001:db8::1"
+
+
+def test_voter_id_of_a_lone_surrogate_subject_hashes() -> None:
+    first = voter_id("pepper", "partner", "ch:\ud800")
+    assert len(first) == 32 and first != voter_id("pepper", "partner", "ch:\ud801")

@@ -138,3 +138,10 @@ def test_defaults_without_env_generate_random_secrets() -> None:
     a, b = Settings(), Settings()
     assert str(a.secret_key) and str(a.secret_key) != str(b.secret_key)
     assert str(a.pepper) != str(b.pepper)
+
+
+@pytest.mark.parametrize("name", ["VOTING_SHARDS", "VOTING_REDIS_TIMEOUT"])
+def test_non_numeric_values_are_configuration_errors(name: str) -> None:
+    env = {"VOTING_SECRET_KEY": "k" * 20, "VOTING_PEPPER": "p" * 20, name: "many"}
+    with pytest.raises(ConfigurationError, match=name):
+        Settings.from_env(env)
