@@ -30,6 +30,7 @@ import shutil
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +109,10 @@ def parse_args(argv: list[str] | None = None) -> Options:
     phases = frozenset(x.strip() for x in a.only.split(",") if x.strip())
     if not phases <= set(PHASES):
         p.error(f"--only: unknown phase(s) {sorted(phases - set(PHASES))}")
+    if not 10 <= a.candidates <= 999:
+        p.error("--candidates: 10..999 (each voter votes for 10 distinct candidates a day)")
+    if not 1 <= a.threads <= a.connections:
+        p.error("--threads must be between 1 and --connections")
     quick = bool(a.quick)
     return Options(
         quick=quick,
@@ -119,7 +124,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         seconds=a.seconds if a.seconds is not None else (4.0 if quick else 10.0),
         workers=tuple(int(w) for w in a.workers.split(",")),
         backlog=a.backlog or (50_000 if quick else 200_000),
-        db_seconds=8.0 if quick else 15.0,
+        db_seconds=6.0 if quick else 12.0,
         ceiling_seconds=2.0 if quick else 4.0,
         ceiling_concurrency=512,
         loadgen=a.loadgen,
@@ -263,10 +268,11 @@ class Bench:
         child, port = await self._serve(f"bare-w{workers}", [python(), "-m", "loadtests.bare_app"],
                                         self.service_env(self.valkey_url), "/healthz", workers)
         cpu = CpuSampler({**self.groups(), child.pid: "server"})
-        stop = asyncio.Event()
-        sampling = asyncio.create_task(cpu.run(stop))
+        stop, measuring = asyncio.Event(), asyncio.Event()
+        sampling = asyncio.create_task(cpu.run(stop, measuring))
         try:
-            result = await self.load.run(port, self.requests_file, self.path)
+            result = await self.load.run(port, self.requests_file, self.path,
+                                         measuring=measuring)
         finally:
             stop.set()
             await sampling
@@ -288,15 +294,15 @@ class Bench:
                                              workers)
             sampler = flusher_bench.LagSampler(redis, SHARDS)
             cpu = CpuSampler({**self.groups(), server.pid: "server", flusher.pid: "flusher"})
-            stop = asyncio.Event()
-            sampling = asyncio.gather(sampler.run(stop), cpu.run(stop))
+            stop, measuring = asyncio.Event(), asyncio.Event()
+            sampling = asyncio.gather(sampler.run(stop), cpu.run(stop, measuring))
             profiling: list[Awaitable[Any]] = []
             if self.o.profile:
                 profiling = self._profile(server, workers, name)
             try:
                 result, *_ = await asyncio.gather(
                     self.load.run(port, self.requests_file, self.path, offset=offset,
-                                  limit=self.request_lines - offset),
+                                  limit=self.request_lines - offset, measuring=measuring),
                     *profiling)
             finally:
                 stop.set()
@@ -308,7 +314,8 @@ class Bench:
             extra["drain_s"] = await self._wait_drained(redis, flusher)
             if self.o.profile:
                 files = sorted(self.profile_dir.glob(f"{name}-*.txt"))
-                extra["profile"] = profile.summarize(files)
+                extra["profile"] = profile.summarize(files, top=60)
+                extra["profile_dir"] = str(self.profile_dir)
         finally:
             self.res.children.stop(flusher)
             await redis.aclose()
@@ -474,26 +481,34 @@ class Bench:
         steps = [("ceiling", self.ceiling_phase), ("flusher", self.flusher_phase),
                  ("http", self.http_phases), ("durability", self.durability_phase)]
         for name, step in steps:
-            if name in self.o.phases:
+            if name not in self.o.phases:
+                continue
+            try:
                 await step()
+            except Exception as exc:  # report it, run the other phases all the same
+                self.log(f"phase {name} failed: {exc!r}")
+                tail = traceback.format_exc().strip().splitlines()[-6:]
+                self.results.setdefault("errors", {})[name] = "\n".join(tail)
         self.results["total_s"] = round(time.monotonic() - self.started, 1)
 
 
 def _server_us(load: dict[str, Any]) -> float | None:
-    """Server CPU per request (warm-up included on both sides): steadier than req/s when
-    other work shares the machine."""
+    """Server CPU per request in the measured window: steadier than req/s when other work
+    shares the machine."""
     seconds = load.get("extra", {}).get("cpu_seconds", {}).get("server")
-    return round(seconds * 1e6 / load["consumed"]) if seconds and load["consumed"] else None
+    return round(seconds * 1e6 / load["requests"]) if seconds and load["requests"] else None
 
 
 def render(results: dict[str, Any]) -> str:
     cfg = results.get("config", {})
     ph = results["phases"]
+    gen = (f"python fallback client x{cfg.get('threads')}" if cfg.get("loadgen") == "python"
+           else f"wrk -t{cfg.get('threads')}")
     out = [f"voting-service benchmark — {cfg.get('cpus')} CPUs, Python {cfg.get('python')}, "
            f"{cfg.get('candidates')} candidates, {cfg.get('voters'):,} voters, "
-           f"{SHARDS} shards; load: {cfg.get('loadgen')} -t{cfg.get('threads')} "
-           f"-c{cfg.get('connections')}, {cfg.get('seconds'):g} s after "
-           f"{cfg.get('warmup_s'):g} s warm-up; Valkey appendfsync always unless noted"]
+           f"{SHARDS} shards; load: {gen} -c{cfg.get('connections')}, "
+           f"{cfg.get('seconds'):g} s after {cfg.get('warmup_s'):g} s warm-up; "
+           "Valkey appendfsync always unless noted"]
     if "http" in ph:
         rows = []
         for r in ph["http"]:
@@ -523,7 +538,7 @@ def render(results: dict[str, Any]) -> str:
         cpu_rows.append([f"b w1 {r['valkey']}", *(cores.get(role, 0.0) for role in ROLES),
                          round(sum(cores.values()), 2)])
     if cpu_rows:
-        out.append(table("\nCPU cores used during each HTTP phase (warm-up included)",
+        out.append(table("\nCPU cores used in each HTTP phase's measured window",
                          ["phase", *ROLES, "total"], cpu_rows))
     if "ceiling" in ph:
         names = {"cast_vote": "cast_vote.lua only (IP caps 0)",
@@ -580,14 +595,20 @@ def render(results: dict[str, Any]) -> str:
     for r in ph.get("http", []):
         prof = r.get("profile")
         if prof and prof.get("samples"):
-            lines = [f"{share * 100:5.1f}%  {name}" for name, share in prof["inclusive"][:15]]
+            ours = [(n, v) for n, v in prof["inclusive"] if "voting_service/" in n
+                    and not n.startswith(("main ", "cmd_serve ", "<module> "))][:12]
+            lines = ["ours, inclusive:"] + [f"  {v * 100:5.1f}%  {n}" for n, v in ours]
+            lines += ["all, self:"] + [f"  {v * 100:5.1f}%  {n}" for n, v in prof["self"][:12]]
             out.append(f"\nprofile of the vote workers, {r['workers']} worker(s), "
-                       f"{prof['samples']} samples (inclusive):\n  " + "\n  ".join(lines))
+                       f"{prof['samples']} samples (raw stacks in {r.get('profile_dir', '')}):"
+                       "\n  " + "\n  ".join(lines))
     busy = max((r[key].get("extra", {}).get("cpu_cores", {}).get("other", 0.0)
                 for r in ph.get("http", []) for key in ("bare", "vote")), default=0.0)
     if busy > 0.2:
         out.append(f"\nnote: other processes on this machine used up to {busy:.2f} cores during "
                    "the HTTP phases: absolute numbers are low and noisy, compare ratios")
+    for name, error in results.get("errors", {}).items():
+        out.append(f"\nPHASE {name} FAILED:\n  " + error.replace("\n", "\n  "))
     if results.get("interrupted"):
         out.append("\nINTERRUPTED: partial results")
     out.append(f"\ntotal {results.get('total_s', '?')} s")
@@ -627,6 +648,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"results: {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
     if interrupted:
         sys.exit(130)
+    if bench.results.get("errors"):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

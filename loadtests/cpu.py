@@ -18,8 +18,8 @@ from pathlib import Path
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def snapshot() -> dict[int, tuple[str, int, int]]:
-    """pid → (command name, process group, user + system clock ticks)."""
+def snapshot() -> dict[int, tuple[str, int, int, int]]:
+    """pid → (command name, process group, parent pid, user + system clock ticks)."""
     out = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -28,7 +28,8 @@ def snapshot() -> dict[int, tuple[str, int, int]]:
             stat = (entry / "stat").read_text()
             comm = stat[stat.index("(") + 1 : stat.rindex(")")]
             fields = stat[stat.rindex(")") + 2 :].split()
-            out[int(entry.name)] = (comm, int(fields[2]), int(fields[11]) + int(fields[12]))
+            out[int(entry.name)] = (comm, int(fields[2]), int(fields[1]),
+                                    int(fields[11]) + int(fields[12]))
     return out
 
 
@@ -36,25 +37,34 @@ def snapshot() -> dict[int, tuple[str, int, int]]:
 class CpuSampler:
     """Accumulates CPU time per process over a window.
 
-    ``groups`` names our process groups (every server we start leads its own group; the
-    PostgreSQL backends are in the postmaster's). Processes of other groups count as "other",
-    so that a busy neighbour on the machine shows up instead of skewing a role.
+    ``groups`` names our process groups (every server we start leads its own group); a
+    process whose parent leads a named group counts for it too (PostgreSQL's backends each
+    start a session of their own). Anything else counts as "other", so that a busy neighbour
+    on the machine shows up instead of skewing a role.
     """
 
     groups: Mapping[int, str]
     interval: float = 0.25
     _first: dict[int, int] = field(default_factory=dict)
-    _last: dict[int, tuple[str, int, int]] = field(default_factory=dict)
+    _last: dict[int, tuple[str, int, int, int]] = field(default_factory=dict)
     _start: float = 0.0
     _end: float = 0.0
 
     def _take(self, initial: bool) -> None:
-        for pid, (comm, pgrp, ticks) in snapshot().items():
+        for pid, (comm, pgrp, ppid, ticks) in snapshot().items():
             if pid not in self._first:
                 self._first[pid] = ticks if initial else 0
-            self._last[pid] = (comm, pgrp, ticks)
+            self._last[pid] = (comm, pgrp, ppid, ticks)
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, start: asyncio.Event | None = None) -> None:
+        """Sample until ``stop``; from ``start`` on if given (the measured window)."""
+        if start is not None:
+            waits = [asyncio.ensure_future(start.wait()), asyncio.ensure_future(stop.wait())]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for w in waits:
+                w.cancel()
+            if stop.is_set():
+                return
         self._start = time.monotonic()
         self._take(initial=True)
         while not stop.is_set():
@@ -65,19 +75,23 @@ class CpuSampler:
 
     def cores(self) -> dict[str, float]:
         """Average cores used per role over the window."""
-        wall = max(self._end - self._start, 1e-9)
+        wall = self._end - self._start
+        if wall <= 0:
+            return {}
         return {k: round(v / wall, 2) for k, v in self.seconds().items()}
 
     def seconds(self) -> dict[str, float]:
         """CPU seconds used per role over the window, largest first."""
         me = os.getpid()
         used: dict[str, float] = {}
-        for pid, (comm, pgrp, ticks) in self._last.items():
+        for pid, (comm, pgrp, ppid, ticks) in self._last.items():
             delta = ticks - self._first.get(pid, 0)
             if delta <= 0:
                 continue
             if pgrp in self.groups:
                 role = self.groups[pgrp]
+            elif ppid in self.groups:
+                role = self.groups[ppid]
             elif pid == me:
                 role = "bench"
             elif comm == "wrk" or (pgrp == os.getpgrp() and comm.startswith("python")):

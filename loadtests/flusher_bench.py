@@ -30,12 +30,21 @@ from voting_service import keys
 from voting_service.flusher import MERGE, STAGE, STAGE_COLUMNS, Flusher, to_record
 from voting_service.store import AnyRedis
 
-INSERT = """
-INSERT INTO votes (campaign_id, voter_id, vote_id, candidate_id, channel, ip, day, cast_at,
-                   stream_id, shard)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-ON CONFLICT (campaign_id, voter_id, vote_id) DO NOTHING
+PRIMARY_KEY = """
+SELECT a.attname FROM pg_index i
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+WHERE i.indrelid = 'votes'::regclass AND i.indisprimary
+ORDER BY array_position(i.indkey::int2[], a.attnum)
 """
+
+
+async def insert_statement(conn: asyncpg.Connection) -> str:
+    """``INSERT … ON CONFLICT (<the ledger's primary key>) DO NOTHING`` of the flusher's
+    columns, read from the schema so that it follows the migrations."""
+    key = [r["attname"] for r in await conn.fetch(PRIMARY_KEY)]
+    values = ", ".join(f"${i}" for i in range(1, len(STAGE_COLUMNS) + 1))
+    return (f"INSERT INTO votes ({', '.join(STAGE_COLUMNS)}) VALUES ({values}) "
+            f"ON CONFLICT ({', '.join(key)}) DO NOTHING")
 
 
 @dataclass
@@ -62,15 +71,33 @@ def ledger_entries(count: int, voter_ids: list[str], candidates: int, ips: list[
     return out
 
 
+BULK_XADD = """
+for i = 1, #ARGV, 6 do
+  redis.call('XADD', KEYS[1], '*', 'vid', ARGV[i], 'voter', ARGV[i + 1], 'cand', ARGV[i + 2],
+             'ch', ARGV[i + 3], 'ip', ARGV[i + 4], 'day', ARGV[i + 5])
+end
+return #ARGV / 6
+"""
+"""XADDs a chunk of ledger entries server-side: filling a 200,000-entry backlog one XADD a
+command from Python took longer than flushing it."""
+FIELDS = ("vid", "voter", "cand", "ch", "ip", "day")
+
+
 async def fill_backlog(redis: AnyRedis, campaign_id: str, entries: list[Entry],
-                       chunk: int = 5000) -> float:
+                       chunk: int = 1000) -> float:
     """XADD every entry into its shard stream; returns the seconds it took."""
     started = time.monotonic()
-    for i in range(0, len(entries), chunk):
-        pipe = redis.pipeline(transaction=False)
-        for e in entries[i : i + chunk]:
-            pipe.xadd(keys.ledger(campaign_id, e.shard), e.fields)  # type: ignore[arg-type]
-        await pipe.execute()
+    by_shard: dict[int, list[Entry]] = {}
+    for e in entries:
+        by_shard.setdefault(e.shard, []).append(e)
+    pipe = redis.pipeline(transaction=False)
+    for shard, mine in sorted(by_shard.items()):
+        for i in range(0, len(mine), chunk):
+            args = [e.fields[f] for e in mine[i : i + chunk] for f in FIELDS]
+            pipe.eval(BULK_XADD, 1, keys.ledger(campaign_id, shard), *args)
+            if len(pipe) >= 20:
+                await pipe.execute()
+    await pipe.execute()
     return time.monotonic() - started
 
 
@@ -195,12 +222,13 @@ async def executemany(pg_url: str, rows: list[tuple[Any, ...]], batch: int,
     """Plain ``executemany`` INSERT … ON CONFLICT DO NOTHING, ``batch`` rows a transaction."""
     conn = await asyncpg.connect(pg_url)
     done = 0
-    started = time.monotonic()
     try:
+        insert = await insert_statement(conn)
+        started = time.monotonic()
         while done < len(rows) and time.monotonic() - started < max_seconds:
             chunk = rows[done : done + batch]
             async with conn.transaction():
-                await conn.executemany(INSERT, chunk)
+                await conn.executemany(insert, chunk)
             done += len(chunk)
         elapsed = time.monotonic() - started
     finally:

@@ -92,23 +92,45 @@ async def _communicate(proc: asyncio.subprocess.Process, timeout: float) -> byte
 
 
 async def _wrk_once(wrk: str, port: int, file: Path, path: str, offset: int, limit: int,
-                    connections: int, threads: int, seconds: float) -> dict[str, Any]:
+                    connections: int, threads: int, seconds: float,
+                    measuring: asyncio.Event | None = None) -> dict[str, Any]:
+    """One wrk run; ``measuring`` is set once wrk has read its requests and starts its clock
+    (its "Running …" line), so that samplers can leave the set-up time out."""
+    # wrk printf()s into a pipe, fully buffered: stdbuf makes "Running" arrive on time
+    unbuffer = ["stdbuf", "-oL"] if shutil.which("stdbuf") else []
     proc = await asyncio.create_subprocess_exec(
-        wrk, "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s",
+        *unbuffer, wrk, "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s",
         "--timeout", "5s", "-s", str(REPLAY_LUA), f"http://127.0.0.1:{port}{path}",
         "--", str(file), path, str(offset), str(limit), str(threads), USER_AGENT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )
-    out = (await _communicate(proc, seconds + 60)).decode(errors="replace")
-    for line in out.splitlines():
+    assert proc.stdout is not None
+    lines: list[str] = []
+    if not unbuffer and measuring is not None:
+        measuring.set()  # no stdbuf: the window then includes wrk's set-up
+    try:
+        async with asyncio.timeout(seconds + 60):
+            async for raw in proc.stdout:
+                line = raw.decode(errors="replace")
+                lines.append(line)
+                if measuring is not None and line.startswith("Running "):
+                    measuring.set()
+            await proc.wait()
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+    for line in lines:
         if line.startswith("WRKJSON "):
             data: dict[str, Any] = json.loads(line[8:])
             return data
-    raise RuntimeError(f"wrk gave no result (exit {proc.returncode}):\n{out[-2000:]}")
+    raise RuntimeError(f"wrk gave no result (exit {proc.returncode}):\n{''.join(lines)[-2000:]}")
 
 
 async def run_wrk(wrk: str, port: int, file: Path, path: str, *, offset: int, limit: int,
-                  connections: int, threads: int, warmup: float, seconds: float) -> LoadResult:
+                  connections: int, threads: int, warmup: float, seconds: float,
+                  measuring: asyncio.Event | None = None) -> LoadResult:
     """A warm-up run, then the measured run on the lines after it."""
     used = 0
     if warmup > 0:
@@ -116,7 +138,7 @@ async def run_wrk(wrk: str, port: int, file: Path, path: str, *, offset: int, li
                                warmup)
         used = warm["sent_max_per_thread"] * threads
     data = await _wrk_once(wrk, port, file, path, offset + used, max(limit - used, threads),
-                           connections, threads, seconds)
+                           connections, threads, seconds, measuring)
     e = data["errors"]
     lat = data["latency_us"]
     return LoadResult(
@@ -134,10 +156,17 @@ async def run_wrk(wrk: str, port: int, file: Path, path: str, *, offset: int, li
 
 
 async def run_python(port: int, file: Path, path: str, *, offset: int, limit: int,
-                     connections: int, processes: int, warmup: float,
-                     seconds: float) -> LoadResult:
+                     connections: int, processes: int, warmup: float, seconds: float,
+                     measuring: asyncio.Event | None = None) -> LoadResult:
     """The fallback: ``processes`` rawclient processes sharing the connections."""
     procs = []
+
+    async def mark() -> None:  # the clients measure from their start + warm-up
+        await asyncio.sleep(warmup + 0.5)
+        if measuring is not None:
+            measuring.set()
+
+    marker = asyncio.create_task(mark())
     try:
         for share in range(processes):
             procs.append(await asyncio.create_subprocess_exec(
@@ -150,6 +179,7 @@ async def run_python(port: int, file: Path, path: str, *, offset: int, limit: in
             ))
         outs = [await _communicate(p, warmup + seconds + 60) for p in procs]
     finally:
+        marker.cancel()
         for p in procs:
             if p.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -187,11 +217,12 @@ class LoadSpec:
     seconds: float
 
     async def run(self, port: int, file: Path, path: str, *, offset: int = 0,
-                  limit: int = 10**9) -> LoadResult:
+                  limit: int = 10**9, measuring: asyncio.Event | None = None) -> LoadResult:
+        """Warm up, then measure; ``measuring`` is set when the measured window starts."""
         if self.wrk:
             return await run_wrk(self.wrk, port, file, path, offset=offset, limit=limit,
                                  connections=self.connections, threads=self.threads,
-                                 warmup=self.warmup, seconds=self.seconds)
+                                 warmup=self.warmup, seconds=self.seconds, measuring=measuring)
         return await run_python(port, file, path, offset=offset, limit=limit,
                                 connections=self.connections, processes=self.threads,
-                                warmup=self.warmup, seconds=self.seconds)
+                                warmup=self.warmup, seconds=self.seconds, measuring=measuring)
