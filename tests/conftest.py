@@ -164,7 +164,8 @@ def campaign_payload(cid: str = "t2026", candidates: int = 12, **changes: Any) -
             "challenge": "off", "ip_per_minute": 0, "ip_per_day": 0,
         },
         "candidates": [
-            {"id": f"c{i:03d}", "number": i, "name": f"候选人{i}", "gender": "男" if i % 2 else "女",
+            {"id": f"c{i:03d}", "number": i, "name": f"候选人{i}",
+             "gender": "男" if i % 2 else "女",
              "region": ["南京市", "苏州市", "无锡市"][i % 3],
              "industry": ["电子信息", "装备制造"][i % 2], "employer": "某公司",
              "occupation": "钳工", "summary": "简介", "deeds": "事迹", "photo_url": ""}

@@ -330,7 +330,7 @@ async def test_vote_id_reused_after_the_idempotency_window_is_a_new_vote(
         assert row is not None
         later = (row["day"] + __import__("datetime").timedelta(days=3)).isoformat()
         # what cast_vote.lua writes when the voter reuses the id three days later
-        await harness.redis.hincrby(keys.tally("t2026", row["shard"]), "c005", 1)  # type: ignore[misc]
+        await harness.redis.hincrby(keys.tally("t2026", row["shard"]), "c005", 1)
         await harness.redis.xadd(keys.ledger("t2026", row["shard"]), {
             "vid": "reused-vote-id-0001", "voter": row["voter_id"], "cand": "c005", "ch": "",
             "ip": "203.0.113.7", "day": later})
