@@ -110,8 +110,7 @@ async def create_channel(request: Request) -> Response:
     secret = secrets.token_urlsafe(32)
     async with svc.db() as conn:
         async with conn.transaction():
-            if not await db.campaign_exists(conn, cid):
-                raise CampaignNotFound()
+            await db.require_campaign(conn, cid)
             created = await conn.fetchval(
                 db.INSERT_CHANNEL, cid, body.id, body.name, body.allowed_origins, secret
             )
@@ -164,8 +163,7 @@ async def get_results(request: Request) -> Response:
     authorize(request, svc.settings.admin_tokens, *READERS)
     cid = request.path_params["cid"]
     async with svc.db() as conn:
-        if not await db.campaign_exists(conn, cid):
-            raise CampaignNotFound()
+        await db.require_campaign(conn, cid)
         return JSON(await db.results(conn, cid))
 
 

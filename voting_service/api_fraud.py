@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from . import blocklist, db, invalidation, suspicious
-from .errors import CampaignNotFound, InvalidRequest, NotFound
+from .errors import InvalidRequest, NotFound
 from .http import JSON, authorize, json_body
 from .models import BlockIn, InvalidationIn
 from .services import services
@@ -113,8 +113,7 @@ async def create_invalidation(request: Request) -> Response:
     cid = request.path_params["cid"]
     body = await json_body(request, InvalidationIn, 512 * 1024)
     async with svc.db() as conn:
-        if not await db.campaign_exists(conn, cid):
-            raise CampaignNotFound()
+        await db.require_campaign(conn, cid)
         result = await invalidation.invalidate(
             conn, svc.redis, cid, svc.settings.shards, actor, body)
     return JSON(result, status_code=201)
@@ -125,8 +124,7 @@ async def list_invalidations(request: Request) -> Response:
     authorize(request, svc.settings.admin_tokens, *READERS)
     cid = request.path_params["cid"]
     async with svc.db() as conn:
-        if not await db.campaign_exists(conn, cid):
-            raise CampaignNotFound()
+        await db.require_campaign(conn, cid)
         await invalidation.apply_pending(conn, svc.redis, svc.settings.shards)
         return JSON(await invalidation.listing(conn, cid))
 

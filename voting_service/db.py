@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from .errors import CampaignNotFound
 from .models import Campaign, CampaignIn, Candidate, Channel, Rules
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,11 @@ INSERT_AUDIT = "INSERT INTO audit_log (actor, action, target, request) VALUES ($
 
 async def campaign_exists(conn: asyncpg.Connection, campaign_id: str) -> bool:
     return bool(await conn.fetchval("SELECT 1 FROM campaigns WHERE id = $1", campaign_id))
+
+
+async def require_campaign(conn: asyncpg.Connection, campaign_id: str) -> None:
+    if not await campaign_exists(conn, campaign_id):
+        raise CampaignNotFound(f"no campaign {campaign_id!r}")
 
 
 async def save_campaign(conn: asyncpg.Connection, c: CampaignIn | Campaign) -> None:
