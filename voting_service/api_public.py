@@ -15,7 +15,17 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from . import challenge, identity, keys, voting
-from .errors import CandidateNotFound, Forbidden, InvalidRequest, Unavailable, VoterRequired
+from .errors import (
+    Blocked,
+    CandidateNotFound,
+    ChallengeFailed,
+    Forbidden,
+    InvalidRequest,
+    RateLimited,
+    Unavailable,
+    VoterRequired,
+    VotingClosed,
+)
 from .http import JSON, json_body
 from .models import VoteIn
 from .registry import LiveCampaign
@@ -212,6 +222,33 @@ async def post_vote(request: Request) -> Response:
         request.headers.get("x-forwarded-for"),
         svc.settings.trusted_proxies,
     )
+    channel = token_channel or vote.channel or ""
+    try:
+        accepted = await _checked_cast(svc, live, vote, voter, ip, channel)
+    except (VotingClosed, RateLimited, ChallengeFailed, Blocked):
+        # a retry of a vote that did land gets its first answer, even if the campaign has
+        # paused, the network hit a limit or the proof expired since (looked up only here,
+        # on the refusal path, so accepted votes pay nothing for it)
+        if vote.vote_id is None:
+            raise
+        first = await voting.replay(svc.batcher, svc.registry, live, voter, vote.vote_id)
+        if first is None:
+            raise
+        accepted = first
+    body: dict[str, Any] = {
+        "vote_id": accepted.vote_id,
+        "candidate_id": accepted.candidate_id,
+        "votes_left_today": accepted.votes_left_today,
+    }
+    if accepted.candidate_votes is not None:
+        body["candidate_votes"] = accepted.candidate_votes
+    return JSON(body, headers=voting.quota_headers(
+        live.c.rules, accepted.votes_left_today, accepted.day_ends_at, time.time()))
+
+
+async def _checked_cast(
+    svc: Services, live: LiveCampaign, vote: VoteIn, voter: str, ip: str, channel: str
+) -> voting.Accepted:
     svc.ip_blocks.check(live.id, ip)
     pow_fields: dict[str, Any] = {}
     if live.c.rules.challenge != "off" and live.is_open(time.time()):
@@ -223,25 +260,16 @@ async def post_vote(request: Request) -> Response:
             "challenge_expires": proof.spent_until,
             "challenge_level": proof.level,
         }
-    ballot = voting.Ballot(voter, vote, ip, token_channel or vote.channel or "", **pow_fields)
+    ballot = voting.Ballot(voter, vote, ip, channel, **pow_fields)
     try:
         # one deadline for the whole Redis part: a slow or paused Redis is a 503 within 1 s
         async with asyncio.timeout(svc.settings.redis_timeout):
             if live.c.show_counts and not svc.registry.has_tallies(live.id):
                 with contextlib.suppress(Unavailable):
                     await svc.registry.tallies(live.id)  # warm this worker's cache once
-            accepted = await voting.cast(svc.batcher, svc.registry, live, ballot)
+            return await voting.cast(svc.batcher, svc.registry, live, ballot)
     except TimeoutError as exc:
-        raise Unavailable("Redis did not answer in time; nothing was counted") from exc
-    body: dict[str, Any] = {
-        "vote_id": accepted.vote_id,
-        "candidate_id": accepted.candidate_id,
-        "votes_left_today": accepted.votes_left_today,
-    }
-    if accepted.candidate_votes is not None:
-        body["candidate_votes"] = accepted.candidate_votes
-    return JSON(body, headers=voting.quota_headers(
-        live.c.rules, accepted.votes_left_today, accepted.day_ends_at, time.time()))
+        raise Unavailable("Redis did not answer in time; retry with the same vote_id") from exc
 
 
 routes = [

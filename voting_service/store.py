@@ -121,6 +121,14 @@ class Batcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
 
+    @property
+    def client(self) -> AnyRedis:
+        return self._client
+
+    @property
+    def timeout(self) -> float:
+        return self._timeout
+
     def call(self, script: Script, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()

@@ -10,6 +10,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from . import keys, scripts
 from .challenge import level_for
 from .errors import (
@@ -20,6 +22,7 @@ from .errors import (
     DailyQuotaExhausted,
     InvalidRequest,
     RateLimited,
+    Unavailable,
     VotingClosed,
 )
 from .identity import ip_prefixes
@@ -180,6 +183,23 @@ async def cast(
         ],
     )
     return _answer(registry, campaign, shard, vote_id, int(status), answer, day.ends_at, now)
+
+
+async def replay(
+    batcher: Batcher, registry: Registry, campaign: LiveCampaign, voter_id: str, vote_id: str
+) -> Accepted | None:
+    """The first answer to an accepted ``(voter, vote_id)``, if there was one."""
+    shard = keys.shard_of(voter_id, registry.shards)
+    key = keys.idempotency(campaign.id, shard, voter_id, vote_id)
+    try:
+        async with asyncio.timeout(batcher.timeout):
+            first = await batcher.client.get(key)
+    except (TimeoutError, RedisError, OSError) as exc:
+        raise Unavailable() from exc
+    if first is None:
+        return None
+    now = time.time()
+    return _answer(registry, campaign, shard, vote_id, 1, first, campaign.day(now).ends_at, now)
 
 
 def _answer(

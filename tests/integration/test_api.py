@@ -421,6 +421,28 @@ async def test_repeated_vote_id_returns_the_first_answer(harness: Harness) -> No
         ("other-0123456789", "c002"), ("retry-0123456789", "c001")]
 
 
+async def test_retry_after_a_pause_or_a_limit_gets_the_first_answer(harness: Harness) -> None:
+    """A client retrying an accepted vote must learn it was counted, even if the network hit
+    its limit or the campaign paused in between; a new vote_id is refused as usual."""
+    await harness.create_campaign(rules={"ip_per_minute": 1, "ip_per_day": 0})
+    token = await harness.voter()
+    first = await harness.vote(token, "c001", vote_id="landed-0123456789")
+    assert first.status_code == 200, first.text
+    limited = await harness.vote(token, "c002", vote_id="fresh-0123456789a")
+    assert limited.status_code == 429 and limited.json()["code"] == "rate_limited"
+    retry = await harness.vote(token, "c001", vote_id="landed-0123456789")
+    assert retry.status_code == 200 and retry.json() == first.json()
+
+    r = await harness.client.patch("/api/v1/admin/campaigns/t2026", json={"status": "paused"},
+                                   headers=ADMIN)
+    assert r.status_code == 200
+    closed = await harness.vote(token, "c003", vote_id="fresh-0123456789b")
+    assert closed.status_code == 403 and closed.json()["code"] == "voting_closed"
+    retry = await harness.vote(token, "c001", vote_id="landed-0123456789")
+    assert retry.status_code == 200 and retry.json() == first.json()
+    assert (await redis_tallies(harness)) == {"c001": 1}
+
+
 async def test_concurrent_first_votes_with_one_vote_id_count_once(harness: Harness) -> None:
     await harness.create_campaign()
     token = await harness.voter()
