@@ -51,12 +51,18 @@ def ip_tag(campaign_id: str, prefix: str) -> str:
     return f"{{ip:{campaign_id}:{prefix}}}"
 
 
-def ip_rate(campaign_id: str, prefix: str) -> str:
-    return f"{ip_tag(campaign_id, prefix)}:gcra"
+def _within(prefix: str, network: str | None) -> str:
+    """Name suffix of an address-level key stored under its network's tag (one slot, so one
+    ``ip_limit.lua`` call checks the address and its network together)."""
+    return "" if network is None or network == prefix else f":{prefix}"
 
 
-def ip_day(campaign_id: str, prefix: str, day: str) -> str:
-    return f"{ip_tag(campaign_id, prefix)}:d:{day}"
+def ip_rate(campaign_id: str, prefix: str, network: str | None = None) -> str:
+    return f"{ip_tag(campaign_id, network or prefix)}:gcra{_within(prefix, network)}"
+
+
+def ip_day(campaign_id: str, prefix: str, day: str, network: str | None = None) -> str:
+    return f"{ip_tag(campaign_id, network or prefix)}:d:{day}{_within(prefix, network)}"
 
 
 def challenge_spent(campaign_id: str, shard: int, challenge_id: str) -> str:

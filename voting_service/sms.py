@@ -129,7 +129,7 @@ async def _meter(
 ) -> int:
     """Run every ``(keys, per minute, per day)`` meter in one batch; the longest wait, ms."""
     script = scripts.ip_limit()
-    futures = [batcher.call(script, ks, [per_min, per_day, day.expire_at])
+    futures = [batcher.call(script, ks, [day.expire_at, 0, per_min, per_day])
                for ks, per_min, per_day in limits]
     results = await asyncio.gather(*futures, return_exceptions=True)
     wait_ms = 0

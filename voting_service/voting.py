@@ -81,51 +81,39 @@ def ip_limits(rules: Rules, ip: str) -> list[tuple[str, int, int]]:
             (net, rules.net_per_minute, rules.net_per_day)]
 
 
-def _ignore_outcome(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
 async def check_ip(
     batcher: Batcher, campaign: LiveCampaign, ip: str, now: float, *, peek: bool = False
 ) -> float:
-    """Count a vote against the address's and its network's limits (one ``ip_limit.lua`` per
-    prefix, in one batch); ``RateLimited`` past a hard cap. Returns the pressure: how full the
-    fuller of the limits is, 1.0 = at the cap. ``peek`` counts nothing and refuses nothing."""
+    """Count a vote against the address's and its network's limits, in one ``ip_limit.lua``
+    call (the address's keys carry its network's hash tag); ``RateLimited`` past a hard cap.
+    Returns the pressure: how full the fuller of the limits is, 1.0 = at the cap. ``peek``
+    counts nothing and refuses nothing."""
     rules = campaign.c.rules
+    levels = [lv for lv in ip_limits(rules, ip) if lv[1] or lv[2]]  # no cap: nothing to count
+    if not levels:
+        return 0.0
     day = campaign.day(now)
-    script = scripts.ip_limit()
-    calls = [
-        (per_min, per_day, batcher.call(
-            script,
-            [keys.ip_rate(campaign.id, prefix), keys.ip_day(campaign.id, prefix, day.date)],
-            [per_min, per_day, day.expire_at, 1 if peek else 0],
-        ))
-        for prefix, per_min, per_day in ip_limits(rules, ip)
-        if per_min or per_day  # no cap at this level: nothing to count
-    ]
-    pressure, wait = 0.0, 0
-    for per_min, per_day, pending in calls:
-        # the calls already sit in one batch: awaiting in turn costs no extra round trip
-        # and less than asyncio.gather
-        try:
-            result = await pending
-        except BaseException:
-            for _, _, other in calls:  # their outcome no longer matters: retrieve, not log
-                other.add_done_callback(_ignore_outcome)
-            raise
-        allowed, retry_ms, load, count = (int(x) for x in result)
-        if not allowed:
-            pressure = max(pressure, 1.0)
-            left = math.ceil(day.ends_at - now) if retry_ms < 0 else math.ceil(retry_ms / 1000)
-            wait = max(wait, left, 1)
-            continue
+    network = network_prefixes(ip)[1]  # the slot of every level, whichever are capped
+    script_keys: list[str] = []
+    args: list[Any] = [day.expire_at, 1 if peek else 0]
+    for prefix, per_min, per_day in levels:
+        script_keys += [keys.ip_rate(campaign.id, prefix, network),
+                        keys.ip_day(campaign.id, prefix, day.date, network)]
+        args += [per_min, per_day]
+    result = [int(x) for x in await batcher.call(scripts.ip_limit(), script_keys, args)]
+    allowed, retry_ms = result[0], result[1]
+    if not allowed:
+        if peek:
+            return 1.0
+        wait = math.ceil(day.ends_at - now) if retry_ms < 0 else math.ceil(retry_ms / 1000)
+        raise RateLimited(headers={"Retry-After": str(max(wait, 1))})
+    pressure = 0.0
+    for i, (_, per_min, per_day) in enumerate(levels):
+        load, count = result[2 + 2 * i], result[3 + 2 * i]
         if per_min:
             pressure = max(pressure, load / 1000)
         if per_day:
             pressure = max(pressure, count / per_day)
-    if wait and not peek:
-        raise RateLimited(headers={"Retry-After": str(wait)})
     return pressure
 
 

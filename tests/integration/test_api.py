@@ -27,7 +27,7 @@ from tests.conftest import (
     client_for,
     make_settings,
 )
-from voting_service import store
+from voting_service import keys, store
 from voting_service.app import create_app
 from voting_service.flusher import Flusher
 
@@ -307,6 +307,29 @@ async def test_ip_per_minute(harness: Harness) -> None:
         r = await other.post(VOTES, json={"candidate_id": "c002"},
                              headers={"X-Voter-Token": token})
         assert r.status_code == 200, r.text
+
+
+async def test_a_vote_refused_by_its_network_uses_none_of_its_address_allowance(
+    harness: Harness,
+) -> None:
+    await harness.create_campaign(rules={"ip_per_minute": 3, "ip_per_day": 0,
+                                         "net_per_minute": 2, "net_per_day": 0})
+    codes = []
+    for host in (1, 2, 3):
+        async with client_for(harness.app, ip=f"198.51.100.{host}") as c:
+            token = (await c.post("/api/v1/campaigns/t2026/voter")).json()["token"]
+            r = await c.post(VOTES, json={"candidate_id": "c001"},
+                             headers={"X-Voter-Token": token})
+            codes.append(r.status_code)
+    assert codes == [200, 200, 429]
+    live = harness.app.state.services.registry.get("t2026")
+    day = live.day(time.time()).date
+    counted = await harness.redis.get(
+        keys.ip_day("t2026", "198.51.100.3/32", day, "198.51.100.0/24"))
+    assert counted is None  # all or nothing: the refused vote was not counted anywhere
+    first = await harness.redis.get(
+        keys.ip_day("t2026", "198.51.100.1/32", day, "198.51.100.0/24"))
+    assert first == "1"
 
 
 async def test_ip_per_day(harness: Harness) -> None:

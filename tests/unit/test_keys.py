@@ -108,3 +108,17 @@ def test_ip_keys_of_different_prefixes_differ() -> None:
     b = keys.ip_rate("c", "1.2.3.5/32")
     assert a != b
     assert keys.ip_rate("c1", "1.2.3.4/32") != keys.ip_rate("c2", "1.2.3.4/32")
+
+
+def test_address_and_network_limit_keys_share_the_network_slot() -> None:
+    """One ``ip_limit.lua`` call checks an address and its network: one slot, the network's."""
+    names = [
+        keys.ip_rate("c", "10.1.2.3/32", "10.1.2.0/24"),
+        keys.ip_day("c", "10.1.2.3/32", "2026-07-01", "10.1.2.0/24"),
+        keys.ip_rate("c", "10.1.2.0/24", "10.1.2.0/24"),
+        keys.ip_day("c", "10.1.2.0/24", "2026-07-01", "10.1.2.0/24"),
+    ]
+    assert len({slot(n) for n in names}) == 1
+    assert len(set(names)) == 4
+    # the network's own keys keep their names, so readers of the network count find them
+    assert names[3] == keys.ip_day("c", "10.1.2.0/24", "2026-07-01")
