@@ -8,6 +8,9 @@ A.  HTTP: the vote endpoint (b) against a bare Starlette endpoint (a) on the sam
 B.  The flusher: rows/s of its COPY + INSERT … ON CONFLICT path against a plain
     ``executemany`` (goal ≥ 50,000 rows/s); its lag while A's vote phases run at full
     rate; and the cost of durability: ``appendfsync always`` vs ``everysec`` (+ WAITAOF).
+C.  The cost of the anti-fraud features (issue #4): the vote endpoint, 1 worker, with proof
+    of work off/on × IP limits off/on, each against the baseline (goal: the full path keeps
+    ≥ 75 % of the baseline's votes/s); see ``antifraud.py``.
 
 The service, the bare app and the flusher run as real processes (``voting-service serve``,
 ``voting-service flusher``), started in their own sessions and always stopped, also on
@@ -23,6 +26,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import math
 import os
 import platform
 import secrets
@@ -46,7 +50,7 @@ from voting_service.models import Campaign
 from voting_service.reconcile import reconcile
 from voting_service.settings import Settings
 
-from . import dataset, flusher_bench, profile, redis_ceiling
+from . import antifraud, dataset, flusher_bench, profile, redis_ceiling
 from .cpu import CpuSampler
 from .loadgen import LoadResult, LoadSpec, ensure_wrk
 from .procs import REPO, Child, Children, python, sigterm_as_interrupt, wait_ready
@@ -56,6 +60,8 @@ SHARDS = 16
 GOAL_RATIO = 0.6
 GOAL_FLUSH = 50_000
 ROLES = ("server", "valkey", "postgres", "flusher", "load generator", "other")
+PROOF_MARGIN = 1.2
+"""Proofs solved for a proof-of-work row, at least per request the fastest earlier row sent."""
 
 
 @dataclass(frozen=True)
@@ -81,13 +87,13 @@ class Options:
     out_dir: Path
 
 
-PHASES = ("ceiling", "flusher", "http", "durability")
+PHASES = ("ceiling", "flusher", "http", "durability", "antifraud")
 
 
 def parse_args(argv: list[str] | None = None) -> Options:
     p = argparse.ArgumentParser(prog="python -m loadtests.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="short phases, about a minute in all")
+    p.add_argument("--quick", action="store_true", help="short phases, about two minutes in all")
     p.add_argument("--voters", type=int, help="voter tokens (default 20000, quick 8000)")
     p.add_argument("--candidates", type=int, default=100)
     p.add_argument("--connections", type=int, default=64)
@@ -282,9 +288,17 @@ class Bench:
         return result
 
     async def vote_phase(self, name: str, redis_url: str, env: dict[str, str], workers: int,
-                         offset: int) -> tuple[LoadResult, dict[str, Any]]:
-        """The vote endpoint under load with the flusher running; lag sampled meanwhile."""
-        self.log(f"{name}: vote endpoint, {workers} worker(s), from request {offset}")
+                         offset: int, *, requests: Path | None = None, path: str | None = None,
+                         limit: int | None = None) -> tuple[LoadResult, dict[str, Any]]:
+        """The vote endpoint under load with the flusher running; lag sampled meanwhile.
+
+        ``requests`` (default: the main request file) is replayed from line ``offset``, at
+        most ``limit`` lines (default: the rest of the main file) to ``path``."""
+        requests = requests or self.requests_file
+        path = path or self.path
+        limit = self.request_lines - offset if limit is None else limit
+        self.log(f"{name}: vote endpoint, {workers} worker(s), from line {offset} of "
+                 f"{requests.name}")
         redis = redis_client(redis_url)
         cli = [python(), "-m", "voting_service.cli"]
         flusher = self.res.children.start(f"{name}-flusher", [*cli, "flusher"], env)
@@ -301,8 +315,8 @@ class Bench:
                 profiling = self._profile(server, workers, name)
             try:
                 result, *_ = await asyncio.gather(
-                    self.load.run(port, self.requests_file, self.path, offset=offset,
-                                  limit=self.request_lines - offset, measuring=measuring),
+                    self.load.run(port, requests, path, offset=offset, limit=limit,
+                                  measuring=measuring),
                     *profiling)
             finally:
                 stop.set()
@@ -474,12 +488,92 @@ class Bench:
                 valkey.stop()
                 self.res.servers.remove(valkey)
 
+    # ---- C: anti-fraud cost ----------------------------------------------------------------
+
+    async def _set_rules(self, cid: str, rules: dict[str, Any]) -> None:
+        """Save and publish the campaign with these rules (read by the next server at boot)."""
+        data = dataset.bench_campaign(self.o.candidates, cid)
+        data["rules"].update(rules)
+        conn = await asyncpg.connect(self.pg_url)
+        redis = redis_client(self.valkey_url)
+        try:
+            await campaigns.load(conn, redis, json.dumps(data).encode())
+        finally:
+            await conn.close()
+            await redis.aclose()
+
+    async def antifraud_phase(self) -> None:
+        """C: the vote endpoint with proof of work off/on × IP limits off/on, one campaign
+        whose rules change between rows, the same server settings (1 worker) and load."""
+        cid = antifraud.CAMPAIGN_ID
+        rows: list[dict[str, Any]] = []
+        summary: dict[str, Any] = {"campaign": cid, "rows": rows,
+                                   "limits_on": antifraud.LIMITS_ON,
+                                   "challenge_max_number": antifraud.MAX_NUMBER}
+        self.results["phases"]["antifraud"] = summary  # filled as it goes
+        await self._set_rules(cid, antifraud.ROWS[0].rules())
+        tokens = await asyncio.to_thread(dataset.issue_tokens, self.o.voters, cid,
+                                         self.secret_key, self.pepper)
+        plain = self.res.workdir / "antifraud.tsv"
+        with_proofs = self.res.workdir / "antifraud-pow.tsv"
+        lines = await asyncio.to_thread(
+            dataset.write_requests, plain, tokens,
+            dataset.Pairs(self.o.voters, self.o.candidates, 10, seed=5), self.ips)
+        path = f"/api/v1/campaigns/{cid}/votes"
+        env = self.service_env(self.valkey_url)
+        offset = 0
+        try:
+            for row in antifraud.ROWS:
+                await self._set_rules(cid, row.rules())
+                file, start, limit = plain, offset, lines - offset
+                proofs: dict[str, Any] = {}
+                if row.challenge:
+                    # one proof per request, made just before the row (valid challenge.TTL s)
+                    limit = min(self._proofs_needed(rows), lines - offset)
+                    self.log(f"C: solving {limit} challenges (maxnumber "
+                             f"{antifraud.MAX_NUMBER}) for '{row.label}'")
+                    proofs = await antifraud.write_proof_file(
+                        plain, with_proofs, offset, limit, secret_key=self.secret_key,
+                        pepper=self.pepper, campaign_id=cid)
+                    self.log(f"C: {proofs['proofs']} proofs in {proofs['seconds']} s")
+                    file, start = with_proofs, 0
+                result, extra = await self.vote_phase(
+                    f"antifraud-{row.key}", self.valkey_url, env, 1, start, requests=file,
+                    path=path, limit=limit)
+                self._check_load(result, f"C {row.key}")
+                offset += result.consumed
+                rows.append({"key": row.key, "label": row.label, "challenge": row.challenge,
+                             "limits": row.limits, "rules": row.rules(),
+                             "vote": result.as_dict(), **extra,
+                             **({"proofs": proofs} if proofs else {})})
+                self.log(f"C {row.key}: {result.rps:,.0f} votes/s "
+                         f"({pct(result.ok_fraction)} 200)")
+        finally:
+            antifraud.remove(plain, with_proofs)
+            summary.update(antifraud.verdict(rows))
+
+    def _proofs_needed(self, done: list[dict[str, Any]]) -> int:
+        """Requests a proof-of-work row may send in its warm-up + window, with room to spare:
+        running out would replay spent proofs and spoil the row.
+
+        One worker cannot use more than one core, and a proof only adds to the baseline's
+        server CPU per vote: so at most 1 s / (baseline CPU per vote) votes a second — taking
+        the CPU per vote 10 % lower, for noise — and at least PROOF_MARGIN × what any earlier
+        row sent."""
+        window = self.o.warmup + self.o.seconds
+        base = next((r for r in done if r["key"] == "baseline"), None)
+        us = _server_us(base["vote"]) if base else None
+        bound = 1e6 / (0.9 * us) * window if us else 3000 * window  # no baseline: generous
+        sent = max((r["vote"]["consumed"] for r in done), default=0)
+        return math.ceil(max(bound, sent * PROOF_MARGIN)) + 2 * self.o.connections
+
     # ---- run and report ---------------------------------------------------------------------
 
     async def run(self) -> None:
         await self.setup()
         steps = [("ceiling", self.ceiling_phase), ("flusher", self.flusher_phase),
-                 ("http", self.http_phases), ("durability", self.durability_phase)]
+                 ("http", self.http_phases), ("durability", self.durability_phase),
+                 ("antifraud", self.antifraud_phase)]
         for name, step in steps:
             if name not in self.o.phases:
                 continue
@@ -492,11 +586,67 @@ class Bench:
         self.results["total_s"] = round(time.monotonic() - self.started, 1)
 
 
-def _server_us(load: dict[str, Any]) -> float | None:
-    """Server CPU per request in the measured window: steadier than req/s when other work
-    shares the machine."""
-    seconds = load.get("extra", {}).get("cpu_seconds", {}).get("server")
+def _server_us(load: dict[str, Any], role: str = "server") -> float | None:
+    """Server (or another role's) CPU per request in the measured window: steadier than
+    req/s when other work shares the machine."""
+    seconds = load.get("extra", {}).get("cpu_seconds", {}).get(role)
     return round(seconds * 1e6 / load["requests"]) if seconds and load["requests"] else None
+
+
+def render_antifraud(af: dict[str, Any]) -> str:
+    rows = []
+    base_us = af.get("baseline_server_us")
+    for r in af["rows"]:
+        v = r["vote"]
+        ratio = af.get("ratios", {}).get(r["key"])
+        cpu_ratio = af.get("cpu_ratios", {}).get(r["key"])
+        us = _server_us(v)
+        ok = pct(v["ok_fraction"]) + ("" if v["ok_fraction"] >= antifraud.MIN_OK else " < 99%")
+        if v.get("wrapped"):
+            ok += " (ran out of requests)"
+        busy = r["key"] in af.get("disturbed", [])
+        rows.append([r["label"] + (" *" if busy else ""), v["rps"], v["p50_ms"], v["p99_ms"],
+                     ok, us,
+                     f"{us - base_us:+.0f}" if us is not None and base_us is not None else None,
+                     _server_us(v, "valkey"), "-" if ratio is None else f"{ratio:.2f}",
+                     "-" if cpu_ratio is None else f"{cpu_ratio:.2f}"])
+    lim = af.get("limits_on", {})
+    note = (f"limits on = ip_per_minute {lim.get('ip_per_minute')}, ip_per_day "
+            f"{lim.get('ip_per_day'):,}, net_per_minute {lim.get('net_per_minute')}, "
+            f"net_per_day {lim.get('net_per_day'):,} (X-Forwarded-For over 400 /24s); off = 0\n"
+            f"challenge on: one proof per request, bound to its voter, solved beforehand "
+            f"(maxnumber {af.get('challenge_max_number')}): only verifying is measured")
+    proofs = [r["proofs"] for r in af["rows"] if r.get("proofs")]
+    if proofs:
+        note += " (" + ", ".join(f"{p['proofs']:,} solved in {p['seconds']:g} s"
+                                 for p in proofs) + ")"
+    note += ("\nbaseline = mean of 1 and 1'; ×1: votes/s / the baseline's; ×1 CPU: the "
+             "baseline's server CPU per vote / the row's (the votes/s ratio at a full core, "
+             "steadier under noise); Δ µs: server CPU per vote over the baseline's")
+    if af.get("disturbed"):
+        note += (f"\n* other processes used more than {antifraud.BUSY_OTHER:g} cores during "
+                 "this row (see the CPU table): its figures are disturbed")
+    drift = af.get("drift")
+    if drift is not None:
+        note += f"\n1' / 1 = {drift:.3f} (how much the machine drifted during the phase)"
+        if abs(drift - 1) > antifraud.DRIFT_WARN:
+            note += (f": more than {antifraud.DRIFT_WARN:.0%}, the ratios are noisy — "
+                     "run the phase again (--only antifraud)")
+    if "full_ratio" in af:
+        met = "MET" if af["met"] else "NOT MET"
+        cpu = af.get("cpu_ratios", {}).get("full")
+        note += (f"\ngoal: the full anti-fraud path (4) keeps ≥ {af['goal']:.0%} of the "
+                 f"baseline's votes/s: 4/1 = {af['full_ratio']:.3f} → {met}"
+                 + (f" (by server CPU per vote: {cpu:.3f})" if cpu else "")
+                 + ("" if af.get("steady", True) else " — unreliable: the machine was busy"))
+        if not af.get("meaningful"):
+            note += (f"\nWARNING: a row is missing or got fewer than {af['min_ok']:.0%} 200s: "
+                     "the comparison is meaningless")
+    return table(
+        "\nC. Anti-fraud cost: vote endpoint, 1 worker, same server settings and load "
+        "(+ flusher), one campaign whose rules change between rows",
+        ["row", "votes/s", "p50 ms", "p99 ms", "200s", "server CPU µs/vote", "Δ µs",
+         "Valkey CPU µs/vote", "×1", "×1 CPU"], rows, note)
 
 
 def render(results: dict[str, Any]) -> str:
@@ -536,6 +686,10 @@ def render(results: dict[str, Any]) -> str:
     for r in ph.get("durability", []):
         cores = r["vote"].get("extra", {}).get("cpu_cores", {})
         cpu_rows.append([f"b w1 {r['valkey']}", *(cores.get(role, 0.0) for role in ROLES),
+                         round(sum(cores.values()), 2)])
+    for r in ph.get("antifraud", {}).get("rows", []):
+        cores = r["vote"].get("extra", {}).get("cpu_cores", {})
+        cpu_rows.append([f"C {r['key']}", *(cores.get(role, 0.0) for role in ROLES),
                          round(sum(cores.values()), 2)])
     if cpu_rows:
         out.append(table("\nCPU cores used in each HTTP phase's measured window",
@@ -592,6 +746,8 @@ def render(results: dict[str, Any]) -> str:
         out.append(table(
             "\nB. Cost of durability: vote endpoint, 1 worker, fresh Valkey each",
             ["valkey", "mode the service ran in", "votes/s", "p50 ms", "p99 ms", "200s"], rows))
+    if ph.get("antifraud", {}).get("rows"):
+        out.append(render_antifraud(ph["antifraud"]))
     for r in ph.get("http", []):
         prof = r.get("profile")
         if prof and prof.get("samples"):
@@ -602,8 +758,11 @@ def render(results: dict[str, Any]) -> str:
             out.append(f"\nprofile of the vote workers, {r['workers']} worker(s), "
                        f"{prof['samples']} samples (raw stacks in {r.get('profile_dir', '')}):"
                        "\n  " + "\n  ".join(lines))
-    busy = max((r[key].get("extra", {}).get("cpu_cores", {}).get("other", 0.0)
-                for r in ph.get("http", []) for key in ("bare", "vote")), default=0.0)
+    loads = [r[key] for r in ph.get("http", []) for key in ("bare", "vote")]
+    loads += [r["vote"] for r in [*ph.get("durability", []),
+                                  *ph.get("antifraud", {}).get("rows", [])]]
+    busy = max((v.get("extra", {}).get("cpu_cores", {}).get("other", 0.0) for v in loads),
+               default=0.0)
     if busy > 0.2:
         out.append(f"\nnote: other processes on this machine used up to {busy:.2f} cores during "
                    "the HTTP phases: absolute numbers are low and noisy, compare ratios")

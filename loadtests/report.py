@@ -23,7 +23,7 @@ def table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]],
 
 
 def _numeric(text: str) -> bool:
-    return bool(text) and (text[0].isdigit() or text[0] in "-.≥<>") and text != "-"
+    return bool(text) and (text[0].isdigit() or text[0] in "+-.≥<>") and text != "-"
 
 
 def _fmt(value: object) -> str:
