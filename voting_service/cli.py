@@ -25,16 +25,20 @@ def _settings() -> Settings:
     return Settings.from_env()
 
 
-async def _with_db(fn: Callable[[Any, Any, Settings], Awaitable[int]]) -> int:
-    """Run ``fn(conn, redis, settings)`` with one PostgreSQL connection and a Redis client."""
+async def _connect_pg(settings: Settings) -> Any:
     import asyncpg
 
+    if not settings.database_url:
+        raise SystemExit("DATABASE_URL is not set")
+    return await asyncpg.connect(settings.database_url)
+
+
+async def _with_db(fn: Callable[[Any, Any, Settings], Awaitable[int]]) -> int:
+    """Run ``fn(conn, redis, settings)`` with one PostgreSQL connection and a Redis client."""
     from . import store
 
     settings = _settings()
-    if not settings.database_url:
-        raise SystemExit("DATABASE_URL is not set")
-    conn = await asyncpg.connect(settings.database_url)
+    conn = await _connect_pg(settings)
     redis = store.connect(settings)
     try:
         return await fn(conn, redis, settings)
@@ -44,15 +48,10 @@ async def _with_db(fn: Callable[[Any, Any, Settings], Awaitable[int]]) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    import asyncpg
-
     from . import db
 
     async def run() -> int:
-        url = _settings().database_url
-        if not url:
-            raise SystemExit("DATABASE_URL is not set")
-        conn = await asyncpg.connect(url)
+        conn = await _connect_pg(_settings())
         try:
             applied = await db.migrate(conn)
         finally:
@@ -118,8 +117,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Results for the expert panel: CSV (ranking) to stdout or a file, XLSX to a file."""
     import getpass
 
-    import asyncpg
-
     from . import db, export
 
     output = None if args.output in (None, "-") else Path(args.output)
@@ -128,10 +125,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise SystemExit("xlsx needs --output FILE")
 
     async def run() -> int:
-        url = _settings().database_url
-        if not url:
-            raise SystemExit("DATABASE_URL is not set")
-        conn = await asyncpg.connect(url)
+        conn = await _connect_pg(_settings())
         try:
             cid = args.campaign
             if cid is None:
