@@ -15,7 +15,7 @@ accepted and refused, by status, is printed when the run ends.
 Each citizen sends an ``X-Forwarded-For`` address of its own, which the service believes
 only if the load generator's address is in ``VOTING_TRUSTED_PROXIES``.
 
-Safety: traffic goes to loopback hosts only (this workplace allows nothing else), and every
+Safety: traffic goes to loopback hosts only (it can never hit a live vote by mistake), and every
 run stops by itself after ``LOCUST_MAX_SECONDS`` (default 600) even without --run-time.
 ``LOCUST_CAMPAIGN`` picks the campaign; by default the first open one.
 """
