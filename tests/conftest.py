@@ -214,6 +214,22 @@ class Harness:
         )
 
 
+async def redis_tallies(h: Harness, cid: str = "t2026") -> dict[str, int]:
+    """A campaign's totals straight from Redis: the sum of its shard tallies."""
+    return store.sum_tallies(await store.shard_tallies(h.redis, cid, h.settings.shards))
+
+
+async def drain(h: Harness) -> int:
+    """Flush every unflushed vote into PostgreSQL, as the flusher process would."""
+    from voting_service.flusher import Flusher
+
+    flusher = Flusher(h.redis, h.settings.database_url or "", h.settings.shards)
+    try:
+        return await flusher.drain()
+    finally:
+        await flusher.close()
+
+
 def client_for(app: Starlette, ip: str = "203.0.113.7") -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=app, client=(ip, 40000))
     return httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=30)

@@ -10,9 +10,16 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import ADMIN, Backend, Harness, client_for, make_settings
-from voting_service import challenge, reconcile, store
-from voting_service.flusher import Flusher
+from tests.conftest import (
+    ADMIN,
+    Backend,
+    Harness,
+    client_for,
+    make_settings,
+    redis_tallies,
+)
+from tests.conftest import drain as drain  # re-exported: the anti-fraud tests import it here
+from voting_service import challenge, reconcile
 from voting_service.services import Services
 from voting_service.settings import Settings
 
@@ -65,16 +72,7 @@ async def clients(h: Harness, ips: list[str]) -> AsyncIterator[list[httpx.AsyncC
 
 
 async def redis_totals(h: Harness, cid: str = CID) -> dict[str, int]:
-    totals = store.sum_tallies(await store.shard_tallies(h.redis, cid, h.settings.shards))
-    return {c: n for c, n in totals.items() if n}
-
-
-async def drain(h: Harness) -> int:
-    flusher = Flusher(h.redis, h.settings.database_url or "", h.settings.shards)
-    try:
-        return await flusher.drain()
-    finally:
-        await flusher.close()
+    return {c: n for c, n in (await redis_tallies(h, cid)).items() if n}
 
 
 async def no_drift(h: Harness, cid: str = CID) -> None:

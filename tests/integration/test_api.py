@@ -25,11 +25,12 @@ from tests.conftest import (
     Harness,
     campaign_payload,
     client_for,
+    drain,
     make_settings,
+    redis_tallies,
 )
 from voting_service import keys, store
 from voting_service.app import create_app
-from voting_service.flusher import Flusher
 
 VOTES = "/api/v1/campaigns/t2026/votes"
 
@@ -49,18 +50,6 @@ def retry_after(r: httpx.Response) -> int:
     value = int(r.headers["retry-after"])
     assert 0 < value <= 86400, value
     return value
-
-
-async def redis_tallies(h: Harness, cid: str = "t2026") -> dict[str, int]:
-    return store.sum_tallies(await store.shard_tallies(h.redis, cid, h.settings.shards))
-
-
-async def drain(h: Harness) -> int:
-    flusher = Flusher(h.redis, h.settings.database_url or "", h.settings.shards)
-    try:
-        return await flusher.drain()
-    finally:
-        await flusher.close()
 
 
 async def poll(
