@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from tests.conftest import Backend, Harness, client_for, make_settings
+from tests.conftest import Backend, Harness, client_for, make_settings, redis_tallies
 from voting_service import keys, reconcile, store
 from voting_service.app import create_app
 from voting_service.flusher import Flusher
@@ -50,10 +50,6 @@ async def cast_many(h: Harness, voters: int) -> tuple[Counter[str], list[httpx.R
     for (_, cand), r in zip(plan, responses, strict=True):
         assert r.json()["candidate_id"] == cand
     return Counter(cand for _, cand in plan), responses
-
-
-async def redis_tallies(h: Harness) -> dict[str, int]:
-    return store.sum_tallies(await store.shard_tallies(h.redis, "t2026", h.settings.shards))
 
 
 async def pg_votes(h: Harness) -> dict[str, int]:

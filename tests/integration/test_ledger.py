@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.conftest import ADMIN, OPS, Backend, Harness, make_settings
+from tests.conftest import ADMIN, OPS, Backend, Harness, make_settings, redis_tallies
 from voting_service import campaigns, durability, embedded, keys, reconcile, store
 from voting_service.app import create_app
 from voting_service.flusher import Flusher, healthy
@@ -44,11 +44,6 @@ async def stream_backlog(h: Harness, cid: str = "t2026") -> int:
 async def pg_tallies(pg: asyncpg.Connection) -> dict[str, int]:
     rows = await pg.fetch("SELECT candidate_id, votes FROM tallies WHERE campaign_id = 't2026'")
     return {r["candidate_id"]: r["votes"] for r in rows if r["votes"]}
-
-
-async def redis_tallies(h: Harness) -> dict[str, int]:
-    per_shard = await store.shard_tallies(h.redis, "t2026", h.settings.shards)
-    return store.sum_tallies(per_shard)
 
 
 async def test_crash_after_commit_before_ack_counts_once(harness: Harness) -> None:
