@@ -5,6 +5,7 @@ No raw phone number or partner user id is kept: only ``HMAC(pepper, mode ":" sub
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -159,3 +160,19 @@ def ip_prefixes(ip: str) -> list[str]:
     addr = ipaddress.ip_address(ip)
     lengths = (32, 24) if addr.version == 4 else (64, 48)
     return [str(ipaddress.ip_network(f"{addr}/{n}", strict=False)) for n in lengths]
+
+
+@functools.lru_cache(maxsize=16384)
+def network_prefixes(ip: str) -> tuple[str, str]:
+    """``ip_prefixes`` of an address, fast: it runs on every vote, and parsing with
+    ``ipaddress`` cost ~25 µs of a vote's CPU. A canonical dotted quad (what ``client_ip``
+    gives) is split as text — same strings as ``ipaddress``; anything else goes through
+    ``ip_prefixes``. Cached: a citizen's votes come in a row from one address."""
+    parts = ip.split(".")
+    if len(parts) == 4 and all(
+        p.isascii() and p.isdigit() and len(p) <= 3 and (p[0] != "0" or p == "0")
+        and int(p) <= 255 for p in parts
+    ):
+        return f"{ip}/32", f"{parts[0]}.{parts[1]}.{parts[2]}.0/24"
+    host, net = ip_prefixes(ip)
+    return host, net

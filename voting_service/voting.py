@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import math
 import time
 import uuid
@@ -25,7 +24,7 @@ from .errors import (
     Unavailable,
     VotingClosed,
 )
-from .identity import ip_prefixes
+from .identity import network_prefixes
 from .models import Rules, VoteIn
 from .registry import LiveCampaign, Registry
 from .store import Batcher
@@ -55,22 +54,6 @@ class Accepted:
     votes_left_today: int
     candidate_votes: int | None
     day_ends_at: float
-
-
-@functools.lru_cache(maxsize=16384)
-def network_prefixes(ip: str) -> tuple[str, str]:
-    """``identity.ip_prefixes`` of an address, fast: it runs on every vote, and parsing with
-    ``ipaddress`` cost ~25 µs of a vote's CPU. A canonical dotted quad (what ``client_ip``
-    gives) is split as text — same strings as ``ipaddress``; anything else goes through
-    ``ip_prefixes``. Cached: a citizen's votes come in a row from one address."""
-    parts = ip.split(".")
-    if len(parts) == 4 and all(
-        p.isascii() and p.isdigit() and len(p) <= 3 and (p[0] != "0" or p == "0")
-        and int(p) <= 255 for p in parts
-    ):
-        return f"{ip}/32", f"{parts[0]}.{parts[1]}.{parts[2]}.0/24"
-    host, net = ip_prefixes(ip)
-    return host, net
 
 
 def ip_limits(rules: Rules, ip: str) -> list[tuple[str, int, int]]:
