@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from voting_service import challenge
-from voting_service.identity import VoterTokens
+from voting_service.fraud import challenge
 from voting_service.models import Rules
+from voting_service.vote.identity import VoterTokens
 
 CAMPAIGN_ID = "antifraud"
 MAX_NUMBER = 1000

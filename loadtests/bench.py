@@ -44,11 +44,13 @@ import asyncpg
 import msgspec
 import uvloop
 
-from voting_service import campaigns, db, durability, embedded, store
-from voting_service.flusher import Flusher
+from voting_service import embedded
+from voting_service.ledger import campaigns, db, durability
+from voting_service.ledger.flusher import Flusher
+from voting_service.ledger.reconcile import reconcile
 from voting_service.models import Campaign
-from voting_service.reconcile import reconcile
 from voting_service.settings import Settings
+from voting_service.vote import store
 
 from . import antifraud, dataset, flusher_bench, profile, redis_ceiling
 from .cpu import CpuSampler

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from voting_service.demo import demo_campaign
-from voting_service.identity import VoterTokens, voter_id
+from voting_service.vote.identity import VoterTokens, voter_id
 
 CAMPAIGN_ID = "bench2026"
 USER_AGENT = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "

@@ -26,9 +26,9 @@ from typing import Any
 
 import asyncpg
 
-from voting_service import keys
-from voting_service.flusher import MERGE, STAGE, STAGE_COLUMNS, Flusher, to_record
-from voting_service.store import AnyRedis
+from voting_service.ledger.flusher import MERGE, STAGE, STAGE_COLUMNS, Flusher, to_record
+from voting_service.vote import keys
+from voting_service.vote.store import AnyRedis
 
 PRIMARY_KEY = """
 SELECT a.attname FROM pg_index i

@@ -24,11 +24,11 @@ from typing import Any
 
 import msgspec
 
-from voting_service import voting
 from voting_service.errors import VotingError
 from voting_service.models import Campaign, Rules, VoteIn
-from voting_service.registry import LiveCampaign, Registry
-from voting_service.store import AnyRedis, Batcher
+from voting_service.vote import voting
+from voting_service.vote.registry import LiveCampaign, Registry
+from voting_service.vote.store import AnyRedis, Batcher
 
 
 @dataclass

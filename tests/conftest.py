@@ -20,9 +20,11 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from voting_service import db, embedded, store
+from voting_service import embedded
 from voting_service.app import create_app
+from voting_service.ledger import db
 from voting_service.settings import Settings
+from voting_service.vote import store
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
 OPS_TOKEN = "ops-token-for-tests-0123456789ab"
@@ -221,7 +223,7 @@ async def redis_tallies(h: Harness, cid: str = "t2026") -> dict[str, int]:
 
 async def drain(h: Harness) -> int:
     """Flush every unflushed vote into PostgreSQL, as the flusher process would."""
-    from voting_service.flusher import Flusher
+    from voting_service.ledger.flusher import Flusher
 
     flusher = Flusher(h.redis, h.settings.database_url or "", h.settings.shards)
     try:

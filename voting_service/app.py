@@ -16,27 +16,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import (
-    api_admin,
-    api_fraud,
-    api_public,
-    api_voter,
-    blocklist,
-    campaigns,
-    db,
-    durability,
-    invalidation,
-    pages,
-    sms,
-    store,
-)
 from .errors import VotingError
-from .http import JSON, on_backend_down, on_http_exception, on_unexpected, on_voting_error
-from .identity import VoterTokens
-from .registry import Registry
-from .security import SecurityMiddleware
+from .fraud import blocklist, invalidation, sms
+from .ledger import campaigns, db, durability
 from .services import Services, services
 from .settings import Settings
+from .vote import store
+from .vote.identity import VoterTokens
+from .vote.registry import Registry
+from .web import api_admin, api_fraud, api_public, api_voter, pages
+from .web.http import JSON, on_backend_down, on_http_exception, on_unexpected, on_voting_error
+from .web.security import SecurityMiddleware
 
 log = logging.getLogger(__name__)
 

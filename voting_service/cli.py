@@ -35,7 +35,7 @@ async def _connect_pg(settings: Settings) -> Any:
 
 async def _with_db(fn: Callable[[Any, Any, Settings], Awaitable[int]]) -> int:
     """Run ``fn(conn, redis, settings)`` with one PostgreSQL connection and a Redis client."""
-    from . import store
+    from .vote import store
 
     settings = _settings()
     conn = await _connect_pg(settings)
@@ -48,7 +48,7 @@ async def _with_db(fn: Callable[[Any, Any, Settings], Awaitable[int]]) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from . import db
+    from .ledger import db
 
     async def run() -> int:
         conn = await _connect_pg(_settings())
@@ -63,7 +63,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_campaign_load(args: argparse.Namespace) -> int:
-    from . import campaigns
+    from .ledger import campaigns
 
     data = Path(args.file).read_bytes()
 
@@ -76,7 +76,7 @@ def cmd_campaign_load(args: argparse.Namespace) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
-    from . import db, reconcile
+    from .ledger import db, reconcile
 
     async def run(conn: Any, redis: Any, settings: Settings) -> int:
         ids = [args.campaign] if args.campaign else await db.campaign_ids(conn)
@@ -94,8 +94,8 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    from . import campaigns, db, reconcile
-    from .registry import LiveCampaign
+    from .ledger import campaigns, db, reconcile
+    from .vote.registry import LiveCampaign
 
     async def run(conn: Any, redis: Any, settings: Settings) -> int:
         for cid in await campaigns.publish_all(conn, redis):
@@ -117,7 +117,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Results for the expert panel: CSV (ranking) to stdout or a file, XLSX to a file."""
     import getpass
 
-    from . import db, export
+    from .ledger import db, export
 
     output = None if args.output in (None, "-") else Path(args.output)
     fmt = args.format or ("xlsx" if output and output.suffix.lower() == ".xlsx" else "csv")
@@ -166,7 +166,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_flusher(args: argparse.Namespace) -> int:
-    from . import flusher, store
+    from .ledger import flusher
+    from .vote import store
 
     settings = _settings()
 
@@ -300,8 +301,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Load the demo campaign unless any campaign exists; always publish snapshots."""
-    from . import campaigns, db
     from .demo import demo_campaign
+    from .ledger import campaigns, db
 
     async def run(conn: Any, redis: Any, settings: Settings) -> int:
         if not await db.campaign_ids(conn):

@@ -6,6 +6,7 @@ Unknown fields are rejected everywhere, so a typo in a client never passes silen
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -24,6 +25,10 @@ ChallengeMode = Literal["off", "on", "adaptive"]
 
 class Strict(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=False):
     pass
+
+
+MAX_LEVEL = 6
+"""The hardest challenge is 2^6 = 64 times the campaign's base."""
 
 
 class Rules(Strict):
@@ -189,3 +194,17 @@ class SmsVerify(Strict):
     phone: Annotated[str, msgspec.Meta(max_length=32)]
     code: Annotated[str, msgspec.Meta(max_length=16)]
     campaign_id: Id
+
+def level_for(pressure: float, rules: Rules) -> int:
+    """The difficulty level an ``adaptive`` campaign asks of a network under ``pressure``.
+
+    ``pressure`` is how full the busier of the address's and its network's limits is
+    (1.0 = at a hard cap). Below the soft share: level 0; from there up to the cap the
+    level climbs evenly to ``MAX_LEVEL``.
+    """
+    soft = rules.soft_limit_percent / 100
+    if pressure <= soft:
+        return 0
+    if soft >= 1.0:
+        return MAX_LEVEL
+    return min(MAX_LEVEL, 1 + math.floor((pressure - soft) / (1.0 - soft) * MAX_LEVEL))

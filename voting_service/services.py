@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 import asyncpg
 from starlette.requests import Request
 
-from .blocklist import NetworkBlocks
 from .errors import Unavailable
-from .identity import VoterTokens
-from .registry import Registry
+from .fraud.blocklist import NetworkBlocks
+from .fraud.sms import ConsoleSender, Sender
 from .settings import Settings
-from .sms import ConsoleSender, Sender
-from .store import AnyRedis, Batcher
+from .vote.identity import VoterTokens
+from .vote.registry import Registry
+from .vote.store import AnyRedis, Batcher
 
 
 @dataclass

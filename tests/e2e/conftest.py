@@ -83,7 +83,7 @@ class Service:
         body: dict[str, Any] = {"candidate_id": candidate}
         campaign = self.client.get(f"/api/v1/campaigns/{cid}").json()
         if campaign["rules"]["challenge"] != "off":
-            from voting_service.challenge import solve
+            from voting_service.fraud.challenge import solve
 
             ch = self.client.get(
                 f"/api/v1/campaigns/{cid}/challenge", headers={"X-Voter-Token": token}

@@ -27,10 +27,10 @@ from tests.e2e.conftest import (
     new_phone,
     screenshot_path,
 )
-from voting_service import store
 from voting_service.demo import demo_campaign
-from voting_service.flusher import Flusher
+from voting_service.ledger.flusher import Flusher
 from voting_service.settings import Settings
+from voting_service.vote import store
 
 pytestmark = pytest.mark.e2e
 

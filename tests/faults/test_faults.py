@@ -26,9 +26,10 @@ import httpx
 import pytest
 
 from tests.conftest import campaign_payload
-from voting_service import embedded, keys, store
-from voting_service.identity import VoterTokens
+from voting_service import embedded
 from voting_service.settings import Settings
+from voting_service.vote import keys, store
+from voting_service.vote.identity import VoterTokens
 
 pytestmark = pytest.mark.faults
 

@@ -19,7 +19,8 @@ from tests.conftest import (
     redis_tallies,
 )
 from tests.conftest import drain as drain  # re-exported: the anti-fraud tests import it here
-from voting_service import challenge, reconcile
+from voting_service.fraud import challenge
+from voting_service.ledger import reconcile
 from voting_service.services import Services
 from voting_service.settings import Settings
 

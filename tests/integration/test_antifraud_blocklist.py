@@ -21,9 +21,9 @@ from tests.integration.antifraud_support import (
     vote,
     voter_id,
 )
-from voting_service import keys, store
 from voting_service.app import create_app
 from voting_service.settings import Settings
+from voting_service.vote import keys, store
 
 BLOCKLIST = "/api/v1/admin/blocklist"
 

@@ -21,7 +21,7 @@ from tests.integration.antifraud_support import (
     svc,
     vote,
 )
-from voting_service import challenge
+from voting_service.fraud import challenge
 from voting_service.models import Rules
 from voting_service.settings import Settings
 

@@ -26,9 +26,10 @@ from tests.integration.antifraud_support import (
     relaxed_settings,
     vote,
 )
-from voting_service import identity, keys, sms, store
 from voting_service.app import create_app
+from voting_service.fraud import sms
 from voting_service.settings import Secret, Settings
+from voting_service.vote import identity, keys, store
 
 START, VERIFY = "/api/v1/auth/sms/start", "/api/v1/auth/sms/verify"
 PHONE = "13800138000"

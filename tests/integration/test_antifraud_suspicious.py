@@ -13,7 +13,7 @@ from typing import Any
 
 from tests.conftest import ADMIN, OPS, Harness
 from tests.integration.antifraud_support import CID, NO_LIMITS, problem_code
-from voting_service.flusher import STAGE_COLUMNS
+from voting_service.ledger.flusher import STAGE_COLUMNS
 
 SUSPICIOUS = f"/api/v1/admin/campaigns/{CID}/suspicious"
 NOW = dt.datetime.now(dt.UTC)

@@ -29,8 +29,8 @@ from tests.conftest import (
     make_settings,
     redis_tallies,
 )
-from voting_service import keys, store
 from voting_service.app import create_app
+from voting_service.vote import keys, store
 
 VOTES = "/api/v1/campaigns/t2026/votes"
 

@@ -14,10 +14,11 @@ import httpx
 import pytest
 
 from tests.conftest import Backend, Harness, client_for, make_settings, redis_tallies
-from voting_service import keys, reconcile, store
 from voting_service.app import create_app
-from voting_service.flusher import Flusher
+from voting_service.ledger import reconcile
+from voting_service.ledger.flusher import Flusher
 from voting_service.settings import Settings
+from voting_service.vote import keys, store
 
 CANDIDATES = [f"c{i:03d}" for i in range(1, 13)]
 OFFSETS = (0, 1, 3, 7)

@@ -20,7 +20,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from tests.conftest import ADMIN, OPS, Harness, campaign_payload
 from tests.integration.antifraud_support import NO_LIMITS, clients, drain, new_voter, problem_code
-from voting_service import export
+from voting_service.ledger import export
 
 CID = "t2026"
 EXPORT = f"/api/v1/admin/campaigns/{CID}/export"

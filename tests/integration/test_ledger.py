@@ -13,11 +13,13 @@ import asyncpg
 import pytest
 
 from tests.conftest import ADMIN, OPS, Backend, Harness, make_settings, redis_tallies
-from voting_service import campaigns, durability, embedded, keys, reconcile, store
+from voting_service import embedded
 from voting_service.app import create_app
-from voting_service.flusher import Flusher, healthy
-from voting_service.registry import LiveCampaign
+from voting_service.ledger import campaigns, durability, reconcile
+from voting_service.ledger.flusher import Flusher, healthy
 from voting_service.settings import Settings
+from voting_service.vote import keys, store
+from voting_service.vote.registry import LiveCampaign
 
 
 async def cast_votes(h: Harness, voters: int, per_voter: int) -> list[str]:

@@ -9,8 +9,8 @@ import re
 import pytest
 
 from tests.conftest import ADMIN, Backend, Harness, client_for, make_settings
-from voting_service import i18n
 from voting_service.app import create_app
+from voting_service.web import i18n
 
 CARD = re.compile(r'<li class="card" data-id="(c\d+)"[^>]*?( hidden)?>')
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN, Harness
-from voting_service.security import API_CSP, SecurityMiddleware, normalize_origin
+from voting_service.web.security import API_CSP, SecurityMiddleware, normalize_origin
 
 LISTED = "https://news.example.com"
 WILDCARD_HOST = "https://m.example.org"

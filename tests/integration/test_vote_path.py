@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.conftest import Harness
-from voting_service.flusher import Flusher
+from voting_service.ledger.flusher import Flusher
 
 
 async def test_vote_counts_and_flushes(harness: Harness) -> None:

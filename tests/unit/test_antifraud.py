@@ -9,10 +9,11 @@ import random
 import pytest
 from redis.crc import key_slot
 
-from voting_service import blocklist, identity, keys, sms, suspicious
 from voting_service.errors import InvalidRequest
-from voting_service.invalidation import Criteria
+from voting_service.fraud import blocklist, sms, suspicious
+from voting_service.fraud.invalidation import Criteria
 from voting_service.models import InvalidationIn
+from voting_service.vote import identity, keys
 
 
 def blocks(*entries: dict[str, object]) -> blocklist.NetworkBlocks:

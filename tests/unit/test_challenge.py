@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from voting_service import challenge
-from voting_service.challenge import MAX_LEVEL, Challenges, level_for, max_number
 from voting_service.errors import ChallengeFailed
-from voting_service.models import Rules
+from voting_service.fraud import challenge
+from voting_service.fraud.challenge import Challenges, max_number
+from voting_service.models import MAX_LEVEL, Rules, level_for
 
 KEYS = ["first-secret-key-0123456789", "older-secret-key-0123456789"]
 RULES = Rules(challenge_max_number=500)

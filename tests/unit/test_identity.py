@@ -16,15 +16,15 @@ import jwt
 import pytest
 
 from voting_service.errors import VoterRequired
-from voting_service.identity import (
+from voting_service.models import Campaign, Candidate, Channel, Rules
+from voting_service.settings import IPNetwork
+from voting_service.vote.identity import (
     PARTNER_MAX_LIFETIME,
     VoterTokens,
     client_ip,
     partner_voter,
     voter_id,
 )
-from voting_service.models import Campaign, Candidate, Channel, Rules
-from voting_service.settings import IPNetwork
 
 PEPPER = "pepper-0123456789"
 SECRET = "channel-secret-" + "0123456789abcdef" * 4

@@ -8,8 +8,8 @@ import zlib
 import pytest
 from redis.crc import key_slot
 
-from voting_service import keys
-from voting_service.identity import ip_prefixes
+from voting_service.vote import keys
+from voting_service.vote.identity import ip_prefixes
 
 
 def slot(key: str) -> int:

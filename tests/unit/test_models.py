@@ -10,7 +10,6 @@ import msgspec
 import pytest
 
 from voting_service.errors import InvalidRequest
-from voting_service.http import decode
 from voting_service.models import (
     Campaign,
     CampaignIn,
@@ -20,6 +19,7 @@ from voting_service.models import (
     VoteIn,
     check_campaign,
 )
+from voting_service.web.http import decode
 
 
 def campaign(**changes: Any) -> dict[str, Any]:

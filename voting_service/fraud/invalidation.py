@@ -34,12 +34,13 @@ import asyncpg
 import msgspec
 from redis.exceptions import RedisError
 
-from . import db, keys, scripts
-from .errors import InvalidRequest, Unavailable
-from .flusher import STAGE_COLUMNS, entry_ms, to_record
-from .models import InvalidationIn
-from .settings import IPNetwork
-from .store import AnyRedis
+from ..errors import InvalidRequest, Unavailable
+from ..ledger import db
+from ..ledger.flusher import STAGE_COLUMNS, entry_ms, to_record
+from ..models import InvalidationIn
+from ..settings import IPNetwork
+from ..vote import keys, scripts
+from ..vote.store import AnyRedis
 
 log = logging.getLogger(__name__)
 

@@ -9,12 +9,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import challenge, identity, sms, voting
+from ..errors import Forbidden, Unavailable, VotingClosed
+from ..fraud import challenge, sms
+from ..models import SmsStart, SmsVerify, level_for
+from ..services import Services, services
+from ..vote import identity, voting
 from .api_public import VOTER_COOKIE, resolve_voter
-from .errors import Forbidden, Unavailable, VotingClosed
 from .http import JSON, json_body
-from .models import SmsStart, SmsVerify
-from .services import Services, services
 
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -44,7 +45,7 @@ async def get_challenge(request: Request) -> Response:
                 pressure = await voting.check_ip(svc.batcher, live, ip, now, peek=True)
         except TimeoutError as exc:
             raise Unavailable("Redis did not answer in time") from exc
-        level = challenge.level_for(pressure, rules)
+        level = level_for(pressure, rules)
     issued = challenge.signer(svc.settings.secret_keys).issue(live.id, voter, rules, level, now)
     return JSON(issued, headers=NO_STORE)
 

@@ -14,8 +14,8 @@ from typing import Any, cast
 
 import asyncpg
 
-from . import keys, store
-from .store import AnyRedis
+from ..vote import keys, store
+from ..vote.store import AnyRedis
 
 UNFLUSHED_CHECK = """
 SELECT v.voter_id, v.vote_id, v.day FROM votes v

@@ -14,8 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from . import challenge, identity, keys, voting
-from .errors import (
+from ..errors import (
     Blocked,
     CandidateNotFound,
     ChallengeFailed,
@@ -26,11 +25,13 @@ from .errors import (
     VoterRequired,
     VotingClosed,
 )
+from ..fraud import challenge
+from ..models import VoteIn
+from ..services import Services, services
+from ..settings import IPNetwork
+from ..vote import identity, keys, voting
+from ..vote.registry import LiveCampaign
 from .http import JSON, json_body
-from .models import VoteIn
-from .registry import LiveCampaign
-from .services import Services, services
-from .settings import IPNetwork
 
 VOTER_COOKIE = "vs_voter_"
 

@@ -22,13 +22,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..errors import Unavailable
+from ..models import Candidate
+from ..services import Services, services
+from ..vote.registry import LiveCampaign, Registry
 from . import i18n
 from .assets import accepts_gzip, assets, photo, static_file
-from .errors import Unavailable
-from .models import Candidate
-from .registry import LiveCampaign, Registry
 from .security import channel_origins, from_trusted_proxy, normalize_origin, page_csp
-from .services import Services, services
 
 env = jinja2.Environment(
     loader=jinja2.PackageLoader("voting_service", "templates"),

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .errors import (
+from ..errors import (
     Forbidden,
     InternalError,
     InvalidRequest,

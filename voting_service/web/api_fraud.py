@@ -12,11 +12,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import blocklist, db, invalidation, suspicious
-from .errors import InvalidRequest, NotFound
+from ..errors import InvalidRequest, NotFound
+from ..fraud import blocklist, invalidation, suspicious
+from ..ledger import db
+from ..models import BlockIn, InvalidationIn
+from ..services import services
 from .http import JSON, authorize, json_body
-from .models import BlockIn, InvalidationIn
-from .services import services
 
 ADMIN = ("admin",)
 READERS = ("admin", "ops")

@@ -12,10 +12,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import blocklist, campaigns, db, export
-from .errors import CampaignNotFound, Conflict, InvalidRequest, NotFound
-from .http import JSON, authorize, decode, json_body, read_body
-from .models import (
+from ..errors import CampaignNotFound, Conflict, InvalidRequest, NotFound
+from ..fraud import blocklist
+from ..ledger import campaigns, db, export
+from ..models import (
     Campaign,
     CampaignIn,
     CampaignPatch,
@@ -24,7 +24,8 @@ from .models import (
     check_campaign,
     merge_rules,
 )
-from .services import Services, services
+from ..services import Services, services
+from .http import JSON, authorize, decode, json_body, read_body
 
 ADMIN = ("admin",)
 READERS = ("admin", "ops")

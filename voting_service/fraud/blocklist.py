@@ -22,10 +22,11 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from . import db, keys
-from .errors import Blocked, InvalidRequest
-from .models import BlockIn
-from .store import AnyRedis
+from ..errors import Blocked, InvalidRequest
+from ..ledger import db
+from ..models import BlockIn
+from ..vote import keys
+from ..vote.store import AnyRedis
 
 log = logging.getLogger(__name__)
 

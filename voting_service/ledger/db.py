@@ -12,8 +12,8 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from .errors import CampaignNotFound
-from .models import Campaign, CampaignIn, Candidate, Channel, Rules
+from ..errors import CampaignNotFound
+from ..models import Campaign, CampaignIn, Candidate, Channel, Rules
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ async def connect_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> as
 
 def migration_files() -> list[tuple[int, str, str]]:
     found = []
-    for entry in resources.files("voting_service.migrations").iterdir():
+    for entry in resources.files("voting_service.ledger.migrations").iterdir():
         match = re.fullmatch(r"(\d{4})_(\w+)\.sql", entry.name)
         if match:
             found.append((int(match[1]), match[2], entry.read_text("utf-8")))

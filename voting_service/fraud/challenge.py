@@ -21,7 +21,6 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import math
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,14 +29,12 @@ from typing import Any, Final, cast
 import msgspec
 from altcha import v1 as altcha
 
-from .errors import ChallengeFailed
-from .models import Rules
+from ..errors import ChallengeFailed
+from ..models import MAX_LEVEL, Rules
 
 ALGORITHM: Final = "SHA-256"
 TTL = 300
 """Seconds a challenge may be used."""
-MAX_LEVEL = 6
-"""The hardest challenge is 2^6 = 64 times the campaign's base."""
 SPENT_MARGIN = 60
 """The spent marker outlives the challenge by this much (clock skew between app and Redis)."""
 
@@ -71,19 +68,6 @@ def voter_tag(voter_id: str) -> str:
     return hashlib.sha256(f"pow:{voter_id}".encode()).hexdigest()[:16]
 
 
-def level_for(pressure: float, rules: Rules) -> int:
-    """The difficulty level an ``adaptive`` campaign asks of a network under ``pressure``.
-
-    ``pressure`` is how full the busier of the address's and its network's limits is
-    (1.0 = at a hard cap). Below the soft share: level 0; from there up to the cap the
-    level climbs evenly to ``MAX_LEVEL``.
-    """
-    soft = rules.soft_limit_percent / 100
-    if pressure <= soft:
-        return 0
-    if soft >= 1.0:
-        return MAX_LEVEL
-    return min(MAX_LEVEL, 1 + math.floor((pressure - soft) / (1.0 - soft) * MAX_LEVEL))
 
 
 def max_number(rules: Rules, level: int) -> int:

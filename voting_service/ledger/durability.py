@@ -11,7 +11,7 @@ from typing import Any, cast
 
 from redis.exceptions import RedisError
 
-from .store import AnyRedis, RedisCluster
+from ..vote.store import AnyRedis, RedisCluster
 
 
 @dataclass(frozen=True)

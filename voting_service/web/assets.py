@@ -20,8 +20,8 @@ from importlib.resources.abc import Traversable
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .registry import Registry
-from .services import services
+from ..services import services
+from ..vote.registry import Registry
 
 TYPES = {
     ".css": "text/css; charset=utf-8",

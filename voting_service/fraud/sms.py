@@ -24,11 +24,11 @@ from typing import Protocol
 import httpx
 from redis.exceptions import RedisError
 
-from . import identity, keys, scripts
-from .errors import InvalidCode, InvalidRequest, RateLimited, Unavailable
-from .registry import Day, LiveCampaign
-from .settings import Settings
-from .store import AnyRedis, Batcher
+from ..errors import InvalidCode, InvalidRequest, RateLimited, Unavailable
+from ..settings import Settings
+from ..vote import identity, keys, scripts
+from ..vote.registry import Day, LiveCampaign
+from ..vote.store import AnyRedis, Batcher
 
 log = logging.getLogger(__name__)
 

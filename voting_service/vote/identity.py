@@ -16,9 +16,9 @@ from collections.abc import Sequence
 import jwt
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from .errors import VoterRequired
-from .models import Campaign
-from .settings import IPNetwork
+from ..errors import VoterRequired
+from ..models import Campaign
+from ..settings import IPNetwork
 
 VOTER_TOKEN_MAX_AGE = 90 * 24 * 3600
 VERIFIED_CACHE_SIZE = 200_000

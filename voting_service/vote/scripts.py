@@ -29,8 +29,8 @@ class Script:
 
 def lua_dir() -> Path:
     """``voting_service/lua`` in a built wheel; the top-level ``lua/`` in a source checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "lua", here.parent / "lua"):
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package / "lua", package.parent / "lua"):
         if (candidate / "cast_vote.lua").exists():
             return candidate
     raise FileNotFoundError("Lua scripts not found next to the voting_service package")

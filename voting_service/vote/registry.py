@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 import msgspec
 from redis.exceptions import RedisError
 
+from ..errors import CampaignNotFound, Unavailable
+from ..models import Campaign, Candidate, Channel
 from . import store
-from .errors import CampaignNotFound, Unavailable
-from .models import Campaign, Candidate, Channel
 from .store import AnyRedis
 
 log = logging.getLogger(__name__)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncpg
 import msgspec
 
-from . import db, store
-from .models import Campaign, CampaignIn, check_campaign
-from .store import AnyRedis
+from ..models import Campaign, CampaignIn, check_campaign
+from ..vote import store
+from ..vote.store import AnyRedis
+from . import db
 
 
 async def publish(conn: asyncpg.Connection, redis: AnyRedis, campaign_id: str) -> Campaign:

@@ -11,9 +11,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from . import keys, scripts
-from .challenge import level_for
-from .errors import (
+from ..errors import (
     AlreadyVoted,
     Blocked,
     CandidateNotFound,
@@ -24,8 +22,9 @@ from .errors import (
     Unavailable,
     VotingClosed,
 )
+from ..models import Rules, VoteIn, level_for
+from . import keys, scripts
 from .identity import network_prefixes
-from .models import Rules, VoteIn
 from .registry import LiveCampaign, Registry
 from .store import Batcher
 

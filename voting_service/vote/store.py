@@ -20,10 +20,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
+from ..errors import Unavailable
+from ..settings import Settings
 from . import keys, scripts
-from .errors import Unavailable
 from .scripts import AnyRedis, Script
-from .settings import Settings
 
 log = logging.getLogger(__name__)
 

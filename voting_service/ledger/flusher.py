@@ -25,8 +25,8 @@ from typing import Any
 import asyncpg
 from redis.exceptions import RedisError, ResponseError
 
-from . import keys, scripts
-from .store import AnyRedis
+from ..vote import keys, scripts
+from ..vote.store import AnyRedis
 
 log = logging.getLogger(__name__)
 

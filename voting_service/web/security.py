@@ -28,10 +28,10 @@ from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import Forbidden
+from ..errors import Forbidden
+from ..settings import IPNetwork
+from ..vote.registry import LiveCampaign
 from .http import problem
-from .registry import LiveCampaign
-from .settings import IPNetwork
 
 HSTS_SECONDS = 365 * 24 * 3600
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"

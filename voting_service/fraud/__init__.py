@@ -1,0 +1,1 @@
+"""Anti-fraud: proof of work, blocklist, suspicious groups, invalidations, SMS sign-in."""

@@ -1,0 +1,1 @@
+"""The durable ledger: PostgreSQL schema and queries, flusher, reconcile, export."""

@@ -1,0 +1,1 @@
+"""The vote path: Redis keys, scripts, the hot-path store, campaign registry, identities."""

@@ -1,0 +1,1 @@
+"""The HTTP edge: public and admin API, pages, assets, security headers."""
