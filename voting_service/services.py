@@ -14,6 +14,7 @@ from .fraud.blocklist import NetworkBlocks
 from .fraud.sms import ConsoleSender, Sender
 from .settings import Settings
 from .vote.identity import VoterTokens
+from .vote.outcomes import Outcomes
 from .vote.registry import Registry
 from .vote.store import AnyRedis, Batcher
 
@@ -29,6 +30,8 @@ class Services:
     ip_blocks: NetworkBlocks = field(default_factory=NetworkBlocks)
     """Blocked IP networks, reloaded every second (``blocklist``)."""
     sms: Sender = field(default_factory=ConsoleSender)
+    outcomes: Outcomes = field(default_factory=Outcomes)
+    """Observers of every vote's outcome (metrics, the ops timeline)."""
 
     @asynccontextmanager
     async def db(self) -> AsyncIterator[asyncpg.Connection]:

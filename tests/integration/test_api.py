@@ -781,3 +781,28 @@ async def test_hidden_counts(harness: Harness) -> None:
     assert "deeds" in detail
     # the organisers still see the count
     assert (await redis_tallies(harness)) == {"c001": 1}
+
+
+async def test_every_vote_outcome_is_told_to_the_observers(harness: Harness) -> None:
+    """Metrics and the ops timeline subscribe to ``services.outcomes``: each vote request is
+    noted once, with the refusal's problem code, the identity mode and the channel."""
+    from voting_service.services import Services
+    from voting_service.vote.outcomes import Outcome
+
+    svc: Services = harness.app.state.services
+    heard: list[Outcome] = []
+    svc.outcomes.subscribe(heard.append)
+    await harness.create_campaign()
+    token = await harness.voter()
+    assert (await harness.vote(token, "c001")).status_code == 200
+    assert (await harness.vote(token, "c001")).status_code == 409
+    assert (await harness.vote(token, "nobody")).status_code == 404
+    r = await harness.client.post("/api/v1/campaigns/nope/votes", json={"candidate_id": "c001"})
+    assert r.status_code == 404
+    assert [(o.campaign_id, o.outcome, o.mode) for o in heard] == [
+        ("t2026", "accepted", "anonymous"),
+        ("t2026", "already_voted", "anonymous"),
+        ("t2026", "candidate_not_found", "anonymous"),
+        ("", "campaign_not_found", ""),
+    ]
+    assert all(o.seconds > 0 for o in heard)

@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from ..errors import (
     Blocked,
+    CampaignNotFound,
     CandidateNotFound,
     ChallengeFailed,
     Forbidden,
@@ -24,12 +25,14 @@ from ..errors import (
     Unavailable,
     VoterRequired,
     VotingClosed,
+    VotingError,
 )
 from ..fraud import challenge
 from ..models import VoteIn
 from ..services import Services, services
 from ..settings import IPNetwork
 from ..vote import identity, keys, voting
+from ..vote.outcomes import ACCEPTED, Outcome
 from ..vote.registry import LiveCampaign
 from .http import JSON, json_body
 
@@ -178,12 +181,21 @@ async def new_voter(request: Request) -> Response:
 
 def resolve_voter(svc: Services, request: Request, live: LiveCampaign) -> tuple[str, str]:
     """The credential → ``(voter_id, channel from the credential or "")``."""
+    voter, channel, _ = resolve_credential(svc, request, live)
+    return voter, channel
+
+
+def resolve_credential(
+    svc: Services, request: Request, live: LiveCampaign
+) -> tuple[str, str, str]:
+    """The credential → ``(voter_id, channel from the credential or "", identity mode)``."""
     auth = request.headers.get("authorization")
     if auth:
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise VoterRequired("Authorization must be 'Bearer <partner token>'")
-        return identity.partner_voter(token, live.c, str(svc.settings.pepper))
+        voter, channel = identity.partner_voter(token, live.c, str(svc.settings.pepper))
+        return voter, channel, "partner"
     carried = request.headers.get("x-voter-token") or request.cookies.get(VOTER_COOKIE + live.id)
     if not carried:
         raise VoterRequired()
@@ -192,7 +204,7 @@ def resolve_voter(svc: Services, request: Request, live: LiveCampaign) -> tuple[
         if mode == "anonymous":
             raise VoterRequired("this campaign needs a partner or SMS credential")
         raise VoterRequired(f"this campaign does not accept {mode} voters")
-    return voter, ""
+    return voter, "", mode
 
 
 @functools.lru_cache(maxsize=16384)
@@ -211,10 +223,31 @@ def client_ip(peer: str | None, forwarded_for: str | None,
 
 
 async def post_vote(request: Request) -> Response:
+    """The vote route: ``_vote`` does the work; every outcome is told to ``svc.outcomes``."""
     svc = services(request)
+    started = time.perf_counter()
+    seen: dict[str, str] = {}
+    outcome = ACCEPTED
+    try:
+        return await _vote(svc, request, seen)
+    except VotingError as exc:
+        outcome = exc.code
+        raise
+    except Exception:
+        outcome = Unavailable.code  # Redis or PostgreSQL errors answer 503 at the edge
+        raise
+    finally:
+        svc.outcomes.note(Outcome(
+            request.path_params["cid"] if outcome != CampaignNotFound.code else "",
+            outcome, seen.get("mode", ""), seen.get("channel", ""),
+            time.perf_counter() - started,
+        ))
+
+
+async def _vote(svc: Services, request: Request, seen: dict[str, str]) -> Response:
     live = svc.registry.get(request.path_params["cid"])
     vote = await json_body(request, VoteIn)
-    voter, token_channel = resolve_voter(svc, request, live)
+    voter, token_channel, seen["mode"] = resolve_credential(svc, request, live)
     if token_channel and vote.channel and vote.channel != token_channel:
         raise InvalidRequest("channel differs from the partner token's issuer")
     client = request.client
@@ -224,6 +257,7 @@ async def post_vote(request: Request) -> Response:
         svc.settings.trusted_proxies,
     )
     channel = token_channel or vote.channel or ""
+    seen["channel"] = channel
     try:
         accepted = await _checked_cast(svc, live, vote, voter, ip, channel)
     except (VotingClosed, RateLimited, ChallengeFailed, Blocked):
