@@ -71,6 +71,13 @@ def _number(env: Mapping[str, str], name: str, default: str, cast: type[int] | t
         raise ConfigurationError(f"{name} must be a number") from exc
 
 
+def _replica_acks(env: Mapping[str, str]) -> int:
+    acks = _number(env, "VOTING_REDIS_REPLICA_ACKS", "0", int)
+    if not 0 <= acks <= 5:
+        raise ConfigurationError("VOTING_REDIS_REPLICA_ACKS must be between 0 and 5")
+    return int(acks)
+
+
 def _flag(env: Mapping[str, str], name: str) -> bool:
     return env.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -108,6 +115,9 @@ class Settings:
     """Accept a Redis whose persistence could lose acknowledged votes."""
     redis_timeout: float = 0.8
     """Seconds a vote waits for Redis before answering 503 (the contract is 1 s)."""
+    redis_replica_acks: int = 0
+    """Replicas that must hold a vote (``WAITAOF 1 N`` per batch per node) before it is
+    answered 200; 0 = the master's own fsync only. Production: at least 1."""
     config_refresh: float = 1.0
     """Seconds between checks for campaign changes made by other workers."""
     sms_sender: str = "console"
@@ -141,6 +151,7 @@ class Settings:
             data_dir=Path(env.get("VOTING_DATA_DIR", ".voting-data")),
             accept_weak_durability=_flag(env, "VOTING_ACCEPT_WEAK_DURABILITY"),
             redis_timeout=_number(env, "VOTING_REDIS_TIMEOUT", "0.8", float),
+            redis_replica_acks=_replica_acks(env),
             **_sms_settings(env),
         )
 

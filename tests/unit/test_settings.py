@@ -145,3 +145,11 @@ def test_non_numeric_values_are_configuration_errors(name: str) -> None:
     env = {"VOTING_SECRET_KEY": "k" * 20, "VOTING_PEPPER": "p" * 20, name: "many"}
     with pytest.raises(ConfigurationError, match=name):
         Settings.from_env(env)
+
+
+def test_replica_acks() -> None:
+    assert Settings.from_env(env()).redis_replica_acks == 0
+    assert Settings.from_env(env(VOTING_REDIS_REPLICA_ACKS="1")).redis_replica_acks == 1
+    for bad in ("-1", "6", "one"):
+        with pytest.raises(ConfigurationError, match="VOTING_REDIS_REPLICA_ACKS"):
+            Settings.from_env(env(VOTING_REDIS_REPLICA_ACKS=bad))
