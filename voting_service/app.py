@@ -24,7 +24,7 @@ from .settings import Settings
 from .vote import store
 from .vote.identity import VoterTokens
 from .vote.registry import Registry
-from .web import api_admin, api_fraud, api_public, api_voter, pages
+from .web import api_admin, api_fraud, api_public, api_voter, metrics, pages
 from .web.http import JSON, on_backend_down, on_http_exception, on_unexpected, on_voting_error
 from .web.security import SecurityMiddleware
 
@@ -91,6 +91,7 @@ def create_app(settings: Settings) -> Starlette:
                     await blocklist.restore(conn, redis, settings.shards)  # an empty Redis
                 await registry.refresh(force=True)
                 await svc.ip_blocks.refresh(redis)
+        svc.outcomes.subscribe(metrics.VoteCounter())
         app.state.services = svc
         refresher = asyncio.create_task(registry.run())
         blocks_watcher = asyncio.create_task(
@@ -123,6 +124,7 @@ def create_app(settings: Settings) -> Starlette:
         *api_admin.routes,
         *api_fraud.routes,
         *pages.routes,
+        *metrics.routes,
     ]
     return Starlette(
         routes=routes,
@@ -130,7 +132,7 @@ def create_app(settings: Settings) -> Starlette:
         middleware=[Middleware(SecurityMiddleware, trusted_proxies=settings.trusted_proxies)],
         exception_handlers={
             VotingError: on_voting_error,
-            RedisError: on_backend_down,
+            RedisError: metrics.on_redis_error,
             asyncpg.PostgresConnectionError: on_backend_down,
             asyncpg.InterfaceError: on_backend_down,
             OSError: on_backend_down,
