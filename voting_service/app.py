@@ -24,8 +24,15 @@ from .settings import Settings
 from .vote import store
 from .vote.identity import VoterTokens
 from .vote.registry import Registry
-from .web import api_admin, api_fraud, api_public, api_voter, metrics, pages
-from .web.http import JSON, on_backend_down, on_http_exception, on_unexpected, on_voting_error
+from .web import api_admin, api_fraud, api_public, api_voter, metrics, openapi, pages
+from .web.http import (
+    JSON,
+    on_backend_down,
+    on_bad_data,
+    on_http_exception,
+    on_unexpected,
+    on_voting_error,
+)
 from .web.security import SecurityMiddleware
 
 log = logging.getLogger(__name__)
@@ -125,6 +132,7 @@ def create_app(settings: Settings) -> Starlette:
         *api_fraud.routes,
         *pages.routes,
         *metrics.routes,
+        *openapi.routes,
     ]
     return Starlette(
         routes=routes,
@@ -135,6 +143,7 @@ def create_app(settings: Settings) -> Starlette:
             RedisError: metrics.on_redis_error,
             asyncpg.PostgresConnectionError: on_backend_down,
             asyncpg.InterfaceError: on_backend_down,
+            asyncpg.DataError: on_bad_data,
             OSError: on_backend_down,
             HTTPException: on_http_exception,
             Exception: on_unexpected,
