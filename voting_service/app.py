@@ -98,7 +98,8 @@ def create_app(settings: Settings) -> Starlette:
                     await blocklist.restore(conn, redis, settings.shards)  # an empty Redis
                 await registry.refresh(force=True)
                 await svc.ip_blocks.refresh(redis)
-        svc.outcomes.subscribe(metrics.VoteCounter())
+        if settings.vote_metrics:
+            svc.outcomes.subscribe(metrics.VoteCounter())
         app.state.services = svc
         refresher = asyncio.create_task(registry.run())
         blocks_watcher = asyncio.create_task(

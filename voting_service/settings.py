@@ -134,6 +134,9 @@ class Settings:
     """Seconds between health snapshots (backlog, lag, drift) taken by every web worker."""
     metrics_allow: tuple[IPNetwork, ...] = _parse_proxies(LOOPBACK)
     """Addresses that may read ``/metrics`` without a token (the Prometheus server)."""
+    vote_metrics: bool = True
+    """Count every vote in ``voting_votes_total`` and its duration (off only to measure
+    what counting costs: ``make bench`` phase M)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -162,6 +165,7 @@ class Settings:
             health_interval=_number(env, "VOTING_HEALTH_INTERVAL", "5", float),
             metrics_allow=_parse_proxies(
                 env.get("VOTING_METRICS_ALLOW", LOOPBACK), "VOTING_METRICS_ALLOW"),
+            vote_metrics=env.get("VOTING_METRICS", "1").strip().lower() not in ("0", "off", "no"),
             **_sms_settings(env),
         )
 
