@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import asyncpg
 
-from ..vote import keys, store
+from ..vote import entry, keys, store
 from ..vote.store import AnyRedis
 
 UNFLUSHED_CHECK = """
@@ -41,9 +41,12 @@ async def unflushed(
 ) -> list[Unflushed]:
     found: list[Unflushed] = []
     for shard in range(shards):
-        entries = await redis.xrange(keys.ledger(campaign_id, shard), "-", "+") or []
-        found += [Unflushed(shard, str(f["voter"]), str(f["vid"]), str(f["cand"]), str(f["day"]))
-                  for _, f in entries if f]
+        raw = await redis.xrange(keys.ledger(campaign_id, shard), "-", "+")
+        entries = cast(list[tuple[str, dict[str, str]]], raw or [])
+        for _, f in entries:
+            if f:
+                e = entry.decode(f)
+                found.append(Unflushed(shard, e.voter_id, e.vote_id, e.candidate_id, e.day))
     if not found:
         return []
     rows = await conn.fetch(
