@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import asyncpg
 
-from ..vote import keys, scripts, store
+from ..vote import entry, keys, scripts, store
 from ..vote.store import AnyRedis
 
 UNFLUSHED_CHECK = """
@@ -41,9 +41,12 @@ async def unflushed(
 ) -> list[Unflushed]:
     found: list[Unflushed] = []
     for shard in range(shards):
-        entries = await redis.xrange(keys.ledger(campaign_id, shard), "-", "+") or []
-        found += [Unflushed(shard, str(f["voter"]), str(f["vid"]), str(f["cand"]), str(f["day"]))
-                  for _, f in entries if f]
+        raw = await redis.xrange(keys.ledger(campaign_id, shard), "-", "+")
+        entries = cast(list[tuple[str, dict[str, str]]], raw or [])
+        for _, f in entries:
+            if f:
+                e = entry.decode(f)
+                found.append(Unflushed(shard, e.voter_id, e.vote_id, e.candidate_id, e.day))
     if not found:
         return []
     rows = await conn.fetch(
@@ -125,8 +128,8 @@ async def _shard_states(
             bound = (int(sec) * 1000 + int(usec) // 1000 - 1, 2**63 - 1)
         found = []
         for _, raw in entries:
-            f = {str(raw[i]): str(raw[i + 1]) for i in range(0, len(raw), 2)}
-            found.append(Unflushed(shard, f["voter"], f["vid"], f["cand"], f["day"]))
+            e = entry.decode({str(raw[i]): str(raw[i + 1]) for i in range(0, len(raw), 2)})
+            found.append(Unflushed(shard, e.voter_id, e.vote_id, e.candidate_id, e.day))
         states.append(_ShardState(shard, tally, int(length), bound, found))
     return states
 
