@@ -156,6 +156,32 @@ def _live(served: Served) -> set[int]:
     return alive
 
 
+def test_open_sse_streams_are_counted_across_workers(served: Served) -> None:
+    cid = f"s{uuid.uuid4().hex[:10]}"
+    with served.fresh() as client:
+        r = client.post("/api/v1/admin/campaigns", json=campaign_payload(cid), headers=ADMIN)
+        assert r.status_code == 201, r.text
+        for _ in range(200):  # both workers know it
+            if all(client.get(f"/api/v1/campaigns/{cid}").status_code == 200 for _ in range(6)):
+                break
+            time.sleep(0.05)
+    gauge = ("voting_sse_clients", ())
+    before = scrape(served).get(gauge, 0.0)
+    with served.fresh() as a, served.fresh() as b, \
+            a.stream("GET", f"/api/v1/campaigns/{cid}/live") as one, \
+            b.stream("GET", f"/api/v1/campaigns/{cid}/live") as two:
+        readers = [stream.iter_lines() for stream in (one, two)]  # kept: dropping one closes
+        assert one.status_code == two.status_code == 200
+        for lines in readers:
+            assert next(lines).startswith("event: tallies")
+        assert scrape(served)[gauge] == before + 2
+    for _ in range(100):  # a closed stream is noticed at its next tick (about a second)
+        if scrape(served)[gauge] == before:
+            break
+        time.sleep(0.1)
+    assert scrape(served)[gauge] == before
+
+
 def test_metrics_need_an_allowed_address_or_an_operator_token(
     served: Served, single_url: str, migrated: str,
 ) -> None:
