@@ -3,6 +3,7 @@ the health gauges (the two-worker count is in ``tests/e2e/test_metrics.py``)."""
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import OPS, Harness, client_for
@@ -51,3 +52,20 @@ async def test_each_vote_outcome_is_counted_once(harness: Harness) -> None:
     durations = ("voting_vote_duration_seconds_count", ())
     assert after[durations] - before.get(durations, 0.0) == 4
     assert after[("voting_redis_up", ())] in (0.0, 1.0)
+
+
+@pytest.mark.parametrize("backend", ["single"], indirect=True)
+async def test_a_vote_redis_did_not_confirm_is_a_redis_error(harness: Harness) -> None:
+    await harness.create_campaign()
+    token = await harness.voter()
+    before = await scrape(harness)
+    await harness.redis.execute_command("CLIENT", "PAUSE", "3000", "WRITE")
+    try:
+        r = await harness.vote(token, "c001")
+    finally:
+        await harness.redis.execute_command("CLIENT", "UNPAUSE")
+    assert r.status_code == 503 and r.json()["code"] == "unavailable"
+    after = await scrape(harness)
+    assert votes(after, "unavailable") - votes(before, "unavailable") == 1
+    errors = ("voting_redis_errors_total", ())
+    assert after[errors] - before.get(errors, 0.0) == 1
