@@ -4,7 +4,7 @@ One run, on its own embedded Valkey and PostgreSQL in a temp dir, traffic to 127
 
 A.  HTTP: the vote endpoint (b) against a bare Starlette endpoint (a) on the same server
     settings, with 1 and 2 workers — votes/s, p50, p99, share of 200s, b/a (goal ≥ 0.6);
-    plus the Redis ceiling: the Lua scripts called straight through ``store.Batcher``.
+    plus the Redis ceiling: the Lua scripts called straight through ``pipeline.Pipeline``.
 B.  The flusher: rows/s of its COPY + INSERT … ON CONFLICT path against a plain
     ``executemany`` (goal ≥ 50,000 rows/s); its lag while A's vote phases run at full
     rate; and the cost of durability: ``appendfsync always`` vs ``everysec`` (+ WAITAOF).
@@ -414,8 +414,9 @@ class Bench:
             for full, part in ((False, plan[:half]), (True, plan[half:])):
                 self.log(f"A: Redis ceiling, {'full vote path' if full else 'cast_vote only'}")
                 r = await redis_ceiling.lua_ceiling(
-                    redis, campaign, part, shards=SHARDS, concurrency=self.o.ceiling_concurrency,
-                    seconds=self.o.ceiling_seconds, full=full)
+                    redis, self.valkey_url, campaign, part, shards=SHARDS,
+                    concurrency=self.o.ceiling_concurrency, seconds=self.o.ceiling_seconds,
+                    full=full)
                 out.append(r.as_dict())
         finally:
             await redis.aclose()
@@ -704,7 +705,7 @@ def render(results: dict[str, Any]) -> str:
                  pct(c["outcomes"].get("accepted", 0) / max(c["votes"], 1))]
                 for c in ph["ceiling"]]
         out.append(table(
-            "\nA. Redis alone: voting.cast through store.Batcher, no HTTP "
+            "\nA. Redis alone: voting.cast through pipeline.Pipeline, no HTTP "
             f"({ph['ceiling'][0]['concurrency']} coroutines, one uvloop process)",
             ["scripts per vote", "votes/s", "votes", "Redis CPU µs/vote", "1-core ceiling/s",
              "accepted"],

@@ -27,6 +27,7 @@ from .vote.registry import Registry
 from .web import api_admin, api_fraud, api_public, api_voter, pages
 from .web.http import JSON, on_backend_down, on_http_exception, on_unexpected, on_voting_error
 from .web.security import SecurityMiddleware
+from .web.votes import VoteRoute
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,9 @@ def create_app(settings: Settings) -> Starlette:
                 f"refusing to start: Redis would lose acknowledged votes ({found.reason}); "
                 "set VOTING_ACCEPT_WEAK_DURABILITY=1 to accept that risk"
             )
-        batcher = store.Batcher(redis, settings.redis_timeout, waitaof=found.waitaof)
+        batcher = store.pipeline(settings, found.barrier(settings.redis_replica_acks))
+        with contextlib.suppress(Exception):  # Redis down at start: the first vote retries
+            await batcher.start()
         registry = Registry(redis, settings.shards, settings.config_refresh, settings.redis_timeout)
         pool = None
         if settings.database_url:
@@ -117,7 +120,10 @@ def create_app(settings: Settings) -> Starlette:
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(SecurityMiddleware, trusted_proxies=settings.trusted_proxies)],
+        middleware=[
+            Middleware(SecurityMiddleware, trusted_proxies=settings.trusted_proxies),
+            Middleware(VoteRoute),  # the vote path, ahead of the router
+        ],
         exception_handlers={
             VotingError: on_voting_error,
             RedisError: on_backend_down,

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 from redis.exceptions import RedisError
 
+from ..vote.pipeline import Barrier
 from ..vote.store import AnyRedis, RedisCluster
 
 
@@ -20,6 +21,19 @@ class Durability:
     waitaof: bool
     """Append ``WAITAOF 1 0`` to each vote batch (``everysec`` on a single node)."""
     reason: str
+    aof: bool = False
+    """AOF is on (``WAITAOF`` may ask for the local fsync)."""
+    has_waitaof: bool = True
+    """The server knows ``WAITAOF`` (Redis ≥ 7.2, Valkey); else replicas are counted by ``WAIT``."""
+
+    def barrier(self, replica_acks: int = 0) -> Barrier | None:
+        """What each node's vote batch ends with: the local fsync (``everysec``) and/or
+        ``replica_acks`` replicas (``VOTING_REDIS_REPLICA_ACKS``); ``None`` = nothing."""
+        if replica_acks:
+            if not self.has_waitaof:
+                return Barrier(0, replica_acks, use_wait=True)
+            return Barrier(1 if self.aof else 0, replica_acks)
+        return Barrier(1, 0) if self.waitaof else None
 
 
 async def _config(client: AnyRedis) -> list[dict[str, str]]:
@@ -40,15 +54,28 @@ async def check(client: AnyRedis) -> Durability:
         configs = await _config(client)
     except RedisError as exc:
         return Durability(False, False, f"cannot read the persistence settings: {exc}")
+    has_waitaof = await _knows_waitaof(client)
     if any(c.get("appendonly") != "yes" for c in configs):
-        return Durability(False, False, "AOF is off (appendonly no): a crash loses votes")
+        return Durability(False, False, "AOF is off (appendonly no): a crash loses votes",
+                          has_waitaof=has_waitaof)
     fsyncs = {c.get("appendfsync") for c in configs}
     if fsyncs == {"always"}:
-        return Durability(True, False, "AOF with appendfsync always")
+        return Durability(True, False, "AOF with appendfsync always", True, has_waitaof)
     if fsyncs == {"everysec"} and not isinstance(client, RedisCluster):
-        try:
+        if not has_waitaof:
+            return Durability(False, False, "appendfsync everysec and no WAITAOF", True, False)
+        return Durability(True, True, "appendfsync everysec with WAITAOF per batch", True)
+    return Durability(False, False, f"appendfsync {sorted(map(str, fsyncs))} can lose votes",
+                      True, has_waitaof)
+
+
+async def _knows_waitaof(client: AnyRedis) -> bool:
+    try:
+        if isinstance(client, RedisCluster):
+            await client.execute_command(
+                "WAITAOF", 0, 0, 0, target_nodes=RedisCluster.PRIMARIES)
+        else:
             await client.execute_command("WAITAOF", 0, 0, 0)  # type: ignore[no-untyped-call]
-        except RedisError:
-            return Durability(False, False, "appendfsync everysec and no WAITAOF")
-        return Durability(True, True, "appendfsync everysec with WAITAOF per batch")
-    return Durability(False, False, f"appendfsync {sorted(map(str, fsyncs))} can lose votes")
+    except RedisError:
+        return False
+    return True
