@@ -95,6 +95,7 @@ def create_app(settings: Settings) -> Starlette:
                 await registry.refresh(force=True)
                 await svc.ip_blocks.refresh(redis)
         app.state.services = svc
+        app.state.live = api_public.live_feeds(svc)
         refresher = asyncio.create_task(registry.run())
         blocks_watcher = asyncio.create_task(
             svc.ip_blocks.watch(redis, settings.config_refresh))
@@ -103,6 +104,7 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             refresher.cancel()
             blocks_watcher.cancel()
+            await app.state.live.close()
             await batcher.close()
             if pool is not None:
                 await pool.close()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -21,6 +19,7 @@ from ..vote import identity
 from ..vote.registry import LiveCampaign
 from . import votes
 from .http import JSON
+from .live import LiveTallies
 from .votes import VOTER_COOKIE
 
 
@@ -125,29 +124,27 @@ async def get_tallies(request: Request) -> Response:
 
 
 async def live_tallies(request: Request) -> Response:
-    """Server-Sent Events: one tallies event at most once a second."""
+    """Server-Sent Events: a tallies event at most once a second, when the tallies changed
+    (``live.LiveTallies``: one snapshot per campaign per second per worker)."""
     svc = services(request)
     live = svc.registry.get(request.path_params["cid"])
     if not live.c.show_counts:
         raise Forbidden("vote counts of this campaign are not public")
-
-    async def events() -> AsyncIterator[bytes]:
-        last = b""
-        while not await request.is_disconnected():
-            current = svc.registry.campaigns.get(live.id, live)
-            body = msgspec.json.encode(await tallies_body(svc, current))
-            if body != last:
-                yield b"event: tallies\ndata: " + body + b"\n\n"
-                last = body
-            else:
-                yield b": keep-alive\n\n"
-            await asyncio.sleep(1.0)
-
+    feeds: LiveTallies = request.app.state.live
     return StreamingResponse(
-        events(),
+        feeds.events(live.id),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+def live_feeds(svc: Services) -> LiveTallies:
+    """The worker's ``/live`` feeds: the tallies body of the campaign's current snapshot."""
+
+    async def snapshot(campaign_id: str) -> dict[str, Any]:
+        return await tallies_body(svc, svc.registry.get(campaign_id))
+
+    return LiveTallies(snapshot)
 
 
 async def new_voter(request: Request) -> Response:
