@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 SLOTS = 16384
 MAX_REDIRECTS = 5
+RETRY_AFTER = 0.025
+"""Seconds before a call refused by ``CLUSTERDOWN``/``TRYAGAIN``/``LOADING`` goes again."""
+_TRANSIENT = ("CLUSTERDOWN", "TRYAGAIN", "LOADING")
 SWEEP_EVERY = 0.05
 """Seconds between deadline sweeps (a call fails at most this late)."""
 
@@ -329,8 +332,11 @@ class Pipeline:
             await self.command("PING")
 
     async def close(self) -> None:
-        if self._refreshing is not None:
-            self._refreshing.cancel()
+        tasks = [t for t in (self._refreshing, self._map_ready) if t is not None]
+        tasks += [n.connecting for n in self.nodes.values() if n.connecting is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -413,8 +419,19 @@ class Pipeline:
                 call.asking = True
             self.route(call, address)
             return
+        if message.startswith(_TRANSIENT) and time.monotonic() + RETRY_AFTER < call.deadline:
+            # a cluster settling after a failover, a slot half moved, a node loading its
+            # AOF: try again shortly, within the call's deadline
+            if message.startswith("CLUSTERDOWN"):
+                self.refresh_soon()
+            asyncio.get_running_loop().call_later(RETRY_AFTER, self._retry, call)
+            return
         log.warning("redis %s: %s failed: %s", node.address, call.args[0], message)
         call.future.set_exception(Unavailable())
+
+    def _retry(self, call: _Call) -> None:
+        if not call.future.done():
+            self.route(call)
 
     def fail(self, call: _Call) -> None:
         if not call.future.done():
