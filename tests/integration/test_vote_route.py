@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncGenerator
 
 import jwt
 
@@ -99,8 +100,9 @@ async def test_live_feed_shares_one_frame_and_sends_it_only_when_changed(
         if frame != KEEP_ALIVE:
             break
     assert b'"candidate_id":"c003","votes":1' in frame
-    await one.aclose()
-    await two.aclose()
+    for stream in (one, two):
+        assert isinstance(stream, AsyncGenerator)
+        await stream.aclose()
     assert feeds.watchers("t2026") == 0
     await asyncio.sleep(0.15)
     assert "t2026" not in feeds._feeds, "the feed stops with its last watcher"

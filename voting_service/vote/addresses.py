@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import ipaddress
 
 from ..settings import IPNetwork
 from . import identity
@@ -17,31 +16,24 @@ class ClientAddresses:
 
     def __init__(self, trusted: tuple[IPNetwork, ...]) -> None:
         self.trusted = trusted
-        self._is_trusted: dict[str, bool] = {}
+        self._v4 = [(int(n.network_address), int(n.netmask)) for n in trusted if n.version == 4]
         self._slow = functools.lru_cache(maxsize=16384)(self._client_ip)
 
     def _client_ip(self, peer: str | None, forwarded_for: str | None) -> str:
         return identity.client_ip(peer, forwarded_for, self.trusted)
 
-    def trusted_peer(self, address: str) -> bool:
-        found = self._is_trusted.get(address)
-        if found is None:
-            try:
-                parsed = ipaddress.ip_address(address)
-                found = any(parsed in net for net in self.trusted)
-            except ValueError:
-                found = False
-            if len(self._is_trusted) >= 16384:
-                self._is_trusted.clear()
-            self._is_trusted[address] = found
-        return found
+    def _trusted_quad(self, quad: str) -> bool:
+        """Whether a dotted quad is in an IPv4 network of ``VOTING_TRUSTED_PROXIES``."""
+        a, b, c, d = quad.split(".")
+        n = (int(a) << 24) | (int(b) << 16) | (int(c) << 8) | int(d)
+        return any(n & mask == net for net, mask in self._v4)
 
     def of(self, peer: str | None, forwarded_for: str | None) -> str:
         if peer is not None and identity.is_dotted_quad(peer):
-            if not forwarded_for or not self.trusted or not self.trusted_peer(peer):
+            if not forwarded_for or not self.trusted or not self._trusted_quad(peer):
                 return peer
             hop = forwarded_for.rpartition(",")[2].strip()
-            if identity.is_dotted_quad(hop) and not self.trusted_peer(hop):
+            if identity.is_dotted_quad(hop) and not self._trusted_quad(hop):
                 return hop
         if forwarded_for is not None and len(forwarded_for) > 256:
             return identity.client_ip(peer, forwarded_for, self.trusted)  # not kept

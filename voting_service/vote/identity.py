@@ -9,6 +9,7 @@ import functools
 import hashlib
 import hmac
 import ipaddress
+import re
 import secrets
 import time
 from collections.abc import Sequence
@@ -129,11 +130,11 @@ def network_prefixes(ip: str) -> tuple[str, str]:
     return host, net
 
 
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_DOTTED_QUAD = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
+
+
 def is_dotted_quad(text: str) -> bool:
     """Whether ``text`` is an IPv4 address exactly as ``ipaddress`` prints it (checked as
     text, ~10× cheaper than parsing): no leading zeros, no spaces, four parts ≤ 255."""
-    parts = text.split(".")
-    return len(parts) == 4 and all(
-        p.isascii() and p.isdigit() and len(p) <= 3 and (p[0] != "0" or p == "0")
-        and int(p) <= 255 for p in parts
-    )
+    return _DOTTED_QUAD.fullmatch(text) is not None
