@@ -18,7 +18,8 @@ from voting_service import embedded
 from voting_service.errors import Unavailable
 from voting_service.settings import Settings
 from voting_service.vote import scripts, store
-from voting_service.vote.pipeline import Barrier, Pipeline, slot_of
+from voting_service.vote.barrier import Barrier
+from voting_service.vote.pipeline import Pipeline, slot_of
 
 
 def counting_script(tag: str) -> scripts.Script:
@@ -112,9 +113,9 @@ async def test_barrier_holds_replies_until_fsync_and_refuses_without_enough_repl
     tmp_path: Path,
 ) -> None:
     server = embedded.ValkeyServer(tmp_path / "v", appendfsync="everysec").start()
-    fsynced = Pipeline(server.url, timeout=0.5, barrier=Barrier(1, 0))
-    replicated = Pipeline(server.url, timeout=0.5, barrier=Barrier(1, 1))
-    old_server = Pipeline(server.url, timeout=0.5, barrier=Barrier(0, 1, use_wait=True))
+    fsynced = Pipeline(server.url, timeout=0.5, barrier=Barrier(local=True))
+    replicated = Pipeline(server.url, timeout=0.5, barrier=Barrier(local=True, replicas=1))
+    old_server = Pipeline(server.url, timeout=0.5, barrier=Barrier(replicas=1, waitaof=False))
     try:
         replies = await asyncio.gather(*(fsynced.command("INCR", "n") for _ in range(50)))
         assert sorted(replies) == list(range(1, 51))
@@ -138,8 +139,13 @@ async def test_durability_check_gives_the_barrier(tmp_path: Path) -> None:
     client = store.connect(Settings(redis_url=server.url))
     try:
         found = await durability.check(client)
-        assert found.barrier() == Barrier(1, 0)
-        assert found.barrier(2) == Barrier(1, 2)
+        assert found.barrier == Barrier(local=True)
+        p = store.pipeline(Settings(redis_url=server.url), found.barrier)
+        try:
+            assert p.barrier == Barrier(local=True)
+            assert await p.command("INCR", "n") == 1
+        finally:
+            await p.close()
     finally:
         await client.aclose()
         server.stop()

@@ -4,10 +4,11 @@ Every call issued during one event-loop turn goes out in one write per node; Red
 in order, so a ``hiredis.Reader`` hands each reply to the next waiting call. redis-py's
 pipeline, pool and one task per batch cost a vote ~60 µs; this costs a few.
 
-- Durability: each node's batch may end with a barrier (``WAITAOF local replicas ms``, or
-  ``WAIT replicas ms`` where WAITAOF is unknown). The batch's replies are held until the
-  barrier answers; too few acknowledgements and every call of the batch fails
-  ``Unavailable``: never a 200 for a vote that a crash could lose.
+- Durability: each node's batch may end with the barrier (``barrier.Barrier``: ``WAITAOF``
+  for the master's fsync and N replicas, ``WAIT`` first when replicas count, ``WAIT`` alone
+  where WAITAOF is unknown) on the same connection, so it covers the batch's writes. The
+  batch's replies are held until it answers; too few acknowledgements in time and every
+  call of the batch fails ``Unavailable``: never a 200 for a vote a crash could lose.
 - Deadlines: a call carries an absolute deadline; one sweep timer (not a timer per call)
   fails the calls past theirs with ``Unavailable``. A reply that comes later is dropped.
 - NOSCRIPT (a restarted or flushed Redis): the call is sent again as ``EVAL``.
@@ -27,7 +28,6 @@ import logging
 import ssl
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
@@ -35,6 +35,7 @@ import hiredis
 from redis.crc import key_slot
 
 from ..errors import Unavailable
+from .barrier import Barrier, NotDurable
 from .scripts import Script
 
 log = logging.getLogger(__name__)
@@ -44,33 +45,12 @@ MAX_REDIRECTS = 5
 RETRY_AFTER = 0.025
 """Seconds before a call refused by ``CLUSTERDOWN``/``TRYAGAIN``/``LOADING`` goes again."""
 _TRANSIENT = ("CLUSTERDOWN", "TRYAGAIN", "LOADING")
+BARRIER_MARGIN = 0.02
+"""Seconds the barrier leaves of the batch's deadline for its reply to come back."""
 SWEEP_EVERY = 0.05
 """Seconds between deadline sweeps (a call fails at most this late)."""
 
 Handler = Callable[[Any], None]
-
-
-@dataclass(frozen=True)
-class Barrier:
-    """What each node's batch must end with: ``WAITAOF local replicas t`` or ``WAIT``."""
-
-    local: int
-    """1 = the node's own AOF fsync (``appendfsync everysec``)."""
-    replicas: int
-    use_wait: bool = False
-    """``WAIT replicas t``: for servers without ``WAITAOF`` (counts replication, not fsync)."""
-
-    def command(self, timeout_ms: int) -> tuple[Any, ...]:
-        if self.use_wait:
-            return ("WAIT", self.replicas, timeout_ms)
-        return ("WAITAOF", self.local, self.replicas, timeout_ms)
-
-    def satisfied(self, reply: Any) -> bool:
-        if isinstance(reply, Exception):
-            return False
-        if self.use_wait:
-            return int(reply) >= self.replicas
-        return int(reply[0]) >= self.local and int(reply[1]) >= self.replicas
 
 
 class _Call:
@@ -185,8 +165,15 @@ class _Node(asyncio.Protocol):
                     handlers.append(_ignore)
                 out.append(hiredis.pack_command(call.args))
                 handlers.append(replies.append)
-            out.append(hiredis.pack_command(barrier.command(owner.barrier_ms)))
-            handlers.append(functools.partial(owner.settle_batch, batch, replies, self))
+            # on this very connection, after the batch: it covers every write before it
+            budget = min(c.deadline for c in batch) - time.monotonic() - BARRIER_MARGIN
+            commands = barrier.commands(max(budget, 0.001))
+            acks: list[Any] = []
+            for command in commands[:-1]:
+                out.append(hiredis.pack_command(command))
+                handlers.append(acks.append)
+            out.append(hiredis.pack_command(commands[-1]))
+            handlers.append(functools.partial(owner.settle_batch, batch, replies, acks, self))
         assert self.transport is not None
         self.transport.write(b"".join(out))
 
@@ -269,8 +256,7 @@ class Pipeline:
             raise ValueError(f"not a redis:// URL: {parts.scheme}://…")
         self.cluster = cluster
         self.timeout = timeout
-        self.barrier = barrier
-        self.barrier_ms = max(int(timeout * 1000), 1)
+        self.barrier = barrier if barrier is not None and barrier.needed else None
         self.ssl = ssl.create_default_context() if parts.scheme == "rediss" else None
         hello: list[tuple[Any, ...]] = []
         if parts.password is not None:
@@ -384,16 +370,19 @@ class Pipeline:
             future.set_result(reply)
 
     def settle_batch(
-        self, batch: list[_Call], replies: list[Any], node: _Node, barrier_reply: Any
+        self, batch: list[_Call], replies: list[Any], acks: list[Any], node: _Node,
+        last_ack: Any,
     ) -> None:
         assert self.barrier is not None
-        if barrier_reply is _LOST or len(replies) != len(batch):
+        acks.append(last_ack)
+        if any(a is _LOST for a in acks) or len(replies) != len(batch):
             for call in batch:
                 self.fail(call)
             return
-        if not self.barrier.satisfied(barrier_reply):
-            log.warning("redis %s: durability barrier not met (%r): %d calls refused",
-                        node.address, barrier_reply, len(batch))
+        try:
+            self.barrier.acknowledged(acks)
+        except NotDurable as exc:
+            log.warning("redis %s: %s: %d calls refused", node.address, exc, len(batch))
             for call in batch:
                 self.fail(call)
             return
@@ -526,4 +515,4 @@ def _parse_slots(reply: Any, asked: str) -> list[str]:
     return table if all(table) else []
 
 
-__all__ = ["Barrier", "Pipeline", "slot_of"]
+__all__ = ["Pipeline", "slot_of"]

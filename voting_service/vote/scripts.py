@@ -64,3 +64,7 @@ def limit_and_cast() -> Script:
 
 def ack_entries() -> Script:
     return load("ack_entries")
+
+
+def read_shard_state() -> Script:
+    return load("read_shard_state")

@@ -1,7 +1,10 @@
 """The redis-py client of everything but the vote path, and the tally and snapshot reads.
 
-The vote path's script calls go through ``pipeline.Pipeline`` (one write per loop turn per
-node, the durability barrier per batch, one deadline sweep).
+The vote path's script calls go through ``pipeline.Pipeline``: one write per loop turn per
+node, the durability barrier (``barrier.py``: the master's fsync, N replicas) ending each
+node's batch, one deadline sweep; a batch whose barrier does not hold in time fails its
+votes with 503 — the client retries with the same ``vote_id`` and gets the first answer if
+the vote did land.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from redis.exceptions import RedisError
 from ..errors import Unavailable
 from ..settings import Settings
 from . import keys, scripts
-from .pipeline import Barrier, Pipeline
+from .barrier import Barrier
+from .pipeline import Pipeline
 from .scripts import AnyRedis, Script
 
 log = logging.getLogger(__name__)
