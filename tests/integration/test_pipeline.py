@@ -225,3 +225,34 @@ async def test_cluster_follows_ask_then_moved_while_a_slot_migrates(
         await p.close()
         for c in clients.values():
             await c.aclose()
+
+
+async def test_cluster_follows_a_failover_after_its_master_dies(tmp_path: Path) -> None:
+    cluster = embedded.ValkeyCluster(tmp_path / "c", replicas=1, node_timeout_ms=1000).start()
+    key = "{pipe:failover}k"
+    slot = slot_of(key)
+    acked = Pipeline(cluster.url, cluster=True, timeout=1.0, barrier=Barrier(replicas=1))
+    # no replica acks after the failover: the promoted master has none left
+    p = Pipeline(cluster.url, cluster=True, timeout=1.0)
+    script = counting_script("failover")
+    try:
+        assert (await acked.call(script, [key], ["a"]))[0] == 1, "a replica holds it too"
+        await acked.close()
+        await p.start()
+        old = p.slots[slot]
+        master = next(n for n in cluster.nodes if old.endswith(f":{n.port}"))
+        master.kill()
+        deadline = time.monotonic() + 60
+        while True:  # 503s while the cluster notices and promotes the replica
+            try:
+                count = (await p.call(script, [key], ["b"]))[0]
+                break
+            except Unavailable:
+                assert time.monotonic() < deadline, "the failover was not followed"
+                await asyncio.sleep(0.2)
+        assert count == 2, "the replica had the acknowledged write"
+        assert p.slots[slot] != old, "the slot map names the new master"
+    finally:
+        await acked.close()
+        await p.close()
+        cluster.stop()
