@@ -54,6 +54,7 @@ class LiveTallies:
         self._snapshot = snapshot
         self.period = period
         self._feeds: dict[str, _Feed] = {}
+        self._closed = False
 
     def watchers(self, campaign_id: str) -> int:
         feed = self._feeds.get(campaign_id)
@@ -73,7 +74,7 @@ class LiveTallies:
         sent = 0
         try:
             await feed.ready.wait()
-            while True:
+            while not self._closed:
                 if feed.version != sent:
                     sent = feed.version
                     yield feed.frame
@@ -88,8 +89,10 @@ class LiveTallies:
             while feed.watchers > 0:
                 try:
                     body = msgspec.json.encode(await self._snapshot(campaign_id))
-                except (VotingError, OSError) as exc:  # Redis away: keep the last frame
+                except VotingError as exc:  # Redis away, campaign gone: keep the last frame
                     log.debug("live tallies of %s: %r", campaign_id, exc)
+                except Exception:  # never leave the watchers waiting on a dead feed
+                    log.exception("live tallies of %s failed", campaign_id)
                 else:
                     frame = b"event: tallies\ndata: " + body + b"\n\n"
                     if frame != feed.frame:
@@ -104,8 +107,14 @@ class LiveTallies:
             feed.task = None
             if feed.watchers <= 0 and self._feeds.get(campaign_id) is feed:
                 del self._feeds[campaign_id]
+            if self._closed:  # shutting down: wake every watcher so that its stream ends
+                feed.ready.set()
+                for tick in feed.ticks:
+                    tick.set()
 
     async def close(self) -> None:
+        """Stop the feeds; every watcher's stream ends."""
+        self._closed = True
         tasks = [f.task for f in self._feeds.values() if f.task is not None]
         for task in tasks:
             task.cancel()
