@@ -2,11 +2,11 @@
 
 Votes are the bulk of the traffic, and Starlette's routing, ``Request``, exception
 middleware and ``Response`` cost a vote ~60 µs, as much as the vote itself. This module
-answers the vote path alone and passes every other request on. It sits inside
-``SecurityMiddleware``, so the security headers and the cross-site refusal are the ones
-every route gets; the body limit, the problem+json bodies, the credential sources (partner
-JWT, ``X-Voter-Token``, the voter cookie) and ``svc.outcomes.note`` once per request are
-those of the rest of the API.
+answers the vote path alone, ahead of Starlette's middleware, and passes every other
+request on. ``SecurityMiddleware`` gives it the security headers and the cross-site refusal
+that every route gets (without a wrapped ``send``); the body limit, the problem+json
+bodies, the credential sources (partner JWT, ``X-Voter-Token``, the voter cookie) and
+``svc.outcomes.note`` once per request are those of the rest of the API.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from ..vote import keys, voting
 from ..vote.outcomes import ACCEPTED, Outcome
 from ..vote.registry import LiveCampaign
 from .http import decode, problem_body
+from .security import SecurityMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +60,13 @@ class _Gone(Exception):
 
 
 class VoteRoute:
-    """Serves vote POSTs itself; everything else goes on to ``app``."""
+    """Serves vote POSTs itself; everything else goes on to ``app`` (Starlette's middleware
+    stack). ``security`` is the app's ``SecurityMiddleware``: its cross-site refusal and its
+    response headers, applied here without wrapping ``send``."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, security: SecurityMiddleware) -> None:
         self.app = app
+        self.security = security
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -70,15 +74,21 @@ class VoteRoute:
             if path.startswith(PREFIX) and path.endswith(SUFFIX):
                 cid = path[len(PREFIX):-len(SUFFIX)]
                 if cid and "/" not in cid:
-                    await serve_vote(scope["app"].state.services, cid, scope, receive, send)
+                    added = self.security.api_headers(scope)
+                    if added is None:
+                        await self.security.refuse(scope, receive, send)
+                    else:
+                        await serve_vote(scope["app"].state.services, cid, scope, receive,
+                                         send, added)
                     return
         await self.app(scope, receive, send)
 
 
 async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
-    """The same route for Starlette's router (an app built without ``VoteRoute``)."""
+    """The same route for Starlette's router, behind ``SecurityMiddleware`` (an app built
+    without ``VoteRoute``)."""
     await serve_vote(scope["app"].state.services, scope["path_params"]["cid"],
-                     scope, receive, send)
+                     scope, receive, send, [])
 
 
 class _Request:
@@ -160,8 +170,10 @@ def credential(
 
 
 async def serve_vote(
-    svc: Services, cid: str, scope: Scope, receive: Receive, send: Send
+    svc: Services, cid: str, scope: Scope, receive: Receive, send: Send,
+    added: list[tuple[bytes, bytes]],
 ) -> None:
+    """Answer one vote request; ``added`` = the security headers every answer gets."""
     started = time.perf_counter()
     seen = ["", ""]  # identity mode, channel: what the outcome reports
     outcome = ACCEPTED
@@ -183,6 +195,7 @@ async def serve_vote(
             log.exception("unhandled error on a vote")
             outcome = Unavailable.code
             status, headers, payload = _refusal(InternalError(), scope["path"])
+        headers += added
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
     finally:
