@@ -89,10 +89,14 @@ class LiveTallies:
             while feed.watchers > 0:
                 try:
                     body = msgspec.json.encode(await self._snapshot(campaign_id))
-                except VotingError as exc:  # Redis away, campaign gone: keep the last frame
-                    log.debug("live tallies of %s: %r", campaign_id, exc)
-                except Exception:  # never leave the watchers waiting on a dead feed
-                    log.exception("live tallies of %s failed", campaign_id)
+                except Exception as exc:  # Redis away, campaign gone: keep the last frame
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise asyncio.CancelledError from exc  # a cancel seen as a timeout
+                    if isinstance(exc, VotingError):
+                        log.debug("live tallies of %s: %r", campaign_id, exc)
+                    else:
+                        log.exception("live tallies of %s failed", campaign_id)
                 else:
                     frame = b"event: tallies\ndata: " + body + b"\n\n"
                     if frame != feed.frame:
