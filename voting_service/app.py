@@ -24,7 +24,8 @@ from .settings import Settings
 from .vote import store
 from .vote.identity import VoterTokens
 from .vote.registry import Registry
-from .web import api_admin, api_fraud, api_public, api_voter, pages
+from .vote.timeline import Timeline
+from .web import api_admin, api_fraud, api_public, api_voter, ops, ops_api, pages
 from .web.http import JSON, on_backend_down, on_http_exception, on_unexpected, on_voting_error
 from .web.security import SecurityMiddleware
 
@@ -55,6 +56,11 @@ async def readyz(request: Request) -> Response:
         checks["postgres"] = f"down: {exc!r}"
     ready = all(v == "ok" for v in checks.values())
     return JSON({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+
+async def _tallies_of(registry: Registry, campaign_id: str) -> dict[str, int]:
+    counts, _ = await registry.tallies(campaign_id)
+    return counts
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -91,15 +97,24 @@ def create_app(settings: Settings) -> Starlette:
                     await blocklist.restore(conn, redis, settings.shards)  # an empty Redis
                 await registry.refresh(force=True)
                 await svc.ip_blocks.refresh(redis)
+        svc.timeline = Timeline(redis, registry.has_channel)
+        svc.outcomes.subscribe(svc.timeline.observe)
         app.state.services = svc
         refresher = asyncio.create_task(registry.run())
         blocks_watcher = asyncio.create_task(
             svc.ip_blocks.watch(redis, settings.config_refresh))
+        timeline_shipper = asyncio.create_task(svc.timeline.run(
+            lambda: [cid for cid, live in registry.campaigns.items()
+                     if live.c.status in ("open", "paused")],
+            lambda cid: _tallies_of(registry, cid)))
         try:
             yield
         finally:
             refresher.cancel()
             blocks_watcher.cancel()
+            timeline_shipper.cancel()
+            with contextlib.suppress(Exception):  # the last second's counts
+                await svc.timeline.ship()
             await batcher.close()
             if pool is not None:
                 await pool.close()
@@ -112,6 +127,8 @@ def create_app(settings: Settings) -> Starlette:
         *api_voter.routes,
         *api_admin.routes,
         *api_fraud.routes,
+        *ops.routes,
+        *ops_api.routes,
         *pages.routes,
     ]
     return Starlette(

@@ -17,6 +17,7 @@ from .vote.identity import VoterTokens
 from .vote.outcomes import Outcomes
 from .vote.registry import Registry
 from .vote.store import AnyRedis, Batcher
+from .vote.timeline import Timeline
 
 
 @dataclass
@@ -32,6 +33,8 @@ class Services:
     sms: Sender = field(default_factory=ConsoleSender)
     outcomes: Outcomes = field(default_factory=Outcomes)
     """Observers of every vote's outcome (metrics, the ops timeline)."""
+    timeline: Timeline | None = None
+    """Per-second outcome counts of this worker, shipped to Redis for the ops console."""
 
     @asynccontextmanager
     async def db(self) -> AsyncIterator[asyncpg.Connection]:
