@@ -118,11 +118,10 @@ async def test_the_cookie_is_secure_behind_a_trusted_tls_proxy(
 
 async def test_wrong_tokens_are_throttled_per_address(harness: Harness) -> None:
     async with client_for(harness.app, "198.51.100.77") as client:
-        for left in range(LOGIN_FAILURES - 1, -1, -1):
+        for _ in range(LOGIN_FAILURES):
             r = await sign_in(client, "not-the-token-0123456789")
             assert r.status_code == 401, r.text
             assert "set-cookie" not in r.headers
-        assert left == 0
         r = await sign_in(client, ADMIN_TOKEN)  # even the right token waits now
         assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
         assert "set-cookie" not in r.headers
