@@ -226,9 +226,9 @@
       return d;
     }
     function niceMax(v) {
-      if (v <= 4) return 4;
-      var p = Math.pow(10, Math.floor(Math.log10(v))), n = v / p;
-      return (n <= 2 ? 2 : n <= 5 ? 5 : 10) * p;
+      /* four grid steps of 1, 2 or 5 × 10^k: round labels at every line */
+      var step = Math.max(v, 4) / 4, p = Math.pow(10, Math.floor(Math.log10(step))), n = step / p;
+      return 4 * (n <= 1 ? 1 : n <= 2 ? 2 : n <= 5 ? 5 : 10) * p;
     }
     function renderCharts() {
       var accepted = series("o|accepted");

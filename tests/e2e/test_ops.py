@@ -1,0 +1,178 @@
+"""The ops console in headless Chromium, against the real service: sign-in with Enter, live
+figures after votes cast through the API, pause and resume taking effect on the public API,
+and the read-only ops role."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, Request, expect
+
+from tests.conftest import ADMIN, ADMIN_TOKEN, OPS_TOKEN
+from tests.e2e.conftest import Problems, Service, new_phone, screenshot_path
+from voting_service.demo import demo_campaign
+
+pytestmark = pytest.mark.e2e
+
+DESKTOP = {"width": 1440, "height": 1000}
+BUDGET = 150 * 1024
+
+
+@pytest.fixture
+async def desk(browser: Browser) -> BrowserContext:
+    ctx = await browser.new_context(viewport=DESKTOP, locale="zh-CN",
+                                    timezone_id="Asia/Shanghai")
+    ctx.set_default_timeout(20_000)
+    return ctx
+
+
+async def sign_in(ctx: BrowserContext, problems: Problems, url: str, token: str) -> Page:
+    page = problems.watch(await ctx.new_page())
+    await page.goto(url)
+    field = page.locator('input[name="token"]')
+    await expect(field).to_have_attribute("type", "password")
+    await field.fill(token)
+    await field.press("Enter")
+    await expect(page.locator('[data-testid="logout"]')).to_be_visible()
+    assert token not in page.url
+    return page
+
+
+def public_total(service: Service, cid: str) -> int:
+    r = service.client.get(f"/api/v1/campaigns/{cid}/tallies")
+    assert r.status_code == 200, r.text
+    total: int = r.json()["total"]
+    return total
+
+
+async def shown_total(page: Page) -> int:
+    return int((await page.locator('[data-testid="total"]').inner_text()).replace(",", ""))
+
+
+def cast_many(service: Service, cid: str, candidates: list[str], channel: str = "") -> None:
+    for candidate in candidates:
+        token = service.client.post(f"/api/v1/campaigns/{cid}/voter").json()["token"]
+        body = {"candidate_id": candidate} | ({"channel": channel} if channel else {})
+        r = service.client.post(f"/api/v1/campaigns/{cid}/votes", json=body,
+                                headers={"X-Voter-Token": token})
+        assert r.status_code == 200, r.text
+        if candidate in ("c003", "c011"):  # a second try: refused as already voted
+            again = service.client.post(f"/api/v1/campaigns/{cid}/votes", json=body,
+                                        headers={"X-Voter-Token": token})
+            assert again.status_code == 409
+
+
+async def test_sign_in_with_enter_then_live_figures_follow_the_votes(
+    service: Service, desk: BrowserContext, problems: Problems, tmp_path: Path
+) -> None:
+    cid = f"e2eops{uuid.uuid4().hex[:6]}"
+    r = service.client.post("/api/v1/admin/campaigns", json=demo_campaign(campaign_id=cid),
+                            headers=ADMIN)
+    assert r.status_code == 201, r.text
+    service.add_channel(cid, "jhnews", ["https://news.example.com"])
+
+    login = problems.watch(await desk.new_page())
+    await login.goto(f"{service.url}/ops")
+    await expect(login.locator("h1")).to_have_text("登录运营台")
+    await login.screenshot(path=str(screenshot_path(tmp_path, "ops-login.png")))
+    await login.close()
+
+    loaded: list[Request] = []
+    page = await sign_in(desk, problems, f"{service.url}/ops/c/{cid}", ADMIN_TOKEN)
+    page.on("requestfinished", lambda r: loaded.append(r))
+    await page.reload()
+    await page.wait_for_load_state("load")
+    await expect(page.locator('[data-testid="candidate-row"]')).to_have_count(60)
+    await expect(page.locator('[data-testid="total"]')).to_have_text("0")
+    first = [r for r in loaded if r.resource_type in ("document", "stylesheet", "script")]
+    compressed = 0
+    for request in first:
+        compressed += (await request.sizes())["responseBodySize"]
+        assert request.url.startswith(service.url)
+    assert compressed <= BUDGET, compressed
+    print(f"ops console first load: {compressed} bytes compressed (budget {BUDGET})")
+
+    weights = ["c005"] * 9 + ["c001"] * 6 + ["c012"] * 4 + ["c003"] * 3 + ["c020", "c011"]
+    cast_many(service, cid, weights[:12])
+    cast_many(service, cid, weights[12:], channel="jhnews")
+    expected = public_total(service, cid)
+    assert expected == len(weights)
+    await expect(page.locator('[data-testid="total"]')).to_have_text(str(expected))
+    assert await shown_total(page) == public_total(service, cid)
+    top = page.locator('[data-testid="candidate-row"]').first
+    await expect(top).to_have_attribute("data-id", "c005")
+    await expect(top.locator('[data-f="votes"]')).to_have_text("9")
+    await expect(top.locator('[data-f="recent"]')).to_have_text("9")
+    await expect(page.locator('[data-testid="by-channel"] li')).to_have_count(2)
+    await expect(page.locator("#ops-chart-votes svg path.area")).to_have_count(1)
+    await expect(page.locator("#ops-legend")).to_contain_text("重复投票 4")
+    await page.screenshot(path=str(screenshot_path(tmp_path, "ops-campaign.png")), full_page=True)
+
+    await page.goto(f"{service.url}/ops")
+    row = page.locator(f'tr[data-cid="{cid}"]')
+    await expect(row.locator('[data-f="total"]')).to_have_text(str(expected))
+    await page.screenshot(path=str(screenshot_path(tmp_path, "ops-list.png")))
+    assert problems.messages == []
+
+
+async def test_pause_and_resume_from_the_console_reach_the_public_api(
+    service: Service, desk: BrowserContext, problems: Problems
+) -> None:
+    cid = service.create_campaign()["id"]
+    page = await sign_in(desk, problems, f"{service.url}/ops/c/{cid}", ADMIN_TOKEN)
+    await page.locator('[data-testid="pause"]').click()
+    await expect(page.locator("#ops-modal")).to_be_visible()
+    await page.locator('[data-testid="confirm"]').click()
+    await expect(page.locator('[data-testid="resume"]')).to_be_visible()
+    await expect(page.locator('[data-testid="pause"]')).to_be_hidden()
+    await expect(page.locator('[data-testid="state"]')).to_have_text("已暂停")
+    r = service.cast(cid, "c001")
+    assert (r.status_code, r.json()["code"]) == (403, "voting_closed")
+
+    await page.locator('[data-testid="resume"]').click()
+    await page.locator("#ops-modal-cancel").click()  # changing one's mind does nothing
+    await expect(page.locator("#ops-modal")).to_be_hidden()
+    assert service.client.get(f"/api/v1/campaigns/{cid}").json()["status"] == "paused"
+    await page.locator('[data-testid="resume"]').click()
+    await page.locator('[data-testid="confirm"]').click()
+    await expect(page.locator('[data-testid="pause"]')).to_be_visible()
+    assert service.cast(cid, "c001").status_code == 200
+    await expect(page.locator('[data-testid="total"]')).to_have_text("1")
+    audit = service.client.get("/api/v1/admin/audit", headers=ADMIN).json()
+    mine = [a for a in audit if a["target"] == cid and a["action"].startswith("campaign.")]
+    assert [a["action"] for a in mine][:2] == ["campaign.resume", "campaign.pause"]
+    assert problems.messages == []
+
+
+async def test_the_ops_role_sees_figures_but_no_write_control(
+    service: Service, browser: Browser, problems: Problems, tmp_path: Path
+) -> None:
+    cid = service.create_campaign()["id"]
+    assert service.cast(cid, "c002").status_code == 200
+    phone = await new_phone(browser)
+    try:
+        page = await sign_in(phone, problems, f"{service.url}/ops/c/{cid}", OPS_TOKEN)
+        await expect(page.locator('[data-testid="total"]')).to_have_text("1")
+        await expect(page.locator('[data-testid="readonly"]')).to_be_visible()
+        for control in ("pause", "resume", "confirm-strike", "block-add", "strike"):
+            await expect(page.locator(f'[data-testid="{control}"]')).to_have_count(0)
+        await expect(page.locator("#ops-block-form")).to_have_count(0)
+        # the server refuses too, whatever the page shows
+        status = await page.evaluate(
+            "fetch(location.pathname.replace('/ops/c/', '/ops/api/c/') + '/status',"
+            " {method: 'POST', headers: {'Content-Type': 'application/json'},"
+            " body: JSON.stringify({status: 'paused'})}).then(r => r.status)")
+        assert status == 403
+        assert service.client.get(f"/api/v1/campaigns/{cid}").json()["status"] == "open"
+        await page.screenshot(path=str(screenshot_path(tmp_path, "ops-phone-390.png")))
+
+        await page.locator('[data-testid="logout"]').click()
+        await expect(page.locator('input[name="token"]')).to_be_visible()
+        async with httpx.AsyncClient(base_url=service.url) as anonymous:
+            assert (await anonymous.get("/ops/api/campaigns")).status_code == 401
+    finally:
+        await phone.close()
+    assert problems.messages == []
