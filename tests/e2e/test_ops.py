@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, Request, expect
+from playwright.async_api import Browser, BrowserContext, Page, Request, ViewportSize, expect
 
 from tests.conftest import ADMIN, ADMIN_TOKEN, OPS_TOKEN
 from tests.e2e.conftest import Problems, Service, new_phone, screenshot_path
@@ -17,7 +17,7 @@ from voting_service.demo import demo_campaign
 
 pytestmark = pytest.mark.e2e
 
-DESKTOP = {"width": 1440, "height": 1000}
+DESKTOP: ViewportSize = {"width": 1440, "height": 1000}
 BUDGET = 150 * 1024
 
 
