@@ -95,6 +95,9 @@ async def test_sign_in_with_enter_then_live_figures_follow_the_votes(
     await login.goto(f"{service.url}/ops")
     await expect(login.locator("h1")).to_have_text("登录运营台")
     await login.screenshot(path=str(screenshot_path(tmp_path, "ops-login.png")))
+    await login.goto(f"{service.url}/ops?lang=en")
+    await expect(login.locator("h1")).to_have_text("Sign in to the console")
+    await expect(login.locator("html")).to_have_attribute("lang", "en")
     await login.close()
 
     page = await sign_in(desk, problems, f"{service.url}/ops/c/{cid}", ADMIN_TOKEN)

@@ -108,8 +108,8 @@
         renderState(d);
         renderHealth(d.health, d.redis);
         if (!d.redis) { notice(T.w_redis, false); return; }
-        var from = since ? since - settle - 1 : d.since;
-        for (var s = from + 1; s <= d.now; s++) delete secs[s];
+        /* the answer is complete for (d.since, d.now]: seconds it leaves out were empty */
+        for (var s = d.since + 1; s <= d.now; s++) delete secs[s];
         for (var k in d.seconds) secs[k] = d.seconds[k];
         for (var old in secs) if (+old <= d.now - W) delete secs[old];
         since = d.now;
@@ -173,7 +173,8 @@
 
     function renderRanking(d) {
       var body = $("#ops-rank"), total = d.total || 0;
-      var rows = d.candidates.slice().sort(function (a, b) { return b[1] - a[1] || cands[a[0]].number - cands[b[0]].number; });
+      var numberOf = function (id) { return cands[id] ? cands[id].number : 1e9; };
+      var rows = d.candidates.slice().sort(function (a, b) { return b[1] - a[1] || numberOf(a[0]) - numberOf(b[0]); });
       var top = rows.length ? rows[0][1] : 0;
       rows.forEach(function (x, i) {
         var tr = body.querySelector('tr[data-id="' + x[0] + '"]');
