@@ -281,8 +281,9 @@
       if (!redisOk) warn(T.w_redis, true);
       row(T.h_postgres, h.postgres_up ? T.h_up : T.h_down, h.postgres_up ? "ok" : "bad");
       if (!h.postgres_up) warn(T.w_postgres, true);
-      if (h.durability != null) {
-        row(T.h_durability, h.durability, h.durable ? "ok" : "bad");
+      if (redisOk) {
+        row(T.h_durability, h.durable ? T.h_durable : T.h_not_durable, h.durable ? "ok" : "bad");
+        list.lastChild.title = h.durability || "";
         if (!h.durable) warn(T.w_durability, true);
       }
       if (h.backlog != null) row(T.h_backlog, fmt(T.entries, { n: num(h.backlog) }), "ok");
@@ -292,9 +293,11 @@
         if (lagBad) warn(fmt(T.w_lag, { s: num(Math.round(h.lag_seconds)) }), false);
       }
       if (h.drift != null) {
-        row(T.h_drift, num(h.drift), h.drift ? "bad" : "ok");
-        if (h.drift) warn(fmt(T.w_drift, { n: num(h.drift) }), true);
+        var drifted = h.drift || (h.drifting && h.drifting.length);
+        row(T.h_drift, num(h.drift), drifted ? "bad" : "ok");
+        if (drifted) warn(fmt(T.w_drift, { n: num(h.drift) }), true);
       } else row(T.h_drift, T.h_unknown, "");
+      if (h.age_seconds > 30) warn(fmt(T.w_stale, { s: num(Math.round(h.age_seconds)) }), false);
       box.appendChild(list);
       if (warns.firstChild) box.appendChild(warns);
       else box.appendChild(el("p", { "class": "okline" }, T.all_ok));

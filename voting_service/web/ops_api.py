@@ -99,8 +99,21 @@ async def live(request: Request) -> Response:
 
 
 def health_view(svc: Services, campaign_id: str) -> dict[str, Any] | None:
-    """The health figures the web process keeps (``ledger.health``), for one campaign."""
-    return None
+    """The health snapshot the web process keeps (``ledger.health``), for one campaign;
+    ``None`` until the first one is taken."""
+    health = getattr(svc, "health", None)
+    if health is None or not health.at:
+        return None
+    found = health.to_dict()
+    mine = found["campaigns"].get(campaign_id, {})
+    return {
+        "age_seconds": round(max(0.0, time.time() - found["at"]), 1),
+        "problems": found["problems"],
+        "redis_up": found["redis"]["up"], "durable": found["redis"]["durable"],
+        "durability": found["redis"]["durability"], "postgres_up": found["postgres"]["up"],
+        "backlog": mine.get("backlog"), "lag_seconds": mine.get("lag_seconds"),
+        "drift": mine.get("drift"), "drifting": mine.get("drifting", []),
+    }
 
 
 async def set_status(request: Request) -> Response:

@@ -122,6 +122,8 @@ JS: dict[Lang, dict[str, str]] = {
         "w_durability": "Redis 未开启可靠持久化：故障时可能丢失已确认的投票。",
         "w_lag": "账本写入落后 {s} 秒：请检查 flusher 进程是否在运行。",
         "w_drift": "计票与账本不一致（偏差 {n} 票）：请运行 voting-service reconcile 核对。",
+        "h_durable": "可靠", "h_not_durable": "不可靠",
+        "w_stale": "健康数据已有 {s} 秒没有更新，以上数字可能已过时。",
         "all_ok": "一切正常。", "seconds": "{n} 秒", "entries": "{n} 条",
     },
     "en": {
@@ -154,6 +156,8 @@ JS: dict[Lang, dict[str, str]] = {
         "w_durability": "Redis is not durable: acknowledged votes could be lost in a crash.",
         "w_lag": "The ledger is {s} s behind: check that the flusher is running.",
         "w_drift": "Tallies and ledger disagree by {n} votes: run voting-service reconcile.",
+        "h_durable": "durable", "h_not_durable": "NOT durable",
+        "w_stale": "The health figures are {s} s old and may be out of date.",
         "all_ok": "All is well.", "seconds": "{n} s", "entries": "{n}",
     },
 }
