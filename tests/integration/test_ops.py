@@ -22,6 +22,7 @@ from tests.conftest import (
     make_settings,
     redis_tallies,
 )
+from tests.integration.antifraud_support import eventually
 from voting_service.app import create_app
 from voting_service.services import Services
 from voting_service.web.ops_session import COOKIE, LOGIN_FAILURES
@@ -285,3 +286,43 @@ async def test_strike_out_blocklist_and_download_from_the_console(
     for action in ("invalidation.create", "blocklist.add", "blocklist.remove",
                    "results.export", "console.login"):
         assert actors[action].startswith("admin:") and actors[action].endswith("@console")
+
+
+async def test_two_workers_add_up_and_a_pause_reaches_both(
+    harness: Harness, admin: httpx.AsyncClient
+) -> None:
+    """A second app on the same Redis and PostgreSQL plays another worker."""
+    await harness.create_campaign()
+    other = create_app(harness.settings)
+    async with other.router.lifespan_context(other), client_for(other) as second:
+        for client in (harness.client, second, second):
+            token = (await client.post("/api/v1/campaigns/t2026/voter")).json()["token"]
+            r = await client.post("/api/v1/campaigns/t2026/votes", json={"candidate_id": "c004"},
+                                  headers={"X-Voter-Token": token})
+            assert r.status_code == 200, r.text
+        for app in (harness.app, other):
+            line = app.state.services.timeline
+            assert line is not None
+            await line.ship()
+        live = (await admin.get("/ops/api/c/t2026/live")).json()
+        accepted = sum(f.get("o|accepted", 0) for f in live["seconds"].values())
+        assert accepted == 3
+
+        # wrong tokens count on every worker: the throttle lives in Redis
+        async with client_for(harness.app, "198.51.100.90") as a, \
+                client_for(other, "198.51.100.90") as b:
+            for i in range(LOGIN_FAILURES):
+                r = await sign_in(a if i % 2 else b, "wrong-token-0123456789")
+                assert r.status_code == 401
+            assert (await sign_in(b, ADMIN_TOKEN)).status_code == 429
+
+        assert (await admin.post("/ops/api/c/t2026/status",
+                                 json={"status": "paused"})).status_code == 200
+        token = (await second.post("/api/v1/campaigns/t2026/voter")).json()["token"]
+
+        async def refused() -> bool:
+            r = await second.post("/api/v1/campaigns/t2026/votes",
+                                  json={"candidate_id": "c005"}, headers={"X-Voter-Token": token})
+            return r.status_code == 403 and r.json()["code"] == "voting_closed"
+
+        assert await eventually(refused, within=5.0)
