@@ -23,6 +23,7 @@ from tests.conftest import (
     redis_tallies,
 )
 from tests.integration.antifraud_support import eventually
+from tests.integration.test_antifraud_suspicious import history
 from voting_service.app import create_app
 from voting_service.services import Services
 from voting_service.web.ops_session import COOKIE, LOGIN_FAILURES
@@ -326,3 +327,27 @@ async def test_two_workers_add_up_and_a_pause_reaches_both(
             return r.status_code == 403 and r.json()["code"] == "voting_closed"
 
         assert await eventually(refused, within=5.0)
+
+
+async def test_suspicious_groups_in_chinese_and_struck_out_from_the_console(
+    harness: Harness, admin: httpx.AsyncClient
+) -> None:
+    await harness.create_campaign()
+    await history().write(harness)
+    found = (await admin.get("/ops/api/c/t2026/suspicious")).json()
+    spikes = [g for g in found["groups"] if g["signal"] == "candidate_spike"
+              and g["evidence"]["candidate_id"] == "c002"]
+    assert spikes, found["groups"]
+    spike = spikes[0]
+    assert spike["description"].startswith("2号候选人2在约")
+    assert "voter_ids" not in spike
+    english = (await admin.get("/ops/api/c/t2026/suspicious?lang=en")).json()
+    assert any(g["description"] == g["summary"] for g in english["groups"])
+
+    r = await admin.post("/ops/api/c/t2026/invalidations",
+                         json={"reason": "集中刷票", "criteria": spike["criteria"]})
+    assert r.status_code == 201, r.text
+    assert r.json()["votes_invalidated"] >= 60
+    after = (await admin.get("/ops/api/c/t2026/suspicious")).json()
+    assert not [g for g in after["groups"] if g["signal"] == "candidate_spike"
+                and g["evidence"].get("candidate_id") == "c002"]

@@ -191,7 +191,8 @@
     /* ---------- charts: one SVG each, 30 minutes wide ---------- */
     var CW = 720, CH = 170, PL = 40, PB = 20, PT = 8;
     function frame(box, max) {
-      var s = svg("svg", { viewBox: "0 0 " + CW + " " + CH, role: "img" });
+      var title = box.parentNode.querySelector("h2");
+      var s = svg("svg", { viewBox: "0 0 " + CW + " " + CH, role: "img", "aria-label": title ? title.textContent : "" });
       var h = CH - PB - PT;
       for (var i = 0; i <= 4; i++) {
         var y = PT + h - h * i / 4;
@@ -328,10 +329,10 @@
     function pairs(o, label) {
       return Object.keys(o || {}).map(function (k) { return (label ? label(k) : k) + " " + num(o[k]); }).join("，");
     }
-    function loadSuspicious() {
+    function loadSuspicious(fresh) {
       var box = $("#ops-suspicious");
-      box.textContent = T.loading;
-      request("GET", api + "/suspicious?lang=" + C.lang).then(function (d) {
+      if (!box.firstChild) box.textContent = T.loading;
+      request("GET", api + "/suspicious?lang=" + C.lang + (fresh === true ? "&fresh=1" : "")).then(function (d) {
         clear(box);
         if (!d.groups.length) { box.appendChild(el("p", { "class": "empty" }, T.none_suspicious)); return; }
         var list = el("ul", { "class": "groups" });
@@ -367,7 +368,7 @@
         box.appendChild(list);
       }).catch(function (e) { box.textContent = fmt(T.failed, { d: e.message }); });
     }
-    $("#ops-sus-refresh").addEventListener("click", loadSuspicious);
+    $("#ops-sus-refresh").addEventListener("click", function () { loadSuspicious(true); });
 
     /* ---------- blocklist ---------- */
     function loadBlocks() {

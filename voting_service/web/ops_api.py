@@ -131,21 +131,32 @@ async def set_status(request: Request) -> Response:
                  "state": svc.registry.get(updated.id).state(time.time())})
 
 
+SUSPICIOUS_FOR = 20.0
+"""Seconds one search for suspicious groups serves every console (``?fresh=1`` redoes it)."""
+
+
 async def get_suspicious(request: Request) -> Response:
     svc, _ = await _session(request)
     live = svc.registry.get(request.path_params["cid"])
-    words = ops_words.words(request.query_params.get("lang"),
-                            request.headers.get("accept-language"))
-    until = dt.datetime.now(dt.UTC)
-    window = suspicious.Window(until - dt.timedelta(hours=24), until)
-    async with svc.db() as conn:
-        groups = await suspicious.find(conn, svc.redis, live.id, window,
-                                       live.day(time.time()).date)
-    for g in groups:
-        g["description"] = ops_words.describe(g, live, words.lang)
-        g.pop("voter_ids", None)  # the criteria name them when a strike-out needs them
-    return JSON({"campaign_id": live.id, "since": window.since.isoformat(),
-                 "until": until.isoformat(), "groups": groups})
+    lang = ops_words.words(request.query_params.get("lang"),
+                           request.headers.get("accept-language")).lang
+    cache = console(request, svc).suspicious
+    hit = cache.get(live.id)
+    if hit is None or time.monotonic() - hit[0] > SUSPICIOUS_FOR or \
+            request.query_params.get("fresh") == "1":
+        until = dt.datetime.now(dt.UTC)
+        window = suspicious.Window(until - dt.timedelta(hours=24), until)
+        async with svc.db() as conn:
+            groups = await suspicious.find(conn, svc.redis, live.id, window,
+                                           live.day(time.time()).date)
+        for g in groups:
+            g.pop("voter_ids", None)  # the criteria name them when a strike-out needs them
+        found: dict[str, Any] = {"campaign_id": live.id, "since": window.since.isoformat(),
+                                 "until": until.isoformat(), "groups": groups}
+        hit = cache[live.id] = (time.monotonic(), found)
+    body = hit[1] | {"groups": [g | {"description": ops_words.describe(g, live, lang)}
+                                for g in hit[1]["groups"]]}
+    return JSON(body)
 
 
 async def strike(request: Request) -> Response:
@@ -160,6 +171,7 @@ async def strike(request: Request) -> Response:
     async with svc.db() as conn:
         result = await invalidation.invalidate(conn, svc.redis, live.id, svc.settings.shards,
                                                session.actor, criteria)
+    console(request, svc).suspicious.pop(live.id, None)  # the struck votes are gone from it
     return JSON(result, status_code=201)
 
 

@@ -15,7 +15,8 @@ import logging
 import secrets
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from redis.exceptions import RedisError
@@ -190,10 +191,13 @@ class Throttle:
 
 @dataclass
 class Console:
-    """What the console's routes share in one app: the session signer and the throttle."""
+    """What the console's routes share in one app: the session signer, the throttle, and
+    the last suspicious-group search per campaign (a heavy query, shared by every open
+    console for ``SUSPICIOUS_FOR`` seconds)."""
 
     sessions: Sessions
     throttle: Throttle
+    suspicious: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
 
 
 def console(request: Request, svc: Services) -> Console:
