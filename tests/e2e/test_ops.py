@@ -12,9 +12,12 @@ import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, expect
 
-from tests.conftest import ADMIN, ADMIN_TOKEN, OPS_TOKEN
+from tests.conftest import ADMIN, ADMIN_TOKEN, OPS_TOKEN, SHARDS
 from tests.e2e.conftest import Problems, Service, new_phone, screenshot_path
 from voting_service.demo import demo_campaign
+from voting_service.ledger.flusher import Flusher
+from voting_service.settings import Settings
+from voting_service.vote import store
 
 pytestmark = pytest.mark.e2e
 
@@ -56,6 +59,17 @@ def first_load_bytes(service: Service, path: str, cookies: dict[str, str]) -> in
             assert r.status_code == 200 and r.headers["content-encoding"] == "gzip"
             total += r.num_bytes_downloaded
     return total
+
+
+async def flush(service: Service) -> None:
+    """Commit the ledger to PostgreSQL, as the flusher process would."""
+    redis = store.connect(Settings(redis_url=service.redis_url))
+    flusher = Flusher(redis, service.database_url, SHARDS)
+    try:
+        await flusher.drain()
+    finally:
+        await flusher.close()
+        await redis.aclose()
 
 
 def public_total(service: Service, cid: str) -> int:
@@ -122,7 +136,25 @@ async def test_sign_in_with_enter_then_live_figures_follow_the_votes(
     await expect(page.locator('[data-testid="by-channel"] li')).to_have_count(2)
     await expect(page.locator("#ops-chart-votes svg path.area")).to_have_count(1)
     await expect(page.locator("#ops-legend")).to_contain_text("重复投票 4")
+
+    # a brushed burst: 100 votes for one candidate from one network, flushed to the ledger
+    cast_many(service, cid, ["c007"] * 100)
+    await flush(service)
+    await page.locator("#ops-sus-refresh").click()
+    group = page.locator('[data-testid="suspicious-group"]', has_text="7号")
+    await expect(group.first).to_be_visible()
+    await expect(page.locator('[data-testid="total"]')).to_have_text(str(expected + 100))
     await page.screenshot(path=str(screenshot_path(tmp_path, "ops-campaign.png")), full_page=True)
+
+    spike = page.locator('[data-testid="suspicious-group"]', has_text="获得 100 票").first
+    await spike.locator('[data-testid="strike"]').click()
+    confirm = page.locator('[data-testid="confirm"]')
+    await expect(confirm).to_be_disabled()  # a reason first
+    await page.locator("#ops-modal-reason").fill("同一网段集中刷票")
+    await confirm.click()
+    await expect(page.locator("#ops-alert")).to_have_text("已作废 100 票")
+    await expect(page.locator('[data-testid="total"]')).to_have_text(str(expected))
+    assert await shown_total(page) == public_total(service, cid)
 
     await page.goto(f"{service.url}/ops")
     row = page.locator(f'tr[data-cid="{cid}"]')
