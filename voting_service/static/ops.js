@@ -101,7 +101,10 @@
     C.candidates.forEach(function (x) { cands[x[0]] = { id: x[0], number: x[1], name: x[2] }; });
     var COLORS = { already_voted: "#1f5fbf", daily_quota_exhausted: "#7b4bb7", rate_limited: "#d98c00", challenge_failed: "#00897b", blocked: "#b3261e", voting_closed: "#5d6675", unavailable: "#e8453c", other: "#9aa3b1" };
 
+    var timer = 0, busy = false;
     function poll() {
+      if (busy) return;
+      busy = true;
       var q = since ? "?since=" + (since - settle - 1) : "";
       request("GET", api + "/live" + q).then(function (d) {
         now = d.now; settle = d.settle || 2;
@@ -119,8 +122,16 @@
         if (alertBox && !alertBox.classList.contains("ok")) alertBox.hidden = true;
       }).catch(function (e) {
         if (e.message !== "signed out") notice(T.offline, false);
-      }).then(function () { setTimeout(poll, 1000); });
+      }).then(function () {
+        busy = false;
+        clearTimeout(timer);
+        timer = setTimeout(poll, document.hidden ? 5000 : 1000);
+      });
     }
+    /* a tab in the background polls every 5 s; back in front it catches up at once */
+    document.addEventListener("visibilitychange", function () {
+      if (!document.hidden && !busy) { clearTimeout(timer); poll(); }
+    });
 
     function renderState(d) {
       var st = $("#ops-state");
@@ -414,6 +425,15 @@
         }).catch(function (err) { notice(fmt(T.failed, { d: err.message }), false); });
       });
     }
+
+    Array.prototype.forEach.call(document.querySelectorAll(".channels pre"), function (pre) {
+      if (!navigator.clipboard) return;
+      var b = el("button", { type: "button", "class": "btn small" }, T.copy);
+      b.addEventListener("click", function () {
+        navigator.clipboard.writeText(pre.textContent).then(function () { b.textContent = T.copied; });
+      });
+      pre.parentNode.appendChild(b);
+    });
 
     poll();
     loadBlocks();
