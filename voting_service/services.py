@@ -12,6 +12,7 @@ from starlette.requests import Request
 from .errors import Unavailable
 from .fraud.blocklist import NetworkBlocks
 from .fraud.sms import ConsoleSender, Sender
+from .ledger.health import Health
 from .settings import Settings
 from .vote.identity import VoterTokens
 from .vote.outcomes import Outcomes
@@ -35,6 +36,8 @@ class Services:
     """Observers of every vote's outcome (metrics, the ops timeline)."""
     timeline: Timeline | None = None
     """Per-second outcome counts of this worker, shipped to Redis for the ops console."""
+    health: Health = field(default_factory=Health.unknown)
+    """Redis, PostgreSQL, backlog, lag and drift, refreshed in the background (``health``)."""
 
     @asynccontextmanager
     async def db(self) -> AsyncIterator[asyncpg.Connection]:

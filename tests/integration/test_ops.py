@@ -25,7 +25,9 @@ from tests.conftest import (
 from tests.integration.antifraud_support import eventually
 from tests.integration.test_antifraud_suspicious import history
 from voting_service.app import create_app
+from voting_service.ledger import health
 from voting_service.services import Services
+from voting_service.vote import keys
 from voting_service.web.ops_session import COOKIE, LOGIN_FAILURES
 
 
@@ -351,3 +353,26 @@ async def test_suspicious_groups_in_chinese_and_struck_out_from_the_console(
     after = (await admin.get("/ops/api/c/t2026/suspicious")).json()
     assert not [g for g in after["groups"] if g["signal"] == "candidate_spike"
                 and g["evidence"].get("candidate_id") == "c002"]
+
+
+async def test_the_health_panel_shows_the_web_process_snapshot(
+    harness: Harness, admin: httpx.AsyncClient
+) -> None:
+    await harness.create_campaign()
+    for _ in range(3):
+        assert (await harness.vote(await harness.voter(), "c001")).status_code == 200
+    svc = svc_of(harness)
+    svc.health = health.Health.unknown()
+    assert (await admin.get("/ops/api/c/t2026/live")).json()["health"] is None  # not yet
+
+    svc.health = await health.measure(harness.redis, svc.db, ["t2026"], harness.settings.shards)
+    shown = (await admin.get("/ops/api/c/t2026/live")).json()["health"]
+    assert shown["redis_up"] and shown["postgres_up"] and shown["durable"]
+    assert (shown["backlog"], shown["drift"], shown["problems"]) == (3, 0, [])
+    assert shown["lag_seconds"] > 0
+
+    await harness.redis.hincrby(keys.tally("t2026", 2), "c004", 2)  # a count nothing backs
+    svc.health = await health.measure(harness.redis, svc.db, ["t2026"], harness.settings.shards)
+    shown = (await admin.get("/ops/api/c/t2026/live")).json()["health"]
+    assert shown["drift"] == 2 and shown["drifting"] == ["c004"]
+    assert "tally_drift" in shown["problems"]

@@ -108,6 +108,20 @@ BLOCKED_NETWORKS_VERSION = "cfg:blocked-networks:version"
 """Counter bumped after each rewrite; workers poll it every second."""
 
 
+def barrier(key: str) -> str:
+    """String written just before a ``WAITAOF``/``WAIT`` on the node that holds ``key`` (same
+    hash tag): it gives that connection a replication offset past the batch's writes."""
+    start = key.find("{")
+    end = key.find("}", start + 1)
+    tag = key[start:end + 1] if start >= 0 and end > start + 1 else f"{{{key}}}"
+    return f"{tag}:barrier"
+
+
+def barrier_probe(n: int) -> str:
+    """``n``-th candidate key of the replica probe; the probe picks one per primary."""
+    return barrier(f"{{barrier:{n}}}")
+
+
 def timeline_tag(campaign_id: str) -> str:
     """Tag of a campaign's ops timeline: per-second counts written once a second per worker
     (a few commands a second, so one slot per campaign is no hot spot)."""

@@ -101,8 +101,8 @@ async def live(request: Request) -> Response:
 def health_view(svc: Services, campaign_id: str) -> dict[str, Any] | None:
     """The health snapshot the web process keeps (``ledger.health``), for one campaign;
     ``None`` until the first one is taken."""
-    health = getattr(svc, "health", None)
-    if health is None or not health.at:
+    health = svc.health
+    if not health.at:
         return None
     found = health.to_dict()
     mine = found["campaigns"].get(campaign_id, {})
