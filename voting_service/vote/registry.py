@@ -105,6 +105,10 @@ class Registry:
             raise CampaignNotFound(f"no campaign {campaign_id!r}")
         return live
 
+    def has_channel(self, campaign_id: str, channel_id: str) -> bool:
+        live = self.campaigns.get(campaign_id)
+        return live is not None and channel_id in live.channels
+
     async def refresh(self, force: bool = False) -> bool:
         version = await store.config_version(self.redis)
         if version == self.version and not force:
