@@ -24,7 +24,15 @@ from .settings import Settings
 from .vote import store
 from .vote.identity import VoterTokens
 from .vote.registry import Registry
-from .web import api_admin, api_fraud, api_public, api_voter, pages
+from .web import (
+    api_admin,
+    api_fraud,
+    api_organisers,
+    api_public,
+    api_results,
+    api_voter,
+    pages,
+)
 from .web.http import JSON, on_backend_down, on_http_exception, on_unexpected, on_voting_error
 from .web.security import SecurityMiddleware
 
@@ -111,6 +119,8 @@ def create_app(settings: Settings) -> Starlette:
         *api_public.routes,
         *api_voter.routes,
         *api_admin.routes,
+        *api_organisers.routes,
+        *api_results.routes,
         *api_fraud.routes,
         *pages.routes,
     ]

@@ -63,12 +63,22 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_campaign_load(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from .errors import VotingError
     from .ledger import campaigns
 
     data = Path(args.file).read_bytes()
 
     async def run(conn: Any, redis: Any, settings: Settings) -> int:
-        campaign = await campaigns.load(conn, redis, data)
+        try:
+            campaign = await campaigns.load(conn, redis, data, settings.shards)
+        except VotingError as exc:
+            print(f"campaign load refused: {exc.detail}", file=sys.stderr)
+            return 1
+        except msgspec.ValidationError as exc:
+            print(f"campaign load refused: {exc}", file=sys.stderr)
+            return 2
         print(f"loaded campaign {campaign.id} with {len(campaign.candidates)} candidates")
         return 0
 
