@@ -25,8 +25,8 @@ CandidateStatus = Literal["active", "withdrawn"]
 RecommenderKind = Literal["", "city", "provincial_unit"]
 MediaUrl = Annotated[str, msgspec.Meta(max_length=500)]
 
-CITIES = frozenset({"南京市", "无锡市", "徐州市", "常州市", "苏州市", "南通市", "连云港市", "淮安市",
-                    "盐城市", "扬州市", "镇江市", "泰州市", "宿迁市"})
+CITIES = frozenset({"南京市", "无锡市", "徐州市", "常州市", "苏州市", "南通市", "连云港市",
+                    "淮安市", "盐城市", "扬州市", "镇江市", "泰州市", "宿迁市"})
 """The 13 cities (设区市) that recommend candidates; every other recommender is a provincial
 unit (省级单位)."""
 
@@ -85,8 +85,10 @@ class Candidate(Strict):
 
 def recommender_kind_of(recommender: str, given: str = "") -> RecommenderKind:
     """``city`` for the 13 cities, ``provincial_unit`` for any other named recommender."""
-    if given == "city" or given == "provincial_unit":
-        return given
+    if given == "city":
+        return "city"
+    if given == "provincial_unit":
+        return "provincial_unit"
     if not recommender:
         return ""
     return "city" if recommender in CITIES else "provincial_unit"

@@ -178,7 +178,9 @@ async def test_about_sheet_flags_removed_candidates_and_tally_drift(h: Harness) 
     kept = [c for c in payload["candidates"] if c["id"] != "c010"]
     r = await h.client.patch(f"/api/v1/admin/campaigns/{CID}", json={"candidates": kept},
                              headers=ADMIN)
-    assert r.status_code == 200, r.text
+    assert r.status_code == 409 and problem_code(r) == "candidate_has_votes", r.text
+    # a candidate removed before removal was refused (data of an older release)
+    await h.pg.execute("DELETE FROM candidates WHERE campaign_id = $1 AND id = 'c010'", CID)
     await h.pg.execute("UPDATE tallies SET votes = votes + 1 WHERE candidate_id = 'c003'")
     book = openpyxl.load_workbook(io.BytesIO((await download(h, "xlsx")).content))
     facts = about(book)

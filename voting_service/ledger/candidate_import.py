@@ -141,12 +141,22 @@ def _header(sheet: sheets.Sheet) -> tuple[int, list[str | None], list[RowError]]
                              "no_header")]
 
 
-def parse(sheet: sheets.Sheet, pepper: str) -> tuple[list[Row], list[RowError]]:
+@dataclass
+class Parsed:
+    rows: list[Row]
+    """The rows without errors."""
+    errors: list[RowError]
+    recommenders: list[tuple[int, str]] = field(default_factory=list)
+    """``(row, recommender)`` of every row that names one, with errors or not (quotas)."""
+
+
+def parse(sheet: sheets.Sheet, pepper: str) -> Parsed:
     """Rows checked on their own and against each other (numbers, the same person)."""
     start, fields, errors = _header(sheet)
     if start < 0 or errors:
-        return [], errors
+        return Parsed([], errors)
     rows: list[Row] = []
+    recommenders: list[tuple[int, str]] = []
     by_number: dict[int, int] = {}
     by_person: dict[str, int] = {}
     by_name: dict[str, int] = {}
@@ -166,6 +176,8 @@ def parse(sheet: sheets.Sheet, pepper: str) -> tuple[list[Row], list[RowError]]:
                     err(f"第 {col + 1} 列", "此列没有表头，不能有内容", "unknown_column")
                 continue
             values[name] = cell
+        if values.get("recommender"):
+            recommenders.append((line, values["recommender"]))
         for f in REQUIRED:
             if not values.get(f):
                 err(LABELS[f], f"缺少必填项“{LABELS[f]}”", "missing_field")
@@ -218,27 +230,26 @@ def parse(sheet: sheets.Sheet, pepper: str) -> tuple[list[Row], list[RowError]]:
             rows.append(Row(number, values, line, person, name_key))
     if not rows and not errors:
         errors.append(RowError(None, None, "文件中没有候选人 (no_rows)", "no_rows"))
-    return rows, errors
+    return Parsed(rows, errors, recommenders)
 
 
-def check_quotas(rows: list[Row], quotas: dict[str, int]) -> list[RowError]:
+def check_quotas(recommenders: list[tuple[int, str]], quotas: dict[str, int]) -> list[RowError]:
     """Over a recommender's quota, or a recommender not in the quota table (when there is one)."""
     if not quotas:
         return []
     errors = []
     seen: Counter[str] = Counter()
-    counts = Counter(r.values["recommender"] for r in rows)
-    for r in rows:
-        rec = r.values["recommender"]
+    counts = Counter(rec for _, rec in recommenders)
+    for line, rec in recommenders:
         seen[rec] += 1
         if rec not in quotas:
             if seen[rec] == 1:
-                errors.append(RowError(r.line, "推荐单位",
+                errors.append(RowError(line, "推荐单位",
                                        f"推荐单位“{rec}”不在名额分配表中 (unknown_recommender)",
                                        "unknown_recommender"))
         elif seen[rec] == quotas[rec] + 1:
             errors.append(RowError(
-                r.line, "推荐单位",
+                line, "推荐单位",
                 f"推荐单位“{rec}”超出名额：名额 {quotas[rec]} 人，文件中 {counts[rec]} 人"
                 f"（从此行起超出） (over_quota)", "over_quota"))
     return errors
@@ -320,7 +331,8 @@ async def _run(
     conn: asyncpg.Connection, redis: AnyRedis, campaign_id: str, sheet: sheets.Sheet, *,
     pepper: str, shards: int, dry_run: bool, actor: str,
 ) -> Report:
-    rows, errors = parse(sheet, pepper)
+    parsed = parse(sheet, pepper)
+    rows, errors = parsed.rows, parsed.errors
     async with conn.transaction():
         if await conn.fetchval("SELECT 1 FROM campaigns WHERE id = $1 FOR UPDATE",
                                campaign_id) is None:
@@ -328,7 +340,7 @@ async def _run(
         await publication.ensure_unpublished(conn, campaign_id, "the candidate list")
         current = await db.load_campaign(conn, campaign_id)
         assert current is not None
-        errors += check_quotas(rows, await quotas_of(conn, campaign_id))
+        errors += check_quotas(parsed.recommenders, await quotas_of(conn, campaign_id))
         stored = {r["id"]: r["person_key"] for r in await conn.fetch(
             "SELECT id, person_key FROM candidates WHERE campaign_id = $1", campaign_id)}
         existing = [(x.id, stored.get(x.id, ""),

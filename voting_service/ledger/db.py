@@ -175,7 +175,7 @@ async def load_campaign(conn: asyncpg.Connection, campaign_id: str) -> Campaign 
         closes_at=row["closes_at"], status=row["status"], show_counts=row["show_counts"],
         rules=msgspec.json.decode(row["rules"], type=Rules),
         candidates=[
-            Candidate(**{k: list(r[k]) if k == "honors" else r[k] for k in CANDIDATE_FIELDS})
+            msgspec.convert({k: r[k] for k in CANDIDATE_FIELDS}, Candidate, from_attributes=True)
             for r in cands
         ],
         channels=[

@@ -207,7 +207,8 @@ def _as_record(number: int, obj: dict[str, Any]) -> Record:
         raise Mismatch(f"line {number}: record without {exc}") from exc
     if not all(isinstance(v, str) and "\t" not in v and "\n" not in v for v in values):
         raise Mismatch(f"line {number}: record fields must be text without tabs")
-    return Record(*values, status=status)
+    day, vote_id, voter, candidate, channel = values
+    return Record(day, vote_id, voter, candidate, channel, status)
 
 
 def verify(lines: Iterable[bytes | str], results: dict[str, Any] | None = None) -> Chain:

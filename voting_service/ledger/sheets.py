@@ -64,7 +64,8 @@ def decode_csv(body: bytes, charset: str | None = None) -> str:
     try:
         return body.decode("gb18030")
     except UnicodeDecodeError as exc:
-        raise SheetError("无法识别文件编码，请另存为 UTF-8 或 GB18030 的 CSV (bad_encoding)") from exc
+        raise SheetError(
+            "无法识别文件编码，请另存为 UTF-8 或 GB18030 的 CSV (bad_encoding)") from exc
 
 
 def read_csv(body: bytes, charset: str | None = None) -> Sheet:

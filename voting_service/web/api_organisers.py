@@ -86,22 +86,21 @@ async def patch_candidate(request: Request) -> Response:
     body = await json_body(request, CandidatePatch, 8 * 1024)
     if body.status == "withdrawn" and not body.reason.strip():
         raise InvalidRequest("a withdrawal needs a reason")
-    async with svc.db() as conn:
-        async with conn.transaction():
-            await db.require_campaign(conn, cid)
-            await publication.ensure_unpublished(conn, cid, "the candidate list")
-            withdrawn = body.status == "withdrawn"
-            row = await conn.fetchrow(
-                "UPDATE candidates SET status = $3, withdrawn_reason = $4,"
-                " withdrawn_at = CASE WHEN $5 THEN COALESCE(withdrawn_at, $6) END"
-                " WHERE campaign_id = $1 AND id = $2 RETURNING id",
-                cid, cand, body.status, body.reason.strip() if withdrawn else "",
-                withdrawn, dt.datetime.now(dt.UTC),
-            )
-            if row is None:
-                raise CandidateNotFound(f"no candidate {cand!r} in campaign {cid!r}")
-            await db.audit(conn, actor, f"candidate.{body.status}", f"{cid}/{cand}",
-                           msgspec.to_builtins(body))
+    async with svc.db() as conn, conn.transaction():
+        await db.require_campaign(conn, cid)
+        await publication.ensure_unpublished(conn, cid, "the candidate list")
+        withdrawn = body.status == "withdrawn"
+        row = await conn.fetchrow(
+            "UPDATE candidates SET status = $3, withdrawn_reason = $4,"
+            " withdrawn_at = CASE WHEN $5 THEN COALESCE(withdrawn_at, $6) END"
+            " WHERE campaign_id = $1 AND id = $2 RETURNING id",
+            cid, cand, body.status, body.reason.strip() if withdrawn else "",
+            withdrawn, dt.datetime.now(dt.UTC),
+        )
+        if row is None:
+            raise CandidateNotFound(f"no candidate {cand!r} in campaign {cid!r}")
+        await db.audit(conn, actor, f"candidate.{body.status}", f"{cid}/{cand}",
+                       msgspec.to_builtins(body))
     await _refresh(svc, cid)
     live = svc.registry.get(cid)
     return JSON(msgspec.to_builtins(live.candidates[cand]))
