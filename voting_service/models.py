@@ -174,6 +174,8 @@ class Campaign(Strict):
     rules: Rules
     candidates: list[Candidate]
     channels: list[Channel] = msgspec.field(default_factory=list)
+    published_at: dt.datetime | None = None
+    """When the results were published (公示); then the campaign is frozen."""
 
 
 class VoteIn(Strict):

@@ -25,7 +25,8 @@ from voting_service.ledger import export
 CID = "t2026"
 EXPORT = f"/api/v1/admin/campaigns/{CID}/export"
 RESULTS = f"/api/v1/admin/campaigns/{CID}/results"
-SHEETS = ["排名", "按地区", "按行业", "按性别", "按渠道", "按日期", "说明"]
+SHEETS = ["排名", "按地区", "按行业", "按性别", "按推荐单位", "按事迹类型", "均衡", "按渠道",
+          "按日期", "说明"]
 BALLOTS = [  # one voter a line: c003 4 votes, c001 and c007 3 each (tied), c010 1
     ["c003", "c007", "c001", "c010"],
     ["c003", "c007", "c001"],

@@ -170,6 +170,8 @@ async def load_campaign(conn: asyncpg.Connection, campaign_id: str) -> Campaign 
     chans = await conn.fetch(
         "SELECT * FROM channels WHERE campaign_id = $1 ORDER BY id", campaign_id
     )
+    published_at = await conn.fetchval(
+        "SELECT published_at FROM publications WHERE campaign_id = $1", campaign_id)
     return Campaign(
         id=row["id"], title=row["title"], timezone=row["timezone"], opens_at=row["opens_at"],
         closes_at=row["closes_at"], status=row["status"], show_counts=row["show_counts"],
@@ -184,6 +186,7 @@ async def load_campaign(conn: asyncpg.Connection, campaign_id: str) -> Campaign 
                     previous_expires_at=r["previous_expires_at"])
             for r in chans
         ],
+        published_at=published_at,
     )
 
 

@@ -17,7 +17,7 @@ import asyncpg
 
 from ..errors import CampaignNotFound, LedgerBehind, NotClosed, NotPublished, Published
 from ..vote.store import AnyRedis
-from . import db, public_ledger, reconcile
+from . import campaigns, db, public_ledger, reconcile
 
 INVALIDATIONS = """
 SELECT id, reason FROM invalidations WHERE campaign_id = $1 ORDER BY id
@@ -122,6 +122,7 @@ async def publish(
         await db.audit(conn, actor, "results.publish", campaign_id,
                        {"note": note, "total": results["total"], "digest": chain.digest})
     await _lookup_index(conn, campaign_id)
+    await campaigns.publish(conn, redis, campaign_id)  # the pages link to the results
     return results
 
 

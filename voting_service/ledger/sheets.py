@@ -73,9 +73,9 @@ def read_csv(body: bytes, charset: str | None = None) -> Sheet:
     rows: list[tuple[int, list[str]]] = []
     try:
         reader = csv.reader(io.StringIO(text, newline=""))
-        for cells in reader:
-            number = reader.line_num  # the spreadsheet's row (multi-line cells: its last line)
-            if len(rows) > MAX_ROWS:
+        # a record is one spreadsheet row, even when a cell holds line breaks
+        for number, cells in enumerate(reader, start=1):
+            if number > MAX_ROWS + 20:
                 raise SheetError(f"文件超过 {MAX_ROWS} 行 (too_many_rows)")
             if any(c.strip() for c in cells):
                 rows.append((number, [c.strip() for c in cells[:MAX_COLUMNS + 1]]))

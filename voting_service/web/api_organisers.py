@@ -116,6 +116,7 @@ async def publish_results(request: Request) -> Response:
         results = await publication.publish(
             conn, svc.redis, cid, shards=svc.settings.shards, pepper=str(svc.settings.pepper),
             actor=actor, note=body.note)
+    await svc.registry.refresh(force=True)
     return JSON(results, status_code=201)
 
 
