@@ -76,7 +76,7 @@ def cmd_campaign_load(args: argparse.Namespace) -> int:
         except VotingError as exc:
             print(f"campaign load refused: {exc.detail}", file=sys.stderr)
             return 1
-        except msgspec.ValidationError as exc:
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             print(f"campaign load refused: {exc}", file=sys.stderr)
             return 2
         print(f"loaded campaign {campaign.id} with {len(campaign.candidates)} candidates")
