@@ -219,7 +219,7 @@ def cmd_candidates_import(args: argparse.Namespace) -> int:
     import getpass
 
     from .errors import VotingError
-    from .ledger import candidate_import, db, sheets
+    from .ledger import candidate_import, sheets
 
     path = Path(args.file)
     kind = "xlsx" if path.suffix.lower() == ".xlsx" else "csv"
@@ -231,26 +231,15 @@ def cmd_candidates_import(args: argparse.Namespace) -> int:
     quotas = _read_quotas(Path(args.quotas)) if args.quotas else None
 
     async def run(conn: Any, redis: Any, settings: Settings) -> int:
-        await db.require_campaign(conn, args.campaign)
-        if quotas is not None and not args.dry_run:
-            await candidate_import.set_quotas(conn, args.campaign, quotas)
         try:
             user = getpass.getuser()
         except (OSError, KeyError):
             user = str(os.getuid())
         try:
-            if quotas is not None and args.dry_run:
-                async with conn.transaction():  # the quotas too, then nothing is kept
-                    await candidate_import.set_quotas(conn, args.campaign, quotas)
-                    report = await candidate_import.run(
-                        conn, redis, args.campaign, sheet, pepper=str(settings.pepper),
-                        shards=settings.shards, dry_run=True, actor=f"cli:{user}")
-                    raise _Rollback(report)
             report = await candidate_import.run(
                 conn, redis, args.campaign, sheet, pepper=str(settings.pepper),
-                shards=settings.shards, dry_run=args.dry_run, actor=f"cli:{user}")
-        except _Rollback as done:
-            report = done.report
+                shards=settings.shards, dry_run=args.dry_run, actor=f"cli:{user}",
+                quotas=quotas)
         except candidate_import.Rejected as exc:
             rows = [["行 row", "列 column", "错误 error"]] + [
                 [str(e.row or "—"), e.column or "—", e.message] for e in exc.errors]
@@ -270,12 +259,6 @@ def cmd_candidates_import(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(_with_db(run))
-
-
-class _Rollback(Exception):
-    def __init__(self, report: Any) -> None:
-        super().__init__("dry run")
-        self.report = report
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -296,6 +296,12 @@ async def test_cli_import_reports_a_table_and_exits_1_on_errors(
     code, out, err = await run_cli(h, "candidates", "import", CID, str(sheet),
                                    "--quotas", str(quotas), "--dry-run")
     assert code == 1 and "over_quota" in err and "南京市" in err, (out, err)
+    code, out, err = await run_cli(h, "candidates", "import", CID, str(sheet),
+                                   "--quotas", str(quotas))
+    assert code == 1 and "nothing imported" in err, (out, err)
+    assert (await h.client.get(f"{ADMIN_API}/quotas", headers=OPS)).json()["quotas"] == {}
+    code, out, err = await run_cli(h, "candidates", "import", "nope", str(sheet))
+    assert code == 1 and "Traceback" not in err and "nope" in err, (out, err)
     sheet.write_bytes(as_csv(ROSTER[:3]).encode("gb18030"))
     code, out, err = await run_cli(h, "candidates", "import", CID, str(sheet),
                                    "--quotas", str(quotas), "--dry-run")
@@ -305,6 +311,7 @@ async def test_cli_import_reports_a_table_and_exits_1_on_errors(
     code, out, err = await run_cli(h, "candidates", "import", CID, str(sheet),
                                    "--quotas", str(quotas))
     assert code == 0 and "imported 3" in out, (out, err)
+    await h.app.state.services.registry.refresh(force=True)  # another process published it
     assert len(await candidates(h)) == 3
 
 

@@ -329,7 +329,7 @@ def assign_ids(rows: list[Row], existing: list[tuple[str, str, str]]) -> list[tu
 
 async def _run(
     conn: asyncpg.Connection, redis: AnyRedis, campaign_id: str, sheet: sheets.Sheet, *,
-    pepper: str, shards: int, dry_run: bool, actor: str,
+    pepper: str, shards: int, dry_run: bool, actor: str, quotas: dict[str, int] | None,
 ) -> Report:
     parsed = parse(sheet, pepper)
     rows, errors = parsed.rows, parsed.errors
@@ -338,6 +338,9 @@ async def _run(
                                campaign_id) is None:
             raise CampaignNotFound(f"no campaign {campaign_id!r}")
         await publication.ensure_unpublished(conn, campaign_id, "the candidate list")
+        if quotas is not None:
+            await set_quotas(conn, campaign_id, quotas)
+            await db.audit(conn, actor, "quotas.set", campaign_id, quotas)
         current = await db.load_campaign(conn, campaign_id)
         assert current is not None
         errors += check_quotas(parsed.recommenders, await quotas_of(conn, campaign_id))
@@ -382,11 +385,13 @@ class _DryRun(Exception):
 async def run(
     conn: asyncpg.Connection, redis: AnyRedis, campaign_id: str, sheet: sheets.Sheet, *,
     pepper: str, shards: int, dry_run: bool = False, actor: str = "",
+    quotas: dict[str, int] | None = None,
 ) -> Report:
-    """Check the file and, unless ``dry_run``, make it the campaign's candidate list; a dry
-    run goes as far as saving (so it finds what saving would refuse), then rolls back."""
+    """Check the file and, unless ``dry_run``, make it the campaign's candidate list (with
+    ``quotas`` as its quota table, in the same transaction); a dry run goes as far as saving
+    (so it finds what saving would refuse), then rolls everything back."""
     try:
         return await _run(conn, redis, campaign_id, sheet, pepper=pepper, shards=shards,
-                         dry_run=dry_run, actor=actor)
+                          dry_run=dry_run, actor=actor, quotas=quotas)
     except _DryRun as done:
         return done.report

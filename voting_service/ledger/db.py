@@ -202,7 +202,7 @@ async def audit(
 
 RESULTS = """
 SELECT c.id AS candidate_id, c.number, c.name, c.gender, c.region, c.industry,
-       COALESCE(t.votes, 0) AS votes
+       c.recommender, c.deed_type, c.status, COALESCE(t.votes, 0) AS votes
 FROM candidates c
 LEFT JOIN tallies t ON t.campaign_id = c.campaign_id AND t.candidate_id = c.id
 WHERE c.campaign_id = $1
@@ -216,7 +216,7 @@ async def results(conn: asyncpg.Connection, campaign_id: str) -> dict[str, Any]:
     candidates = [dict(r) for r in rows]
     total = sum(r["votes"] for r in candidates)
     breakdowns: dict[str, dict[str, int]] = {}
-    for dim in ("region", "industry", "gender"):
+    for dim in ("region", "industry", "gender", "recommender", "deed_type"):
         acc: dict[str, int] = {}
         for r in candidates:
             acc[r[dim]] = acc.get(r[dim], 0) + r["votes"]
