@@ -444,3 +444,15 @@ async def run_cli(h: Harness, *args: str) -> tuple[int, str, str]:
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+async def test_two_publications_at_once_make_one(h: Harness) -> None:
+    await h.create_campaign(candidates=2, rules=NO_LIMITS, status="closed")
+    first, second = await asyncio.gather(*(
+        h.client.post(f"{ADMIN_API}/publication", headers=ADMIN) for _ in range(2)))
+    assert sorted([first.status_code, second.status_code]) == [201, 409], (first, second)
+    assert await h.pg.fetchval("SELECT count(*) FROM publications") == 1
+    results = (await h.client.get(f"/api/v1/campaigns/{CID}/results")).json()
+    assert results["total"] == 0 and results["digest"] == public_ledger.genesis(CID)
+    ledger = (await h.client.get(f"/api/v1/campaigns/{CID}/ledger")).content.splitlines()
+    assert public_ledger.verify(ledger, results).votes == 0

@@ -63,7 +63,7 @@ class Pseudonyms:
         known = self._seen.get(voter_id)
         if known is None:
             known = hmac.new(self._key, voter_id.encode(), hashlib.sha256).hexdigest()[:32]
-            if len(self._seen) < 1_000_000:
+            if len(self._seen) < 200_000:  # a day's busiest voters, bounded memory
                 self._seen[voter_id] = known
         return known
 

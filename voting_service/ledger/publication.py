@@ -37,7 +37,9 @@ async def is_published(conn: asyncpg.Connection, campaign_id: str) -> bool:
 
 async def ensure_unpublished(conn: asyncpg.Connection, campaign_id: str, what: str) -> None:
     """Refuse a change to a published campaign (call inside the change's transaction)."""
-    await conn.execute("SELECT 1 FROM campaigns WHERE id = $1 FOR SHARE", campaign_id)
+    # the lock an UPDATE of the row takes anyway (no deadlock between two changes), and
+    # the one publication waits for
+    await conn.execute("SELECT 1 FROM campaigns WHERE id = $1 FOR NO KEY UPDATE", campaign_id)
     if await is_published(conn, campaign_id):
         raise Published(f"the results of {campaign_id!r} are published: {what} is frozen")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Annotated
 
@@ -65,7 +66,7 @@ async def import_candidates(request: Request) -> Response:
     if not body:
         raise InvalidRequest("the body is the spreadsheet file; it is empty")
     try:
-        sheet = sheets.read(body, kind, charset)
+        sheet = await asyncio.to_thread(sheets.read, body, kind, charset)  # votes keep moving
     except sheets.SheetError as exc:
         raise candidate_import.Rejected(
             [candidate_import.RowError(None, None, str(exc), "bad_file")]) from exc
