@@ -371,6 +371,15 @@ async def test_publication_order_results_and_a_ledger_anyone_can_recount(
     chain = public_ledger.verify(lines, results)
     assert chain.digest == results["digest"]
 
+    # the file is frozen at publication in parts; written in parts of 3 lines, it is the same
+    async with h.pg.transaction():
+        await h.pg.execute("DELETE FROM published_ledger WHERE campaign_id = $1", CID)
+        chain = await public_ledger.freeze(h.pg, CID, str(h.settings.pepper),
+                                           results["published_at"], lines_per_chunk=3)
+        assert chain.digest == results["digest"]
+        assert await h.pg.fetchval("SELECT count(*) FROM published_ledger") >= 4
+        again = b"".join([x async for x in public_ledger.download(h.pg, CID)])
+        assert again == ledger.content
     mine = await h.client.get(f"/api/v1/campaigns/{CID}/ledger", params={"vote_id": vote_ids[0]})
     assert [x["candidate"] for x in mine.json()["records"]] == ["c001"]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ SELECT day, vote_id, voter_id, candidate_id, channel, valid, invalidation_id
 FROM votes WHERE campaign_id = $1
 ORDER BY day, cast_at, vote_id, voter_id
 """
+INSERT_PART = "INSERT INTO published_ledger (campaign_id, part, body) VALUES ($1, $2, $3)"
+PARTS = "SELECT body FROM published_ledger WHERE campaign_id = $1 ORDER BY part"
 LOOKUP = """
 SELECT day, vote_id, voter_id, candidate_id, channel, valid, invalidation_id
 FROM votes WHERE campaign_id = $1 AND vote_id = $2
@@ -150,23 +153,21 @@ def _line(obj: dict[str, Any]) -> bytes:
 
 
 async def ndjson(
-    conn: asyncpg.Connection, campaign_id: str, pepper: str, published_at: str
+    source: AsyncIterator[Record], chain: Chain, published_at: str, lines_per_chunk: int = 20000
 ) -> AsyncIterator[bytes]:
-    """The downloadable ledger: a header line, each day's records followed by a ``day_end``
-    line with its digest, and an ``end`` line with the last digest."""
-    chain = Chain(campaign_id)
-    yield _line(header_line(campaign_id, published_at))
-    batch: list[bytes] = []
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        async for record in records(conn, campaign_id, pepper):
-            done = chain.add(record)
-            if done is not None:
-                batch.append(_line({"day_end": done["day"], "votes": done["votes"],
-                                    "digest": done["digest"]}))
-            batch.append(_line(record.as_json()))
-            if len(batch) >= 2000:
-                yield b"".join(batch)
-                batch = []
+    """The downloadable ledger in chunks: a header line, each day's records followed by a
+    ``day_end`` line with its digest, and an ``end`` line with the last digest. ``chain``
+    takes every record on the way, so it holds the digests when the last chunk is out."""
+    batch = [_line(header_line(chain.campaign_id, published_at))]
+    async for record in source:
+        done = chain.add(record)
+        if done is not None:
+            batch.append(_line({"day_end": done["day"], "votes": done["votes"],
+                                "digest": done["digest"]}))
+        batch.append(_line(record.as_json()))
+        if len(batch) >= lines_per_chunk:
+            yield b"".join(batch)
+            batch = []
     done = chain.end_day()
     if done is not None:
         batch.append(_line({"day_end": done["day"], "votes": done["votes"],
@@ -174,6 +175,29 @@ async def ndjson(
     batch.append(_line({"end": True, "days": len(chain.days), "votes": chain.votes,
                         "digest": chain.digest}))
     yield b"".join(batch)
+
+
+async def freeze(
+    conn: asyncpg.Connection, campaign_id: str, pepper: str, published_at: str,
+    lines_per_chunk: int = 20000,
+) -> Chain:
+    """Write the ledger file, compressed in parts, into ``published_ledger`` (call inside the
+    publication's transaction): downloads then read it back instead of sorting the votes
+    again, and it cannot drift from the digests published with it."""
+    chain = Chain(campaign_id)
+    part = 0
+    async for chunk in ndjson(records(conn, campaign_id, pepper), chain, published_at,
+                              lines_per_chunk):
+        await conn.execute(INSERT_PART, campaign_id, part, zlib.compress(chunk, 6))
+        part += 1
+    return chain
+
+
+async def download(conn: asyncpg.Connection, campaign_id: str) -> AsyncIterator[bytes]:
+    """The frozen ledger file, part by part."""
+    async with conn.transaction(readonly=True):
+        async for row in conn.cursor(PARTS, campaign_id, prefetch=2):
+            yield zlib.decompress(row["body"])
 
 
 # --- verification from the files alone --------------------------------------------------

@@ -81,10 +81,7 @@ async def publish(
         await conn.execute("SELECT 1 FROM campaigns WHERE id = $1 FOR UPDATE", campaign_id)
         if await is_published(conn, campaign_id):
             raise Published(f"the results of {campaign_id!r} are already published")
-        chain = public_ledger.Chain(campaign_id)
-        async for record in public_ledger.records(conn, campaign_id, pepper):
-            chain.add(record)
-        chain.end_day()
+        chain = await public_ledger.freeze(conn, campaign_id, pepper, now.isoformat())
         reasons = {int(r["id"]): r["reason"]
                    for r in await conn.fetch(INVALIDATIONS, campaign_id)}
         listed = {x.id for x in campaign.candidates}

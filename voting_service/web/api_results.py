@@ -39,11 +39,11 @@ async def get_ledger(request: Request) -> Response:
         return JSON({"campaign_id": cid, "vote_id": vote_id,
                      "records": [r.as_json() for r in found]})
     async with svc.db() as conn:
-        results = await publication.require_published(conn, cid)
+        await publication.require_published(conn, cid)
 
     async def body() -> AsyncIterator[bytes]:
         async with svc.db() as conn:
-            async for chunk in public_ledger.ndjson(conn, cid, pepper, results["published_at"]):
+            async for chunk in public_ledger.download(conn, cid):
                 yield chunk
 
     return StreamingResponse(body(), media_type="application/x-ndjson", headers={

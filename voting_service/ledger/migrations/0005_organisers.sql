@@ -34,3 +34,12 @@ CREATE TABLE publications (
     days          jsonb NOT NULL,     -- [{day, votes, digest}] in order
     digest        text NOT NULL       -- the last day's chained digest
 );
+
+-- The public ledger file as published (NDJSON, zlib-compressed parts in order): downloads
+-- read it back; its digests are those of publications.results.
+CREATE TABLE published_ledger (
+    campaign_id  text NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+    part         integer NOT NULL,
+    body         bytea NOT NULL,
+    PRIMARY KEY (campaign_id, part)
+);
