@@ -428,17 +428,21 @@ def recompute_digests(lines: list[bytes]) -> list[bytes]:
     return out
 
 
-async def test_results_page_after_publication(h: Harness) -> None:
+async def test_results_page_after_publication_from_the_cli(h: Harness) -> None:
     await h.create_campaign(candidates=3, rules=NO_LIMITS)
     await cast(h, [["c002"]])
     assert (await h.client.get(f"/c/{CID}/results")).status_code == 404
+    code, out, err = await run_cli(h, "publish", CID)
+    assert code == 1 and "voting_not_closed" in err and "Traceback" not in err, (out, err)
     await h.client.patch(ADMIN_API, json={"status": "closed"}, headers=ADMIN)
     await drain(h)
-    r = await h.client.post(f"{ADMIN_API}/publication", headers=ADMIN)
-    assert r.status_code == 201, r.text
+    code, out, err = await run_cli(h, "publish", CID, "--note", "公示")
+    assert code == 0 and "published 1 valid votes" in out, (out, err)
+    digest = out.split()[-1]
+    await h.app.state.services.registry.refresh(force=True)  # another process published it
     page = await h.client.get(f"/c/{CID}/results")
     assert page.status_code == 200
-    assert "候选人2" in page.text and r.json()["digest"] in page.text
+    assert "候选人2" in page.text and digest in page.text
 
 
 async def run_cli(h: Harness, *args: str) -> tuple[int, str, str]:

@@ -67,7 +67,9 @@ async def save(
     else:
         campaign = msgspec.structs.replace(
             campaign, candidates=[with_derived_facts(x) for x in campaign.candidates])
-    voted = await voted_in_redis(redis, campaign.id, shards) if current is not None else set()
+    removed = ({x.id for x in current.candidates} - {x.id for x in campaign.candidates}
+               if current is not None else set())
+    voted = await voted_in_redis(redis, campaign.id, shards) & removed if removed else set()
     await db.save_campaign(conn, campaign, voted=voted, person_keys=person_keys)
     return campaign
 
