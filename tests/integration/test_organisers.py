@@ -469,3 +469,48 @@ async def test_two_publications_at_once_make_one(h: Harness) -> None:
     assert results["total"] == 0 and results["digest"] == public_ledger.genesis(CID)
     ledger = (await h.client.get(f"/api/v1/campaigns/{CID}/ledger")).content.splitlines()
     assert public_ledger.verify(ledger, results).votes == 0
+
+
+# --- §6 for the expert panel ------------------------------------------------------------------
+
+
+async def test_xlsx_export_has_the_facts_breakdowns_and_balance(h: Harness) -> None:
+    payload = campaign_payload(candidates=45, rules=NO_LIMITS)
+    for i, c in enumerate(payload["candidates"]):
+        c.update(recommender="省总工会" if i % 5 == 0 else c["region"],
+                 deed_type="技术创新" if i < 40 else "传承技艺", honors=["劳动模范", "技术能手"])
+    r = await h.client.post("/api/v1/admin/campaigns", json=payload, headers=ADMIN)
+    assert r.status_code == 201, r.text
+    await cast(h, [[f"c{i:03d}" for i in range(1, 6)] for _ in range(3)])  # 5 open a lead
+    r = await h.client.patch(f"{ADMIN_API}/candidates/c001", headers=ADMIN,
+                             json={"status": "withdrawn", "reason": "本人申请"})
+    assert r.status_code == 200
+    await drain(h)
+
+    async def book() -> openpyxl.Workbook:
+        r = await h.client.get(f"{ADMIN_API}/export", params={"format": "xlsx"}, headers=OPS)
+        assert r.status_code == 200, r.text
+        return openpyxl.load_workbook(io.BytesIO(r.content))
+
+    def rows(b: openpyxl.Workbook, title: str) -> list[tuple[Any, ...]]:
+        ws = b[title]
+        return list(ws.iter_rows(min_row=2, values_only=True))  # type: ignore[union-attr]
+
+    b = await book()
+    about = {str(k).split(" ")[0]: v for k, v in rows(b, "说明")}
+    assert str(about["结果性质"]).startswith("临时结果") and "provisional" in about["结果性质"]
+    first = rows(b, "排名")[0]
+    assert first[2] == "c001" and first[11:] == ("省总工会", "省级单位", "技术创新",
+                                                "劳动模范；技术能手", "已退出")
+    by_rec = {x[0]: (x[1], x[2]) for x in rows(b, "按推荐单位")}
+    assert by_rec["省总工会"] == (9, 3) and sum(v for _, v in by_rec.values()) == 15
+    assert {x[0]: x[2] for x in rows(b, "按事迹类型")} == {"技术创新": 15, "传承技艺": 0}
+    balance = {(x[0], x[1]): x[2:] for x in rows(b, "均衡")}
+    # the top 40 of 45 leaves out 5 candidates; the field has 5 传承技艺, votes put 0 on top
+    assert balance[("事迹类型", "传承技艺")] == (0, 0.0, 5, 11.11, -11.11)
+    assert balance[("事迹类型", "技术创新")][:3] == (40, 100.0, 40)
+    assert balance[("性别", "男")][0] + balance[("性别", "女")][0] == 40
+
+    await h.client.patch(ADMIN_API, json={"status": "closed"}, headers=ADMIN)
+    about = {str(k).split(" ")[0]: v for k, v in rows(await book(), "说明")}
+    assert str(about["结果性质"]).startswith("投票已结束")
