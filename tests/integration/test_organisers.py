@@ -494,7 +494,7 @@ async def test_xlsx_export_has_the_facts_breakdowns_and_balance(h: Harness) -> N
 
     def rows(b: openpyxl.Workbook, title: str) -> list[tuple[Any, ...]]:
         ws = b[title]
-        return list(ws.iter_rows(min_row=2, values_only=True))  # type: ignore[union-attr]
+        return list(ws.iter_rows(min_row=2, values_only=True))
 
     b = await book()
     about = {str(k).split(" ")[0]: v for k, v in rows(b, "说明")}
