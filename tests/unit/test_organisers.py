@@ -113,3 +113,13 @@ def test_pseudonyms_link_one_voter_and_differ_per_campaign() -> None:
     assert a("f" * 32) == a("f" * 32) != a("e" * 32)
     assert a("f" * 32) != b("f" * 32)
     assert len(a("f" * 32)) == 32 and a("f" * 32) != "f" * 32
+
+
+def test_english_field_names_work_as_headers() -> None:
+    body = ("number,name,gender,recommender,employer,honors,video_url\r\n"
+            "7,Wang Jianguo,男,省总工会,X厂,劳模;工匠,https://v.example.cn/7.mp4\r\n").encode()
+    parsed = candidate_import.parse(sheets.read_csv(body), "pepper")
+    assert parsed.errors == []
+    (row,) = parsed.rows
+    assert (row.number, row.values["name"], row.values["honors"]) == (7, "Wang Jianguo",
+                                                                       "劳模\x1f工匠")
