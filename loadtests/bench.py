@@ -45,8 +45,7 @@ import msgspec
 import uvloop
 
 from voting_service import embedded
-from voting_service.ledger import campaigns, db, durability
-from voting_service.ledger.flusher import Flusher
+from voting_service.ledger import campaigns, db, durability, progress
 from voting_service.ledger.reconcile import reconcile
 from voting_service.models import Campaign
 from voting_service.settings import Settings
@@ -308,7 +307,7 @@ class Bench:
         try:
             server, port = await self._serve(f"{name}-serve", [*cli, "serve"], env, "/readyz",
                                              workers)
-            sampler = flusher_bench.LagSampler(redis, SHARDS)
+            sampler = flusher_bench.LagSampler(redis, self.pg_url, SHARDS)
             cpu = CpuSampler({**self.groups(), server.pid: "server", flusher.pid: "flusher"})
             stop, measuring = asyncio.Event(), asyncio.Event()
             sampling = asyncio.gather(sampler.run(stop), cpu.run(stop, measuring))
@@ -349,13 +348,15 @@ class Bench:
     async def _wait_drained(self, redis: store.AnyRedis, flusher: Child,
                             timeout: float = 60.0) -> float | None:
         """Seconds until the flusher emptied the streams after the load, None on timeout."""
-        probe = Flusher(redis, "", SHARDS, name="bench-drain-probe")
+        conn = await asyncpg.connect(self.pg_url)
         started = time.monotonic()
-        while time.monotonic() - started < timeout and flusher.alive():
-            backlog, _ = await probe.measure()
-            if backlog == 0:
-                return round(time.monotonic() - started, 2)
-            await asyncio.sleep(0.2)
+        try:
+            while time.monotonic() - started < timeout and flusher.alive():
+                if (await progress.all_campaigns(redis, conn, SHARDS)).backlog == 0:
+                    return round(time.monotonic() - started, 2)
+                await asyncio.sleep(0.2)
+        finally:
+            await conn.close()
         return None
 
     async def http_phases(self) -> None:
@@ -439,16 +440,23 @@ class Bench:
             self.log(f"B: {len(entries)} ledger entries written into {SHARDS} streams "
                      f"in {took:.1f}s; flusher drain")
             await flusher_bench.empty_tables(self.pg_url)
-            flushed = await flusher_bench.flusher_drain(redis, self.pg_url, cid, SHARDS,
-                                                        self.o.db_seconds * 2)
+            reader = redis_client(valkey.url)
+            try:
+                flushed = await flusher_bench.flusher_drain(redis, self.pg_url, cid, SHARDS,
+                                                            self.o.db_seconds * 2, reader)
+            finally:
+                await reader.aclose()
             out.append(flushed.as_dict())
-            rows = flusher_bench.records(cid, entries)
-            batch = flushed.notes.get("rows_per_batch") or 2000 * SHARDS
-            for method in (flusher_bench.copy_merge, flusher_bench.executemany):
-                self.log(f"B: {method.__name__}, {batch} rows a transaction")
-                await flusher_bench.empty_tables(self.pg_url)
-                r = await method(self.pg_url, rows, int(batch), self.o.db_seconds)
-                out.append(r.as_dict())
+            batch = int(flushed.notes.get("rows_per_batch") or 2000 * SHARDS)
+            self.log(f"B: PostgreSQL only, {batch} rows a transaction")
+            await flusher_bench.empty_tables(self.pg_url)
+            out.append((await flusher_bench.copy_marks(self.pg_url, cid, entries, batch,
+                                                       self.o.db_seconds)).as_dict())
+            self.log(f"B: executemany, {batch} rows a transaction")
+            await flusher_bench.empty_tables(self.pg_url)
+            out.append((await flusher_bench.executemany(
+                self.pg_url, flusher_bench.records(cid, entries), batch,
+                self.o.db_seconds)).as_dict())
             await flusher_bench.empty_tables(self.pg_url)
         finally:
             await redis.aclose()
