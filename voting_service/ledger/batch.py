@@ -102,6 +102,16 @@ class Batch:
             start = self.moves[stream][0] if stream in self.moves else old
             self.moves[stream] = (start, marks.parse(last))
 
+    def merge(self, part: Batch, committed: dict[Stream, Mark]) -> None:
+        """Take ``part`` (encoded before the marks were known: reads run ahead of commits)
+        whose streams each start right after their ``committed`` mark."""
+        self.lines += part.lines
+        self.tallies.update(part.tallies)
+        self.rows += part.rows
+        for s, (_, last) in part.moves.items():
+            start = self.moves[s][0] if s in self.moves else committed[s]
+            self.moves[s] = (start, last)
+
     def __bool__(self) -> bool:
         return self.rows > 0
 

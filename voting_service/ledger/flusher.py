@@ -86,7 +86,7 @@ class _Group:
     streams: list[Stream]
     keys: list[str]
     node: Any = None
-    task: asyncio.Task[list[tuple[Stream, list[RawEntry]]]] | None = None
+    task: asyncio.Task[tuple[Batch, dict[Stream, str]]] | None = None
     blocking: bool = False
     idle: bool = False
     """The last read found nothing: the next one blocks."""
@@ -307,7 +307,17 @@ class Flusher:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
 
-    async def _xread(self, g: _Group, block: bool) -> list[tuple[Stream, list[RawEntry]]]:
+    async def _xread(self, g: _Group, block: bool) -> tuple[Batch, dict[Stream, str]]:
+        """Read and encode (while PostgreSQL writes the previous batch): the rows, and each
+        stream's last id read."""
+        part = Batch()
+        last: dict[Stream, str] = {}
+        for s, entries in await self._xread_raw(g, block):
+            part.add(s, marks.ZERO, entries)
+            last[s] = entries[-1][0]
+        return part, last
+
+    async def _xread_raw(self, g: _Group, block: bool) -> list[tuple[Stream, list[RawEntry]]]:
         args: list[Any] = ["XREAD", "COUNT", self.batch]
         if block:
             args += ["BLOCK", self.block_ms]
@@ -351,11 +361,10 @@ class Flusher:
             if g.task is None or not g.task.done():
                 continue
             task, g.task = g.task, None
-            found = task.result()  # a failed read raises: the pass fails and starts over
-            g.idle = not found
-            for s, entries in found:
-                out.add(s, self._committed[s], entries)
-                self._pos[s] = entries[-1][0]
+            part, last = task.result()  # a failed read raises: the pass starts over
+            g.idle = not part
+            out.merge(part, self._committed)
+            self._pos.update(last)
         return out
 
     # -- writing ----------------------------------------------------------------------------
