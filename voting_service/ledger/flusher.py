@@ -115,7 +115,7 @@ class Flusher:
         block_ms: int | None = None,
         lease_ttl_ms: int = LEASE_TTL_MS,
         replica_acks: int = 0,
-        replica_timeout_ms: int = 1000,
+        replica_timeout_ms: int = 2000,
     ) -> None:
         """``reader`` is a client whose socket timeout outlasts ``block_ms`` (idle reads
         block that long); without one, reads go through ``redis`` and block at most 0.5 s.
