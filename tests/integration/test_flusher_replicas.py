@@ -8,6 +8,7 @@ import asyncio
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any, cast
 
 import asyncpg
 import pytest
@@ -27,7 +28,7 @@ async def primary_and_replica(tmp_path: Path) -> AsyncIterator[tuple[embedded.Va
     replica = embedded.ValkeyServer(tmp_path / "replica").start()
     try:
         r = Redis.from_url(replica.url)
-        await r.execute_command("REPLICAOF", "127.0.0.1", primary.port)
+        await r.replicaof("127.0.0.1", primary.port)
         async with asyncio.timeout(20):
             while (await r.info("replication")).get("master_link_status") != "up":
                 await asyncio.sleep(0.1)
@@ -36,7 +37,7 @@ async def primary_and_replica(tmp_path: Path) -> AsyncIterator[tuple[embedded.Va
         async with asyncio.timeout(30):  # the replica's AOF is written after its first sync
             while True:
                 await p.set("probe", "1")
-                if (await p.execute_command("WAITAOF", 0, 1, 1500))[1] == 1:
+                if (await cast(Any, p).execute_command("WAITAOF", 0, 1, 1500))[1] == 1:
                     break
         await p.aclose()
         yield primary, replica
