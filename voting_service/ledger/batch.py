@@ -68,39 +68,54 @@ class Batch:
     tallies: Counter[tuple[str, str]] = field(default_factory=Counter)
     moves: dict[Stream, tuple[Mark, Mark]] = field(default_factory=dict)
     rows: int = 0
+    _stamps: dict[str, str] = field(default_factory=dict)
+    """``cast_at`` text by stream-id milliseconds: votes of one millisecond share it."""
     _seconds: dict[int, str] = field(default_factory=dict)
 
     def add(self, stream: Stream, old: Mark, entries: Iterable[RawEntry]) -> None:
         """Entries of one stream, in order, that come right after its mark ``old``."""
         cid, shard = stream
         tail = f"\t{_escape(cid)}\t{shard}\t"
-        lines, tallies, seconds = self.lines, self.tallies, self._seconds
+        lines, stamps = self.lines, self._stamps
+        counts: dict[str, int] = {}
+        sep, field_name, parts_n = entry.SEP, entry.FIELD, entry.PARTS
         last = ""
         n = 0
         for sid, fields in entries:
             last = sid
             n += 1
-            ms = int(sid.partition("-")[0])
-            sec = seconds.get(ms // 1000)
-            if sec is None:
-                sec = seconds[ms // 1000] = dt.datetime.fromtimestamp(
-                    ms // 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-            stamp = f"{sec}.{ms % 1000:03d}+00"
-            packed = packed_of(fields)
-            parts: list[str] = packed.split(entry.SEP) if packed is not None else []
-            if len(parts) == entry.PARTS and parts[4] and entry.is_copy_safe(packed or ""):
+            ms = sid[: sid.index("-")]
+            stamp = stamps.get(ms)
+            if stamp is None:
+                stamp = stamps[ms] = self._stamp(int(ms))
+            packed: str = fields[1] if type(fields) is list and fields[0] == field_name else ""
+            parts = packed.split(sep)
+            if len(parts) == parts_n and parts[4] and "\\" not in packed \
+                    and "\n" not in packed and "\r" not in packed:
                 lines.append(f"{packed}{tail}{sid}\t{stamp}\n")
-                tallies[(cid, parts[2])] += 1
-                continue
-            e = entry.decode(fields_dict(fields))
-            text = "\t".join((*map(_escape, (e.vote_id, e.voter_id, e.candidate_id, e.channel)),
-                              _escape(e.ip) if e.ip else "\\N", _escape(e.day)))
-            lines.append(f"{text}\t{'1' if e.channel_signed else '0'}{tail}{sid}\t{stamp}\n")
-            tallies[(cid, e.candidate_id)] += 1
+                cand = parts[2]
+            else:  # an older format, a mapping, no address: the decoding path
+                e = entry.decode(fields_dict(fields))
+                text = "\t".join((
+                    *map(_escape, (e.vote_id, e.voter_id, e.candidate_id, e.channel)),
+                    _escape(e.ip) if e.ip else "\\N", _escape(e.day),
+                    "1" if e.channel_signed else "0"))
+                lines.append(f"{text}{tail}{sid}\t{stamp}\n")
+                cand = e.candidate_id
+            counts[cand] = counts.get(cand, 0) + 1
         if n:
             self.rows += n
+            for cand, k in counts.items():
+                self.tallies[(cid, cand)] += k
             start = self.moves[stream][0] if stream in self.moves else old
             self.moves[stream] = (start, marks.parse(last))
+
+    def _stamp(self, ms: int) -> str:
+        sec = self._seconds.get(ms // 1000)
+        if sec is None:
+            sec = self._seconds[ms // 1000] = dt.datetime.fromtimestamp(
+                ms // 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return f"{sec}.{ms % 1000:03d}+00"
 
     def merge(self, part: Batch, committed: dict[Stream, Mark]) -> None:
         """Take ``part`` (encoded before the marks were known: reads run ahead of commits)
