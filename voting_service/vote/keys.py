@@ -13,7 +13,6 @@ CONFIG_HASH = "cfg:campaigns"
 """Hash: campaign id → JSON snapshot (campaign, candidates, channels) read by every worker."""
 CONFIG_VERSION = "cfg:version"
 """Counter bumped on every admin change; workers poll it to reload the snapshot."""
-FLUSHER_GROUP = "flusher"
 FLUSHER_HEARTBEAT = "flusher:heartbeat:"
 FLUSHER_MEMBERS = "flusher:members"
 """Sorted set: live flushers by name, scored with the unix ms their membership lapses; each

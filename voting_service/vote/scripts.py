@@ -49,6 +49,3 @@ def cast_vote() -> Script:
 def ip_limit() -> Script:
     return load("ip_limit")
 
-
-def ack_entries() -> Script:
-    return load("ack_entries")
