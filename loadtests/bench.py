@@ -7,7 +7,8 @@ A.  HTTP: the vote endpoint (b) against a bare Starlette endpoint (a) on the sam
     plus the Redis ceiling: the Lua scripts called straight through ``store.Batcher``.
 B.  The flusher: rows/s end to end (streams → committed ledger and tallies) and of its
     PostgreSQL half alone, against a plain ``executemany`` (goal ≥ 100,000 rows/s); its lag
-    while A's vote phases run at full rate; and the cost of durability: ``appendfsync always`` vs ``everysec`` (+ WAITAOF).
+    while A's vote phases run at full rate; and the cost of durability: ``appendfsync
+    always`` vs ``everysec`` (+ WAITAOF).
 C.  The cost of the anti-fraud features (issue #4): the vote endpoint, 1 worker, with proof
     of work off/on × IP limits off/on, each against the baseline (goal: the full path keeps
     ≥ 75 % of the baseline's votes/s); see ``antifraud.py``.
