@@ -508,7 +508,9 @@ class Flusher:
                     last_beat = time.monotonic()
                 backoff = 0.1
             except (RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
-                    TimeoutError) as exc:
+                    TimeoutError, ValueError) as exc:
+                # ValueError: an entry no vote path wrote (entry.BadEntry); it is kept, not
+                # skipped, until someone looks at it
                 log.warning("flusher pass failed (%r); retrying in %.1fs", exc, backoff)
                 await self._reset()
                 self._regroup = True
