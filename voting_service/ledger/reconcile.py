@@ -14,10 +14,10 @@ from typing import Any, cast
 
 import asyncpg
 
-from ..vote import keys, store
+from ..vote import entry, keys, scripts, store
 from ..vote.entry import Entry
 from ..vote.store import AnyRedis
-from . import progress
+from . import marks, progress
 from .marks import Mark
 
 
@@ -77,6 +77,93 @@ async def reconcile(
     pending: dict[str, int] = defaultdict(int)
     for u in _unflushed(entries, at):
         pending[u.candidate_id] += 1
+    drift = []
+    for cand in sorted(set(redis_totals) | set(pg) | set(pending)):
+        d = Drift(cand, redis_totals.get(cand, 0), pg.get(cand, 0), pending.get(cand, 0))
+        if d.redis != d.expected:
+            drift.append(d)
+    return drift
+
+
+NEWER_THAN_SNAPSHOT = """
+SELECT v.candidate_id, count(*) AS n FROM votes v
+JOIN unnest($2::int[], $3::bigint[], $4::bigint[]) AS b(shard, ms, seq) ON v.shard = b.shard
+WHERE v.campaign_id = $1 AND v.valid AND v.cast_at >= to_timestamp($5)
+  AND (split_part(v.stream_id, '-', 1)::bigint, split_part(v.stream_id, '-', 2)::bigint)
+      > (b.ms, b.seq)
+GROUP BY v.candidate_id
+"""
+
+
+@dataclass(frozen=True)
+class _ShardState:
+    shard: int
+    tally: dict[str, int]
+    length: int
+    bound: tuple[int, int]
+    """The newest stream id this snapshot covers (later votes are in neither side)."""
+    entries: list[tuple[str, Unflushed]]
+    """(stream id, vote) of every entry in the stream at that instant."""
+
+
+async def _shard_states(
+    redis: AnyRedis, campaign_id: str, shards: int, limit: int
+) -> list[_ShardState]:
+    script = scripts.read_shard_state()
+    replies = []
+    for shard in range(shards):  # one atomic read per slot; the script is a read
+        keys_ = [keys.tally(campaign_id, shard), keys.ledger(campaign_id, shard)]
+        replies.append(await script(redis, keys_, [limit]))
+    states = []
+    for shard, (flat, length, last, entries, sec, usec) in enumerate(replies):
+        tally = {str(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
+        if last:
+            ms, _, seq = str(last).partition("-")
+            bound = (int(ms), int(seq))
+        else:  # no stream yet: any vote after this instant is newer
+            bound = (int(sec) * 1000 + int(usec) // 1000 - 1, 2**63 - 1)
+        found = []
+        for sid, raw in entries:
+            e = entry.decode({str(raw[i]): str(raw[i + 1]) for i in range(0, len(raw), 2)})
+            found.append((str(sid),
+                          Unflushed(shard, e.voter_id, e.vote_id, e.candidate_id, e.day)))
+        states.append(_ShardState(shard, tally, int(length), bound, found))
+    return states
+
+
+async def live_drift(
+    redis: AnyRedis, conn: asyncpg.Connection, campaign_id: str, shards: int,
+    limit: int = 50_000,
+) -> list[Drift] | None:
+    """``reconcile`` that holds while votes flow and the flusher commits, and cheap enough to
+    run every few seconds: each shard group's tally and stream are read in one atomic step,
+    PostgreSQL's ``tallies`` stand for its valid rows, minus the rows newer than that read.
+    ``None`` when a stream holds more than ``limit`` entries (the flusher is far behind;
+    the lag says so) — checking them all would cost more than it tells."""
+    states = await _shard_states(redis, campaign_id, shards, limit)
+    if any(s.length > limit for s in states):
+        return None
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        rows = await conn.fetch(
+            "SELECT candidate_id, votes FROM tallies WHERE campaign_id = $1", campaign_id)
+        oldest = min(s.bound[0] for s in states) if states else 0
+        newer = await conn.fetch(
+            NEWER_THAN_SNAPSHOT, campaign_id, [s.shard for s in states],
+            [s.bound[0] for s in states], [s.bound[1] for s in states],
+            max(oldest / 1000 - 1, 0),
+        )
+        at = await progress.read_marks(conn, campaign_id)  # the same snapshot as the rows
+    pg: dict[str, int] = defaultdict(int)
+    for r in rows:
+        pg[r["candidate_id"]] += int(r["votes"])
+    for r in newer:
+        pg[r["candidate_id"]] -= int(r["n"])
+    pending: dict[str, int] = defaultdict(int)
+    for s in states:
+        for sid, u in s.entries:
+            if marks.parse(sid) > at.get(s.shard, marks.ZERO):  # not committed yet
+                pending[u.candidate_id] += 1
+    redis_totals = store.sum_tallies(s.tally for s in states)
     drift = []
     for cand in sorted(set(redis_totals) | set(pg) | set(pending)):
         d = Drift(cand, redis_totals.get(cand, 0), pg.get(cand, 0), pending.get(cand, 0))

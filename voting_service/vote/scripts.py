@@ -49,3 +49,6 @@ def cast_vote() -> Script:
 def ip_limit() -> Script:
     return load("ip_limit")
 
+
+def read_shard_state() -> Script:
+    return load("read_shard_state")
