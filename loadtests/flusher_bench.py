@@ -2,14 +2,15 @@
 
 Three ways of moving the same ledger rows into ``votes``, side by side:
 
-* the flusher end to end (``Flusher.drain``: XREADGROUP → COPY → INSERT … ON CONFLICT →
-  tally upserts → commit → XACK + XDEL) on a backlog written straight into the shard
-  streams in the format ``cast_vote.lua`` writes;
-* its PostgreSQL half alone: COPY into the staging table + the same MERGE statement, in
-  transactions of the size a flusher pass makes;
+* the flusher end to end (``Flusher.drain``: XREAD → marks moved + text COPY + tally
+  upserts in one transaction, the next read overlapped → XTRIM MINID) on a backlog written
+  straight into the shard streams in the format ``cast_vote.lua`` writes;
+* its PostgreSQL half alone: the same transactions (``ledger.batch.commit``) of the size a
+  flusher pass makes, encoded before the clock starts;
 * plain ``asyncpg`` ``executemany`` of ``INSERT … ON CONFLICT DO NOTHING`` (no tallies).
 
-Each starts on empty ``votes``/``tallies`` tables (the benchmark's own database).
+Each starts on empty ``votes``/``tallies``/``flush_marks`` tables (the benchmark's own
+database).
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ from typing import Any
 
 import asyncpg
 
-from voting_service.ledger.flusher import MERGE, STAGE, STAGE_COLUMNS, Flusher, to_record
+from voting_service.ledger import batch as batches
+from voting_service.ledger import marks, progress
+from voting_service.ledger.batch import Batch
+from voting_service.ledger.flusher import Flusher
 from voting_service.vote import entry, keys
 from voting_service.vote.store import AnyRedis
 
@@ -42,8 +46,8 @@ async def insert_statement(conn: asyncpg.Connection) -> str:
     """``INSERT … ON CONFLICT (<the ledger's primary key>) DO NOTHING`` of the flusher's
     columns, read from the schema so that it follows the migrations."""
     key = [r["attname"] for r in await conn.fetch(PRIMARY_KEY)]
-    values = ", ".join(f"${i}" for i in range(1, len(STAGE_COLUMNS) + 1))
-    return (f"INSERT INTO votes ({', '.join(STAGE_COLUMNS)}) VALUES ({values}) "
+    values = ", ".join(f"${i}" for i in range(1, len(batches.COLUMNS) + 1))
+    return (f"INSERT INTO votes ({', '.join(batches.COLUMNS)}) VALUES ({values}) "
             f"ON CONFLICT ({', '.join(key)}) DO NOTHING")
 
 
@@ -96,11 +100,38 @@ async def fill_backlog(redis: AnyRedis, campaign_id: str, entries: list[Entry],
     return time.monotonic() - started
 
 
-def records(campaign_id: str, entries: list[Entry]) -> list[tuple[Any, ...]]:
-    """The rows the flusher would COPY, with made-up stream ids one millisecond apart."""
+def stream_ids(entries: list[Entry]) -> list[str]:
+    """Made-up stream ids one millisecond apart, in order."""
     base = int(time.time() * 1000) - len(entries)
-    return [to_record(campaign_id, e.shard, f"{base + i}-0", e.fields)
-            for i, e in enumerate(entries)]
+    return [f"{base + i}-0" for i in range(len(entries))]
+
+
+def records(campaign_id: str, entries: list[Entry]) -> list[tuple[Any, ...]]:
+    """The rows the flusher would COPY (``batch.COLUMNS``), with made-up stream ids."""
+    out = []
+    for e, sid in zip(entries, stream_ids(entries), strict=True):
+        x = entry.decode(e.fields)
+        out.append((x.vote_id, x.voter_id, x.candidate_id, x.channel, x.ip or None,
+                    dt.date.fromisoformat(x.day), x.channel_signed, campaign_id, e.shard, sid,
+                    batches.cast_at(marks.parse(sid)[0])))
+    return out
+
+
+def transactions(campaign_id: str, entries: list[Entry], rows: int) -> list[Batch]:
+    """The flusher's transactions over ``entries``, ``rows`` a transaction, from zero marks."""
+    at: dict[int, marks.Mark] = {}
+    out: list[Batch] = []
+    ids = stream_ids(entries)
+    for i in range(0, len(entries), rows):
+        b = Batch()
+        by_shard: dict[int, list[tuple[str, dict[str, str]]]] = {}
+        for e, sid in zip(entries[i : i + rows], ids[i : i + rows], strict=True):
+            by_shard.setdefault(e.shard, []).append((sid, e.fields))
+        for shard, found in sorted(by_shard.items()):
+            b.add((campaign_id, shard), at.get(shard, marks.ZERO), found)
+            at[shard] = marks.parse(found[-1][0])
+        out.append(b)
+    return out
 
 
 @dataclass
@@ -126,7 +157,7 @@ class Throughput:
 async def empty_tables(pg_url: str) -> None:
     conn = await asyncpg.connect(pg_url)
     try:
-        await conn.execute("TRUNCATE votes, tallies")
+        await conn.execute("TRUNCATE votes, tallies, flush_marks")
         await conn.execute("CHECKPOINT")
     finally:
         await conn.close()
@@ -142,12 +173,11 @@ async def count_rows(pg_url: str, campaign_id: str) -> int:
 
 
 async def flusher_drain(redis: AnyRedis, pg_url: str, campaign_id: str, shards: int,
-                        max_seconds: float) -> Throughput:
+                        max_seconds: float, reader: AnyRedis | None = None) -> Throughput:
     """``Flusher.drain`` of the backlog; the campaign must be listed in ``cfg:campaigns``."""
-    flusher = Flusher(redis, pg_url, shards, name="bench-flusher")
-    await flusher.streams()  # consumer groups exist before the clock starts
-    await flusher._db()
-    stages = _time_stages(flusher, ("_read", "_write", "_ack"))
+    flusher = Flusher(redis, pg_url, shards, name="bench-flusher", reader=reader)
+    await flusher.refresh()  # leases and marks taken before the clock starts
+    stages = _time_stages(flusher, ("_collect", "_write", "trim"))
     complete = True
     started = time.monotonic()
     try:
@@ -158,8 +188,9 @@ async def flusher_drain(redis: AnyRedis, pg_url: str, campaign_id: str, shards: 
     finally:
         elapsed = time.monotonic() - started
         await flusher.close()
-    return Throughput("flusher: XREADGROUP + COPY + merge + XACK", flusher.stats.flushed,
-                      elapsed, complete, await count_rows(pg_url, campaign_id),
+    return Throughput("flusher end to end: XREAD + marks/COPY/tallies + XTRIM",
+                      flusher.stats.flushed, elapsed, complete,
+                      await count_rows(pg_url, campaign_id),
                       {"batches": flusher.stats.batches,
                        "rows_per_batch": round(flusher.stats.flushed
                                                / max(flusher.stats.batches, 1)),
@@ -189,26 +220,26 @@ def _time_stages(obj: object, names: tuple[str, ...]) -> dict[str, float]:
     return spent
 
 
-async def copy_merge(pg_url: str, rows: list[tuple[Any, ...]], batch: int,
+async def copy_marks(pg_url: str, campaign_id: str, entries: list[Entry], batch: int,
                      max_seconds: float) -> Throughput:
-    """The flusher's PostgreSQL statements alone, ``batch`` rows a transaction."""
+    """The flusher's PostgreSQL transactions alone (marks, COPY, tallies), ``batch`` rows
+    each, encoded before the clock starts."""
+    todo = transactions(campaign_id, entries, batch)
     conn = await asyncpg.connect(pg_url)
     done = 0
-    started = time.monotonic()
     try:
-        await conn.execute(STAGE)
-        while done < len(rows) and time.monotonic() - started < max_seconds:
-            chunk = rows[done : done + batch]
-            async with conn.transaction():
-                await conn.copy_records_to_table("vote_stage", records=chunk,
-                                                 columns=STAGE_COLUMNS)
-                await conn.fetchval(MERGE)
-            done += len(chunk)
+        await marks.load(conn, campaign_id, max(e.shard for e in entries) + 1)
+        started = time.monotonic()
+        for b in todo:
+            if time.monotonic() - started >= max_seconds:
+                break
+            await batches.commit(conn, b)
+            done += b.rows
         elapsed = time.monotonic() - started
     finally:
         await conn.close()
-    return Throughput("COPY to staging + INSERT…ON CONFLICT + tallies", done, elapsed,
-                      done == len(rows), await count_rows(pg_url, rows[0][0]),
+    return Throughput("PostgreSQL only: marks + text COPY + tallies", done, elapsed,
+                      done == len(entries), await count_rows(pg_url, campaign_id),
                       {"rows_per_tx": batch})
 
 
@@ -229,27 +260,32 @@ async def executemany(pg_url: str, rows: list[tuple[Any, ...]], batch: int,
     finally:
         await conn.close()
     return Throughput("asyncpg executemany INSERT…ON CONFLICT DO NOTHING", done, elapsed,
-                      done == len(rows), await count_rows(pg_url, rows[0][0]),
+                      done == len(rows), await count_rows(pg_url, rows[0][7]),
                       {"rows_per_tx": batch})
 
 
 @dataclass
 class LagSampler:
-    """Samples ``Flusher.measure()`` (backlog, age of the oldest unflushed vote)."""
+    """Samples ``progress.all_campaigns`` (backlog, age of the oldest unflushed vote)."""
 
     redis: AnyRedis
+    pg_url: str
     shards: int
     interval: float = 0.25
     samples: list[tuple[float, int, float]] = field(default_factory=list)
 
     async def run(self, stop: asyncio.Event) -> None:
-        probe = Flusher(self.redis, "", self.shards, name="bench-lag-probe")
+        conn = await asyncpg.connect(self.pg_url)
         started = time.monotonic()
-        while not stop.is_set():
-            backlog, lag = await probe.measure()
-            self.samples.append((time.monotonic() - started, backlog, lag))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval)
+        try:
+            while not stop.is_set():
+                found = await progress.all_campaigns(self.redis, conn, self.shards)
+                self.samples.append((time.monotonic() - started, found.backlog,
+                                     found.lag_seconds))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.interval)
+        finally:
+            await conn.close()
 
     def summary(self) -> dict[str, Any]:
         lags = sorted(s[2] for s in self.samples)

@@ -330,8 +330,11 @@ def cmd_flusher(args: argparse.Namespace) -> int:
                 return 0 if ok else 1
             if not settings.database_url:
                 raise SystemExit("DATABASE_URL is not set")
+            # idle reads block in XREAD for BLOCK_MS: their client waits longer than that
+            reader = store.connect(settings, socket_timeout=flusher.BLOCK_MS / 1000 + 5)
             worker = flusher.Flusher(redis, settings.database_url, settings.shards,
-                                     name=args.name)
+                                     name=args.name, reader=reader,
+                                     replica_acks=settings.redis_replica_acks)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -341,6 +344,7 @@ def cmd_flusher(args: argparse.Namespace) -> int:
                 await worker.run(stop, burst=args.burst)
             finally:
                 await worker.close()
+                await reader.aclose()
             return 0
         finally:
             await redis.aclose()

@@ -9,7 +9,8 @@ import httpx
 import jwt
 
 from tests.conftest import ADMIN, OPS, Harness
-from tests.integration.antifraud_support import CID, NO_LIMITS, VOTES, problem_code
+from tests.integration.antifraud_support import CID, NO_LIMITS, VOTES, drain, problem_code
+from voting_service.ledger import export
 from voting_service.vote import entry, keys
 
 CHANNELS = f"/api/v1/admin/campaigns/{CID}/channels"
@@ -87,3 +88,16 @@ async def test_the_ledger_entry_tells_a_signed_channel_from_a_claimed_one(
             e = entry.decode(fields)
             found[e.candidate_id] = (e.channel, e.channel_signed)
     assert found == {"c001": ("toutiao", True), "c002": ("toutiao", False), "c003": ("", False)}
+    # … and the ledger, the results and the export keep the two apart
+    assert await drain(h) == 3
+    rows = await h.pg.fetch("SELECT candidate_id, channel, channel_signed FROM votes")
+    assert {(r["candidate_id"], r["channel"], r["channel_signed"]) for r in rows} == {
+        ("c001", "toutiao", True), ("c002", "toutiao", False), ("c003", "", False)}
+    r = await h.client.get(f"/api/v1/admin/campaigns/{CID}/results", headers=OPS)
+    breakdowns = r.json()["breakdowns"]
+    assert breakdowns["channel"] == {"direct": 1, "toutiao": 2}
+    assert breakdowns["channel_attribution"] == {"toutiao": {"signed": 1, "claimed": 1}}
+    results = await export.collect(h.pg, CID)
+    assert results is not None
+    assert {(g.key, g.votes, g.signed, g.claimed) for g in results.by_channel} == {
+        ("direct", 1, 0, 0), ("toutiao", 2, 1, 1)}

@@ -13,7 +13,9 @@ from typing import Any
 
 from tests.conftest import ADMIN, OPS, Harness
 from tests.integration.antifraud_support import CID, NO_LIMITS, problem_code
-from voting_service.ledger.flusher import STAGE_COLUMNS
+
+COLUMNS = ["campaign_id", "voter_id", "vote_id", "candidate_id", "channel", "ip", "day",
+           "cast_at", "stream_id", "shard"]
 
 SUSPICIOUS = f"/api/v1/admin/campaigns/{CID}/suspicious"
 NOW = dt.datetime.now(dt.UTC)
@@ -37,8 +39,8 @@ class Ledger:
         (self.rows if valid else self.invalid).append(row)
 
     async def write(self, h: Harness) -> None:
-        await h.pg.copy_records_to_table("votes", records=self.rows, columns=STAGE_COLUMNS)
-        await h.pg.copy_records_to_table("votes", records=self.invalid, columns=STAGE_COLUMNS)
+        await h.pg.copy_records_to_table("votes", records=self.rows, columns=COLUMNS)
+        await h.pg.copy_records_to_table("votes", records=self.invalid, columns=COLUMNS)
         await h.pg.execute("UPDATE votes SET valid = false WHERE vote_id = ANY($1::text[])",
                            [r[2] for r in self.invalid])
 

@@ -128,6 +128,8 @@ async def test_two_flushers_drain_one_backlog_concurrently(harness: Harness) -> 
     one = Flusher(h.redis, url, h.settings.shards, name="f-one", batch=5)
     two = Flusher(h.redis, url, h.settings.shards, name="f-two", batch=5)
     try:
+        assert await one.register() == 1
+        assert await two.register() == 2, "each then takes half of the shards"
         async with asyncio.timeout(60):
             done = await asyncio.gather(one.drain(), two.drain())
         assert sum(done) == 400

@@ -67,7 +67,7 @@ async def test_drift_stays_zero_while_votes_flow_and_the_flusher_commits(
     await harness.create_campaign(rules={"votes_per_day": 12})
     stop = asyncio.Event()
     flusher = Flusher(harness.redis, harness.settings.database_url or "",
-                      harness.settings.shards, idle_sleep=0.001)
+                      harness.settings.shards, block_ms=50)
     flushing = asyncio.create_task(flusher.run(stop))
     cast_votes = 0
 

@@ -16,7 +16,9 @@ from tests.conftest import ADMIN, OPS, Backend, Harness, make_settings, redis_ta
 from voting_service import embedded
 from voting_service.app import create_app
 from voting_service.ledger import campaigns, durability, reconcile
+from voting_service.ledger.batch import Batch
 from voting_service.ledger.flusher import Flusher, healthy
+from voting_service.ledger.marks import MarkMoved
 from voting_service.settings import Settings
 from voting_service.vote import entry, keys, store
 from voting_service.vote.registry import LiveCampaign
@@ -34,9 +36,9 @@ async def cast_votes(h: Harness, voters: int, per_voter: int) -> list[str]:
     return ids
 
 
-def flusher_for(h: Harness, name: str, claim_idle_ms: int = 15_000) -> Flusher:
+def flusher_for(h: Harness, name: str, lease_ttl_ms: int = 15_000) -> Flusher:
     return Flusher(h.redis, h.settings.database_url or "", h.settings.shards, name=name,
-                   claim_idle_ms=claim_idle_ms)
+                   lease_ttl_ms=lease_ttl_ms)
 
 
 async def stream_backlog(h: Harness, cid: str = "t2026") -> int:
@@ -48,40 +50,48 @@ async def pg_tallies(pg: asyncpg.Connection) -> dict[str, int]:
     return {r["candidate_id"]: r["votes"] for r in rows if r["votes"]}
 
 
-async def test_crash_after_commit_before_ack_counts_once(harness: Harness) -> None:
-    ids = await cast_votes(harness, voters=6, per_voter=3)
-    dying = flusher_for(harness, "dying")
-    streams = await dying.streams()
-    await dying._read(streams)  # pending re-read pass (empty)
-    batch = {s: e for s, e in (await dying._read(streams)).items() if e}
-    assert sum(len(e) for e in batch.values()) == len(ids)
-    assert await dying._write(batch) == len(ids)  # committed ...
-    await dying.close()  # ... and the process dies before XACK
+async def read_one_batch(flusher: Flusher) -> Batch:
+    """What one pass of ``flusher`` reads, without writing it."""
+    await flusher.refresh()
+    await flusher._build_groups()
+    flusher._start_reads(burst=True)
+    return await flusher._collect(None, 5.0)
 
-    taker = flusher_for(harness, "taker", claim_idle_ms=0)
+
+async def test_crash_after_commit_before_trim_counts_once(harness: Harness) -> None:
+    ids = await cast_votes(harness, voters=6, per_voter=3)
+    dying = flusher_for(harness, "dying", lease_ttl_ms=300)
+    batch = await read_one_batch(dying)
+    assert batch.rows == len(ids)
+    await dying._write(batch)  # committed, mark moved ...
+    await dying.close(release=False)  # ... and the process dies before XTRIM
+    assert await stream_backlog(harness) == len(ids), "committed entries still in the streams"
+    shards = harness.settings.shards
+    assert await reconcile.reconcile(harness.redis, harness.pg, "t2026", shards) == [], \
+        "entries up to the mark are counted in PostgreSQL, not twice"
+    assert await reconcile.unflushed(harness.redis, harness.pg, "t2026", shards) == []
+
+    await asyncio.sleep(0.4)  # the lease lapses
+    taker = flusher_for(harness, "taker")
     try:
-        assert await taker.drain() == len(ids)  # redelivered via XAUTOCLAIM
+        assert await taker.drain() == 0, "the mark says all is written"
     finally:
         await taker.close()
-    assert taker.stats.inserted == 0  # the primary key made redelivery harmless
     assert await harness.pg.fetchval("SELECT count(*) FROM votes") == len(ids)
     assert await pg_tallies(harness.pg) == await redis_tallies(harness)
-    assert await stream_backlog(harness) == 0
-    shards = harness.settings.shards
+    assert await stream_backlog(harness) == 0, "the next owner trims what was committed"
     assert await reconcile.reconcile(harness.redis, harness.pg, "t2026", shards) == []
 
 
-async def test_restart_with_same_name_rereads_pending(harness: Harness) -> None:
+async def test_restart_with_same_name_reads_on_from_the_mark(harness: Harness) -> None:
     ids = await cast_votes(harness, voters=4, per_voter=2)
     first = flusher_for(harness, "pod-1")
-    streams = await first.streams()
-    await first._read(streams)
-    batch = await first._read(streams)  # delivered to pod-1, then it dies before writing
-    assert sum(len(e) for e in batch.values()) == len(ids)
-    await first.close()
+    batch = await read_one_batch(first)  # read by pod-1, then it dies before writing
+    assert batch.rows == len(ids)
+    await first.close(release=False)
     assert await harness.pg.fetchval("SELECT count(*) FROM votes") == 0
 
-    again = flusher_for(harness, "pod-1")
+    again = flusher_for(harness, "pod-1")  # its lease is still its own
     try:
         assert await again.drain() == len(ids)
     finally:
@@ -89,6 +99,28 @@ async def test_restart_with_same_name_rereads_pending(harness: Harness) -> None:
     stored = {r["vote_id"] for r in await harness.pg.fetch("SELECT vote_id FROM votes")}
     assert stored == set(ids)
     assert await stream_backlog(harness) == 0
+
+
+async def test_a_flusher_that_lost_its_shards_cannot_write_them_again(
+    harness: Harness,
+) -> None:
+    """A flusher paused past its lease (GC, a stopped VM) wakes up with a batch in hand after
+    another flusher wrote the same entries: its marks moved, so its transaction rolls back."""
+    ids = await cast_votes(harness, voters=5, per_voter=2)
+    stale = flusher_for(harness, "stale", lease_ttl_ms=300)
+    batch = await read_one_batch(stale)
+    assert batch.rows == len(ids)
+    await asyncio.sleep(0.4)
+    other = flusher_for(harness, "other")
+    try:
+        assert await other.drain() == len(ids)
+        with pytest.raises(MarkMoved):
+            await stale._write(batch)
+    finally:
+        await other.close()
+        await stale.close()
+    assert await harness.pg.fetchval("SELECT count(*) FROM votes") == len(ids)
+    assert await pg_tallies(harness.pg) == await redis_tallies(harness)
 
 
 async def test_reconcile_reports_drift(harness: Harness) -> None:

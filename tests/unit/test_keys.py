@@ -122,3 +122,10 @@ def test_address_and_network_limit_keys_share_the_network_slot() -> None:
     assert len(set(names)) == 4
     # the network's own keys keep their names, so readers of the network count find them
     assert names[3] == keys.ip_day("c", "10.1.2.0/24", "2026-07-01")
+
+
+def test_a_flusher_lease_lives_in_the_slot_of_its_stream() -> None:
+    """The lease is renewed before a WAITAOF on the stream's node: it must be on that node."""
+    for shard in range(16):
+        assert slot(keys.flusher_lease("c1", shard)) == slot(keys.ledger("c1", shard))
+    assert keys.flusher_lease("c1", 1) != keys.flusher_lease("c1", 2)

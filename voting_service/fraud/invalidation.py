@@ -6,13 +6,15 @@ their ledger rows get ``valid = false`` and the invalidation's id.
 
 The ledger invariant (Redis tally = valid PostgreSQL rows + unflushed stream entries) holds
 throughout, without stopping votes or the flusher:
-1. Matching entries still in the Redis ledger streams are read first, then — in one
-   PostgreSQL transaction — inserted as *invalid* rows (``ON CONFLICT DO NOTHING``). When the
-   flusher later writes the same vote, its insert conflicts and counts nothing; it acks the
-   entry as usual. A vote the flusher committed meanwhile is caught by step 2.
-2. Valid matching rows are marked invalid (``UPDATE … WHERE valid``) and the ``tallies``
-   table loses them, in the same transaction. A vote is invalidated by one invalidation
-   only, so the same request twice takes nothing off twice.
+1. In one PostgreSQL transaction, the campaign's flush marks are locked (flushers of its
+   shards wait) and every stream entry up to the cutoff that is not flushed yet is flushed
+   here, as the flusher would (``ledger.batch``: rows, tallies, marks). The flusher then
+   reads on after the new marks; one that had read those entries already finds its marks
+   moved, rolls back and reads on from PostgreSQL's marks.
+2. Valid matching rows — now every matching vote up to the cutoff — are marked invalid
+   (``UPDATE … WHERE valid``) and the ``tallies`` table loses them, in the same
+   transaction. A vote is invalidated by one invalidation only, so the same request twice
+   takes nothing off twice.
 3. After the commit, each shard group's Redis tally loses its votes through
    ``apply_invalidation.lua``, which leaves a marker and so applies at most once. If Redis
    fails in between, the invalidation stays "pending" and is applied on the next request
@@ -35,12 +37,11 @@ import msgspec
 from redis.exceptions import RedisError
 
 from ..errors import InvalidRequest, Unavailable
-from ..ledger import db, publication
-from ..ledger.flusher import STAGE_COLUMNS, entry_ms, to_record
+from ..ledger import batch, db, marks, publication
+from ..ledger.batch import Batch
 from ..models import InvalidationIn
 from ..settings import IPNetwork
 from ..vote import keys, scripts
-from ..vote.entry import Entry, decode
 from ..vote.store import AnyRedis
 
 log = logging.getLogger(__name__)
@@ -50,16 +51,6 @@ LOCK = 7_406_531_002
 MARKER_TTL = 90 * 86400
 STREAM_PAGE = 5000
 
-INSERT_INVALID = f"""
-WITH inserted AS (
-    INSERT INTO votes ({", ".join(STAGE_COLUMNS)}, valid, invalidation_id)
-    SELECT s.*, false, $11 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-        $5::text[], $6::inet[], $7::date[], $8::timestamptz[], $9::text[], $10::integer[]) AS s
-    ON CONFLICT (campaign_id, voter_id, vote_id, day) DO NOTHING
-    RETURNING shard, candidate_id
-)
-SELECT shard, candidate_id, count(*) AS n FROM inserted GROUP BY 1, 2
-"""
 MARK_INVALID = """
 WITH marked AS (
     UPDATE votes SET valid = false, invalidation_id = ${id}
@@ -128,26 +119,6 @@ class Criteria:
             where.append(f"cast_at >= ${len(args)}")
         return " AND ".join(where), args
 
-    def matches(self, e: Entry, cast_ms: int) -> bool:
-        """The same condition on a ledger stream entry."""
-        at = dt.datetime.fromtimestamp(cast_ms / 1000, dt.UTC)
-        if at > self.cutoff or (self.since is not None and at < self.since):
-            return False
-        if self.voter_ids is not None and e.voter_id not in self.voter_ids:
-            return False
-        if self.channel is not None and e.channel != self.channel:
-            return False
-        if self.candidate_id is not None and e.candidate_id != self.candidate_id:
-            return False
-        if self.network is not None:
-            try:
-                addr = ipaddress.ip_address(e.ip)
-            except ValueError:
-                return False
-            if addr not in self.network:
-                return False
-        return True
-
     def as_json(self) -> dict[str, Any]:
         return {
             "voter_ids": sorted(self.voter_ids) if self.voter_ids is not None else None,
@@ -159,26 +130,40 @@ class Criteria:
         }
 
 
-async def unflushed_matching(
-    redis: AnyRedis, criteria: Criteria, shards: int
-) -> list[tuple[Any, ...]]:
-    """Ledger rows (as the flusher would write them) of matching votes still in the streams."""
-    records: list[tuple[Any, ...]] = []
+async def flush_until_cutoff(
+    conn: asyncpg.Connection, redis: AnyRedis, criteria: Criteria, shards: int
+) -> Batch:
+    """Inside the caller's transaction: lock the campaign's marks and write every unflushed
+    entry cast up to the cutoff (the flusher's own batch path), so that step 2 sees them."""
+    at = await marks.lock(conn, criteria.campaign_id, shards)
     end = int(criteria.cutoff.timestamp() * 1000)
+    b = Batch()
     for shard in range(shards):
         stream = keys.ledger(criteria.campaign_id, shard)
-        start = "-"
+        start = "(" + marks.to_id(at.get(shard, marks.ZERO))
         while True:
             raw = await redis.xrange(stream, start, f"{end}-18446744073709551615",
                                      count=STREAM_PAGE)
-            entries = cast(list[tuple[str, dict[str, str]]], raw or [])
-            for sid, fields in entries:
-                if fields and criteria.matches(decode(fields), entry_ms(sid)):
-                    records.append(to_record(criteria.campaign_id, shard, sid, fields))
-            if len(entries) < STREAM_PAGE:
+            page = cast(list[tuple[str, dict[str, str]]], raw or [])
+            b.add((criteria.campaign_id, shard), at.get(shard, marks.ZERO), page)
+            if len(page) < STREAM_PAGE:
                 break
-            start = "(" + entries[-1][0]
-    return records
+            start = "(" + page[-1][0]
+    await batch.write(conn, b)
+    return b
+
+
+async def _trim(redis: AnyRedis, b: Batch) -> None:
+    """Drop what step 1 flushed from the streams (the flusher would do it on its next
+    commit; doing it here keeps the backlog exact sooner)."""
+    try:
+        pipe = redis.pipeline(transaction=False)
+        for (cid, shard), (_, new) in sorted(b.moves.items()):
+            pipe.execute_command("XTRIM", keys.ledger(cid, shard), "MINID",
+                                 marks.trim_below(new))
+        await pipe.execute()
+    except (RedisError, OSError) as exc:
+        log.info("invalidation: streams not trimmed yet (%r)", exc)
 
 
 def _per_shard(rows: list[asyncpg.Record]) -> dict[int, dict[str, int]]:
@@ -202,33 +187,28 @@ async def invalidate(
 ) -> dict[str, Any]:
     criteria = Criteria.parse(campaign_id, body, dt.datetime.now(dt.UTC))
     await apply_pending(conn, redis, shards)
-    try:
-        pending = await unflushed_matching(redis, criteria, shards)
-    except (RedisError, OSError) as exc:
-        raise Unavailable("Redis is unreachable; nothing was invalidated") from exc
     where, args = criteria.where()
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1::int, hashtext($2))",
                            LOCK % 2**31, campaign_id)
         await publication.ensure_unpublished(conn, campaign_id, "the ledger")
+        try:
+            flushed = await flush_until_cutoff(conn, redis, criteria, shards)
+        except (RedisError, OSError) as exc:
+            raise Unavailable("Redis is unreachable; nothing was invalidated") from exc
         inv_id = int(await conn.fetchval(
             "INSERT INTO invalidations (campaign_id, actor, reason, criteria, cutoff)"
             " VALUES ($1, $2, $3, $4::jsonb, $5) RETURNING id",
             campaign_id, actor, body.reason, json.dumps(criteria.as_json()), criteria.cutoff,
         ))
-        from_stream: list[asyncpg.Record] = []
-        if pending:
-            columns = [list(column) for column in zip(*pending, strict=True)]
-            from_stream = await conn.fetch(INSERT_INVALID, *columns, inv_id)
         args.append(inv_id)
         from_ledger = await conn.fetch(
             MARK_INVALID.format(id=len(args), where=where), *args)
-        ledger_counts = _per_candidate(from_ledger)
-        if ledger_counts:  # only these were in the tallies table
-            await conn.execute(TAKE_OFF_TALLIES, campaign_id, list(ledger_counts),
-                               list(ledger_counts.values()))
-        per_shard = _per_shard([*from_ledger, *from_stream])
-        by_candidate = _per_candidate([*from_ledger, *from_stream])
+        by_candidate = _per_candidate(from_ledger)
+        if by_candidate:
+            await conn.execute(TAKE_OFF_TALLIES, campaign_id, list(by_candidate),
+                               list(by_candidate.values()))
+        per_shard = _per_shard(from_ledger)
         total = by_candidate.total()
         await conn.execute(
             "UPDATE invalidations SET votes_invalidated = $2::bigint, by_candidate = $3::jsonb,"
@@ -239,6 +219,8 @@ async def invalidate(
         )
         await db.audit(conn, actor, "invalidation.create", f"{campaign_id}/{inv_id}",
                        msgspec.to_builtins(body) | {"votes_invalidated": total})
+    if flushed:
+        await _trim(redis, flushed)
     applied = total == 0 or await _apply(conn, redis, campaign_id, inv_id, per_shard)
     return {
         "id": inv_id,

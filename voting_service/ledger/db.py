@@ -215,7 +215,7 @@ async def results(conn: asyncpg.Connection, campaign_id: str) -> dict[str, Any]:
     rows = await conn.fetch(RESULTS, campaign_id)
     candidates = [dict(r) for r in rows]
     total = sum(r["votes"] for r in candidates)
-    breakdowns: dict[str, dict[str, int]] = {}
+    breakdowns: dict[str, dict[str, Any]] = {}
     for dim in ("region", "industry", "gender", "recommender", "deed_type"):
         acc: dict[str, int] = {}
         for r in candidates:
@@ -230,6 +230,15 @@ async def results(conn: asyncpg.Connection, campaign_id: str) -> dict[str, Any]:
         " GROUP BY day ORDER BY day", campaign_id,
     )
     breakdowns["channel"] = {r["channel"] or "direct": r["n"] for r in by_channel}
+    attribution = await conn.fetch(
+        "SELECT channel, count(*) FILTER (WHERE channel_signed) AS signed,"
+        " count(*) FILTER (WHERE NOT channel_signed) AS claimed FROM votes"
+        " WHERE campaign_id = $1 AND valid AND channel <> '' GROUP BY channel ORDER BY channel",
+        campaign_id,
+    )
+    # signed: the channel is a partner token's issuer; claimed: only the request named it
+    breakdowns["channel_attribution"] = {
+        r["channel"]: {"signed": r["signed"], "claimed": r["claimed"]} for r in attribution}
     breakdowns["day"] = {r["day"].isoformat(): r["n"] for r in by_day}
     return {
         "campaign_id": campaign_id,

@@ -45,6 +45,10 @@ DIRECT = "direct"
 UNSET = "（未填写）"
 VALID_ONLY = "仅统计有效票，已作废的票不计入（valid votes only）"
 
+CHANNEL_NOTE = ("签名认证＝合作平台签名令牌的签发方（可信）；自报＝请求中自填的渠道（未验证）"
+                "（signed = the issuer of a partner's signed token; claimed = named by the "
+                "request, not verified）")
+
 CAMPAIGN = "SELECT id, title, timezone, status, closes_at FROM campaigns WHERE id = $1"
 CANDIDATES = """
 SELECT id, number, name, gender, region, industry, employer, occupation, recommender,
@@ -54,12 +58,12 @@ FROM candidates WHERE campaign_id = $1
 CHANNELS = "SELECT id, name FROM channels WHERE campaign_id = $1"
 TALLIES = "SELECT candidate_id, votes FROM tallies WHERE campaign_id = $1"
 LEDGER = """
-SELECT candidate_id, channel, day,
+SELECT candidate_id, channel, channel_signed, day,
        count(*) FILTER (WHERE valid) AS valid,
        count(*) FILTER (WHERE NOT valid) AS invalid,
        max(cast_at) FILTER (WHERE valid) AS last_at
 FROM votes WHERE campaign_id = $1
-GROUP BY candidate_id, channel, day
+GROUP BY candidate_id, channel, channel_signed, day
 """
 
 
@@ -91,6 +95,10 @@ class Group:
     votes: int
     share: Decimal
     candidates: int = 0
+    signed: int = 0
+    """Channels: votes whose channel is a partner token's issuer (signed attribution)."""
+    claimed: int = 0
+    """Channels: votes whose channel only the request named (claimed, not verified)."""
 
 
 @dataclass(frozen=True)
@@ -169,6 +177,7 @@ async def collect(
     in_ledger: dict[str, int] = defaultdict(int)  # listed or not, to check the tallies
     per_candidate: dict[str, int] = defaultdict(int)
     per_channel: dict[str, int] = defaultdict(int)
+    signed: dict[str, int] = defaultdict(int)
     per_day: dict[dt.date, int] = defaultdict(int)
     invalidated = unranked = 0
     last: dt.datetime | None = None
@@ -183,6 +192,8 @@ async def collect(
             continue
         per_candidate[row["candidate_id"]] += valid
         per_channel[row["channel"] or DIRECT] += valid
+        if row["channel_signed"]:
+            signed[row["channel"] or DIRECT] += valid
         per_day[row["day"]] += valid
         if last is None or row["last_at"] > last:
             last = row["last_at"]
@@ -221,7 +232,8 @@ async def collect(
         by_industry=_groups(ranking, "industry", total),
         by_gender=_groups(ranking, "gender", total),
         by_channel=sorted(
-            (Group(k, "直接访问" if k == DIRECT else channels.get(k, k), n, share(n, total))
+            (Group(k, "直接访问" if k == DIRECT else channels.get(k, k), n, share(n, total),
+                   signed=signed[k], claimed=0 if k == DIRECT else n - signed[k])
              for k, n in per_channel.items()),
             key=lambda g: (-g.votes, g.key),
         ),
@@ -340,6 +352,7 @@ def _about(results: Results) -> list[tuple[str, Any]]:
         ("已作废票数 invalidated votes", results.invalidated),
         ("候选人数 candidates", len(results.ranking)),
         ("统计口径 note", VALID_ONLY),
+        ("渠道归属 channel attribution", CHANNEL_NOTE),
         ("数据来源 source", "PostgreSQL 投票账本（已由 flusher 写入的投票）"),
         (f"最近一票时间 last vote counted ({results.timezone})",
          results.last_vote_at.astimezone(local.tzinfo).strftime(fmt)
@@ -375,8 +388,10 @@ def to_xlsx(results: Results) -> bytes:
     _sheet(wb, "按事迹类型", ("事迹类型", "候选人数", "得票数", "得票率(%)"),
            _group_rows(results.by_deed_type))
     _sheet(wb, "均衡", BALANCE_HEADER, balance(results.ranking))
-    _sheet(wb, "按渠道", ("渠道ID", "渠道名称", "得票数", "得票率(%)"),
-           [(g.key, g.label, g.votes, g.share) for g in results.by_channel])
+    _sheet(wb, "按渠道", ("渠道ID", "渠道名称", "得票数", "其中签名认证 signed",
+                        "其中自报未验证 claimed", "得票率(%)"),
+           [(g.key, g.label, g.votes, g.signed, g.claimed, g.share)
+            for g in results.by_channel])
     _sheet(wb, "按日期", ("日期", "得票数", "累计得票数", "得票率(%)"),
            [(d.day, d.votes, d.cumulative, d.share) for d in results.by_day])
     _sheet(wb, "说明", ("项目 item", "内容 value"), _about(results))

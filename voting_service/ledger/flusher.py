@@ -1,90 +1,105 @@
 """Moves the vote ledger from the Redis shard streams into PostgreSQL, exactly once in effect.
 
-One pass: ``XREADGROUP`` (own pending entries first, then new ones, plus ``XAUTOCLAIM`` of
-entries a dead consumer left idle) → ``COPY`` into a staging table → ``INSERT … ON CONFLICT
-DO NOTHING`` into the ledger → tally upserts from the rows actually inserted, in the same
-transaction → commit → ``ack_entries.lua`` (XACK + XDEL). A crash anywhere before the ack
-means redelivery, which the ledger's primary key makes harmless; the stream therefore holds
-exactly the votes that are not yet known to be committed, and Redis memory stays bounded.
+Each shard stream has a mark in PostgreSQL (``marks``): the id of its last committed entry.
+A pass reads the entries after the in-memory read position with ``XREAD`` (one command for
+every stream of a Cluster slot, or of the whole single node), then writes them in one
+transaction that moves the marks from their committed values (compare and set), COPYs the
+rows and adds the tallies (``batch``); the next read is already under way while PostgreSQL
+writes. After the commit ``XTRIM MINID`` drops the committed entries, so the stream holds
+the unflushed tail (plus, for a moment, what was just committed). A crash anywhere leaves
+the mark as the truth: the next owner reads on from it. Nothing is acknowledged entry by
+entry and nothing is written twice.
+
+One flusher writes a shard at a time: it holds the shard's lease (``flusher_lease.lua``),
+renews it every few seconds and another flusher takes the shard once the lease lapses.
+Flushers share the shards: each keeps about ``shards / live flushers`` of them.
+
+Idle, a flusher blocks in ``XREAD BLOCK`` instead of polling, and it stops reading the
+streams of a closed campaign once they are drained.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import json
 import logging
+import math
 import os
+import random
 import socket
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
-from redis.exceptions import RedisError, ResponseError
+import msgspec
+from redis.asyncio import RedisCluster
+from redis.exceptions import NoScriptError, RedisError
 
-from ..vote import entry, keys, scripts
+from ..models import Campaign
+from ..vote import keys, scripts
 from ..vote.store import AnyRedis
+from . import batch as batches
+from . import marks, progress
+from .batch import Batch, RawEntry, Stream
+from .marks import Mark, MarkMoved
 
 log = logging.getLogger(__name__)
 
-CLAIM_IDLE_MS = 15_000
-"""An entry pending this long on another consumer is taken over (its flusher died)."""
+LEASE_TTL_MS = 15_000
+"""A shard whose flusher stopped renewing for this long is taken over by another."""
 HEARTBEAT_TTL = 15
-
-STAGE = """
-CREATE TEMP TABLE IF NOT EXISTS vote_stage (
-    campaign_id text, voter_id text, vote_id text, candidate_id text, channel text,
-    ip inet, day date, cast_at timestamptz, stream_id text, shard integer
-) ON COMMIT DELETE ROWS
-"""
-STAGE_COLUMNS = ["campaign_id", "voter_id", "vote_id", "candidate_id", "channel", "ip", "day",
-                 "cast_at", "stream_id", "shard"]
-MERGE = """
-WITH inserted AS (
-    INSERT INTO votes (campaign_id, voter_id, vote_id, candidate_id, channel, ip, day,
-                       cast_at, stream_id, shard)
-    SELECT campaign_id, voter_id, vote_id, candidate_id, channel, ip, day, cast_at,
-           stream_id, shard
-    FROM vote_stage
-    ON CONFLICT (campaign_id, voter_id, vote_id, day) DO NOTHING
-    RETURNING campaign_id, candidate_id
-), counted AS (
-    INSERT INTO tallies (campaign_id, candidate_id, votes)
-    SELECT campaign_id, candidate_id, count(*) FROM inserted GROUP BY 1, 2
-    ON CONFLICT (campaign_id, candidate_id) DO UPDATE SET votes = tallies.votes + EXCLUDED.votes
-    RETURNING votes
-)
-SELECT (SELECT count(*) FROM inserted) AS inserted
-"""
+REFRESH_SECONDS = 2.0
+"""How often the campaign list, the shares and (every third time) the leases are looked at."""
+CLOSED_GRACE_SECONDS = 60.0
+"""A campaign is read for this long after it closes: a vote checked just before the close
+may still reach its stream."""
+BLOCK_MS = 10_000
+"""Idle, one ``XREAD BLOCK`` per slot group waits this long before it is sent again."""
 
 
 def entry_ms(stream_id: str) -> int:
     return int(stream_id.split("-", 1)[0])
 
 
-def to_record(campaign_id: str, shard: int, stream_id: str, f: dict[str, str]) -> tuple[Any, ...]:
-    e = entry.decode(f)
-    return (
-        campaign_id, e.voter_id, e.vote_id, e.candidate_id, e.channel, e.ip or None,
-        dt.date.fromisoformat(e.day),
-        dt.datetime.fromtimestamp(entry_ms(stream_id) / 1000, dt.UTC), stream_id, shard,
-    )
-
-
 @dataclass
 class Stats:
     flushed: int = 0
-    inserted: int = 0
     batches: int = 0
     backlog: int = 0
     lag_seconds: float = 0.0
     started: float = field(default_factory=time.monotonic)
 
+    @property
+    def inserted(self) -> int:
+        """Rows written: every entry is written once, so this equals ``flushed``."""
+        return self.flushed
 
-Stream = tuple[str, int]  # (campaign id, shard)
+
+@dataclass
+class _Group:
+    """Streams one ``XREAD`` reads together: one Cluster slot, or all on a single node."""
+
+    streams: list[Stream]
+    keys: list[str]
+    node: Any = None
+    task: asyncio.Task[tuple[Batch, dict[Stream, str]]] | None = None
+    blocking: bool = False
+    idle: bool = False
+    """The last read found nothing: the next one blocks."""
+
+
+def _closed(c: Campaign | None, now: float) -> bool:
+    if c is None:
+        return False
+    return c.status == "closed" or now > c.closes_at.timestamp() + CLOSED_GRACE_SECONDS
+
+
+def _raw(response: Any, **_: Any) -> Any:
+    return response
 
 
 class Flusher:
@@ -96,190 +111,448 @@ class Flusher:
         *,
         name: str | None = None,
         batch: int = 2000,
-        idle_sleep: float = 0.05,
-        claim_idle_ms: int = CLAIM_IDLE_MS,
+        reader: AnyRedis | None = None,
+        block_ms: int | None = None,
+        lease_ttl_ms: int = LEASE_TTL_MS,
+        replica_acks: int = 0,
+        replica_timeout_ms: int = 2000,
     ) -> None:
+        """``reader`` is a client whose socket timeout outlasts ``block_ms`` (idle reads
+        block that long); without one, reads go through ``redis`` and block at most 0.5 s.
+        ``replica_acks`` ≥ 1: nothing is committed to PostgreSQL before that many replicas
+        of each node read from hold it (``WAITAOF``)."""
         self.redis = redis
+        self.reader = reader or redis
+        if reader is not None:
+            reader.set_response_callback("XREAD", _raw)  # the flusher parses entries itself
+        self.block_ms = block_ms if block_ms is not None else (BLOCK_MS if reader else 500)
         self.database_url = database_url
         self.shards = shards
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self.batch = batch
-        self.idle_sleep = idle_sleep
-        self.claim_idle_ms = claim_idle_ms
+        self.lease_ttl_ms = lease_ttl_ms
+        self.replica_acks = replica_acks
+        self.replica_timeout_ms = replica_timeout_ms
         self.stats = Stats()
+        self._cluster = isinstance(redis, RedisCluster)
         self._conn: asyncpg.Connection | None = None
-        self._grouped: set[str] = set()
-        self._campaigns: list[str] = []
-        self._campaigns_at = 0.0
-        self._pending_done: set[str] = set()
-        self._claimed_at = 0.0
-        self._read_pending = True
+        self._version: str | None = None
+        self._campaigns: dict[str, Campaign | None] = {}
+        self._owned: set[Stream] = set()
+        self._finished: set[Stream] = set()
+        self._committed: dict[Stream, Mark] = {}
+        self._pos: dict[Stream, str] = {}
+        self._untrimmed: set[Stream] = set()
+        self._groups: list[_Group] = []
+        self._regroup = True
+        self._refreshed_at = -math.inf
+        self._leased_at = -math.inf
+        self._members = 1
+
+    # -- PostgreSQL -------------------------------------------------------------------------
 
     async def _db(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
             self._conn = await asyncpg.connect(self.database_url, timeout=5)
-            await self._conn.execute(STAGE)
         return self._conn
 
-    async def close(self) -> None:
+    async def close(self, *, release: bool = True) -> None:
+        """Stop: cancel reads, give the leases up (another flusher takes them at once)."""
+        await self._cancel_reads()
+        if release and self._owned:
+            with contextlib.suppress(RedisError, OSError):
+                await self._lease_calls(scripts.load("flusher_release"), sorted(self._owned),
+                                        [self.name])
+                await self.redis.zrem(keys.FLUSHER_MEMBERS, self.name)
+        self._owned.clear()
         if self._conn is not None and not self._conn.is_closed():
             await self._conn.close()
 
-    async def streams(self) -> list[Stream]:
-        if time.monotonic() - self._campaigns_at > 2.0:
-            self._campaigns = sorted(map(str, await self.redis.hkeys(keys.CONFIG_HASH)))
-            self._campaigns_at = time.monotonic()
-        found = [(cid, shard) for cid in self._campaigns for shard in range(self.shards)]
-        for cid, shard in found:
-            key = keys.ledger(cid, shard)
-            if key not in self._grouped:
-                try:
-                    await self.redis.xgroup_create(key, keys.FLUSHER_GROUP, id="0", mkstream=True)
-                except ResponseError as exc:
-                    if "BUSYGROUP" not in str(exc):
-                        raise
-                self._grouped.add(key)
-        return found
+    # -- campaigns, shares, leases ----------------------------------------------------------
 
-    async def _read(self, streams: list[Stream]) -> dict[Stream, list[tuple[str, dict[str, str]]]]:
+    async def register(self) -> int:
+        """Say this flusher is alive; returns how many are."""
+        now_ms = int(time.time() * 1000)
         pipe = self.redis.pipeline(transaction=False)
-        plan: list[tuple[Stream, str]] = []
-        self._read_pending = any(keys.ledger(*s) not in self._pending_done for s in streams)
-        claim = time.monotonic() - self._claimed_at > self.claim_idle_ms / 3000
-        if claim:
-            self._claimed_at = time.monotonic()
-        for stream in streams:
-            key = keys.ledger(*stream)
-            # own pending entries first (after a restart), then new ones
-            start = ">" if key in self._pending_done else "0"
-            pipe.xreadgroup(keys.FLUSHER_GROUP, self.name, {key: start}, count=self.batch)
-            plan.append((stream, "read"))
-            if not claim:
+        pipe.zadd(keys.FLUSHER_MEMBERS, {self.name: now_ms + self.lease_ttl_ms})
+        pipe.zremrangebyscore(keys.FLUSHER_MEMBERS, "-inf", now_ms)
+        pipe.zcard(keys.FLUSHER_MEMBERS)
+        self._members = max(int((await pipe.execute())[-1]), 1)
+        return self._members
+
+    async def _load_campaigns(self) -> None:
+        version = cast(str | None, await self.redis.get(keys.CONFIG_VERSION))
+        if version is not None and version == self._version and self._campaigns:
+            return
+        raw = await self.redis.hgetall(keys.CONFIG_HASH)
+        fresh: dict[str, Campaign | None] = {}
+        for cid, snapshot in raw.items():
+            try:
+                fresh[str(cid)] = msgspec.json.decode(snapshot, type=Campaign)
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                fresh[str(cid)] = None  # unreadable: its streams are flushed all the same
+        for cid, c in fresh.items():
+            old = self._campaigns.get(cid)
+            if c is None or old is None or old.status != c.status \
+                    or old.closes_at != c.closes_at:
+                # reopened or changed: read its streams again
+                self._finished -= {s for s in self._finished if s[0] == cid}
+        self._campaigns, self._version = fresh, version
+
+    def wanted(self) -> list[Stream]:
+        """Every stream this flusher should be reading, if it can lease it."""
+        return [(cid, shard) for cid in sorted(self._campaigns) for shard in range(self.shards)
+                if (cid, shard) not in self._finished]
+
+    async def _lease_calls(
+        self, script: scripts.Script, streams: list[Stream], args: list[Any]
+    ) -> list[int]:
+        if not streams:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for s in streams:
+            pipe.execute_command("EVALSHA", script.sha, 1, keys.flusher_lease(*s), *args)
+        results = list(await pipe.execute(raise_on_error=False))
+        for i, r in enumerate(results):
+            if isinstance(r, NoScriptError):
+                results[i] = await script(self.redis, [keys.flusher_lease(*streams[i])], args)
+            elif isinstance(r, Exception):
+                raise r
+        return [int(r) for r in results]
+
+    async def refresh(self, *, leases: bool = True) -> None:
+        """Campaigns, shares and leases: which streams this flusher writes from now on."""
+        await self._load_campaigns()
+        self._refreshed_at = time.monotonic()
+        if not leases:
+            return
+        self._leased_at = time.monotonic()
+        members = await self.register()
+        wanted = self.wanted()
+        share = math.ceil(len(wanted) / members)
+        wanted_set = set(wanted)
+        keep = sorted(s for s in self._owned if s in wanted_set)
+        surplus = keep[share:] if len(keep) > share else []
+        keep = keep[:share] if surplus else keep
+        ttl = [self.name, self.lease_ttl_ms]
+        renewed = await self._lease_calls(scripts.load("flusher_lease"), keep, ttl)
+        mine = {s for s, ok in zip(keep, renewed, strict=True) if ok}
+        if surplus:  # a flusher joined: leave it its share
+            await self._lease_calls(scripts.load("flusher_release"), surplus, [self.name])
+        free = [s for s in wanted if s not in mine and s not in surplus]
+        random.shuffle(free)  # flushers starting together split the shards between them
+        gained: set[Stream] = set()
+        while free and len(mine) + len(gained) < share:  # others hold some: try further
+            need = share - len(mine) - len(gained)
+            want, free = free[:need], free[need:]
+            taken = await self._lease_calls(scripts.load("flusher_lease"), want, ttl)
+            gained |= {s for s, ok in zip(want, taken, strict=True) if ok}
+        owned = mine | gained
+        await self._adopt(s for s in owned if s not in self._committed)
+        if owned != self._owned:
+            self._owned = owned
+            for s in list(self._committed):
+                if s not in self._owned:
+                    self._forget(s)
+            self._regroup = True
+
+    async def _adopt(self, streams: Iterable[Stream]) -> None:
+        """Newly leased streams start at their committed mark."""
+        by_campaign: dict[str, list[int]] = defaultdict(list)
+        for cid, shard in streams:
+            by_campaign[cid].append(shard)
+        if not by_campaign:
+            return
+        conn = await self._db()
+        for cid, shards in by_campaign.items():
+            found = await marks.load(conn, cid, self.shards)
+            for shard in shards:
+                s = (cid, shard)
+                self._committed[s] = found.get(shard, marks.ZERO)
+                self._pos[s] = marks.to_id(self._committed[s])
+                self._untrimmed.add(s)  # a previous owner may have died before its trim
+
+    def _forget(self, s: Stream) -> None:
+        self._committed.pop(s, None)
+        self._pos.pop(s, None)
+        self._untrimmed.discard(s)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def _build_groups(self) -> None:
+        await self._cancel_reads()
+        streams = sorted(self._owned - self._finished)
+        by: dict[Any, list[Stream]] = defaultdict(list)
+        nodes: dict[Any, Any] = {}
+        if isinstance(self.reader, RedisCluster):
+            await self.reader.initialize()
+            for s in streams:
+                key = keys.ledger(*s)
+                slot = self.reader.keyslot(key)
+                by[slot].append(s)
+                nodes[slot] = self.reader.get_node_from_key(key)
+        elif streams:
+            by[0] = streams
+        self._groups = [_Group(g, [keys.ledger(*s) for s in g], nodes.get(slot))
+                        for slot, g in sorted(by.items())]
+        self._regroup = False
+
+    async def _cancel_reads(self) -> None:
+        tasks = [g.task for g in self._groups if g.task is not None]
+        for g in self._groups:
+            g.task = None
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+
+    async def _xread(self, g: _Group, block: bool) -> tuple[Batch, dict[Stream, str]]:
+        """Read and encode (while PostgreSQL writes the previous batch): the rows, and each
+        stream's last id read."""
+        part = Batch()
+        last: dict[Stream, str] = {}
+        for s, entries in await self._xread_raw(g, block):
+            part.add(s, marks.ZERO, entries)
+            last[s] = entries[-1][0]
+        return part, last
+
+    async def _xread_raw(self, g: _Group, block: bool) -> list[tuple[Stream, list[RawEntry]]]:
+        args: list[Any] = ["XREAD", "COUNT", self.batch]
+        if block:
+            args += ["BLOCK", self.block_ms]
+        args += ["STREAMS", *g.keys, *(self._pos[s] for s in g.streams)]
+        if g.node is not None:
+            result = await self.reader.execute_command(*args, target_nodes=g.node)
+        else:
+            result = await self.reader.execute_command(*args)
+        if not result:
+            return []
+        by_key = dict(zip(g.keys, g.streams, strict=True))
+        pairs = result.items() if isinstance(result, dict) else result
+        return [(by_key[str(key)], list(entries)) for key, entries in pairs if entries]
+
+    def _start_reads(self, *, burst: bool) -> None:
+        for g in self._groups:
+            if g.task is None:
+                g.blocking = g.idle and not burst
+                g.task = asyncio.ensure_future(self._xread(g, g.blocking))
+
+    async def _collect(
+        self, stop: asyncio.Event | None, timeout: float
+    ) -> Batch:
+        """Entries of every read that is done (waiting for the non-blocking ones; for a
+        blocking one only when nothing else is under way)."""
+        busy = [g.task for g in self._groups if g.task is not None and not g.blocking]
+        if busy:
+            await asyncio.wait(busy)
+        elif any(g.task is not None for g in self._groups):
+            waiting: list[asyncio.Future[Any]] = [g.task for g in self._groups
+                                                  if g.task is not None]
+            stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
+            try:
+                await asyncio.wait([*waiting, *([stopper] if stopper else [])],
+                                   timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if stopper is not None:
+                    stopper.cancel()
+        out = Batch()
+        for g in self._groups:
+            if g.task is None or not g.task.done():
                 continue
-            pipe.xautoclaim(key, keys.FLUSHER_GROUP, self.name, self.claim_idle_ms, "0-0",
-                            count=self.batch)
-            plan.append((stream, "claim"))
-        results = await pipe.execute()
-        out: dict[Stream, list[tuple[str, dict[str, str]]]] = defaultdict(list)
-        for (stream, kind), result in zip(plan, results, strict=True):
-            key = keys.ledger(*stream)
-            if kind == "read":
-                entries = result[0][1] if result else []
-                if key not in self._pending_done and not entries:
-                    self._pending_done.add(key)
-            else:
-                entries = result[1] if result else []
-            out[stream].extend((sid, f) for sid, f in entries if f)
+            task, g.task = g.task, None
+            part, last = task.result()  # a failed read raises: the pass starts over
+            g.idle = not part
+            out.merge(part, self._committed)
+            self._pos.update(last)
         return out
 
-    async def _write(self, batch: dict[Stream, list[tuple[str, dict[str, str]]]]) -> int:
-        records = []
-        for (cid, shard), entries in batch.items():
-            # an entry may come twice in one pass (own pending + claimed); ids are per stream
-            unique = dict(entries)
-            records += [to_record(cid, shard, sid, fields) for sid, fields in unique.items()]
+    # -- writing ----------------------------------------------------------------------------
+
+    async def _replicas_hold(self, streams: list[Stream]) -> None:
+        """Before the commit: each node read from renews the leases of its streams (a write,
+        ordered after every entry read) and waits until ``replica_acks`` replicas have
+        written it to their AOF — and with it every entry of this batch."""
+        pipe = self.redis.pipeline(transaction=False)
+        lease = scripts.load("flusher_lease")
+        by_node: dict[str, tuple[Any, list[Stream]]] = {}
+        for s in streams:
+            node = (self.redis.get_node_from_key(keys.flusher_lease(*s))
+                    if isinstance(self.redis, RedisCluster) else None)
+            by_node.setdefault(node.name if node is not None else "", (node, []))[1].append(s)
+        plan: list[str] = []
+        for _, (node, mine) in sorted(by_node.items()):
+            for s in mine:
+                pipe.execute_command("EVAL", lease.source, 1, keys.flusher_lease(*s),
+                                     self.name, self.lease_ttl_ms)
+                plan.append("lease")
+            extra = {"target_nodes": node} if node is not None else {}
+            pipe.execute_command("WAITAOF", 0, self.replica_acks, self.replica_timeout_ms,
+                                 **extra)
+            plan.append("wait")
+        for kind, result in zip(plan, await pipe.execute(), strict=True):
+            if kind == "lease" and int(result) != 1:
+                raise MarkMoved("a shard's lease went to another flusher")
+            if kind == "wait" and int(result[1]) < self.replica_acks:
+                raise OSError(f"only {result[1]} of {self.replica_acks} replicas hold the "
+                              "entries: not committed, retried")
+
+    async def _write(self, b: Batch) -> None:
         conn = await self._db()
-        async with conn.transaction():
-            await conn.copy_records_to_table("vote_stage", records=records, columns=STAGE_COLUMNS)
-            inserted = await conn.fetchval(MERGE)
-        return int(inserted)
+        hold = None
+        if self.replica_acks > 0:
+            streams = sorted(b.moves)
 
-    async def _ack(self, batch: dict[Stream, list[tuple[str, dict[str, str]]]]) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        script = scripts.ack_entries()
-        for stream, entries in batch.items():
-            ids = sorted({sid for sid, _ in entries})
-            for i in range(0, len(ids), 1000):
-                chunk = ids[i : i + 1000]
-                pipe.execute_command("EVALSHA", script.sha, 1, keys.ledger(*stream),
-                                     keys.FLUSHER_GROUP, *chunk)
-        results = await pipe.execute(raise_on_error=False)
-        if any(isinstance(r, Exception) for r in results):
-            # NOSCRIPT after a Redis restart: fall back to EVAL, entry by stream
-            for stream, entries in batch.items():
-                await script(self.redis, [keys.ledger(*stream)],
-                             [keys.FLUSHER_GROUP, *sorted({sid for sid, _ in entries})])
+            async def hold() -> None:
+                await self._replicas_hold(streams)
 
-    async def run_once(self) -> int:
-        """One pass over every stream; returns the number of entries committed."""
-        streams = await self.streams()
-        if not streams:
-            return 0
-        batch = {s: e for s, e in (await self._read(streams)).items() if e}
-        if not batch:
-            return 0
-        count = sum(len(e) for e in batch.values())
-        inserted = await self._write(batch)
-        await self._ack(batch)
-        self.stats.flushed += count
-        self.stats.inserted += inserted
+        await batches.commit(conn, b, hold)
+        for s, (_, new) in b.moves.items():
+            self._committed[s] = new
+            self._untrimmed.add(s)
+        self.stats.flushed += b.rows
         self.stats.batches += 1
-        return count
 
-    async def measure(self) -> tuple[int, float]:
-        """Backlog (entries not yet committed) and lag (age of the oldest, seconds)."""
-        streams = await self.streams()
+    async def trim(self) -> None:
+        """Drop committed entries from the streams (``XTRIM MINID`` past each mark)."""
+        todo = sorted(s for s in self._untrimmed if s in self._committed)
+        if not todo:
+            return
         pipe = self.redis.pipeline(transaction=False)
-        for stream in streams:
-            pipe.xlen(keys.ledger(*stream))
-            pipe.xrange(keys.ledger(*stream), "-", "+", count=1)
-        results = await pipe.execute()
-        backlog = sum(int(n) for n in results[0::2])
-        oldest = [entry_ms(r[0][0]) for r in results[1::2] if r]
-        lag = max(0.0, time.time() - min(oldest) / 1000) if oldest else 0.0
-        return backlog, lag
+        for s in todo:
+            pipe.execute_command("XTRIM", keys.ledger(*s), "MINID",
+                                 marks.trim_below(self._committed[s]))
+        results = await pipe.execute(raise_on_error=False)
+        for s, r in zip(todo, results, strict=True):
+            if not isinstance(r, Exception):
+                self._untrimmed.discard(s)
 
-    async def heartbeat(self) -> None:
-        backlog, lag = await self.measure()
-        self.stats.backlog, self.stats.lag_seconds = backlog, lag
-        elapsed = max(time.monotonic() - self.stats.started, 1e-9)
-        info = {"name": self.name, "at": time.time(), "backlog": backlog, "lag_seconds": lag,
-                "flushed": self.stats.flushed, "rows_per_second": self.stats.flushed / elapsed}
-        await self.redis.set(keys.FLUSHER_HEARTBEAT + self.name, json.dumps(info),
-                             ex=HEARTBEAT_TTL)
-        log.info("flusher %s: backlog=%d lag=%.2fs flushed=%d batches=%d rate=%.0f/s",
-                 self.name, backlog, lag, self.stats.flushed, self.stats.batches,
-                 info["rows_per_second"])
+    async def _reset(self) -> None:
+        """After a failed pass: reads start again from the committed marks."""
+        await self._cancel_reads()
+        for s, m in self._committed.items():
+            self._pos[s] = marks.to_id(m)
+        for g in self._groups:
+            g.idle = False
+
+    async def _reload_marks(self) -> None:
+        """Another writer (an invalidation, a flusher that still thought it owned a shard)
+        moved marks: take PostgreSQL's values."""
+        await self._reset()
+        await self._adopt(list(self._owned))
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def step(self, stop: asyncio.Event | None = None, *, burst: bool = False) -> int:
+        """One pass: refresh if due, collect reads, write what came; returns the rows."""
+        now = time.monotonic()
+        if now - self._refreshed_at >= REFRESH_SECONDS:
+            await self.refresh(leases=now - self._leased_at >= self.lease_ttl_ms / 3000)
+        if self._regroup:
+            await self._build_groups()
+        if not self._groups:
+            if not burst:
+                await _sleep(stop, REFRESH_SECONDS)
+            return 0
+        self._start_reads(burst=burst)
+        wait = max(REFRESH_SECONDS - (time.monotonic() - self._refreshed_at), 0.05)
+        found = await self._collect(stop, wait)
+        if not found:
+            self._drained_closed()
+            if self._untrimmed:
+                await self.trim()
+            return 0
+        self._start_reads(burst=burst)  # the next read runs while PostgreSQL writes
+        try:
+            await self._write(found)
+        except MarkMoved as exc:
+            log.info("flusher %s: %s; reading on from PostgreSQL's marks", self.name, exc)
+            await self._reload_marks()
+            return 0
+        except BaseException:
+            await self._reset()
+            raise
+        await self.trim()
+        return found.rows
+
+    def _drained_closed(self) -> None:
+        """Streams of closed campaigns that just read empty are done for good."""
+        now = time.time()
+        done = {s for g in self._groups if g.idle for s in g.streams
+                if _closed(self._campaigns.get(s[0]), now)}
+        if done - self._finished:
+            self._finished |= done
+            self._regroup = True
 
     async def drain(self) -> int:
-        """Flush until a pass finds nothing (``burst`` mode, used by tests and ``up``)."""
+        """Flush until every stream this flusher holds reads empty (``burst`` mode)."""
         total = 0
+        await self.refresh()
         while True:
-            n = await self.run_once()
+            n = await self.step(burst=True)
             total += n
-            if n == 0 and self._caught_up():
+            if n == 0 and self._groups_idle():
                 return total
 
-    def _caught_up(self) -> bool:
-        """The last pass read new entries (not re-read pending ones) from every stream."""
-        return not self._read_pending
+    def _groups_idle(self) -> bool:
+        return all(g.idle and g.task is None for g in self._groups)
 
     async def run(self, stop: asyncio.Event, *, burst: bool = False) -> None:
         backoff = 0.1
-        last_beat = 0.0
+        last_beat = -math.inf
         while not stop.is_set():
             try:
-                n = await self.run_once()
+                n = await self.step(stop, burst=burst)
                 if time.monotonic() - last_beat > 5.0:
                     await self.heartbeat()
                     last_beat = time.monotonic()
                 backoff = 0.1
             except (RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
-                    TimeoutError) as exc:
+                    TimeoutError, ValueError) as exc:
+                # ValueError: an entry no vote path wrote (entry.BadEntry); it is kept, not
+                # skipped, until someone looks at it
                 log.warning("flusher pass failed (%r); retrying in %.1fs", exc, backoff)
+                await self._reset()
+                self._regroup = True
                 if self._conn is not None:
                     self._conn.terminate()
                     self._conn = None
                 await _sleep(stop, backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            if n == 0 and self._caught_up():
-                if burst:
-                    return
-                await _sleep(stop, self.idle_sleep)
+            if burst and n == 0 and self._groups_idle():
+                return
+
+    # -- health -----------------------------------------------------------------------------
+
+    async def measure(self) -> tuple[int, float]:
+        """Backlog (entries after the marks) and lag (age of the oldest, seconds) of the
+        streams this flusher holds and has not found idle."""
+        streams = sorted(s for g in self._groups if not g.idle for s in g.streams)
+        if not streams:
+            return 0, 0.0
+        found = await progress.measure(self.redis, {s: self._committed[s] for s in streams
+                                                    if s in self._committed})
+        return found.backlog, found.lag_seconds
+
+    async def heartbeat(self) -> None:
+        backlog, lag = await self.measure()
+        self.stats.backlog, self.stats.lag_seconds = backlog, lag
+        elapsed = max(time.monotonic() - self.stats.started, 1e-9)
+        info = {"name": self.name, "at": time.time(), "backlog": backlog, "lag_seconds": lag,
+                "flushed": self.stats.flushed, "rows_per_second": self.stats.flushed / elapsed,
+                "streams": len(self._owned - self._finished)}
+        await self.redis.set(keys.FLUSHER_HEARTBEAT + self.name, json.dumps(info),
+                             ex=HEARTBEAT_TTL)
+        log.info("flusher %s: streams=%d backlog=%d lag=%.2fs flushed=%d batches=%d rate=%.0f/s",
+                 self.name, info["streams"], backlog, lag, self.stats.flushed,
+                 self.stats.batches, info["rows_per_second"])
 
 
-async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+async def _sleep(stop: asyncio.Event | None, seconds: float) -> None:
+    if stop is None:
+        await asyncio.sleep(seconds)
+        return
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
 

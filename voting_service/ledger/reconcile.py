@@ -15,19 +15,15 @@ from typing import Any, cast
 import asyncpg
 
 from ..vote import entry, keys, scripts, store
+from ..vote.entry import Entry
 from ..vote.store import AnyRedis
-
-UNFLUSHED_CHECK = """
-SELECT v.voter_id, v.vote_id, v.day FROM votes v
-JOIN unnest($2::text[], $3::text[], $4::date[]) AS s(voter_id, vote_id, day)
-  ON v.voter_id = s.voter_id AND v.vote_id = s.vote_id AND v.day = s.day
-WHERE v.campaign_id = $1
-"""
+from . import marks, progress
+from .marks import Mark
 
 
 @dataclass(frozen=True)
 class Unflushed:
-    """A vote in a ledger stream that PostgreSQL does not have yet."""
+    """A vote in a ledger stream that PostgreSQL does not have yet (after its shard's mark)."""
 
     shard: int
     voter_id: str
@@ -36,25 +32,19 @@ class Unflushed:
     day: str
 
 
+def _unflushed(entries: dict[int, list[tuple[str, Entry]]],
+               at: dict[int, Mark]) -> list[Unflushed]:
+    return [Unflushed(shard, e.voter_id, e.vote_id, e.candidate_id, e.day)
+            for shard, _, e in progress.after_marks(entries, at)]
+
+
 async def unflushed(
     redis: AnyRedis, conn: asyncpg.Connection, campaign_id: str, shards: int
 ) -> list[Unflushed]:
-    found: list[Unflushed] = []
-    for shard in range(shards):
-        raw = await redis.xrange(keys.ledger(campaign_id, shard), "-", "+")
-        entries = cast(list[tuple[str, dict[str, str]]], raw or [])
-        for _, f in entries:
-            if f:
-                e = entry.decode(f)
-                found.append(Unflushed(shard, e.voter_id, e.vote_id, e.candidate_id, e.day))
-    if not found:
-        return []
-    rows = await conn.fetch(
-        UNFLUSHED_CHECK, campaign_id, [u.voter_id for u in found], [u.vote_id for u in found],
-        [dt.date.fromisoformat(u.day) for u in found],
-    )
-    committed = {(r["voter_id"], r["vote_id"], r["day"].isoformat()) for r in rows}
-    return [u for u in found if (u.voter_id, u.vote_id, u.day) not in committed]
+    """The streams first, the marks after: an entry committed in between is then at or
+    before its mark, so it is counted in PostgreSQL, not here."""
+    entries = await progress.stream_entries(redis, campaign_id, shards)
+    return _unflushed(entries, await progress.read_marks(conn, campaign_id))
 
 
 @dataclass(frozen=True)
@@ -73,14 +63,19 @@ async def reconcile(
     redis: AnyRedis, conn: asyncpg.Connection, campaign_id: str, shards: int
 ) -> list[Drift]:
     """Every candidate whose Redis tally differs from PostgreSQL + unflushed entries."""
+    # Redis first (tallies, then streams), then one PostgreSQL snapshot of rows and marks: a
+    # flusher committing meanwhile moves entries from "unflushed" to "in PostgreSQL" whole
     redis_totals = store.sum_tallies(await store.shard_tallies(redis, campaign_id, shards))
-    rows = await conn.fetch(
-        "SELECT candidate_id, count(*) AS n FROM votes WHERE campaign_id = $1 AND valid"
-        " GROUP BY candidate_id", campaign_id,
-    )
+    entries = await progress.stream_entries(redis, campaign_id, shards)
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        rows = await conn.fetch(
+            "SELECT candidate_id, count(*) AS n FROM votes WHERE campaign_id = $1 AND valid"
+            " GROUP BY candidate_id", campaign_id,
+        )
+        at = await progress.read_marks(conn, campaign_id)
     pg = {r["candidate_id"]: int(r["n"]) for r in rows}
     pending: dict[str, int] = defaultdict(int)
-    for u in await unflushed(redis, conn, campaign_id, shards):
+    for u in _unflushed(entries, at):
         pending[u.candidate_id] += 1
     drift = []
     for cand in sorted(set(redis_totals) | set(pg) | set(pending)):
@@ -107,7 +102,8 @@ class _ShardState:
     length: int
     bound: tuple[int, int]
     """The newest stream id this snapshot covers (later votes are in neither side)."""
-    entries: list[Unflushed]
+    entries: list[tuple[str, Unflushed]]
+    """(stream id, vote) of every entry in the stream at that instant."""
 
 
 async def _shard_states(
@@ -127,9 +123,10 @@ async def _shard_states(
         else:  # no stream yet: any vote after this instant is newer
             bound = (int(sec) * 1000 + int(usec) // 1000 - 1, 2**63 - 1)
         found = []
-        for _, raw in entries:
+        for sid, raw in entries:
             e = entry.decode({str(raw[i]): str(raw[i + 1]) for i in range(0, len(raw), 2)})
-            found.append(Unflushed(shard, e.voter_id, e.vote_id, e.candidate_id, e.day))
+            found.append((str(sid),
+                          Unflushed(shard, e.voter_id, e.vote_id, e.candidate_id, e.day)))
         states.append(_ShardState(shard, tally, int(length), bound, found))
     return states
 
@@ -155,23 +152,17 @@ async def live_drift(
             [s.bound[0] for s in states], [s.bound[1] for s in states],
             max(oldest / 1000 - 1, 0),
         )
-        found = [u for s in states for u in s.entries]
-        committed: set[tuple[str, str, str]] = set()
-        if found:
-            hits = await conn.fetch(
-                UNFLUSHED_CHECK, campaign_id, [u.voter_id for u in found],
-                [u.vote_id for u in found], [dt.date.fromisoformat(u.day) for u in found],
-            )
-            committed = {(r["voter_id"], r["vote_id"], r["day"].isoformat()) for r in hits}
+        at = await progress.read_marks(conn, campaign_id)  # the same snapshot as the rows
     pg: dict[str, int] = defaultdict(int)
     for r in rows:
         pg[r["candidate_id"]] += int(r["votes"])
     for r in newer:
         pg[r["candidate_id"]] -= int(r["n"])
     pending: dict[str, int] = defaultdict(int)
-    for u in found:
-        if (u.voter_id, u.vote_id, u.day) not in committed:
-            pending[u.candidate_id] += 1
+    for s in states:
+        for sid, u in s.entries:
+            if marks.parse(sid) > at.get(s.shard, marks.ZERO):  # not committed yet
+                pending[u.candidate_id] += 1
     redis_totals = store.sum_tallies(s.tally for s in states)
     drift = []
     for cand in sorted(set(redis_totals) | set(pg) | set(pending)):

@@ -13,8 +13,10 @@ CONFIG_HASH = "cfg:campaigns"
 """Hash: campaign id → JSON snapshot (campaign, candidates, channels) read by every worker."""
 CONFIG_VERSION = "cfg:version"
 """Counter bumped on every admin change; workers poll it to reload the snapshot."""
-FLUSHER_GROUP = "flusher"
 FLUSHER_HEARTBEAT = "flusher:heartbeat:"
+FLUSHER_MEMBERS = "flusher:members"
+"""Sorted set: live flushers by name, scored with the unix ms their membership lapses; each
+takes about its share of the shard streams."""
 
 
 def shard_of(voter_id: str, shards: int) -> int:
@@ -31,6 +33,11 @@ def tally(campaign_id: str, shard: int) -> str:
 
 def ledger(campaign_id: str, shard: int) -> str:
     return f"{group_tag(campaign_id, shard)}:ledger"
+
+
+def flusher_lease(campaign_id: str, shard: int) -> str:
+    """String: name of the flusher that owns this shard stream, expiring unless renewed."""
+    return f"{group_tag(campaign_id, shard)}:flusher"
 
 
 def quota(campaign_id: str, shard: int, day: str, voter_id: str) -> str:

@@ -62,9 +62,5 @@ def limit_and_cast() -> Script:
     return load("limit_and_cast")
 
 
-def ack_entries() -> Script:
-    return load("ack_entries")
-
-
 def read_shard_state() -> Script:
     return load("read_shard_state")

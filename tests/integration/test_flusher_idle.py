@@ -1,0 +1,99 @@
+"""A quiet flusher (issue #8.11): idle it blocks in XREAD instead of polling, and it stops
+reading a closed campaign's streams once they are drained."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tests.conftest import ADMIN, Harness
+from voting_service.ledger.flusher import Flusher
+from voting_service.vote import store
+
+CAMPAIGNS = 11
+
+
+async def commands_run(redis: store.AnyRedis) -> dict[str, int]:
+    """Calls per command on the server(s) since the last reset (INFO itself left out)."""
+    if isinstance(redis, store.RedisCluster):
+        found: Any = await redis.info("commandstats", target_nodes=store.RedisCluster.PRIMARIES)
+        sections = list(found.values()) if all(isinstance(v, dict) and any(
+            k.startswith("cmdstat_") for k in v) for v in found.values()) else [found]
+    else:
+        sections = [await redis.info("commandstats")]
+    calls: dict[str, int] = {}
+    for section in sections:
+        for name, stat in section.items():
+            if name.startswith("cmdstat_") and name not in ("cmdstat_info",
+                                                             "cmdstat_config|resetstat"):
+                calls[name[8:]] = calls.get(name[8:], 0) + int(stat["calls"])
+    return calls
+
+
+async def reset_stats(redis: store.AnyRedis) -> None:
+    if isinstance(redis, store.RedisCluster):
+        await redis.config_resetstat(target_nodes=store.RedisCluster.PRIMARIES)
+    else:
+        await redis.config_resetstat()
+
+
+async def test_an_idle_flusher_sends_a_few_commands_whatever_the_campaigns(
+    harness: Harness,
+) -> None:
+    h = harness
+    for i in range(CAMPAIGNS):
+        await h.create_campaign(id=f"idle{i:02d}")
+    reader = store.connect(h.settings, socket_timeout=20)
+    flusher = Flusher(h.redis, h.settings.database_url or "", h.settings.shards, name="quiet",
+                      reader=reader, block_ms=10_000)
+    stop = asyncio.Event()
+    running = asyncio.create_task(flusher.run(stop))
+    try:
+        async with asyncio.timeout(20):
+            while len(flusher.wanted()) < CAMPAIGNS * h.settings.shards \
+                    or flusher.stats.backlog != 0 or not flusher._groups \
+                    or not all(g.blocking and g.task for g in flusher._groups):
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)
+        await reset_stats(h.redis)
+        await asyncio.sleep(4)
+        calls = await commands_run(h.redis)
+    finally:
+        stop.set()
+        await running
+        await flusher.close()
+        await reader.aclose()
+    streams = CAMPAIGNS * h.settings.shards
+    # polling sent one read per stream per pass, twenty passes a second: 14,000 here; idle,
+    # what remains is the campaign-list check, one lease renewal per stream every 5 s and,
+    # in a Cluster, one blocking read per slot every 10 s
+    assert sum(calls.values()) <= 2 * streams + 20, calls
+    assert calls.get("xread", 0) <= streams, calls
+
+
+async def test_a_closed_campaign_is_read_until_drained_then_no_more(harness: Harness) -> None:
+    h = harness
+    await h.create_campaign()
+    token = await h.voter()
+    for cand in ("c001", "c002"):
+        assert (await h.vote(token, cand)).status_code == 200
+    r = await h.client.patch("/api/v1/admin/campaigns/t2026", json={"status": "closed"},
+                             headers=ADMIN)
+    assert r.status_code == 200, r.text
+    flusher = Flusher(h.redis, h.settings.database_url or "", h.settings.shards, name="f")
+    try:
+        assert await flusher.drain() == 2, "votes cast before the close are flushed"
+        assert flusher.wanted() == [], "then its streams are read no more"
+        assert await flusher.drain() == 0
+    finally:
+        await flusher.close()
+    assert await h.pg.fetchval("SELECT count(*) FROM votes") == 2
+    r = await h.client.patch("/api/v1/admin/campaigns/t2026", json={"status": "open"},
+                             headers=ADMIN)
+    assert r.status_code == 200, r.text
+    again = Flusher(h.redis, h.settings.database_url or "", h.settings.shards, name="f")
+    try:
+        await again.refresh()
+        assert len(again.wanted()) == h.settings.shards, "reopened: read again"
+    finally:
+        await again.close()
