@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from .errors import VotingError
 from .fraud import blocklist, invalidation, sms
-from .ledger import campaigns, db, durability
+from .ledger import campaigns, db, durability, health
 from .services import Services, services
 from .settings import Settings
 from .vote import store
@@ -98,11 +98,21 @@ def create_app(settings: Settings) -> Starlette:
         refresher = asyncio.create_task(registry.run())
         blocks_watcher = asyncio.create_task(
             svc.ip_blocks.watch(redis, settings.config_refresh))
+
+        def publish(snapshot: health.Health) -> None:
+            svc.health = snapshot
+
+        health_watcher = asyncio.create_task(health.watch(
+            redis, svc.db if pool is not None else None, lambda: list(registry.campaigns),
+            settings.shards, settings.health_interval, publish))
         try:
             yield
         finally:
             refresher.cancel()
             blocks_watcher.cancel()
+            health_watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await health_watcher  # not mid-query when the pool closes
             await batcher.close()
             if pool is not None:
                 await pool.close()
