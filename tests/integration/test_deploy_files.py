@@ -94,6 +94,11 @@ def test_compose_stack_is_wired_together() -> None:
     scrape = yaml.safe_load((DEPLOY / "compose" / "prometheus.yml").read_text())
     targets = scrape["scrape_configs"][0]["static_configs"][0]["targets"]
     assert targets == ["web-1:8000", "web-2:8000"]
+    # Prometheus may read /metrics, and loads the alert rules of deploy/prometheus/
+    prom_ip = services["prometheus"]["networks"]["frontend"]["ipv4_address"]
+    assert services["web-1"]["environment"]["VOTING_METRICS_ALLOW"] == f"{prom_ip}/32"
+    rules = [v.split(":")[1] for v in services["prometheus"]["volumes"] if "alerts" in v]
+    assert rules == scrape["rule_files"]
 
 
 def test_valkey_config_keeps_acknowledged_votes() -> None:

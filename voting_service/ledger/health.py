@@ -212,4 +212,8 @@ async def watch(
             publish(await measure(redis, connect, list(campaign_ids()), shards, replica_acks))
         except Exception:  # the loop must outlive any one bad pass
             log.exception("health snapshot failed")
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # a client library swallowed the cancellation mid-pass: honour it here
+            raise asyncio.CancelledError
         await asyncio.sleep(interval)

@@ -35,6 +35,7 @@ from ..vote import identity, keys, voting
 from ..vote.outcomes import ACCEPTED, Outcome
 from ..vote.registry import LiveCampaign
 from .http import JSON, json_body
+from .metrics import SSE_CLIENTS
 
 VOTER_COOKIE = "vs_voter_"
 
@@ -148,15 +149,19 @@ async def live_tallies(request: Request) -> Response:
 
     async def events() -> AsyncIterator[bytes]:
         last = b""
-        while not await request.is_disconnected():
-            current = svc.registry.campaigns.get(live.id, live)
-            body = msgspec.json.encode(await tallies_body(svc, current))
-            if body != last:
-                yield b"event: tallies\ndata: " + body + b"\n\n"
-                last = body
-            else:
-                yield b": keep-alive\n\n"
-            await asyncio.sleep(1.0)
+        SSE_CLIENTS.inc()
+        try:
+            while not await request.is_disconnected():
+                current = svc.registry.campaigns.get(live.id, live)
+                body = msgspec.json.encode(await tallies_body(svc, current))
+                if body != last:
+                    yield b"event: tallies\ndata: " + body + b"\n\n"
+                    last = body
+                else:
+                    yield b": keep-alive\n\n"
+                await asyncio.sleep(1.0)
+        finally:
+            SSE_CLIENTS.dec()
 
     return StreamingResponse(
         events(),
