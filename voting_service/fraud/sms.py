@@ -27,8 +27,9 @@ from redis.exceptions import RedisError
 from ..errors import InvalidCode, InvalidRequest, RateLimited, Unavailable
 from ..settings import Settings
 from ..vote import identity, keys, scripts
+from ..vote.pipeline import Pipeline
 from ..vote.registry import Day, LiveCampaign
-from ..vote.store import AnyRedis, Batcher
+from ..vote.store import AnyRedis
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class Sent:
 
 
 async def _meter(
-    batcher: Batcher, limits: list[tuple[list[str], int, int]], day: Day, now: float
+    batcher: Pipeline, limits: list[tuple[list[str], int, int]], day: Day, now: float
 ) -> int:
     """Run every ``(keys, per minute, per day)`` meter in one batch; the longest wait, ms."""
     script = scripts.ip_limit()
@@ -144,7 +145,7 @@ async def _meter(
 
 
 async def start(
-    redis: AnyRedis, batcher: Batcher, sender: Sender, pepper: str, campaign: LiveCampaign,
+    redis: AnyRedis, batcher: Pipeline, sender: Sender, pepper: str, campaign: LiveCampaign,
     raw_phone: str, ip: str,
 ) -> Sent:
     phone = normalize_phone(raw_phone)
@@ -179,7 +180,7 @@ async def start(
 
 
 async def verify(
-    batcher: Batcher, pepper: str, campaign: LiveCampaign, raw_phone: str, code: str
+    batcher: Pipeline, pepper: str, campaign: LiveCampaign, raw_phone: str, code: str
 ) -> str:
     """The voter id of the phone when ``code`` is its current code; else ``InvalidCode``."""
     phone = normalize_phone(raw_phone)

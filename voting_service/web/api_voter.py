@@ -14,8 +14,9 @@ from ..fraud import challenge, sms
 from ..models import SmsStart, SmsVerify, level_for
 from ..services import Services, services
 from ..vote import identity, voting
-from .api_public import VOTER_COOKIE, resolve_voter
+from .api_public import resolve_voter
 from .http import JSON, json_body
+from .votes import VOTER_COOKIE
 
 NO_STORE = {"Cache-Control": "no-store"}
 
