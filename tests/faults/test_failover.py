@@ -275,7 +275,11 @@ async def test_master_sigkill_fails_over_without_losing_acknowledged_votes(
         load.stop.set()
         await asyncio.gather(*tasks)
     out = load.out
-    assert recovered_at is not None, "votes on the dead master's slots never came back"
+    if recovered_at is None:
+        log = (stack.dir / "serve.log").read_text(errors="replace")[-3000:]
+        role = victim.info("replication")[:200]
+        pytest.fail(f"votes on the dead master's slots never came back; old master: {role}\n"
+                    f"web log:\n{log}")
     again = recovered_at - killed_at
     assert "role:slave" in victim.info("replication"), "the old master did not rejoin"
 
