@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench load lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: $(VENV)/.installed-test
 ## bench: side-by-side throughput figures (see loadtests/)
 bench: $(VENV)/.installed-dev
 	$(PY) -m loadtests.bench $(BENCH_ARGS)
+
+## load: locust headless 2 min on a local stack (loopback), CSV + HTML reports, SLO table;
+## exits non-zero when an SLO is missed (see loadtests/load.py)
+load: $(VENV)/.installed-dev
+	$(PY) -m loadtests.load $(LOAD_ARGS)
 
 ## lint: ruff + mypy --strict
 lint: $(VENV)/.installed-dev

@@ -525,6 +525,45 @@ class Bench:
             finally:
                 valkey.stop()
                 self.res.servers.remove(valkey)
+        for run, acks in enumerate((0, 1, 0, 1)):  # twice each, interleaved: a noisy machine
+            await self._replica_acks_row(rows, acks, run)
+
+    async def _replica_acks_row(self, rows: list[dict[str, Any]], acks: int, run: int) -> None:
+        """The vote endpoint on a master with one replica (both AOF always), answering after
+        the master's fsync only (0) or also a replica's (1, ``VOTING_REDIS_REPLICA_ACKS``)."""
+        master = embedded.ValkeyServer(self.res.workdir / f"valkey-acks{run}-m")
+        self.res.servers.append(master)
+        await asyncio.to_thread(master.start)
+        replica = embedded.ValkeyServer(self.res.workdir / f"valkey-acks{run}-r",
+                                        replica_of=master.port)
+        self.res.servers.append(replica)
+        await asyncio.to_thread(replica.start)
+        try:
+            await asyncio.to_thread(replica.wait_replica_ready)
+            redis = redis_client(master.url)
+            conn = await asyncpg.connect(self.pg_url)
+            try:
+                await campaigns.publish_all(conn, redis)
+                deadline = time.monotonic() + 30
+                while not (found := await durability.check(redis, acks)).safe:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"replica never acknowledged: {found.reason}")
+                    await asyncio.sleep(0.2)
+            finally:
+                await conn.close()
+                await redis.aclose()
+            env = self.service_env(master.url, VOTING_REDIS_REPLICA_ACKS=str(acks))
+            result, extra = await self.vote_phase(f"replica-acks-{acks}-{run}", master.url, env,
+                                                  1, 0)
+            label = f"always + 1 replica, replica acks {acks}"
+            rows.append({"valkey": label, "mode": found.reason, "safe": found.safe,
+                         "waitaof": found.waitaof, "vote": result.as_dict(),
+                         "weak_flag": False, **extra})
+            self.log(f"{label}: {result.rps:,.0f} votes/s ({found.reason})")
+        finally:
+            for server in (replica, master):
+                server.stop()
+                self.res.servers.remove(server)
 
     # ---- C: anti-fraud cost ----------------------------------------------------------------
 

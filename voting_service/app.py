@@ -173,7 +173,7 @@ def create_app(settings: Settings) -> Starlette:
 
         health_watcher = asyncio.create_task(health.watch(
             redis, svc.db if pool is not None else None, lambda: list(registry.campaigns),
-            settings.shards, settings.health_interval, publish))
+            settings.shards, settings.health_interval, publish, settings.redis_replica_acks))
         try:
             yield
         finally:

@@ -135,11 +135,12 @@ def lag_seconds(oldest_ms: int | None, now: float) -> float:
     return 0.0 if oldest_ms is None else max(0.0, now - oldest_ms / 1000)
 
 
-async def _redis_state(redis: AnyRedis) -> tuple[bool, durability.Durability]:
+async def _redis_state(redis: AnyRedis, replica_acks: int = 0,
+                       ) -> tuple[bool, durability.Durability]:
     try:
         async with asyncio.timeout(TIMEOUT):
             await redis.ping()
-            return True, await durability.check(redis)
+            return True, await durability.check(redis, replica_acks)
     except Exception as exc:
         return False, durability.Durability(False, False, f"Redis is unreachable: {exc!r}")
 
@@ -173,9 +174,11 @@ WHERE relname = 'votes' AND schemaname = current_schema()
 
 async def measure(
     redis: AnyRedis, connect: Connect | None, campaign_ids: Iterable[str], shards: int,
+    replica_acks: int = 0,
 ) -> Health:
-    """One snapshot; a server that does not answer is reported down, never raised."""
-    redis_up, found = await _redis_state(redis)
+    """One snapshot; a server that does not answer is reported down, never raised.
+    ``replica_acks``: durable only if every primary's replicas acknowledge that many."""
+    redis_up, found = await _redis_state(redis, replica_acks)
     campaigns: dict[str, CampaignHealth] = {}
     postgres_up = False
     rows: int | None = None
@@ -201,12 +204,12 @@ async def measure(
 
 async def watch(
     redis: AnyRedis, connect: Connect | None, campaign_ids: Callable[[], Iterable[str]],
-    shards: int, interval: float, publish: Callable[[Health], None],
+    shards: int, interval: float, publish: Callable[[Health], None], replica_acks: int = 0,
 ) -> None:
     """Refresh the snapshot every ``interval`` seconds until cancelled (a lifespan task)."""
     while True:
         try:
-            publish(await measure(redis, connect, list(campaign_ids()), shards))
+            publish(await measure(redis, connect, list(campaign_ids()), shards, replica_acks))
         except Exception:  # the loop must outlive any one bad pass
             log.exception("health snapshot failed")
         task = asyncio.current_task()
