@@ -25,6 +25,7 @@ from .vote import store
 from .vote.identity import VoterTokens
 from .vote.registry import Registry
 from .web import api_admin, api_fraud, api_public, api_voter, pages
+from .web.edge import EdgeMiddleware
 from .web.http import JSON, on_backend_down, on_http_exception, on_unexpected, on_voting_error
 from .web.security import SecurityMiddleware
 
@@ -117,7 +118,10 @@ def create_app(settings: Settings) -> Starlette:
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(SecurityMiddleware, trusted_proxies=settings.trusted_proxies)],
+        middleware=[
+            Middleware(SecurityMiddleware, trusted_proxies=settings.trusted_proxies),
+            Middleware(EdgeMiddleware),
+        ],
         exception_handlers={
             VotingError: on_voting_error,
             RedisError: on_backend_down,
