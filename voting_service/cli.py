@@ -198,20 +198,28 @@ def cmd_flusher(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def netloc(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 address in brackets (``[::]:8000``) as binds and URLs need."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    _settings()  # fail early on bad configuration
+    settings = _settings()  # fail early on bad configuration
     if args.workers > 1:
         os.execvp(sys.executable, [
             sys.executable, "-m", "gunicorn", "voting_service.app:app_from_env()",
             "-k", "voting_service.worker.VotingWorker", "-w", str(args.workers),
-            "-b", f"{args.host}:{args.port}", "--graceful-timeout", "10",
+            "-b", netloc(args.host, args.port), "--graceful-timeout", "10",
             "--access-logfile", "-" if args.access_log else "/dev/null",
         ])
     import uvicorn
 
+    from .web.protocol import bounded_protocol
+
     uvicorn.run(
         "voting_service.app:app_from_env", factory=True, host=args.host, port=args.port,
-        loop="uvloop", http="httptools", access_log=args.access_log, lifespan="on",
+        loop="uvloop", http=bounded_protocol(settings.head_timeout),
+        access_log=args.access_log, lifespan="on",
         proxy_headers=False,  # VOTING_TRUSTED_PROXIES alone decides (identity.client_ip)
         timeout_graceful_shutdown=10,
     )
@@ -276,7 +284,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         children.append(subprocess.Popen([*me, "flusher"], env=env, start_new_session=True))
         admin = next(t.split(":", 1)[1] for t in env["VOTING_ADMIN_TOKENS"].split(",")
                      if t.startswith("admin:"))
-        print(f"\nvoting-service is up: http://{args.host}:{args.port}/\n"
+        print(f"\nvoting-service is up: http://{netloc(args.host, args.port)}/\n"
               f"admin token (local use only): {admin}\n"
               f"data kept in {data_dir}; Ctrl-C stops everything\n", flush=True)
         while not stopping:

@@ -6,6 +6,7 @@ Chromium is Debian's (``apt-get install chromium``), driven by Playwright from P
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -114,12 +115,14 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     raise RuntimeError(f"the service did not become ready:\n{log.read_text()[-4000:]}")
 
 
-@pytest.fixture(scope="module")
-def service(single_url: str, migrated: str, tmp_path_factory: pytest.TempPathFactory
-            ) -> Iterator[Service]:
+@contextlib.contextmanager
+def running_service(
+    single_url: str, migrated: str, log: Path, *, env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+) -> Iterator[Service]:
+    """``voting-service serve`` as a process on the test servers, stopped on the way out."""
     port = free_port()
-    log = tmp_path_factory.mktemp("service") / "serve.log"
-    env = {
+    environ = {
         **os.environ,
         "REDIS_URL": single_url,
         "DATABASE_URL": migrated,
@@ -127,13 +130,14 @@ def service(single_url: str, migrated: str, tmp_path_factory: pytest.TempPathFac
         "VOTING_PEPPER": "e2e-pepper-0123456789abcdef",
         "VOTING_ADMIN_TOKENS": f"admin:{ADMIN_TOKEN}",
         "VOTING_SHARDS": str(SHARDS),
+        **(env or {}),
     }
-    env.pop("VOTING_REDIS_CLUSTER", None)
+    environ.pop("VOTING_REDIS_CLUSTER", None)
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "voting_service.cli", "serve", "--host", "127.0.0.1",
-             "--port", str(port)],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
+             "--port", str(port), *args],
+            env=environ, stdout=out, stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -148,6 +152,14 @@ def service(single_url: str, migrated: str, tmp_path_factory: pytest.TempPathFac
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def service(single_url: str, migrated: str, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[Service]:
+    log = tmp_path_factory.mktemp("service") / "serve.log"
+    with running_service(single_url, migrated, log) as svc:
+        yield svc
 
 
 ARTICLE = """<!doctype html>
