@@ -8,6 +8,7 @@ one info line in the log, and an IPv6 bind works with several workers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -57,10 +58,8 @@ def _read_until_closed(sock: socket.socket) -> bytes:
 
 def _send_all(sock: socket.socket, data: bytes) -> None:
     """Send what the server takes; it may close early (that is what we test)."""
-    try:
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
         sock.sendall(data)
-    except (BrokenPipeError, ConnectionResetError):
-        pass
 
 
 def _head(*lines: str) -> bytes:

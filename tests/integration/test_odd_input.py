@@ -86,14 +86,17 @@ def _set(body: dict[str, Any], where: tuple[str | int, ...], value: Any) -> dict
     return body
 
 
+def _case_id(name: str, where: tuple[str | int, ...]) -> str:
+    return f"{name}-{'.'.join(map(str, where))}"
+
+
 def _json_cases() -> list[Any]:
     cases = []
     for name, route in JSON_ROUTES.items():
         for where in route.text:
-            cases.append(pytest.param(name, where, ODD_TEXT, id=f"{name}-{'.'.join(map(str, where))}"))
+            cases.append(pytest.param(name, where, ODD_TEXT, id=_case_id(name, where)))
         for where in route.times:
-            cases.append(pytest.param(name, where, CALENDAR_EDGES,
-                                      id=f"{name}-{'.'.join(map(str, where))}"))
+            cases.append(pytest.param(name, where, CALENDAR_EDGES, id=_case_id(name, where)))
     return cases
 
 
