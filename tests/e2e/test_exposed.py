@@ -86,6 +86,16 @@ def test_oversized_heads_are_refused_and_closed(exposed: Service, head: bytes) -
     assert exposed.client.get("/healthz").status_code == 200  # the server is fine
 
 
+def test_a_big_head_pipelined_behind_a_request_is_refused(exposed: Service) -> None:
+    first = _head("GET /healthz HTTP/1.1", "Host: x")
+    second = _head("GET /healthz HTTP/1.1", "Host: x", "X-Big: " + "p" * (MAX_HEAD + 1000))
+    with _connect(exposed) as sock:
+        _send_all(sock, first + second)
+        answer = _read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    assert b"HTTP/1.1 431 " in answer, answer[-300:]
+
+
 def test_a_long_request_line_is_refused(exposed: Service) -> None:
     with _connect(exposed) as sock:
         _send_all(sock, _head(f"GET /{'d' * (MAX_LINE + 10)} HTTP/1.1", "Host: x"))
