@@ -222,3 +222,25 @@ async def test_a_stored_campaign_at_the_calendars_end_renders(harness: Harness) 
         f"{A}/campaigns/forever",
         json={"closes_at": "2030-01-01T00:00:00+08:00"}, headers=ADMIN)
     assert r.status_code == 200, r.text
+
+
+async def test_times_just_inside_the_range_work_everywhere(harness: Harness) -> None:
+    """The range's own ends: no overflow in the blocklist, invalidations or campaign windows."""
+    await harness.create_campaign()
+    late, early = "2999-12-31T23:59:59+00:00", "1970-01-01T00:00:00+00:00"
+    r = await harness.client.post(f"{A}/blocklist", headers=ADMIN, json={
+        "kind": "ip", "value": "198.51.100.7", "reason": "刷票", "expires_at": late})
+    assert r.status_code == 201, r.text
+    r = await harness.client.post(f"{A}/campaigns/{CID}/invalidations", headers=ADMIN, json={
+        "reason": "刷票", "ip": "198.51.100.0/24", "since": early, "until": late})
+    assert r.status_code == 201, r.text
+    r = await harness.client.post(f"{A}/campaigns", headers=ADMIN, json=campaign_payload(
+        cid="long2026", opens_at=early, closes_at=late))
+    assert r.status_code == 201, r.text
+    for path in ("/", "/c/long2026", "/api/v1/campaigns/long2026"):
+        page = await harness.client.get(path)
+        assert page.status_code == 200, (path, page.text[:300])
+    r = await harness.client.get(f"{A}/campaigns/{CID}/suspicious", headers=ADMIN,
+                                 params={"since": early, "until": late})
+    assert_problem(r, 400, "invalid_request")  # a window over 62 days, said as such
+    assert "62 days" in r.json()["detail"]
