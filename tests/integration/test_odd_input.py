@@ -206,8 +206,14 @@ async def test_a_stored_campaign_at_the_calendars_end_renders(harness: Harness) 
         candidates=[Candidate(id="c001", number=1, name="候选人1")],
     )
     await db.save_campaign(harness.pg, edge)
+    # PostgreSQL holds what Python cannot: 9999-12-31 at -14:00 is past year 9999 in UTC
+    await harness.pg.execute("UPDATE campaigns SET closes_at = '9999-12-31T23:59:59-14:00',"
+                             " opens_at = '0001-01-01T00:00:00+14:00' WHERE id = 'forever'")
     await campaigns.publish(harness.pg, harness.redis, "forever")
     await harness.app.state.services.registry.refresh(force=True)
+    for path in (f"{A}/campaigns", f"{A}/campaigns/forever"):
+        r = await harness.client.get(path, headers=ADMIN)
+        assert r.status_code == 200, (path, r.text[:300])
     home = await harness.client.get("/")
     assert home.status_code == 200
     assert "正常的投票" in home.text and "永不结束" in home.text
@@ -221,7 +227,13 @@ async def test_a_stored_campaign_at_the_calendars_end_renders(harness: Harness) 
     r = await harness.client.patch(
         f"{A}/campaigns/forever",
         json={"closes_at": "2030-01-01T00:00:00+08:00"}, headers=ADMIN)
+    assert_problem(r, 400, "invalid_request")  # opens_at is out of range too: says so
+    assert "opens_at" in r.json()["detail"]
+    r = await harness.client.patch(
+        f"{A}/campaigns/forever", headers=ADMIN,
+        json={"opens_at": "2020-01-01T00:00:00+08:00", "closes_at": "2030-01-01T00:00:00+08:00"})
     assert r.status_code == 200, r.text
+    assert r.json()["closes_at"].startswith("2029-12-31T16:00:00")
 
 
 async def test_times_just_inside_the_range_work_everywhere(harness: Harness) -> None:
