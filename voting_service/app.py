@@ -40,6 +40,7 @@ from .web import (
     ops_api,
     pages,
 )
+from .web.edge import EdgeMiddleware
 from .web.http import (
     JSON,
     on_backend_down,
@@ -93,7 +94,8 @@ class VotingApp(Starlette):
     def __init__(self, *, trusted_proxies: tuple[IPNetwork, ...], **options: Any) -> None:
         self.trusted_proxies = trusted_proxies
         super().__init__(
-            middleware=[Middleware(SecurityMiddleware, trusted_proxies=trusted_proxies)],
+            middleware=[Middleware(SecurityMiddleware, trusted_proxies=trusted_proxies),
+                        Middleware(EdgeMiddleware)],
             **options,
         )
 

@@ -17,13 +17,73 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from .settings import Settings
+from . import local_stack
+from .settings import ConfigurationError, Settings
 
 log = logging.getLogger("voting_service")
 
 
+class CliError(Exception):
+    """A mistake in what the command was given: one line on stderr, exit status 2."""
+
+
+_told_stack = False
+
+
 def _settings() -> Settings:
-    return Settings.from_env()
+    """Settings from the environment, or from the running ``up`` when none is set."""
+    global _told_stack
+    try:
+        env, note = local_stack.environment(os.environ)
+    except local_stack.StackNotRunning as exc:
+        raise CliError(str(exc)) from exc
+    if note and not _told_stack:
+        print(note, file=sys.stderr)
+        _told_stack = True
+    try:
+        return Settings.from_env(env)
+    except ConfigurationError as exc:
+        hint = ("" if note or "must be set" not in str(exc)
+                else " (or start `make run`: the commands beside it use its servers)")
+        raise CliError(f"{exc}{hint}") from exc
+
+
+def _json_error(path: str, data: bytes) -> str:
+    """Where a JSON text is malformed: line and column, as an editor shows them."""
+    try:
+        json.loads(data)
+    except json.JSONDecodeError as exc:
+        return f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+    except UnicodeDecodeError as exc:
+        return f"{path}: not UTF-8 (byte {exc.start})"
+    return f"{path}: malformed JSON"
+
+
+def read_campaign(path: str) -> bytes:
+    """The bytes of a campaign file, checked as ``POST /api/v1/admin/campaigns`` checks a body
+    (before any server is asked): each mistake named with its JSON path or line and column."""
+    import msgspec
+
+    from .errors import VotingError
+    from .models import CampaignIn, check_campaign
+
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError as exc:
+        raise CliError(f"{path}: no such file") from exc
+    except OSError as exc:
+        raise CliError(f"{path}: cannot read it ({exc.strerror or exc})") from exc
+    try:
+        campaign = msgspec.json.decode(data, type=CampaignIn)
+    except msgspec.ValidationError as exc:
+        raise CliError(f"{path}: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise CliError(_json_error(path, data)) from exc
+    try:
+        check_campaign(campaign)
+    except VotingError as exc:
+        raise CliError(f"{path}: {exc.detail}") from exc
+    return data
 
 
 async def _connect_pg(settings: Settings) -> Any:
@@ -69,7 +129,7 @@ def cmd_campaign_load(args: argparse.Namespace) -> int:
     from .errors import VotingError
     from .ledger import campaigns
 
-    data = Path(args.file).read_bytes()
+    data = read_campaign(args.file)
 
     async def run(conn: Any, redis: Any, settings: Settings) -> int:
         try:
@@ -133,7 +193,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     output = None if args.output in (None, "-") else Path(args.output)
     fmt = args.format or ("xlsx" if output and output.suffix.lower() == ".xlsx" else "csv")
     if fmt == "xlsx" and output is None:
-        raise SystemExit("xlsx needs --output FILE")
+        raise CliError("xlsx needs --output FILE")
+    if output is not None and not output.parent.is_dir():
+        raise CliError(f"--output {output}: no folder {output.parent}")
 
     async def run() -> int:
         conn = await _connect_pg(_settings())
@@ -366,22 +428,30 @@ def _metrics_dir(port: int) -> Path:
     return path
 
 
+def netloc(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 address in brackets (``[::]:8000``) as binds and URLs need."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    _settings()  # fail early on bad configuration
+    settings = _settings()  # fail early on bad configuration
     if args.workers > 1:
         os.environ[MULTIPROC_DIR] = str(_metrics_dir(args.port))
         os.execvp(sys.executable, [
             sys.executable, "-m", "gunicorn", "voting_service.app:app_from_env()",
             "-c", "python:voting_service.gunicorn_config",
             "-k", "voting_service.worker.VotingWorker", "-w", str(args.workers),
-            "-b", f"{args.host}:{args.port}", "--graceful-timeout", "10",
+            "-b", netloc(args.host, args.port), "--graceful-timeout", "10",
             "--access-logfile", "-" if args.access_log else "/dev/null",
         ])
     import uvicorn
 
+    from .web.protocol import bounded_protocol
+
     uvicorn.run(
         "voting_service.app:app_from_env", factory=True, host=args.host, port=args.port,
-        loop="uvloop", http="httptools", access_log=args.access_log, lifespan="on",
+        loop="uvloop", http=bounded_protocol(settings.head_timeout),
+        access_log=args.access_log, lifespan="on",
         proxy_headers=False,  # VOTING_TRUSTED_PROXIES alone decides (identity.client_ip)
         timeout_graceful_shutdown=10,
     )
@@ -437,6 +507,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             env["DATABASE_URL"] = pg.url
             print(f"embedded PostgreSQL on {pg.url}", flush=True)
         me = [sys.executable, "-m", "voting_service.cli"]
+        local_stack.write(data_dir, env, os.getpid())  # for the CLI commands beside us
         subprocess.run([*me, "migrate"], env=env, check=True)
         if not args.no_demo:
             subprocess.run([*me, "demo"], env=env, check=True)
@@ -444,12 +515,15 @@ def cmd_up(args: argparse.Namespace) -> int:
             [*me, "serve", "--host", args.host, "--port", str(args.port),
              "--workers", str(args.workers)], env=env, start_new_session=True))
         children.append(subprocess.Popen([*me, "flusher"], env=env, start_new_session=True))
-        admin = next(t.split(":", 1)[1] for t in env["VOTING_ADMIN_TOKENS"].split(",")
-                     if t.startswith("admin:"))
-        print(f"\nvoting-service is up: http://{args.host}:{args.port}/\n"
-              f"ops console: http://{args.host}:{args.port}/ops\n"
-              f"admin token (local use only): {admin}\n"
-              f"data kept in {data_dir}; Ctrl-C stops everything\n", flush=True)
+        tokens = dict(t.strip().split(":", 1)[::-1] for t in env["VOTING_ADMIN_TOKENS"].split(",")
+                      if ":" in t)
+        shown = "".join(f"{role} token (local use only): {token}\n"
+                        for token, role in tokens.items() if role in ("admin", "ops"))
+        print(f"\nvoting-service is up: http://{netloc(args.host, args.port)}/\n"
+              f"ops console: http://{netloc(args.host, args.port)}/ops\n{shown}"
+              f"data kept in {data_dir}; Ctrl-C stops everything\n"
+              "the CLI beside it (export, reconcile, flusher --check, campaign load ...) "
+              "uses this stack\n", flush=True)
         while not stopping:
             if any(c.poll() is not None for c in children):
                 print("a child process exited; stopping", flush=True)
@@ -467,6 +541,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                 child.kill()
         for server in reversed(servers):
             server.stop()
+        local_stack.remove(data_dir, os.getpid())
         print("stopped", flush=True)
 
 
@@ -549,10 +624,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> None:
+    """Run a command; a mistake or an unreachable server is one line on stderr, not a
+    traceback: exit 2 for what the command was given, 1 for a server that did not answer."""
+    import asyncpg
+    import msgspec
+    from redis.exceptions import RedisError
+
+    from .errors import VotingError
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    args = build_parser().parse_args(argv)
-    sys.exit(args.fn(args))
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    name = " ".join([parser.prog, args.command, *filter(None, [
+        getattr(args, "campaign_command", None)])])
+    try:
+        code = args.fn(args)
+    except (CliError, ConfigurationError, VotingError, msgspec.MsgspecError) as exc:
+        print(f"{name}: {_one_line(exc)}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as exc:
+        if exc.filename is not None:  # a file named on the command line
+            print(f"{name}: {exc.filename}: {exc.strerror or _one_line(exc)}", file=sys.stderr)
+            sys.exit(2)
+        print(f"{name}: cannot reach the server: {_one_line(exc)}", file=sys.stderr)
+        sys.exit(1)
+    except (RedisError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        what = "Redis" if isinstance(exc, RedisError) else "PostgreSQL"
+        print(f"{name}: {what}: {_one_line(exc)}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

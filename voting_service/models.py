@@ -7,23 +7,67 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import Annotated, Any, Literal
+import re
+from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
 from .errors import InvalidRequest
 
+# --- the edge's rules for text and time: every input type below uses these ---------------
+
+TEXT_PATTERN = r"^[^\x00\ud800-\udfff]*$"
+"""No NUL (PostgreSQL text cannot hold it) and no lone surrogate (not encodable as UTF-8)."""
+BAD_TEXT = re.compile(r"[\x00\ud800-\udfff]")
+
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(3000, 1, 1, tzinfo=dt.UTC)
+"""Times we accept lie in [EARLIEST, LATEST): far enough from the calendar's ends that any
+zone offset, a day's arithmetic or a 62-day window never leaves ``datetime``'s range."""
+
+
+def text_meta(max_length: int, min_length: int = 0) -> msgspec.Meta:
+    """The constraint of a text field: its length and ``TEXT_PATTERN``."""
+    return msgspec.Meta(min_length=min_length, max_length=max_length, pattern=TEXT_PATTERN)
+
+
+def text_ok(value: str) -> bool:
+    """Whether a string from a path or a query obeys the same rule as JSON text fields."""
+    return BAD_TEXT.search(value) is None
+
+
+def check_time(name: str, value: dt.datetime) -> dt.datetime:
+    """An aware time inside [EARLIEST, LATEST), else ``ValueError`` naming the field."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} needs a UTC offset")
+    if not EARLIEST <= value < LATEST:
+        raise ValueError(f"{name} must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} UTC")
+    return value
+
+
+def parse_time(name: str, raw: str) -> dt.datetime:
+    """A time from a query value (ISO 8601 with an offset), checked like JSON times."""
+    try:  # a "+" of an offset arrives as a space when the client did not encode it
+        when = dt.datetime.fromisoformat(raw.strip().replace(" ", "+"))
+    except ValueError as exc:
+        raise InvalidRequest(f"{name} is not an ISO 8601 time") from exc
+    try:
+        return check_time(name, when)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from exc
+
+
 Id = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
-ShortText = Annotated[str, msgspec.Meta(max_length=200)]
-LongText = Annotated[str, msgspec.Meta(max_length=20000)]
+ShortText = Annotated[str, text_meta(200)]
+LongText = Annotated[str, text_meta(20000)]
 VoteId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
 Status = Literal["draft", "open", "paused", "closed"]
 IdentityMode = Literal["anonymous", "partner", "sms"]
 ChallengeMode = Literal["off", "on", "adaptive"]
 CandidateStatus = Literal["active", "withdrawn"]
 RecommenderKind = Literal["", "city", "provincial_unit"]
-MediaUrl = Annotated[str, msgspec.Meta(max_length=500)]
+MediaUrl = Annotated[str, text_meta(500)]
 
 CITIES = frozenset({"南京市", "无锡市", "徐州市", "常州市", "苏州市", "南通市", "连云港市",
                     "淮安市", "盐城市", "扬州市", "镇江市", "泰州市", "宿迁市"})
@@ -33,6 +77,19 @@ unit (省级单位)."""
 
 class Strict(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=False):
     pass
+
+
+class Input(Strict):
+    """A payload from outside: its times must obey ``check_time`` (msgspec has no bounds for
+    datetimes). Stored snapshots are ``Strict`` only, so an old campaign still loads."""
+
+    _times: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        for name in self._times:
+            value = getattr(self, name)
+            if value is not None:
+                check_time(name, value)  # ValueError → msgspec.ValidationError
 
 
 MAX_LEVEL = 6
@@ -65,7 +122,7 @@ class Candidate(Strict):
     industry: ShortText = ""
     employer: ShortText = ""
     occupation: ShortText = ""
-    summary: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+    summary: Annotated[str, text_meta(2000)] = ""
     deeds: LongText = ""
     photo_url: MediaUrl = ""
     recommender: ShortText = ""
@@ -79,7 +136,7 @@ class Candidate(Strict):
     video_url: MediaUrl = ""
     status: CandidateStatus = "active"
     """``withdrawn``: takes no new votes, keeps the votes it has, stays listed."""
-    withdrawn_reason: Annotated[str, msgspec.Meta(max_length=500)] = ""
+    withdrawn_reason: Annotated[str, text_meta(500)] = ""
     withdrawn_at: dt.datetime | None = None
 
 
@@ -103,30 +160,32 @@ class CandidatePatch(Strict):
     """A candidate leaving (or coming back): the only change to one candidate on its own."""
 
     status: CandidateStatus
-    reason: Annotated[str, msgspec.Meta(max_length=500)] = ""
+    reason: Annotated[str, text_meta(500)] = ""
 
 
 class PublicationIn(Strict):
-    note: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+    note: Annotated[str, text_meta(2000)] = ""
 
 
-class CampaignIn(Strict):
+class CampaignIn(Input):
+    _times = ("opens_at", "closes_at")
     id: Id
     title: ShortText
     opens_at: dt.datetime
     closes_at: dt.datetime
-    timezone: str = "Asia/Shanghai"
+    timezone: Annotated[str, text_meta(64)] = "Asia/Shanghai"
     status: Status = "draft"
     show_counts: bool = True
     rules: Rules = msgspec.field(default_factory=Rules)
     candidates: list[Candidate] = msgspec.field(default_factory=list)
 
 
-class CampaignPatch(Strict):
+class CampaignPatch(Input):
+    _times = ("opens_at", "closes_at")
     title: ShortText | None = None
     opens_at: dt.datetime | None = None
     closes_at: dt.datetime | None = None
-    timezone: str | None = None
+    timezone: Annotated[str, text_meta(64)] | None = None
     status: Status | None = None
     show_counts: bool | None = None
     rules: dict[str, Any] | None = None
@@ -153,10 +212,10 @@ class Channel(Strict):
     previous_expires_at: dt.datetime | None = None
 
 
-class ChannelIn(Strict):
+class ChannelIn(Input):
     id: Id
     name: ShortText
-    allowed_origins: list[Annotated[str, msgspec.Meta(max_length=300)]] = msgspec.field(
+    allowed_origins: list[Annotated[str, text_meta(300)]] = msgspec.field(
         default_factory=list
     )
 
@@ -191,8 +250,11 @@ def check_campaign(c: CampaignIn | Campaign) -> None:
         ZoneInfo(c.timezone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise InvalidRequest(f"unknown time zone {c.timezone!r}") from exc
-    if c.opens_at.tzinfo is None or c.closes_at.tzinfo is None:
-        raise InvalidRequest("opens_at and closes_at need a UTC offset")
+    try:  # again here: a PATCH merges into a stored campaign without a decode
+        check_time("opens_at", c.opens_at)
+        check_time("closes_at", c.closes_at)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from exc
     if c.closes_at <= c.opens_at:
         raise InvalidRequest("closes_at must be after opens_at")
     ids = [cand.id for cand in c.candidates]
@@ -206,17 +268,18 @@ def check_campaign(c: CampaignIn | Campaign) -> None:
 
 
 VoterIdText = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32}$")]
-Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+Reason = Annotated[str, text_meta(500, min_length=1)]
 
 
-class SecretRotation(Strict):
+class SecretRotation(Input):
     grace_seconds: Annotated[int, msgspec.Meta(ge=0, le=30 * 86400)] = 86400
     """How long the secret being replaced keeps working (partners switch over meanwhile)."""
 
 
-class BlockIn(Strict):
+class BlockIn(Input):
+    _times = ("expires_at",)
     kind: Literal["voter", "ip"]
-    value: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    value: Annotated[str, text_meta(64, min_length=1)]
     """A voter id (32 hex digits) or an IP address / CIDR."""
     reason: Reason
     campaign_id: Id | None = None
@@ -224,16 +287,17 @@ class BlockIn(Strict):
     expires_at: dt.datetime | None = None
 
 
-class InvalidationIn(Strict):
+class InvalidationIn(Input):
+    _times = ("since", "until")
     reason: Reason
     voter_ids: Annotated[list[VoterIdText], msgspec.Meta(min_length=1, max_length=10000)] | None = (
         None
     )
-    ip: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    ip: Annotated[str, text_meta(64)] | None = None
     """An address or CIDR."""
-    channel: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    channel: Annotated[str, text_meta(64)] | None = None
     """A channel id; ``""`` means votes cast directly, not through a channel."""
-    candidate_id: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    candidate_id: Annotated[str, text_meta(64)] | None = None
     since: dt.datetime | None = None
     until: dt.datetime | None = None
 

@@ -81,6 +81,13 @@ def _replica_acks(env: Mapping[str, str]) -> int:
     return int(acks)
 
 
+def _head_timeout(env: Mapping[str, str]) -> float:
+    seconds = _number(env, "VOTING_HEAD_TIMEOUT", "10", float)
+    if not 0.1 <= seconds <= 300:
+        raise ConfigurationError("VOTING_HEAD_TIMEOUT must be between 0.1 and 300 seconds")
+    return float(seconds)
+
+
 def _flag(env: Mapping[str, str], name: str) -> bool:
     return env.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -123,6 +130,8 @@ class Settings:
     answered 200; 0 = the master's own fsync only. Production: at least 1."""
     config_refresh: float = 1.0
     """Seconds between checks for campaign changes made by other workers."""
+    head_timeout: float = 10.0
+    """Seconds a connection may take to send a complete request head (``web/protocol.py``)."""
     sms_sender: str = "console"
     """``console`` prints SMS codes (local use only); ``http`` posts them to a gateway."""
     sms_http_url: str = ""
@@ -162,6 +171,7 @@ class Settings:
             accept_weak_durability=_flag(env, "VOTING_ACCEPT_WEAK_DURABILITY"),
             redis_timeout=_number(env, "VOTING_REDIS_TIMEOUT", "0.8", float),
             redis_replica_acks=_replica_acks(env),
+            head_timeout=_head_timeout(env),
             health_interval=_number(env, "VOTING_HEALTH_INTERVAL", "5", float),
             metrics_allow=_parse_proxies(
                 env.get("VOTING_METRICS_ALLOW", LOOPBACK), "VOTING_METRICS_ALLOW"),

@@ -1,11 +1,14 @@
 """Browser tests: the service as a real process, a "media site" on another origin, Chromium.
 
-Chromium is Debian's (``apt-get install chromium``), driven by Playwright from PyPI with
-``executable_path``: Playwright's own browser download does not work offline.
+Chromium is the machine's (``CHROMIUM``, ``chromium``/``chromium-browser`` on ``PATH``, or
+Debian's ``/usr/bin/chromium``, installed by the run itself as root with apt: see
+``system_packages``), driven by Playwright from PyPI with ``executable_path``: Playwright's
+own browser download does not work offline.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -25,9 +28,15 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
 
 from tests.conftest import ADMIN, ADMIN_TOKEN, OPS_TOKEN, SHARDS, campaign_payload
+from tests.e2e.system_packages import (
+    Missing,
+    apt_install,
+    can_apt,
+    ensure_chromium,
+    ensure_cjk_fonts,
+)
 from voting_service.embedded import free_port
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--no-first-run", "--disable-sync",
@@ -114,12 +123,14 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     raise RuntimeError(f"the service did not become ready:\n{log.read_text()[-4000:]}")
 
 
-@pytest.fixture(scope="module")
-def service(single_url: str, migrated: str, tmp_path_factory: pytest.TempPathFactory
-            ) -> Iterator[Service]:
+@contextlib.contextmanager
+def running_service(
+    single_url: str, migrated: str, log: Path, *, env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+) -> Iterator[Service]:
+    """``voting-service serve`` as a process on the test servers, stopped on the way out."""
     port = free_port()
-    log = tmp_path_factory.mktemp("service") / "serve.log"
-    env = {
+    environ = {
         **os.environ,
         "REDIS_URL": single_url,
         "DATABASE_URL": migrated,
@@ -127,13 +138,14 @@ def service(single_url: str, migrated: str, tmp_path_factory: pytest.TempPathFac
         "VOTING_PEPPER": "e2e-pepper-0123456789abcdef",
         "VOTING_ADMIN_TOKENS": f"admin:{ADMIN_TOKEN},ops:{OPS_TOKEN}",
         "VOTING_SHARDS": str(SHARDS),
+        **(env or {}),
     }
-    env.pop("VOTING_REDIS_CLUSTER", None)
+    environ.pop("VOTING_REDIS_CLUSTER", None)
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "voting_service.cli", "serve", "--host", "127.0.0.1",
-             "--port", str(port)],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
+             "--port", str(port), *args],
+            env=environ, stdout=out, stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -148,6 +160,14 @@ def service(single_url: str, migrated: str, tmp_path_factory: pytest.TempPathFac
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def service(single_url: str, migrated: str, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[Service]:
+    log = tmp_path_factory.mktemp("service") / "serve.log"
+    with running_service(single_url, migrated, log) as svc:
+        yield svc
 
 
 ARTICLE = """<!doctype html>
@@ -228,12 +248,35 @@ def media_site(service: Service) -> Iterator[MediaSite]:
         thread.join(5)
 
 
+_found: dict[str, str] = {}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Before any test runs: a Chromium when a collected test drives one (and CJK fonts when
+    screenshots are kept), installed as root with apt, else one line saying how to get it."""
+    if not any("browser" in getattr(item, "fixturenames", ()) for item in items):
+        return
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+
+    def install(package: str) -> None:
+        if reporter is not None:
+            reporter.write_line(f"installing Debian's {package} (apt-get install {package}) ...")
+        apt_install(package)
+
+    installer = install if can_apt() else None
+    try:
+        _found["chromium"] = ensure_chromium(installer=installer)
+        if SCREENSHOTS:
+            ensure_cjk_fonts(installer=installer)
+    except Missing as exc:
+        pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
+
+
 @pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}: `apt-get install chromium` (see README)")
+    chromium = _found.get("chromium") or ensure_chromium()
     async with async_playwright() as p:
-        launched = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        launched = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             yield launched
         finally:

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from tests.conftest import campaign_payload
 from voting_service.embedded import free_port
 
 pytestmark = pytest.mark.e2e
@@ -252,3 +253,46 @@ def test_up_votes_survive_a_restart(data_dir: Path, launch: Callable[[], Up]) ->
         assert r.status_code == 200, r.text
         assert r.json()["vote_id"] == vote_id
         assert again.interrupt() == 0, again.log_tail()
+
+
+def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """A command run beside `up` the way a user types it: no variables set at all."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("VOTING_") and k not in ("REDIS_URL", "DATABASE_URL")}
+    return subprocess.run([sys.executable, "-m", "voting_service.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_the_cli_beside_up_uses_its_stack(data_dir: Path, launch: Callable[[], Up]) -> None:
+    workdir = data_dir.parent
+    (workdir / ".voting-data").symlink_to(data_dir, target_is_directory=True)
+    with httpx.Client(timeout=10) as client:
+        up = launch()
+        up.wait_ready(client)
+        log = up.log_tail(20000)
+        assert "admin token (local use only): " in log and "ops token (local use only): " in log
+        cid = client.get(f"{up.base}/api/v1/campaigns").json()[0]["id"]
+
+        checked = _cli(workdir, "flusher", "--check")
+        assert checked.returncode == 0, checked.stderr
+        assert "using the local stack" in checked.stderr
+        reconciled = _cli(workdir, "reconcile")
+        assert reconciled.returncode == 0, reconciled.stderr
+        assert f"{cid}: no drift" in reconciled.stdout
+        exported = _cli(workdir, "export", "--campaign", cid)
+        assert exported.returncode == 0, exported.stderr
+        assert exported.stdout.lstrip("\ufeff").count("\n") >= 10, exported.stdout[:300]
+
+        payload = campaign_payload(cid="beside2026", candidates=4)
+        (workdir / "beside.json").write_text(json.dumps(payload, ensure_ascii=False))
+        loaded = _cli(workdir, "campaign", "load", "beside.json")
+        assert loaded.returncode == 0, loaded.stderr
+        r = poll(lambda: client.get(f"{up.base}/api/v1/campaigns/beside2026"),
+                 lambda r: r.status_code == 200, within=5)
+        assert r.status_code == 200 and r.json()["title"] == payload["title"]
+
+        assert up.interrupt() == 0, up.log_tail()
+        assert not (data_dir / "local-stack.json").exists()
+        after = _cli(workdir, "reconcile")
+        assert after.returncode == 2 and "Traceback" not in after.stderr, after.stderr
+        assert "make run" in after.stderr

@@ -506,7 +506,10 @@ async def test_odd_paths_give_4xx_problems(harness: Harness) -> None:
     r = await harness.client.get("/api/v1/campaigns/t2026/votes")
     assert_problem(r, 405, "method_not_allowed")
     assert "POST" in r.headers["allow"]
+    # a NUL or bytes that are not UTF-8 in a query value: refused at the edge, for every route
     r = await harness.client.get("/api/v1/campaigns/t2026/candidates?region=%ff&q=%00")
+    assert_problem(r, 400, "invalid_request")
+    r = await harness.client.get("/api/v1/campaigns/t2026/candidates?region=nowhere")
     assert r.status_code == 200
     assert r.json()["candidates"] == []
 

@@ -100,6 +100,16 @@ VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (campaign_id, id) DO NOTHING
 RETURNING id
 """
+WINDOW_COLUMNS = """
+    LEAST(GREATEST(opens_at, '0001-01-02 00:00+00'), '9999-12-30 00:00+00') AS opens_at,
+    LEAST(GREATEST(closes_at, '0001-01-02 00:00+00'), '9999-12-30 00:00+00') AS closes_at
+"""
+"""A campaign's window as Python can hold it in any zone: PostgreSQL keeps times past the
+calendar's ends (a window accepted before times were checked), ``datetime`` cannot."""
+SELECT_CAMPAIGN = f"""
+SELECT id, title, timezone, status, show_counts, rules, {WINDOW_COLUMNS}
+FROM campaigns WHERE id = $1
+"""
 INSERT_AUDIT = "INSERT INTO audit_log (actor, action, target, request) VALUES ($1, $2, $3, $4)"
 
 
@@ -161,7 +171,7 @@ async def save_campaign(
 
 
 async def load_campaign(conn: asyncpg.Connection, campaign_id: str) -> Campaign | None:
-    row = await conn.fetchrow("SELECT * FROM campaigns WHERE id = $1", campaign_id)
+    row = await conn.fetchrow(SELECT_CAMPAIGN, campaign_id)
     if row is None:
         return None
     cands = await conn.fetch(

@@ -44,7 +44,17 @@ class LiveCampaign:
         self.channels: dict[str, Channel] = {x.id: x for x in campaign.channels}
         self.opens = campaign.opens_at.timestamp()
         self.closes = campaign.closes_at.timestamp()
+        self.opens_local = self.local(campaign.opens_at)
+        self.closes_local = self.local(campaign.closes_at)
         self._day: Day | None = None
+
+    def local(self, when: dt.datetime) -> dt.datetime:
+        """``when`` in the campaign's zone; at the calendar's ends (a stored 9999-12-31) as
+        stored, since the zone's offset would carry it out of ``datetime``'s range."""
+        try:
+            return when.astimezone(self.zone)
+        except (OverflowError, ValueError):
+            return when
 
     def is_open(self, now: float) -> bool:
         return self.c.status == "open" and self.opens <= now < self.closes

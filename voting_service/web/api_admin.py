@@ -109,7 +109,7 @@ async def list_campaigns(request: Request) -> Response:
     authorize(request, svc.settings.admin_tokens, *READERS)
     async with svc.db() as conn:
         rows = await conn.fetch(
-            "SELECT id, title, status, opens_at, closes_at FROM campaigns ORDER BY id"
+            f"SELECT id, title, status, {db.WINDOW_COLUMNS} FROM campaigns ORDER BY id"
         )
     return JSON([dict(r) for r in rows])
 

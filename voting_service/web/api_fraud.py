@@ -15,7 +15,7 @@ from starlette.routing import Route
 from ..errors import InvalidRequest, NotFound
 from ..fraud import blocklist, invalidation, suspicious
 from ..ledger import db
-from ..models import BlockIn, InvalidationIn
+from ..models import BlockIn, InvalidationIn, parse_time
 from ..services import services
 from .http import JSON, authorize, json_body
 
@@ -26,15 +26,7 @@ MAX_WINDOW = dt.timedelta(days=62)
 
 def _when(request: Request, name: str) -> dt.datetime | None:
     raw = request.query_params.get(name)
-    if not raw:
-        return None
-    try:  # a "+" of an offset arrives as a space when the client did not encode it
-        when = dt.datetime.fromisoformat(raw.strip().replace(" ", "+"))
-    except ValueError as exc:
-        raise InvalidRequest(f"{name} is not an ISO 8601 time") from exc
-    if when.tzinfo is None:
-        raise InvalidRequest(f"{name} needs a UTC offset")
-    return when
+    return parse_time(name, raw) if raw else None
 
 
 def _int(request: Request, name: str, default: int, low: int, high: int) -> int:

@@ -174,8 +174,7 @@ def _campaign_context(
 ) -> dict[str, Any]:
     c = live.c
     state = live.state(now)
-    opens = c.opens_at.astimezone(live.zone)
-    closes = c.closes_at.astimezone(live.zone)
+    opens, closes = live.opens_local, live.closes_local
     config = {
         "cid": live.id, "tz": c.timezone, "tzName": words.tz_name(c.timezone),
         "locale": words("locale"), "identity": list(c.rules.identity),
@@ -201,8 +200,7 @@ async def home(request: Request) -> Response:
     lives.sort(key=lambda x: (x.state(now) != "open", -x.opens, x.id))
     items = [
         {"id": x.id, "title": x.c.title, "state": x.state(now),
-         "window": words.window(x.c.opens_at.astimezone(x.zone),
-                                x.c.closes_at.astimezone(x.zone), x.c.timezone)}
+         "window": words.window(x.opens_local, x.closes_local, x.c.timezone)}
         for x in lives
     ]
     return render(request, "index.html", words, campaigns=items,

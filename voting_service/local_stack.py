@@ -1,0 +1,92 @@
+"""The stack ``voting-service up`` runs on this machine, for the CLI commands beside it.
+
+``up`` writes ``<data dir>/local-stack.json`` (mode 0600: it holds the local secrets) with
+its pid and the environment it gave the web app and the flusher: the URLs of the embedded
+servers (their ports change from run to run), the secrets, the shard count. It removes the
+file when it stops. A command run with none of ``REDIS_URL``, ``DATABASE_URL``,
+``VOTING_SECRET_KEY``, ``VOTING_PEPPER`` set uses that environment, so ``export``,
+``reconcile``, ``flusher --check`` or ``campaign load`` work next to ``make run`` as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+FILE = "local-stack.json"
+DEFAULT_DATA_DIR = ".voting-data"
+CONNECTION = ("REDIS_URL", "DATABASE_URL", "VOTING_SECRET_KEY", "VOTING_PEPPER")
+"""Any of these set: the caller chose its servers and secrets; the local stack stays out."""
+
+
+class StackNotRunning(Exception):
+    pass
+
+
+def data_dir(env: Mapping[str, str]) -> Path:
+    return Path(env.get("VOTING_DATA_DIR") or DEFAULT_DATA_DIR)
+
+
+def shared(env: Mapping[str, str]) -> dict[str, str]:
+    """What of ``up``'s environment the other commands need."""
+    return {k: v for k, v in env.items()
+            if k in ("REDIS_URL", "DATABASE_URL") or k.startswith("VOTING_")}
+
+
+def write(folder: Path, env: Mapping[str, str], pid: int) -> Path:
+    path = folder / FILE
+    partial = folder / f".{FILE}.partial"
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump({"pid": pid, "env": shared(env)}, out, indent=2)
+    os.replace(partial, path)
+    return path
+
+
+def remove(folder: Path, pid: int) -> None:
+    """Remove the file if it is still this ``up``'s (a second ``up`` may have replaced it)."""
+    path = folder / FILE
+    try:
+        if json.loads(path.read_text()).get("pid") == pid:
+            path.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def environment(env: Mapping[str, str]) -> tuple[Mapping[str, str], str]:
+    """``env``, completed from a running local stack when it names no servers or secrets.
+
+    Returns the environment to read settings from and a note saying where it came from
+    (``""``: ``env`` as given). Raises ``StackNotRunning`` when a stack was recorded but its
+    ``up`` is gone (its servers went with it).
+    """
+    if any(env.get(name) for name in CONNECTION):
+        return env, ""
+    folder = data_dir(env)
+    path = folder / FILE
+    try:
+        recorded = json.loads(path.read_text())
+        pid = int(recorded["pid"])
+        stack = {str(k): str(v) for k, v in recorded["env"].items()}
+    except FileNotFoundError:
+        return env, ""
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise StackNotRunning(f"{path} is unreadable ({exc}); start `make run` again") from exc
+    if not _alive(pid):
+        raise StackNotRunning(
+            f"the local stack recorded in {path} is not running (pid {pid} is gone): "
+            "start it with `make run`, or set REDIS_URL, DATABASE_URL, VOTING_SECRET_KEY "
+            "and VOTING_PEPPER")
+    return {**stack, **env}, f"using the local stack of `voting-service up` (pid {pid}) in {folder}"

@@ -1,0 +1,187 @@
+"""uvicorn's HTTP protocol with bounded request heads, for a service reachable without nginx.
+
+uvicorn's httptools protocol keeps reading a request head for as long as it grows, with
+any number of headers, and waits for it forever: its keep-alive timeout only runs between
+requests. gunicorn's ``limit_request_line``/``limit_request_fields``/
+``limit_request_field_size`` do not help, since with uvicorn workers uvicorn parses the
+requests, not gunicorn. So this subclass bounds the head itself:
+
+- request line ≤ ``MAX_LINE`` bytes (else 414), each header line ≤ ``MAX_FIELD`` bytes and at
+  most ``MAX_FIELDS`` headers (else 431), the whole head ≤ ``MAX_HEAD`` bytes (else 431,
+  counted before the bytes reach the parser, so it never buffers more); the answer closes
+  the connection;
+- a head must be complete within ``head_timeout`` seconds of the connection or of its
+  first byte (``VOTING_HEAD_TIMEOUT``), else the connection is closed: a silent or
+  trickling client holds nothing for long.
+
+``deploy/nginx`` stays the recommended front; these bounds match its defaults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+log = logging.getLogger(__name__)
+
+MAX_LINE = 8 * 1024
+MAX_FIELD = 8 * 1024
+MAX_FIELDS = 100
+MAX_HEAD = 32 * 1024
+HEAD_TIMEOUT = 10.0
+
+_REASONS = {414: "URI Too Long", 431: "Request Header Fields Too Large"}
+
+
+class _Refused(Exception):
+    """Raised from a parser callback: httptools stops and reports a callback error."""
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """Checks cost O(1) per request for the usual head under 8 KiB (no per-header callback,
+    one timer per connection rather than one per request)."""
+
+    head_timeout: float = HEAD_TIMEOUT
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_left: int | None = MAX_HEAD
+        """Head bytes still allowed; ``None`` while a body is read."""
+        self._counted = False
+        """Whether ``_head_left`` counted this head from its first byte (not so for a head
+        pipelined behind a request in the same read)."""
+        self._in_head = False
+        self._head_since: float | None = None
+        """Loop time the head being read began; ``None`` between heads."""
+        self._refusal: tuple[int, str] | None = None
+        self._pending: tuple[int, str] | None = None
+        """A refusal waiting for the responses to the requests pipelined before it."""
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    # --- the head's deadline -------------------------------------------------------------
+
+    def _check_head_deadline(self) -> None:
+        """The connection's one timer: close it if a head is overdue, else look again later."""
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        wait = self.head_timeout
+        if self._head_since is not None:
+            wait = self._head_since + self.head_timeout - self.loop.time()
+            if wait <= 0:
+                log.info("request head not complete within %.1f s from %s; connection closed",
+                         self.head_timeout, self.client[0] if self.client else "-")
+                self.transport.close()
+                return
+        self._head_timer = self.loop.call_later(wait, self._check_head_deadline)
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_since = self.loop.time()  # a connection that never speaks is a late head
+        self._head_timer = self.loop.call_later(self.head_timeout, self._check_head_deadline)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().connection_lost(exc)
+
+    # --- the head's size -----------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        left = self._head_left
+        if left is not None and not self._in_head:  # a head starts with this read, if any
+            self._counted = True
+        if left is None or len(data) <= left:
+            if left is not None:
+                self._head_left = left - len(data)
+            super().data_received(data)
+            return
+        # more than the head may hold: feed what it may, then see whether the head ended
+        self._head_left = 0
+        super().data_received(data[:left])
+        if self.transport.is_closing():
+            return
+        if self._head_left == 0:
+            self._refuse(431, f"request head larger than {MAX_HEAD} bytes")
+            return
+        self.data_received(data[left:])
+
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        if self._head_since is None:
+            self._head_since = self.loop.time()
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        read = MAX_HEAD - (self._head_left or 0)  # at least the head's size, when counted
+        self._head_left = None
+        self._head_since = None
+        self._in_head = False
+        if len(self.headers) > MAX_FIELDS:
+            self._refusal = (431, f"more than {MAX_FIELDS} header fields")
+        elif not self._counted or read > min(MAX_LINE, MAX_FIELD):
+            self._refusal = self._measure()
+        if self._refusal is not None:
+            raise _Refused  # the parser stops; send_400_response answers with the bound
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._head_left = MAX_HEAD
+        self._counted = False
+        super().on_message_complete()
+
+    def _measure(self) -> tuple[int, str] | None:
+        """The head's bounds checked one by one (a head over 8 KiB, or one not counted)."""
+        fields = [len(k) + len(v) for k, v in self.headers]
+        if len(self.url) + sum(fields) > MAX_HEAD:
+            return (431, f"request head larger than {MAX_HEAD} bytes")
+        if len(self.url) > MAX_LINE:
+            return (414, f"request line longer than {MAX_LINE} bytes")
+        if fields and max(fields) > MAX_FIELD:
+            return (431, f"a header field longer than {MAX_FIELD} bytes")
+        return None
+
+    def send_400_response(self, msg: str) -> None:
+        """The parser stopped: on one of our bounds, answer that bound's status instead."""
+        if self._pending is not None:
+            return  # a refusal is already due on this connection; the rest is dropped
+        if self._refusal is None:
+            super().send_400_response(msg)
+            return
+        status, why = self._refusal
+        self._refusal = None
+        self._refuse(status, why)
+
+    def on_response_complete(self) -> None:
+        if self._pending is not None and not self.pipeline:
+            self.server_state.total_requests += 1
+            status, why = self._pending
+            self._pending = None
+            self._refuse(status, why)
+            return
+        super().on_response_complete()
+
+    def _refuse(self, status: int, why: str) -> None:
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._pending = (status, why)  # answers go out in order: after the ones due
+            self.flow.pause_reading()
+            return
+        log.info("request head refused (%d, %s) from %s", status, why,
+                 self.client[0] if self.client else "-")
+        body = f"{status} {_REASONS[status]}: {why}\n".encode()
+        self.transport.write(
+            f"HTTP/1.1 {status} {_REASONS[status]}\r\n"
+            "content-type: text/plain; charset=utf-8\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode() + body
+        )
+        self.transport.close()
+
+
+def bounded_protocol(head_timeout: float) -> type[BoundedHttpToolsProtocol]:
+    """The protocol class with this deadline for request heads (uvicorn's ``http=``)."""
+    return type("BoundedHttpToolsProtocol", (BoundedHttpToolsProtocol,),
+                {"head_timeout": head_timeout})
