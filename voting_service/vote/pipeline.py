@@ -383,8 +383,15 @@ class Pipeline:
             self.barrier.acknowledged(acks)
         except NotDurable as exc:
             log.warning("redis %s: %s: %d calls refused", node.address, exc, len(batch))
-            for call in batch:
-                self.fail(call)
+            if self.cluster:
+                # e.g. a killed master back as a replica of its successor: its barrier says
+                # "cannot be used with replica instances" and its writes answer MOVED
+                self.refresh_soon()
+            for call, reply in zip(batch, replies, strict=True):
+                if isinstance(reply, hiredis.ReplyError):
+                    self.settle(call, node, reply)  # refused unwritten: redirect or retry
+                else:
+                    self.fail(call)
             return
         for call, reply in zip(batch, replies, strict=True):
             self.settle(call, node, reply)
