@@ -23,7 +23,6 @@ Invalidated votes do not give voters their daily votes back.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import json
 import logging
 from collections import Counter, defaultdict
@@ -39,7 +38,7 @@ from ..ledger import db
 from ..ledger.flusher import STAGE_COLUMNS, entry_ms, to_record
 from ..models import InvalidationIn
 from ..settings import IPNetwork
-from ..vote import keys, scripts
+from ..vote import identity, keys, scripts
 from ..vote.store import AnyRedis
 
 log = logging.getLogger(__name__)
@@ -94,7 +93,7 @@ class Criteria:
         network = None
         if body.ip is not None:
             try:
-                network = ipaddress.ip_network(body.ip.strip(), strict=False)
+                network = identity.network(body.ip)
             except ValueError as exc:
                 raise InvalidRequest(f"ip is not an address or CIDR: {body.ip!r}") from exc
         cutoff = now if body.until is None else min(body.until, now)
@@ -140,7 +139,7 @@ class Criteria:
             return False
         if self.network is not None:
             try:
-                addr = ipaddress.ip_address(fields.get("ip") or "")
+                addr = identity.address(fields.get("ip") or "")
             except ValueError:
                 return False
             if addr not in self.network:

@@ -24,6 +24,7 @@ from typing import Protocol
 import httpx
 from redis.exceptions import RedisError
 
+from .. import digits
 from ..errors import InvalidCode, InvalidRequest, RateLimited, Unavailable
 from ..settings import Settings
 from ..vote import identity, keys, scripts
@@ -40,16 +41,19 @@ ADDRESS_PER_MINUTE, ADDRESS_PER_DAY = 10, 100
 NETWORK_PER_MINUTE, NETWORK_PER_DAY = 60, 2000
 """Codes requested from one address (/32, IPv6 /64) and one network (/24, IPv6 /48)."""
 
-_PHONE = re.compile(r"1[3-9]\d{9}")
+_PHONE = re.compile(r"1[3-9][0-9]{9}")
+_CODE = re.compile(r"[0-9]{6}")
 _SEPARATORS = re.compile(r"[\s\-()]")
 
 
 def normalize_phone(raw: str) -> str:
-    """A mainland China mobile number as 11 digits, or ``InvalidRequest``.
+    """A mainland China mobile number as 11 ASCII digits, or ``InvalidRequest``.
 
-    Accepts ``13812345678``, ``+86 138-1234-5678``, ``0086 13812345678``, ``86 138…``.
+    Accepts ``13812345678``, ``+86 138-1234-5678``, ``0086 13812345678``, ``86 138…``, and
+    the same typed in full-width (``１３８…``): NFKC first, so each handset has one form —
+    before it is keyed, hashed into a voter id or sent. Other scripts' digits are refused.
     """
-    number = _SEPARATORS.sub("", raw)
+    number = _SEPARATORS.sub("", digits.fold(raw))
     for prefix in ("+86", "0086", "86"):
         if number.startswith(prefix) and len(number) == len(prefix) + 11:
             number = number[len(prefix):]
@@ -183,12 +187,15 @@ async def verify(
 ) -> str:
     """The voter id of the phone when ``code`` is its current code; else ``InvalidCode``."""
     phone = normalize_phone(raw_phone)
-    if not re.fullmatch(r"\d{6}", code.strip()):
+    typed = digits.fold(code).strip()
+    if digits.foreign_digits(typed):
+        raise InvalidRequest("the code is written with the ASCII digits 0-9")
+    if not _CODE.fullmatch(typed):
         raise InvalidCode("the code is 6 digits")
     pid = phone_key_id(pepper, phone)
     status, left = await batcher.call(
         scripts.load("sms_verify"), [keys.sms_code(pid)],
-        [code_digest(pepper, campaign.id, pid, code.strip()), MAX_TRIES],
+        [code_digest(pepper, campaign.id, pid, typed), MAX_TRIES],
     )
     if int(status) == 0:
         return identity.voter_id(pepper, "sms", phone)

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from .. import digits
 from ..errors import (
     Blocked,
     CampaignNotFound,
@@ -96,6 +97,7 @@ async def list_candidates(request: Request) -> Response:
     live = svc.registry.get(request.path_params["cid"])
     q = request.query_params
     region, industry, text = q.get("region"), q.get("industry"), (q.get("q") or "").strip()
+    number = digits.fold(text)  # "１２" finds candidate 12, as on the page
     counts = await _counts(svc, live)
     out = []
     for cand in live.c.candidates:
@@ -103,7 +105,7 @@ async def list_candidates(request: Request) -> Response:
             continue
         if industry and cand.industry != industry:
             continue
-        if text and text not in cand.name and text != str(cand.number) and text != cand.id:
+        if text and text not in cand.name and number != str(cand.number) and text != cand.id:
             continue
         out.append(candidate_view(cand, None if counts is None else counts.get(cand.id, 0), False))
     return JSON({"campaign_id": live.id, "candidates": out})

@@ -7,11 +7,13 @@ config block, so the vote feedback speaks the same language as the page.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from typing import Literal
 
 Lang = Literal["zh", "en"]
 LANGS: tuple[Lang, ...] = ("zh", "en")
+_QVALUE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 MESSAGES: dict[Lang, dict[str, str]] = {
@@ -216,10 +218,9 @@ def pick(query_lang: str | None, accept_language: str | None) -> Lang:
         q = 1.0
         params = params.strip()
         if params.startswith("q="):
-            try:
-                q = float(params[2:])
-            except ValueError:
+            if _QVALUE.fullmatch(params[2:]) is None:  # RFC 9110 qvalue: ASCII, 0 to 1
                 continue
+            q = float(params[2:])
         candidate = (q, -position, primary)
         if q > 0 and (best is None or candidate > best):
             best = candidate

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .. import digits
 from ..errors import Unavailable
 from ..models import Candidate
 from ..services import Services, services
@@ -144,8 +145,8 @@ def _matches(cand: Candidate, text: str, region: str, industry: str) -> bool:
         return False
     if not text:
         return True
-    digits = text.removesuffix("号").removeprefix("No.").strip().lstrip("0")
-    if digits.isdigit() and int(digits) == cand.number:
+    number = digits.fold(text).removesuffix("号").removeprefix("No.").strip().lstrip("0")
+    if digits.is_number(number) and int(number) == cand.number:
         return True
     return text.lower() in cand.name.lower() or text == cand.id
 

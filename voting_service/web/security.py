@@ -18,7 +18,6 @@ headers are scanned once, and the campaign's allowed origins are computed once p
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import weakref
 from collections.abc import Sequence
@@ -30,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import Forbidden
 from ..settings import IPNetwork
+from ..vote import identity
 from ..vote.registry import LiveCampaign
 from .http import problem
 
@@ -137,7 +137,7 @@ def from_trusted_proxy(client: Sequence[Any] | None, trusted: Sequence[IPNetwork
     if not client or not trusted:
         return False
     try:
-        addr = ipaddress.ip_address(client[0])
+        addr = identity.address(client[0])
     except ValueError:
         return False
     return any(addr in net for net in trusted)
