@@ -95,11 +95,19 @@ class Registry:
         self.campaigns: dict[str, LiveCampaign] = {}
         self._tallies: dict[str, _TallyCache] = {}
 
-    def get(self, campaign_id: str) -> LiveCampaign:
+    def get(self, campaign_id: str, *, drafts: bool = False) -> LiveCampaign:
+        """The campaign, as the public sees it: a ``draft`` is not found (its id may be
+        guessable, its candidates and rules are not published yet). Admin routes pass
+        ``drafts=True``."""
         live = self.campaigns.get(campaign_id)
-        if live is None:
+        if live is None or (live.c.status == "draft" and not drafts):
             raise CampaignNotFound(f"no campaign {campaign_id!r}")
         return live
+
+    def public(self, campaign_id: str | None) -> LiveCampaign | None:
+        """``get`` for callers that answer a missing campaign themselves (pages, photos)."""
+        live = self.campaigns.get(campaign_id or "")
+        return None if live is None or live.c.status == "draft" else live
 
     async def refresh(self, force: bool = False) -> bool:
         version = await store.config_version(self.redis)

@@ -93,7 +93,7 @@ async def remove_block(request: Request) -> Response:
 async def get_suspicious(request: Request) -> Response:
     svc = services(request)
     authorize(request, svc.settings.admin_tokens, *READERS)
-    live = svc.registry.get(request.path_params["cid"])
+    live = svc.registry.get(request.path_params["cid"], drafts=True)
     now = dt.datetime.now(dt.UTC)
     until = min(_when(request, "until") or now, now)
     since = _when(request, "since") or until - dt.timedelta(hours=24)

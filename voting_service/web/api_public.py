@@ -151,7 +151,9 @@ async def live_tallies(request: Request) -> Response:
     async def events() -> AsyncIterator[bytes]:
         last = b""
         while not await request.is_disconnected():
-            current = svc.registry.campaigns.get(live.id, live)
+            current = svc.registry.public(live.id)
+            if current is None:
+                return  # back to draft or gone: the stream ends
             body = msgspec.json.encode(await tallies_body(svc, current))
             if body != last:
                 yield b"event: tallies\ndata: " + body + b"\n\n"

@@ -56,8 +56,8 @@ async def sms_start(request: Request) -> Response:
     live = svc.registry.get(body.campaign_id)
     if "sms" not in live.c.rules.identity:
         raise Forbidden("this campaign does not sign voters in by SMS")
-    if live.state(time.time()) in ("draft", "closed"):
-        raise VotingClosed(f"voting is {live.state(time.time())}")
+    if live.state(time.time()) == "closed":
+        raise VotingClosed("voting is closed")
     ip = request_ip(svc, request)
     svc.ip_blocks.check(live.id, ip)
     sent = await sms.start(svc.redis, svc.batcher, svc.sms, str(svc.settings.pepper), live,

@@ -120,10 +120,6 @@ def not_found(request: Request, words: i18n.Words | None = None) -> Response:
                   cache_key=(request.url.path,))
 
 
-def _visible(live: LiveCampaign) -> bool:
-    return live.c.status != "draft"
-
-
 async def _counts(svc: Services, live: LiveCampaign) -> tuple[dict[str, int] | None, str]:
     """The campaign's counts if public; a page still renders without them if Redis is down."""
     if not live.c.show_counts:
@@ -193,7 +189,7 @@ async def home(request: Request) -> Response:
     svc = services(request)
     words = _lang(request)
     now = time.time()
-    lives = [x for x in svc.registry.campaigns.values() if _visible(x)]
+    lives = [x for x in svc.registry.campaigns.values() if svc.registry.public(x.id)]
     lives.sort(key=lambda x: (x.state(now) != "open", -x.opens, x.id))
     items = [
         {"id": x.id, "title": x.c.title, "state": x.state(now),
@@ -208,8 +204,8 @@ async def home(request: Request) -> Response:
 async def campaign_page(request: Request) -> Response:
     svc = services(request)
     words = _lang(request)
-    live = svc.registry.campaigns.get(request.path_params["cid"])
-    if live is None or not _visible(live):
+    live = svc.registry.public(request.path_params["cid"])
+    if live is None:
         return not_found(request, words)
     counts, as_of = await _counts(svc, live)
     q = request.query_params
@@ -252,8 +248,8 @@ def _base(request: Request) -> str:
 async def candidate_page(request: Request) -> Response:
     svc = services(request)
     words = _lang(request)
-    live = svc.registry.campaigns.get(request.path_params["cid"])
-    if live is None or not _visible(live):
+    live = svc.registry.public(request.path_params["cid"])
+    if live is None:
         return not_found(request, words)
     cand = live.candidates.get(request.path_params["candidate"])
     if cand is None:
@@ -290,8 +286,8 @@ def _parent_origin(request: Request, allowed: Any) -> str:
 async def embed_page(request: Request) -> Response:
     svc = services(request)
     words = _lang(request)
-    live = svc.registry.campaigns.get(request.path_params["cid"])
-    if live is None or not _visible(live):
+    live = svc.registry.public(request.path_params["cid"])
+    if live is None:
         return not_found(request, words)
     channel_id = request.query_params.get("channel") or ""
     allowed = channel_origins(live).get(channel_id) if channel_id else None  # "" = all

@@ -261,7 +261,7 @@ class SecurityMiddleware:
     def _cors_origin(scope: Scope, campaign_id: str, origin: bytes) -> str | None:
         """The request's origin if one of the campaign's channels lists it, else ``None``."""
         try:
-            live = scope["app"].state.services.registry.campaigns.get(campaign_id)
+            live = scope["app"].state.services.registry.public(campaign_id)
         except (AttributeError, KeyError):
             return None
         if live is None or not live.c.channels:
