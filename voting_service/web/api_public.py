@@ -36,6 +36,7 @@ from ..vote import identity, keys, voting
 from ..vote.outcomes import ACCEPTED, Outcome
 from ..vote.registry import LiveCampaign
 from .http import JSON, json_body
+from .security import is_https
 
 VOTER_COOKIE = "vs_voter_"
 
@@ -176,11 +177,18 @@ async def new_voter(request: Request) -> Response:
         raise Forbidden("this campaign does not accept anonymous voters")
     token = svc.tokens.issue(live.id)
     response = JSON({"token": token}, status_code=201)
-    response.set_cookie(
-        VOTER_COOKIE + live.id, token, max_age=identity.VOTER_TOKEN_MAX_AGE, httponly=True,
-        samesite="lax", secure=request.url.scheme == "https", path="/",
-    )
+    set_voter_cookie(response, request, svc, live.id, token)
     return response
+
+
+def set_voter_cookie(response: Response, request: Request, svc: Services, campaign_id: str,
+                     token: str) -> None:
+    """The voter token as a cookie (anonymous and SMS alike): ``Secure`` whenever the visitor
+    came over TLS, also through a trusted proxy (``security.is_https``)."""
+    response.set_cookie(
+        VOTER_COOKIE + campaign_id, token, max_age=identity.VOTER_TOKEN_MAX_AGE, httponly=True,
+        samesite="lax", secure=is_https(request.scope, svc.settings.trusted_proxies), path="/",
+    )
 
 
 def resolve_voter(svc: Services, request: Request, live: LiveCampaign) -> tuple[str, str]:

@@ -14,7 +14,7 @@ from ..fraud import challenge, sms
 from ..models import SmsStart, SmsVerify, level_for
 from ..services import Services, services
 from ..vote import identity, voting
-from .api_public import VOTER_COOKIE, resolve_voter
+from .api_public import resolve_voter, set_voter_cookie
 from .http import JSON, json_body
 
 NO_STORE = {"Cache-Control": "no-store"}
@@ -75,10 +75,7 @@ async def sms_verify(request: Request) -> Response:
     voter = await sms.verify(svc.batcher, str(svc.settings.pepper), live, body.phone, body.code)
     token = svc.tokens.issue_verified(live.id, "sms", voter)
     response = JSON({"token": token}, headers=NO_STORE)
-    response.set_cookie(
-        VOTER_COOKIE + live.id, token, max_age=identity.VOTER_TOKEN_MAX_AGE, httponly=True,
-        samesite="lax", secure=request.url.scheme == "https", path="/",
-    )
+    set_voter_cookie(response, request, svc, live.id, token)
     return response
 
 

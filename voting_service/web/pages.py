@@ -29,7 +29,7 @@ from ..services import Services, services
 from ..vote.registry import LiveCampaign, Registry
 from . import i18n
 from .assets import accepts_gzip, assets, photo, static_file
-from .security import channel_origins, from_trusted_proxy, normalize_origin, page_csp
+from .security import channel_origins, is_https, normalize_origin, page_csp
 
 env = jinja2.Environment(
     loader=jinja2.PackageLoader("voting_service", "templates"),
@@ -238,9 +238,8 @@ async def campaign_page(request: Request) -> Response:
 def _base(request: Request) -> str:
     """This service's address as the visitor sees it (https behind a trusted proxy)."""
     base = str(request.base_url).rstrip("/")
-    if (base.startswith("http://") and request.headers.get("x-forwarded-proto") == "https"
-            and from_trusted_proxy(request.scope.get("client"),
-                                   services(request).settings.trusted_proxies)):
+    if base.startswith("http://") and is_https(request.scope,
+                                               services(request).settings.trusted_proxies):
         base = "https://" + base.removeprefix("http://")
     return base
 

@@ -143,6 +143,30 @@ def from_trusted_proxy(client: Sequence[Any] | None, trusted: Sequence[IPNetwork
     return any(addr in net for net in trusted)
 
 
+def forwarded_https(scheme: str | None, forwarded_proto: bytes | str | None,
+                    client: Sequence[Any] | None, trusted: Sequence[IPNetwork]) -> bool:
+    """Whether the visitor reached us over TLS: the socket says so, or a trusted proxy does
+    in ``X-Forwarded-Proto`` (its last value: the one the nearest proxy set). The header of
+    any other peer is ignored — a client could send it with a plain-HTTP request."""
+    if scheme in ("https", "wss"):
+        return True
+    if not forwarded_proto:
+        return False
+    text = forwarded_proto.decode("latin-1") if isinstance(forwarded_proto, bytes) \
+        else forwarded_proto
+    return text.rsplit(",", 1)[-1].strip().lower() == "https" \
+        and from_trusted_proxy(client, trusted)
+
+
+def is_https(scope: Scope, trusted: Sequence[IPNetwork]) -> bool:
+    """``forwarded_https`` of a request: what every cookie's ``Secure`` and HSTS follow."""
+    proto = None
+    for name, value in scope.get("headers") or ():
+        if name == b"x-forwarded-proto":
+            proto = value
+    return forwarded_https(scope.get("scheme"), proto, scope.get("client"), trusted)
+
+
 _CORS_PATH = re.compile(
     r"/api/v1/campaigns/([A-Za-z0-9][A-Za-z0-9_-]{0,63})(?:/candidates(?:/[^/]+)?|/tallies)?"
 )
@@ -192,10 +216,8 @@ class SecurityMiddleware:
                 forwarded_proto = value
             elif name == b"access-control-request-method":
                 preflight = value
-        https = scope.get("scheme") == "https" or (
-            forwarded_proto == b"https"
-            and from_trusted_proxy(scope.get("client"), self.trusted_proxies)
-        )
+        https = forwarded_https(scope.get("scheme"), forwarded_proto, scope.get("client"),
+                                self.trusted_proxies)
         added = self._https if https else self._plain
         method: str = scope["method"]
 
