@@ -138,7 +138,7 @@ async def test_vote_with_proof_of_work_updates_the_count(
     sent: list[dict[str, Any]] = []
 
     def record(request: Request) -> None:
-        if request.url.endswith("/votes"):
+        if request.url.endswith(("/votes", "/voter")):
             body = request.post_data_json
             assert isinstance(body, dict)
             sent.append(body)
@@ -154,10 +154,11 @@ async def test_vote_with_proof_of_work_updates_the_count(
     await expect(button).to_be_disabled()
     assert service.votes(cid)["c003"] == 1
 
-    # the vote carried an ALTCHA solution, found by the Web Worker
-    assert len(sent) == 1 and len(sent[0]["vote_id"]) == 32
-    proof = json.loads(base64.b64decode(sent[0]["proof"]))
+    # the new voter token and the vote each carried an ALTCHA solution, found by the Worker
+    assert len(sent) == 2 and len(sent[1]["vote_id"]) == 32
+    minted, proof = (json.loads(base64.b64decode(s["proof"])) for s in sent)
     assert proof["algorithm"] == "SHA-256" and isinstance(proof["number"], int)
+    assert minted["salt"] != proof["salt"] and isinstance(minted["number"], int)
     assert any("pow.js" in w.url for w in page.workers)
 
     # after a reload the page still knows today's vote (kept on the phone, not the server)

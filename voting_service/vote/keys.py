@@ -65,6 +65,21 @@ def ip_day(campaign_id: str, prefix: str, day: str, network: str | None = None) 
     return f"{ip_tag(campaign_id, network or prefix)}:d:{day}{_within(prefix, network)}"
 
 
+def mint_rate(campaign_id: str, prefix: str, network: str | None = None) -> str:
+    """Anonymous voter tokens minted by one address or network: GCRA state, beside (and shaped
+    like) the vote limits of the same prefix, so one ``ip_limit.lua`` call checks both levels."""
+    return f"{ip_tag(campaign_id, network or prefix)}:mint:gcra{_within(prefix, network)}"
+
+
+def mint_day(campaign_id: str, prefix: str, day: str, network: str | None = None) -> str:
+    return f"{ip_tag(campaign_id, network or prefix)}:mint:d:{day}{_within(prefix, network)}"
+
+
+def mint_spent(campaign_id: str, network: str, challenge_id: str) -> str:
+    """String: this minting proof of work was used; in the slot of the address's network."""
+    return f"{ip_tag(campaign_id, network)}:mint:pow:{challenge_id}"
+
+
 def challenge_spent(campaign_id: str, shard: int, challenge_id: str) -> str:
     """String: this proof-of-work challenge was used; in the voter's slot, as cast_vote needs."""
     return f"{group_tag(campaign_id, shard)}:pow:{challenge_id}"

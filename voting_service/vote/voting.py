@@ -64,12 +64,15 @@ def ip_limits(rules: Rules, ip: str) -> list[tuple[str, int, int]]:
 
 
 async def check_ip(
-    batcher: Batcher, campaign: LiveCampaign, ip: str, now: float, *, peek: bool = False
+    batcher: Batcher, campaign: LiveCampaign, ip: str, now: float, *, peek: bool = False,
+    minting: bool = False,
 ) -> float:
     """Count a vote against the address's and its network's limits, in one ``ip_limit.lua``
     call (the address's keys carry its network's hash tag); ``RateLimited`` past a hard cap.
     Returns the pressure: how full the fuller of the limits is, 1.0 = at the cap. ``peek``
-    counts nothing and refuses nothing."""
+    counts nothing and refuses nothing. ``minting`` counts a new anonymous voter token
+    instead, against the same caps on keys of its own (``keys.mint_*``)."""
+    rate_key, day_key = (keys.mint_rate, keys.mint_day) if minting else (keys.ip_rate, keys.ip_day)
     rules = campaign.c.rules
     levels = [lv for lv in ip_limits(rules, ip) if lv[1] or lv[2]]  # no cap: nothing to count
     if not levels:
@@ -79,8 +82,8 @@ async def check_ip(
     script_keys: list[str] = []
     args: list[Any] = [day.expire_at, 1 if peek else 0]
     for prefix, per_min, per_day in levels:
-        script_keys += [keys.ip_rate(campaign.id, prefix, network),
-                        keys.ip_day(campaign.id, prefix, day.date, network)]
+        script_keys += [rate_key(campaign.id, prefix, network),
+                        day_key(campaign.id, prefix, day.date, network)]
         args += [per_min, per_day]
     result = [int(x) for x in await batcher.call(scripts.ip_limit(), script_keys, args)]
     allowed, retry_ms = result[0], result[1]

@@ -36,7 +36,6 @@ from ..vote import identity, keys, voting
 from ..vote.outcomes import ACCEPTED, Outcome
 from ..vote.registry import LiveCampaign
 from .http import JSON, json_body
-from .security import is_https
 
 VOTER_COOKIE = "vs_voter_"
 
@@ -167,27 +166,6 @@ async def live_tallies(request: Request) -> Response:
         events(),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
-
-
-async def new_voter(request: Request) -> Response:
-    svc = services(request)
-    live = svc.registry.get(request.path_params["cid"])
-    if "anonymous" not in live.c.rules.identity:
-        raise Forbidden("this campaign does not accept anonymous voters")
-    token = svc.tokens.issue(live.id)
-    response = JSON({"token": token}, status_code=201)
-    set_voter_cookie(response, request, svc, live.id, token)
-    return response
-
-
-def set_voter_cookie(response: Response, request: Request, svc: Services, campaign_id: str,
-                     token: str) -> None:
-    """The voter token as a cookie (anonymous and SMS alike): ``Secure`` whenever the visitor
-    came over TLS, also through a trusted proxy (``security.is_https``)."""
-    response.set_cookie(
-        VOTER_COOKIE + campaign_id, token, max_age=identity.VOTER_TOKEN_MAX_AGE, httponly=True,
-        samesite="lax", secure=is_https(request.scope, svc.settings.trusted_proxies), path="/",
     )
 
 
@@ -329,5 +307,4 @@ routes = [
     Route("/api/v1/campaigns/{cid}/candidates/{candidate}", get_candidate),
     Route("/api/v1/campaigns/{cid}/tallies", get_tallies),
     Route("/api/v1/campaigns/{cid}/live", live_tallies),
-    Route("/api/v1/campaigns/{cid}/voter", new_voter, methods=["POST"]),
 ]
