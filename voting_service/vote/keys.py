@@ -90,13 +90,28 @@ def invalidation_applied(campaign_id: str, shard: int, invalidation_id: int) -> 
     return f"{group_tag(campaign_id, shard)}:inv:{invalidation_id}"
 
 
-def ip_sms_rate(campaign_id: str, prefix: str) -> str:
-    """SMS code sends from one network prefix: GCRA state (same slot as the vote limits)."""
-    return f"{ip_tag(campaign_id, prefix)}:sms:gcra"
+def sms_ip_tag(network: str) -> str:
+    """Tag of an address's and its network's SMS meters: no campaign in it, so that sends
+    and code checks are counted across every campaign (one handset farm, one allowance)."""
+    return f"{{smsip:{network}}}"
 
 
-def ip_sms_day(campaign_id: str, prefix: str, day: str) -> str:
-    return f"{ip_tag(campaign_id, prefix)}:sms:d:{day}"
+def sms_ip_rate(prefix: str, network: str | None = None) -> str:
+    """SMS code sends from one address or network: GCRA state, under the network's tag."""
+    return f"{sms_ip_tag(network or prefix)}:gcra{_within(prefix, network)}"
+
+
+def sms_ip_day(prefix: str, day: str, network: str | None = None) -> str:
+    return f"{sms_ip_tag(network or prefix)}:d:{day}{_within(prefix, network)}"
+
+
+def sms_check_rate(prefix: str, network: str | None = None) -> str:
+    """SMS code checks (``/auth/sms/verify``) from one address or network: GCRA state."""
+    return f"{sms_ip_tag(network or prefix)}:check:gcra{_within(prefix, network)}"
+
+
+def sms_check_day(prefix: str, day: str, network: str | None = None) -> str:
+    return f"{sms_ip_tag(network or prefix)}:check:d:{day}{_within(prefix, network)}"
 
 
 def sms_tag(phone_id: str) -> str:

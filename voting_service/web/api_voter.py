@@ -120,7 +120,10 @@ async def sms_verify(request: Request) -> Response:
     live = svc.registry.get(body.campaign_id)
     if "sms" not in live.c.rules.identity:
         raise Forbidden("this campaign does not sign voters in by SMS")
-    voter = await sms.verify(svc.batcher, str(svc.settings.pepper), live, body.phone, body.code)
+    ip = request_ip(svc, request)
+    svc.ip_blocks.check(live.id, ip)
+    voter = await sms.verify(svc.batcher, str(svc.settings.pepper), live, body.phone, body.code,
+                             ip)
     token = svc.tokens.issue_verified(live.id, "sms", voter)
     response = JSON({"token": token}, headers=NO_STORE)
     set_voter_cookie(response, request, svc, live.id, token)
