@@ -14,6 +14,9 @@
 -- ARGV[7] idempotency TTL     seconds
 -- ARGV[8] channel ("" = direct)   ARGV[9] client IP   ARGV[10] local day (YYYY-MM-DD)
 -- ARGV[11] challenge expiry   unix seconds (when KEYS[6] is given)
+-- ARGV[12] channel attribution: "1" signed (a partner token's issuer), "0" claimed or none
+-- The ledger entry is one field, e = vote_id TAB voter TAB candidate TAB channel TAB ip TAB
+-- day TAB attribution (voting_service/vote/entry.py reads it; no part holds a tab).
 -- Returns {status, answer}: status 0 accepted, 1 replay of an accepted vote, 2 already voted
 -- for this candidate today, 3 daily quota used up, 4 voter blocked, 5 challenge already spent.
 -- answer = "<candidate>|<votes left today>|<candidate votes in this shard>".
@@ -49,8 +52,8 @@ if challenge then
   redis.call('SET', challenge, '1', 'EXAT', tonumber(ARGV[11]))
 end
 local shard_votes = redis.call('HINCRBY', tally, cand, 1)
-redis.call('XADD', ledger, '*', 'vid', vote_id, 'voter', voter, 'cand', cand,
-  'ch', ARGV[8], 'ip', ARGV[9], 'day', ARGV[10])
+redis.call('XADD', ledger, '*', 'e', vote_id .. '\t' .. voter .. '\t' .. cand .. '\t' ..
+  ARGV[8] .. '\t' .. ARGV[9] .. '\t' .. ARGV[10] .. '\t' .. ARGV[12])
 local answer = cand .. '|' .. (per_day - used - 1) .. '|' .. shard_votes
 redis.call('SET', idem, answer, 'EX', tonumber(ARGV[7]))
 return {0, answer}

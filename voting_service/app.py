@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from .errors import VotingError
 from .fraud import blocklist, invalidation, sms
-from .ledger import campaigns, db, durability
+from .ledger import campaigns, db, durability, health
 from .services import Services, services
 from .settings import Settings
 from .vote import store
@@ -36,13 +36,14 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """200 only when Redis and PostgreSQL answer and Redis keeps acknowledged votes."""
+    """200 only when Redis and PostgreSQL answer and Redis keeps acknowledged votes (with
+    ``VOTING_REDIS_REPLICA_ACKS`` replicas acknowledging on every primary)."""
     svc = services(request)
     checks: dict[str, str] = {}
     try:
         async with asyncio.timeout(1.0):
             await svc.redis.ping()
-        found = await durability.check(svc.redis)
+        found = await durability.check(svc.redis, svc.settings.redis_replica_acks)
         ok = found.safe or svc.settings.accept_weak_durability
         checks["redis"] = "ok" if ok else f"unsafe: {found.reason}"
     except Exception as exc:
@@ -61,13 +62,15 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         redis = store.connect(settings)
-        found = await durability.check(redis)
+        found = await durability.check(redis, settings.redis_replica_acks)
         if not found.safe and not settings.accept_weak_durability:
             raise RuntimeError(
                 f"refusing to start: Redis would lose acknowledged votes ({found.reason}); "
                 "set VOTING_ACCEPT_WEAK_DURABILITY=1 to accept that risk"
             )
-        batcher = store.Batcher(redis, settings.redis_timeout, waitaof=found.waitaof)
+        if not found.safe:
+            log.warning("Redis could lose acknowledged votes: %s", found.reason)
+        batcher = store.Batcher(redis, settings.redis_timeout, barrier=found.barrier)
         registry = Registry(redis, settings.shards, settings.config_refresh, settings.redis_timeout)
         pool = None
         if settings.database_url:
@@ -95,11 +98,21 @@ def create_app(settings: Settings) -> Starlette:
         refresher = asyncio.create_task(registry.run())
         blocks_watcher = asyncio.create_task(
             svc.ip_blocks.watch(redis, settings.config_refresh))
+
+        def publish(snapshot: health.Health) -> None:
+            svc.health = snapshot
+
+        health_watcher = asyncio.create_task(health.watch(
+            redis, svc.db if pool is not None else None, lambda: list(registry.campaigns),
+            settings.shards, settings.health_interval, publish))
         try:
             yield
         finally:
             refresher.cancel()
             blocks_watcher.cancel()
+            health_watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await health_watcher  # not mid-query when the pool closes
             await batcher.close()
             if pool is not None:
                 await pool.close()

@@ -100,12 +100,17 @@ class ValkeyServer:
         cluster: bool = False,
         appendfsync: str = "always",
         appendonly: bool = True,
+        replica_of: int | None = None,
+        node_timeout_ms: int = 5000,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port(below=55535 if cluster else 65536)
         self.cluster = cluster
         self.appendfsync = appendfsync
         self.appendonly = appendonly
+        self.replica_of = replica_of
+        """Port of the local master this node replicates (single-node topology)."""
+        self.node_timeout_ms = node_timeout_ms
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -128,10 +133,15 @@ class ValkeyServer:
             'save ""',
             "protected-mode yes",
             "maxmemory-policy noeviction",
+            # a new replica syncs at once instead of after the default 5 s pause
+            "repl-diskless-sync-delay 0",
         ]
+        if self.replica_of is not None:
+            lines.append(f"replicaof 127.0.0.1 {self.replica_of}")
         if self.cluster:
             lines += ["cluster-enabled yes", "cluster-config-file nodes.conf",
-                      "cluster-node-timeout 5000", "cluster-require-full-coverage no"]
+                      f"cluster-node-timeout {self.node_timeout_ms}",
+                      "cluster-require-full-coverage no"]
         return "\n".join(lines) + "\n"
 
     def start(self) -> ValkeyServer:
@@ -150,6 +160,25 @@ class ValkeyServer:
             log = (self.data_dir / "valkey.log").read_text(errors="replace")[-2000:]
             raise RuntimeError(f"valkey-server exited at start:\n{log}")
         return self
+
+    def info(self, section: str) -> str:
+        return subprocess.run(
+            [valkey_binary("valkey-cli"), "-p", str(self.port), "info", section],
+            capture_output=True, text=True, timeout=5,
+        ).stdout
+
+    def replica_ready(self) -> bool:
+        """A replica linked to its master whose AOF is written (after the first sync it is
+        rebuilt, and until then the replica acknowledges no ``WAITAOF``)."""
+        replication, persistence = self.info("replication"), self.info("persistence")
+        return ("master_link_status:up" in replication
+                and "master_sync_in_progress:0" in replication
+                and "aof_rewrite_in_progress:0" in persistence
+                and "aof_rewrite_scheduled:0" in persistence
+                and "loading:0" in persistence)
+
+    def wait_replica_ready(self, timeout: float = 30) -> None:
+        _wait(self.replica_ready, timeout, f"replica on port {self.port} in sync")
 
     def _ping(self) -> bool:
         try:
@@ -190,12 +219,18 @@ class ValkeyServer:
 
 
 class ValkeyCluster:
-    """A local cluster of ``masters`` primaries, no replicas, all slots covered."""
+    """A local cluster of ``masters`` primaries with ``replicas`` replicas each, all slots
+    covered. ``node_timeout_ms`` is how long a silent master takes to be failed over."""
 
-    def __init__(self, data_dir: Path, masters: int = 3, *, appendfsync: str = "always") -> None:
+    def __init__(
+        self, data_dir: Path, masters: int = 3, *, appendfsync: str = "always",
+        replicas: int = 0, node_timeout_ms: int = 5000,
+    ) -> None:
+        self.replicas = replicas
         self.nodes = [
-            ValkeyServer(Path(data_dir) / f"node{i}", cluster=True, appendfsync=appendfsync)
-            for i in range(masters)
+            ValkeyServer(Path(data_dir) / f"node{i}", cluster=True, appendfsync=appendfsync,
+                         node_timeout_ms=node_timeout_ms)
+            for i in range(masters * (1 + replicas))
         ]
 
     @property
@@ -209,18 +244,37 @@ class ValkeyCluster:
             subprocess.run(
                 [valkey_binary("valkey-cli"), "--cluster", "create",
                  *(f"127.0.0.1:{n.port}" for n in self.nodes),
-                 "--cluster-replicas", "0", "--cluster-yes"],
+                 "--cluster-replicas", str(self.replicas), "--cluster-yes"],
                 check=True, capture_output=True, timeout=60,
             )
-        _wait(self._ok, 30, "cluster_state:ok")
+        for node in self.nodes:
+            _wait(lambda n=node: self._ok(n), 30, "cluster_state:ok on every node")
+        if self.replicas:
+            _wait(self._synced, 60, "every replica in sync")
         return self
 
-    def _ok(self) -> bool:
-        out = subprocess.run(
-            [valkey_binary("valkey-cli"), "-p", str(self.nodes[0].port), "cluster", "info"],
+    def cli(self, node: ValkeyServer, *args: str) -> str:
+        return subprocess.run(
+            [valkey_binary("valkey-cli"), "-p", str(node.port), *args],
             capture_output=True, text=True, timeout=5,
         ).stdout
-        return "cluster_state:ok" in out
+
+    def _ok(self, node: ValkeyServer | None = None) -> bool:
+        return "cluster_state:ok" in self.cli(node or self.nodes[0], "cluster", "info")
+
+    def _synced(self) -> bool:
+        masters = self.masters()
+        return len(masters) * (1 + self.replicas) == len(self.nodes) and all(
+            n.replica_ready() for n in self.nodes if n not in masters)
+
+    def masters(self) -> list[ValkeyServer]:
+        """The nodes that are primaries now (a failover changes them)."""
+        return [n for n in self.nodes if n.process is not None and n.process.poll() is None
+                and "role:master" in n.info("replication")]
+
+    def wait_ok(self, timeout: float, via: ValkeyServer) -> None:
+        """Until ``via`` sees every slot served again (after a failover)."""
+        _wait(lambda: self._ok(via), timeout, "cluster_state:ok")
 
     def stop(self) -> None:
         for node in self.nodes:

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from .errors import Unavailable
 from .fraud.blocklist import NetworkBlocks
 from .fraud.sms import ConsoleSender, Sender
+from .ledger.health import Health
 from .settings import Settings
 from .vote.identity import VoterTokens
 from .vote.outcomes import Outcomes
@@ -32,6 +33,8 @@ class Services:
     sms: Sender = field(default_factory=ConsoleSender)
     outcomes: Outcomes = field(default_factory=Outcomes)
     """Observers of every vote's outcome (metrics, the ops timeline)."""
+    health: Health = field(default_factory=Health.unknown)
+    """Redis, PostgreSQL, backlog, lag and drift, refreshed in the background (``health``)."""
 
     @asynccontextmanager
     async def db(self) -> AsyncIterator[asyncpg.Connection]:

@@ -130,6 +130,8 @@ class Settings:
     sms_http_token: Secret = field(default_factory=lambda: Secret(""))
     """Sent to the gateway as ``Authorization: Bearer <token>`` when set."""
     sms_http_timeout: float = 5.0
+    health_interval: float = 5.0
+    """Seconds between health snapshots (backlog, lag, drift) taken by every web worker."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -155,6 +157,7 @@ class Settings:
             accept_weak_durability=_flag(env, "VOTING_ACCEPT_WEAK_DURABILITY"),
             redis_timeout=_number(env, "VOTING_REDIS_TIMEOUT", "0.8", float),
             redis_replica_acks=_replica_acks(env),
+            health_interval=_number(env, "VOTING_HEALTH_INTERVAL", "5", float),
             **_sms_settings(env),
         )
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from typing import cast
 
 import httpx
 import jwt
 
 from tests.conftest import ADMIN, OPS, Harness
 from tests.integration.antifraud_support import CID, NO_LIMITS, VOTES, problem_code
+from voting_service.vote import entry, keys
 
 CHANNELS = f"/api/v1/admin/campaigns/{CID}/channels"
 
@@ -63,3 +65,25 @@ async def test_both_secrets_verify_during_a_rotation_then_only_the_new(
     assert (r.status_code, problem_code(r)) == (403, "forbidden")
     audit = (await h.client.get("/api/v1/admin/audit", headers=ADMIN)).json()
     assert [a["action"] for a in audit].count("channel.rotate_secret") == 3
+
+
+async def test_the_ledger_entry_tells_a_signed_channel_from_a_claimed_one(
+    harness: Harness,
+) -> None:
+    h = harness
+    await h.create_campaign(rules=NO_LIMITS)
+    r = await h.client.post(CHANNELS, json={"id": "toutiao", "name": "今日头条"}, headers=ADMIN)
+    assert r.status_code == 201, r.text
+    assert (await partner_vote(h, partner_token(r.json()["secret"], "u1"), "c001")).status_code \
+        == 200
+    token = await h.voter()
+    assert (await h.vote(token, "c002", channel="toutiao")).status_code == 200
+    assert (await h.vote(token, "c003")).status_code == 200
+    found = {}
+    for shard in range(h.settings.shards):
+        raw = await h.redis.xrange(keys.ledger(CID, shard))
+        for _, fields in cast(list[tuple[str, dict[str, str]]], raw):
+            assert list(fields) == [entry.FIELD], "one packed field per vote"
+            e = entry.decode(fields)
+            found[e.candidate_id] = (e.channel, e.channel_signed)
+    assert found == {"c001": ("toutiao", True), "c002": ("toutiao", False), "c003": ("", False)}

@@ -18,7 +18,7 @@ from voting_service.app import create_app
 from voting_service.ledger import campaigns, durability, reconcile
 from voting_service.ledger.flusher import Flusher, healthy
 from voting_service.settings import Settings
-from voting_service.vote import keys, store
+from voting_service.vote import entry, keys, store
 from voting_service.vote.registry import LiveCampaign
 
 
@@ -328,9 +328,9 @@ async def test_vote_id_reused_after_the_idempotency_window_is_a_new_vote(
         later = (row["day"] + __import__("datetime").timedelta(days=3)).isoformat()
         # what cast_vote.lua writes when the voter reuses the id three days later
         await harness.redis.hincrby(keys.tally("t2026", row["shard"]), "c005", 1)
-        await harness.redis.xadd(keys.ledger("t2026", row["shard"]), {
-            "vid": "reused-vote-id-0001", "voter": row["voter_id"], "cand": "c005", "ch": "",
-            "ip": "203.0.113.7", "day": later})
+        await harness.redis.xadd(keys.ledger("t2026", row["shard"]), {entry.FIELD: entry.pack(
+            entry.Entry("reused-vote-id-0001", row["voter_id"], "c005", "", "203.0.113.7",
+                        later, False))})
         assert await flusher.drain() == 1
     finally:
         await flusher.close()

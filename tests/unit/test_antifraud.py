@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import ipaddress
 import random
@@ -14,6 +15,7 @@ from voting_service.fraud import blocklist, sms, suspicious
 from voting_service.fraud.invalidation import Criteria
 from voting_service.models import InvalidationIn
 from voting_service.vote import identity, keys
+from voting_service.vote.entry import Entry
 
 
 def blocks(*entries: dict[str, object]) -> blocklist.NetworkBlocks:
@@ -134,10 +136,11 @@ def test_invalidation_criteria() -> None:
     c = Criteria.parse("c1", InvalidationIn(
         reason="x", ip="198.51.100.9/24", channel="", since=now - dt.timedelta(hours=1)), now)
     ms = int((now - dt.timedelta(minutes=5)).timestamp() * 1000)
-    entry = {"voter": "v", "cand": "c001", "ch": "", "ip": "198.51.100.200"}
+    entry = Entry("vote-0001", "v", "c001", "", "198.51.100.200", "2026-07-10", False)
     assert c.matches(entry, ms)
-    assert not c.matches(entry | {"ip": "198.51.101.1"}, ms)
-    assert not c.matches(entry | {"ch": "xinhua"}, ms)
+    assert not c.matches(dataclasses.replace(entry, ip="198.51.101.1"), ms)
+    assert not c.matches(dataclasses.replace(entry, channel="xinhua"), ms)
+    assert not c.matches(dataclasses.replace(entry, ip=""), ms), "no address: no network"
     assert not c.matches(entry, ms - 3_600_000), "before since"
     assert not c.matches(entry, int(now.timestamp() * 1000) + 1), "after the cutoff"
     where, args = c.where()

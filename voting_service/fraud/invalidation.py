@@ -39,6 +39,7 @@ from ..ledger.flusher import STAGE_COLUMNS, entry_ms, to_record
 from ..models import InvalidationIn
 from ..settings import IPNetwork
 from ..vote import identity, keys, scripts
+from ..vote.entry import Entry, decode
 from ..vote.store import AnyRedis
 
 log = logging.getLogger(__name__)
@@ -126,20 +127,20 @@ class Criteria:
             where.append(f"cast_at >= ${len(args)}")
         return " AND ".join(where), args
 
-    def matches(self, fields: dict[str, str], cast_ms: int) -> bool:
+    def matches(self, e: Entry, cast_ms: int) -> bool:
         """The same condition on a ledger stream entry."""
         at = dt.datetime.fromtimestamp(cast_ms / 1000, dt.UTC)
         if at > self.cutoff or (self.since is not None and at < self.since):
             return False
-        if self.voter_ids is not None and fields.get("voter") not in self.voter_ids:
+        if self.voter_ids is not None and e.voter_id not in self.voter_ids:
             return False
-        if self.channel is not None and fields.get("ch", "") != self.channel:
+        if self.channel is not None and e.channel != self.channel:
             return False
-        if self.candidate_id is not None and fields.get("cand") != self.candidate_id:
+        if self.candidate_id is not None and e.candidate_id != self.candidate_id:
             return False
         if self.network is not None:
             try:
-                addr = identity.address(fields.get("ip") or "")
+                addr = identity.address(e.ip)
             except ValueError:
                 return False
             if addr not in self.network:
@@ -171,7 +172,7 @@ async def unflushed_matching(
                                      count=STREAM_PAGE)
             entries = cast(list[tuple[str, dict[str, str]]], raw or [])
             for sid, fields in entries:
-                if fields and criteria.matches(fields, entry_ms(sid)):
+                if fields and criteria.matches(decode(fields), entry_ms(sid)):
                     records.append(to_record(criteria.campaign_id, shard, sid, fields))
             if len(entries) < STREAM_PAGE:
                 break

@@ -1,25 +1,35 @@
-"""Is an acknowledged vote safe in this Redis? (DESIGN §3.5)
+"""Is an acknowledged vote safe in this Redis? (DESIGN §3.5, issue 12 §1)
 
-Safe: AOF on with ``appendfsync always`` on every primary. ``everysec`` is not enough by
-itself; a worker may accept it only with ``WAITAOF`` (single node) or by explicit choice.
+Safe on one machine: AOF on with ``appendfsync always`` on every primary, or ``everysec``
+with ``WAITAOF`` per batch. Safe against the loss of a machine: besides, every primary has
+``VOTING_REDIS_REPLICA_ACKS`` replicas that acknowledge a write in time — checked by a real
+probe (a small write and the vote path's own barrier on each primary), so a replica without
+AOF or one far behind counts as missing, exactly as it would for a vote.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from redis.exceptions import RedisError
 
+from ..vote import keys
+from ..vote.barrier import Barrier, NotDurable, hold_on_node
 from ..vote.store import AnyRedis, RedisCluster
+
+PROBE_TIMEOUT = 0.5
+"""Seconds a primary's replicas get to acknowledge the probe write."""
 
 
 @dataclass(frozen=True)
 class Durability:
     safe: bool
     waitaof: bool
-    """Append ``WAITAOF 1 0`` to each vote batch (``everysec`` on a single node)."""
+    """The master's own fsync needs ``WAITAOF 1 …`` per batch (``everysec``)."""
     reason: str
+    barrier: Barrier = field(default_factory=Barrier)
+    """What each vote batch ends with (``Batcher(barrier=…)``)."""
 
 
 async def _config(client: AnyRedis) -> list[dict[str, str]]:
@@ -35,20 +45,90 @@ async def _config(client: AnyRedis) -> list[dict[str, str]]:
     return [{str(k): str(v) for k, v in single.items()}]
 
 
-async def check(client: AnyRedis) -> Durability:
+async def _has_waitaof(client: AnyRedis) -> bool:
+    try:
+        if isinstance(client, RedisCluster):
+            await client.execute_command(
+                "WAITAOF", 0, 0, 0, target_nodes=RedisCluster.PRIMARIES)
+        else:
+            await client.execute_command("WAITAOF", 0, 0, 0)  # type: ignore[no-untyped-call]
+    except RedisError:
+        return False
+    return True
+
+
+def _probe_keys(client: RedisCluster) -> dict[str, str]:
+    """Primary name → a barrier probe key in one of its slots."""
+    wanted = {node.name for node in client.get_primaries()}
+    found: dict[str, str] = {}
+    for n in range(4096):
+        if len(found) == len(wanted):
+            break
+        key = keys.barrier_probe(n)
+        node = client.get_node_from_key(key)
+        if node is not None and node.name in wanted:
+            found.setdefault(node.name, key)
+    return found
+
+
+async def probe_replicas(client: AnyRedis, barrier: Barrier,
+                         timeout: float = PROBE_TIMEOUT) -> str | None:
+    """``None`` when every primary meets ``barrier`` now, else what falls short."""
+    short: list[str] = []
+    if isinstance(client, RedisCluster):
+        found = _probe_keys(client)
+        missing = {n.name for n in client.get_primaries()} - set(found)
+        short += [f"{name}: no probe key" for name in sorted(missing)]
+        for name, key in sorted(found.items()):
+            node = client.get_node(node_name=name)
+            try:
+                if node is None:
+                    raise NotDurable("left the cluster")
+                await hold_on_node(node, key, barrier, timeout)
+            except (NotDurable, RedisError, OSError) as exc:
+                short.append(f"{name}: {exc}")
+    else:
+        pipe = client.pipeline(transaction=False)
+        pipe.set(keys.barrier_probe(0), "1", px=60_000)
+        for command in barrier.commands(timeout):
+            pipe.execute_command(*command)
+        try:
+            barrier.acknowledged((await pipe.execute(raise_on_error=False))[1:])
+        except (NotDurable, RedisError, OSError) as exc:
+            short.append(str(exc))
+    return "; ".join(short) if short else None
+
+
+async def check(client: AnyRedis, replica_acks: int = 0) -> Durability:
     try:
         configs = await _config(client)
+        waitaof = await _has_waitaof(client)
     except RedisError as exc:
         return Durability(False, False, f"cannot read the persistence settings: {exc}")
-    if any(c.get("appendonly") != "yes" for c in configs):
-        return Durability(False, False, "AOF is off (appendonly no): a crash loses votes")
+    aof = all(c.get("appendonly") == "yes" for c in configs)
     fsyncs = {c.get("appendfsync") for c in configs}
-    if fsyncs == {"always"}:
-        return Durability(True, False, "AOF with appendfsync always")
-    if fsyncs == {"everysec"} and not isinstance(client, RedisCluster):
-        try:
-            await client.execute_command("WAITAOF", 0, 0, 0)  # type: ignore[no-untyped-call]
-        except RedisError:
-            return Durability(False, False, "appendfsync everysec and no WAITAOF")
-        return Durability(True, True, "appendfsync everysec with WAITAOF per batch")
-    return Durability(False, False, f"appendfsync {sorted(map(str, fsyncs))} can lose votes")
+    local = aof and fsyncs == {"everysec"} and waitaof
+    barrier = Barrier(local=local, replicas=replica_acks, waitaof=waitaof)
+    if not aof:
+        found = Durability(False, False, "AOF is off (appendonly no): a crash loses votes",
+                           Barrier(replicas=replica_acks, waitaof=waitaof))
+    elif fsyncs == {"always"}:
+        found = Durability(True, False, "AOF with appendfsync always", barrier)
+    elif local:
+        found = Durability(True, True, "appendfsync everysec with WAITAOF per batch", barrier)
+    elif fsyncs == {"everysec"}:
+        found = Durability(False, False, "appendfsync everysec and no WAITAOF", barrier)
+    else:
+        found = Durability(False, False,
+                           f"appendfsync {sorted(map(str, fsyncs))} can lose votes", barrier)
+    if replica_acks <= 0:
+        return found
+    short = await probe_replicas(client, barrier)
+    if short is None:
+        how = "WAITAOF" if waitaof else "WAIT (memory, not disk)"
+        return Durability(found.safe, found.waitaof,
+                          f"{found.reason}; {replica_acks} replica ack(s) per batch by {how}",
+                          barrier)
+    return Durability(False, found.waitaof,
+                      f"VOTING_REDIS_REPLICA_ACKS={replica_acks} cannot be met ({short})",
+                      barrier)

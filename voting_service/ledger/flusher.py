@@ -25,7 +25,7 @@ from typing import Any
 import asyncpg
 from redis.exceptions import RedisError, ResponseError
 
-from ..vote import keys, scripts
+from ..vote import entry, keys, scripts
 from ..vote.store import AnyRedis
 
 log = logging.getLogger(__name__)
@@ -66,9 +66,10 @@ def entry_ms(stream_id: str) -> int:
 
 
 def to_record(campaign_id: str, shard: int, stream_id: str, f: dict[str, str]) -> tuple[Any, ...]:
+    e = entry.decode(f)
     return (
-        campaign_id, f["voter"], f["vid"], f["cand"], f.get("ch", ""), f.get("ip") or None,
-        dt.date.fromisoformat(f["day"]),
+        campaign_id, e.voter_id, e.vote_id, e.candidate_id, e.channel, e.ip or None,
+        dt.date.fromisoformat(e.day),
         dt.datetime.fromtimestamp(entry_ms(stream_id) / 1000, dt.UTC), stream_id, shard,
     )
 

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import asyncpg
 
-from ..vote import keys, store
+from ..vote import entry, keys, scripts, store
 from ..vote.store import AnyRedis
 
 UNFLUSHED_CHECK = """
@@ -41,9 +41,12 @@ async def unflushed(
 ) -> list[Unflushed]:
     found: list[Unflushed] = []
     for shard in range(shards):
-        entries = await redis.xrange(keys.ledger(campaign_id, shard), "-", "+") or []
-        found += [Unflushed(shard, str(f["voter"]), str(f["vid"]), str(f["cand"]), str(f["day"]))
-                  for _, f in entries if f]
+        raw = await redis.xrange(keys.ledger(campaign_id, shard), "-", "+")
+        entries = cast(list[tuple[str, dict[str, str]]], raw or [])
+        for _, f in entries:
+            if f:
+                e = entry.decode(f)
+                found.append(Unflushed(shard, e.voter_id, e.vote_id, e.candidate_id, e.day))
     if not found:
         return []
     rows = await conn.fetch(
@@ -79,6 +82,97 @@ async def reconcile(
     pending: dict[str, int] = defaultdict(int)
     for u in await unflushed(redis, conn, campaign_id, shards):
         pending[u.candidate_id] += 1
+    drift = []
+    for cand in sorted(set(redis_totals) | set(pg) | set(pending)):
+        d = Drift(cand, redis_totals.get(cand, 0), pg.get(cand, 0), pending.get(cand, 0))
+        if d.redis != d.expected:
+            drift.append(d)
+    return drift
+
+
+NEWER_THAN_SNAPSHOT = """
+SELECT v.candidate_id, count(*) AS n FROM votes v
+JOIN unnest($2::int[], $3::bigint[], $4::bigint[]) AS b(shard, ms, seq) ON v.shard = b.shard
+WHERE v.campaign_id = $1 AND v.valid AND v.cast_at >= to_timestamp($5)
+  AND (split_part(v.stream_id, '-', 1)::bigint, split_part(v.stream_id, '-', 2)::bigint)
+      > (b.ms, b.seq)
+GROUP BY v.candidate_id
+"""
+
+
+@dataclass(frozen=True)
+class _ShardState:
+    shard: int
+    tally: dict[str, int]
+    length: int
+    bound: tuple[int, int]
+    """The newest stream id this snapshot covers (later votes are in neither side)."""
+    entries: list[Unflushed]
+
+
+async def _shard_states(
+    redis: AnyRedis, campaign_id: str, shards: int, limit: int
+) -> list[_ShardState]:
+    script = scripts.read_shard_state()
+    replies = []
+    for shard in range(shards):  # one atomic read per slot; the script is a read
+        keys_ = [keys.tally(campaign_id, shard), keys.ledger(campaign_id, shard)]
+        replies.append(await script(redis, keys_, [limit]))
+    states = []
+    for shard, (flat, length, last, entries, sec, usec) in enumerate(replies):
+        tally = {str(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
+        if last:
+            ms, _, seq = str(last).partition("-")
+            bound = (int(ms), int(seq))
+        else:  # no stream yet: any vote after this instant is newer
+            bound = (int(sec) * 1000 + int(usec) // 1000 - 1, 2**63 - 1)
+        found = []
+        for _, raw in entries:
+            e = entry.decode({str(raw[i]): str(raw[i + 1]) for i in range(0, len(raw), 2)})
+            found.append(Unflushed(shard, e.voter_id, e.vote_id, e.candidate_id, e.day))
+        states.append(_ShardState(shard, tally, int(length), bound, found))
+    return states
+
+
+async def live_drift(
+    redis: AnyRedis, conn: asyncpg.Connection, campaign_id: str, shards: int,
+    limit: int = 50_000,
+) -> list[Drift] | None:
+    """``reconcile`` that holds while votes flow and the flusher commits, and cheap enough to
+    run every few seconds: each shard group's tally and stream are read in one atomic step,
+    PostgreSQL's ``tallies`` stand for its valid rows, minus the rows newer than that read.
+    ``None`` when a stream holds more than ``limit`` entries (the flusher is far behind;
+    the lag says so) — checking them all would cost more than it tells."""
+    states = await _shard_states(redis, campaign_id, shards, limit)
+    if any(s.length > limit for s in states):
+        return None
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        rows = await conn.fetch(
+            "SELECT candidate_id, votes FROM tallies WHERE campaign_id = $1", campaign_id)
+        oldest = min(s.bound[0] for s in states) if states else 0
+        newer = await conn.fetch(
+            NEWER_THAN_SNAPSHOT, campaign_id, [s.shard for s in states],
+            [s.bound[0] for s in states], [s.bound[1] for s in states],
+            max(oldest / 1000 - 1, 0),
+        )
+        found = [u for s in states for u in s.entries]
+        committed: set[tuple[str, str, str]] = set()
+        if found:
+            hits = await conn.fetch(
+                UNFLUSHED_CHECK, campaign_id, [u.voter_id for u in found],
+                [u.vote_id for u in found], [dt.date.fromisoformat(u.day) for u in found],
+            )
+            committed = {(r["voter_id"], r["vote_id"], r["day"].isoformat()) for r in hits}
+    pg: dict[str, int] = defaultdict(int)
+    for r in rows:
+        pg[r["candidate_id"]] += int(r["votes"])
+    for r in newer:
+        pg[r["candidate_id"]] -= int(r["n"])
+    pending: dict[str, int] = defaultdict(int)
+    for u in found:
+        if (u.voter_id, u.vote_id, u.day) not in committed:
+            pending[u.candidate_id] += 1
+    redis_totals = store.sum_tallies(s.tally for s in states)
     drift = []
     for cand in sorted(set(redis_totals) | set(pg) | set(pending)):
         d = Drift(cand, redis_totals.get(cand, 0), pg.get(cand, 0), pending.get(cand, 0))

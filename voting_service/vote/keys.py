@@ -136,3 +136,17 @@ BLOCKED_NETWORKS = "cfg:blocked-networks"
 """String: JSON list of the active IP/CIDR blocks, rewritten whole on every change."""
 BLOCKED_NETWORKS_VERSION = "cfg:blocked-networks:version"
 """Counter bumped after each rewrite; workers poll it every second."""
+
+
+def barrier(key: str) -> str:
+    """String written just before a ``WAITAOF``/``WAIT`` on the node that holds ``key`` (same
+    hash tag): it gives that connection a replication offset past the batch's writes."""
+    start = key.find("{")
+    end = key.find("}", start + 1)
+    tag = key[start:end + 1] if start >= 0 and end > start + 1 else f"{{{key}}}"
+    return f"{tag}:barrier"
+
+
+def barrier_probe(n: int) -> str:
+    """``n``-th candidate key of the replica probe; the probe picks one per primary."""
+    return barrier(f"{{barrier:{n}}}")

@@ -52,3 +52,7 @@ def ip_limit() -> Script:
 
 def ack_entries() -> Script:
     return load("ack_entries")
+
+
+def read_shard_state() -> Script:
+    return load("read_shard_state")

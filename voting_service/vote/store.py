@@ -2,8 +2,9 @@
 
 Votes arriving in the same event-loop turn are sent as one pipeline (one round trip per
 node); each script call still runs atomically on its own. A batch that does not answer
-within the timeout fails its votes with 503 — the client retries with the same ``vote_id``
-and gets the first answer if the vote did land.
+within the timeout, or whose durability barrier (``barrier.py``: the master's fsync, N
+replicas) does not hold in time, fails its votes with 503 — the client retries with the same
+``vote_id`` and gets the first answer if the vote did land.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from redis.exceptions import NoScriptError, RedisError
 from ..errors import Unavailable
 from ..settings import Settings
 from . import keys, scripts
+from .barrier import Barrier, hold_on_masters
 from .scripts import AnyRedis, Script
 
 log = logging.getLogger(__name__)
@@ -113,10 +115,11 @@ class _Call:
 class Batcher:
     """Coalesces concurrent script calls into pipelines; see the module docstring."""
 
-    def __init__(self, client: AnyRedis, timeout: float, *, waitaof: bool = False) -> None:
+    def __init__(self, client: AnyRedis, timeout: float, *, barrier: Barrier | None = None
+                 ) -> None:
         self._client = client
         self._timeout = timeout
-        self._waitaof = waitaof
+        self._barrier = barrier if barrier is not None and barrier.needed else None
         self._pending: list[_Call] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
@@ -144,14 +147,20 @@ class Batcher:
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, batch: list[_Call]) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
         try:
-            async with asyncio.timeout(self._timeout), self._slots:
-                results = await self._execute(batch, by_sha=True)
+            async with asyncio.timeout_at(deadline), self._slots:
+                results = await self._execute(batch, by_sha=True, deadline=deadline)
                 missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
                 if missing:
-                    retried = await self._execute([batch[i] for i in missing], by_sha=False)
+                    retried = await self._execute([batch[i] for i in missing], by_sha=False,
+                                                  deadline=deadline)
                     for i, result in zip(missing, retried, strict=True):
                         results[i] = result
+                if self._barrier is not None and isinstance(self._client, RedisCluster):
+                    await hold_on_masters(self._client, (c.keys[0] for c in batch if c.keys),
+                                          self._barrier, self._wait_budget(deadline))
         except Exception as exc:  # every waiting vote must get an answer, never hang
             log.warning("redis batch of %d failed: %r", len(batch), exc)
             for call in batch:
@@ -167,7 +176,12 @@ class Batcher:
             else:
                 call.future.set_result(result)
 
-    async def _execute(self, batch: list[_Call], *, by_sha: bool) -> list[Any]:
+    def _wait_budget(self, deadline: float) -> float:
+        """Seconds the barrier may wait: what is left of the deadline, less a margin for its
+        reply to come back before the deadline cuts the connection."""
+        return max(0.001, deadline - asyncio.get_running_loop().time() - 0.02)
+
+    async def _execute(self, batch: list[_Call], *, by_sha: bool, deadline: float) -> list[Any]:
         pipe = self._client.pipeline(transaction=False)
         for call in batch:
             # execute_command: redis-py refuses pipe.evalsha()/eval() on a cluster pipeline,
@@ -178,13 +192,16 @@ class Batcher:
             else:
                 pipe.execute_command("EVAL", call.script.source, len(call.keys), *call.keys,
                                      *call.args)
-        if self._waitaof:
-            pipe.execute_command("WAITAOF", 1, 0, int(self._timeout * 1000))
+        # single node: the barrier ends the batch's own pipeline (one connection); a cluster
+        # gets it per master after the pipeline (_run)
+        inline = self._barrier if not isinstance(self._client, RedisCluster) else None
+        barrier = inline.commands(self._wait_budget(deadline)) if inline is not None else []
+        for command in barrier:
+            pipe.execute_command(*command)
         results = list(await pipe.execute(raise_on_error=False))
-        if self._waitaof:
-            fsynced = results.pop()
-            if isinstance(fsynced, Exception) or int(fsynced[0]) < 1:
-                raise OSError(f"WAITAOF did not confirm the local fsync: {fsynced!r}")
+        if inline is not None:
+            inline.acknowledged(results[len(batch):])
+            del results[len(batch):]
         return results
 
     async def close(self) -> None:

@@ -39,6 +39,8 @@ class Ballot:
     vote: VoteIn
     ip: str
     channel: str = ""
+    channel_signed: bool = False
+    """The channel is a partner token's issuer (signed), not just the body's claim."""
     challenge_key: str = ""
     """``keys.challenge_spent`` of the proof of work, when the campaign asks for one."""
     challenge_expires: int = 0
@@ -152,7 +154,7 @@ async def cast(
         [
             ballot.voter_id, vote.candidate_id, vote_id, rules.votes_per_day,
             rules.per_candidate_per_day, day.expire_at, IDEMPOTENCY_TTL, ballot.channel,
-            ballot.ip, day.date, ballot.challenge_expires,
+            ballot.ip, day.date, ballot.challenge_expires, 1 if ballot.channel_signed else 0,
         ],
     )
     return _answer(registry, campaign, shard, vote_id, int(status), answer, day.ends_at, now)

@@ -249,7 +249,7 @@ async def _vote(svc: Services, request: Request, seen: dict[str, str]) -> Respon
     channel = token_channel or vote.channel or ""
     seen["channel"] = channel
     try:
-        accepted = await _checked_cast(svc, live, vote, voter, ip, channel)
+        accepted = await _checked_cast(svc, live, vote, voter, ip, channel, bool(token_channel))
     except (VotingClosed, RateLimited, ChallengeFailed, Blocked):
         # a retry of a vote that did land gets its first answer, even if the campaign has
         # paused, the network hit a limit or the proof expired since (looked up only here,
@@ -272,7 +272,8 @@ async def _vote(svc: Services, request: Request, seen: dict[str, str]) -> Respon
 
 
 async def _checked_cast(
-    svc: Services, live: LiveCampaign, vote: VoteIn, voter: str, ip: str, channel: str
+    svc: Services, live: LiveCampaign, vote: VoteIn, voter: str, ip: str, channel: str,
+    signed: bool,
 ) -> voting.Accepted:
     svc.ip_blocks.check(live.id, ip)
     pow_fields: dict[str, Any] = {}
@@ -285,7 +286,7 @@ async def _checked_cast(
             "challenge_expires": proof.spent_until,
             "challenge_level": proof.level,
         }
-    ballot = voting.Ballot(voter, vote, ip, channel, **pow_fields)
+    ballot = voting.Ballot(voter, vote, ip, channel, signed, **pow_fields)
     try:
         # one deadline for the whole Redis part: a slow or paused Redis is a 503 within 1 s
         async with asyncio.timeout(svc.settings.redis_timeout):
