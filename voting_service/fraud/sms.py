@@ -1,10 +1,11 @@
 """SMS one-time codes: a phone number → a voter token, the number itself stored nowhere.
 
-``start`` checks the number (mainland China mobile), meters sends per phone and per network
-(``ip_limit.lua`` on their own keys), stores a keyed hash of a fresh 6-digit code in Redis
-for five minutes and hands the code to the sender. ``verify`` checks the typed code in
-``sms_verify.lua``: five wrong tries burn it, a right one is used once. The voter id is
-``HMAC(pepper, "sms:" number)``; Redis keys carry an HMAC of the number, too.
+``start`` checks the number (mainland China mobile, in one ASCII form), meters sends per
+phone, then per address and network across every campaign (``ip_limit.lua`` on their own
+keys), stores a keyed hash of a fresh 6-digit code in Redis for five minutes and hands the
+code to the sender. ``verify`` meters code checks per address and network, then checks the
+typed code in ``sms_verify.lua``: five wrong tries burn it, a right one is used once. The
+voter id is ``HMAC(pepper, "sms:" number)``; Redis keys carry an HMAC of the number, too.
 """
 
 from __future__ import annotations

@@ -48,8 +48,8 @@ def _anonymous(live: LiveCampaign) -> None:
 
 
 async def new_voter(request: Request) -> Response:
-    """An anonymous voter token, counted against the address's and its network's minting
-    limits, for a proof of work when the campaign asks for one (``fraud.minting``)."""
+    """An anonymous voter token: counted against the address's and its network's minting
+    limits, and paid with a proof of work when the campaign asks for one (``fraud.minting``)."""
     svc = services(request)
     live = svc.registry.get(request.path_params["cid"])
     _anonymous(live)
