@@ -209,4 +209,9 @@ async def watch(
             publish(await measure(redis, connect, list(campaign_ids()), shards))
         except Exception:  # the loop must outlive any one bad pass
             log.exception("health snapshot failed")
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # cancelled mid-pass, and a client library turned the CancelledError into an
+            # error that the pass reported: stop anyway, or the lifespan waits here forever
+            raise asyncio.CancelledError()
         await asyncio.sleep(interval)
