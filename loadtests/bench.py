@@ -89,7 +89,7 @@ class Options:
     out_dir: Path
 
 
-PHASES = ("ceiling", "flusher", "http", "durability", "antifraud")
+PHASES = ("ceiling", "flusher", "http", "durability", "antifraud", "metrics")
 
 
 def parse_args(argv: list[str] | None = None) -> Options:
@@ -569,13 +569,43 @@ class Bench:
         sent = max((r["vote"]["consumed"] for r in done), default=0)
         return math.ceil(max(bound, sent * PROOF_MARGIN)) + 2 * self.o.connections
 
+    # ---- M: metrics cost ---------------------------------------------------------------------
+
+    async def metrics_phase(self) -> None:
+        """M: the vote endpoint, 2 workers (so prometheus-client in multiprocess mode), with
+        the vote counter off and on, twice each in turn, same load: what counting costs."""
+        cid = "metricscost"
+        rows: list[dict[str, Any]] = []
+        self.results["phases"]["metrics"] = rows  # filled as it goes
+        await self._set_rules(cid, {})
+        tokens = await asyncio.to_thread(dataset.issue_tokens, self.o.voters, cid,
+                                         self.secret_key, self.pepper)
+        file = self.res.workdir / "metrics.tsv"
+        lines = await asyncio.to_thread(
+            dataset.write_requests, file, tokens,
+            dataset.Pairs(self.o.voters, self.o.candidates, 10, seed=7), self.ips)
+        offset = 0
+        try:
+            for key, on in (("off", False), ("on", True), ("off_again", False),
+                            ("on_again", True)):
+                env = self.service_env(self.valkey_url, VOTING_METRICS="1" if on else "0")
+                result, extra = await self.vote_phase(
+                    f"metrics-{key}", self.valkey_url, env, 2, offset, requests=file,
+                    path=f"/api/v1/campaigns/{cid}/votes", limit=lines - offset)
+                self._check_load(result, f"M {key}")
+                offset += result.consumed
+                rows.append({"key": key, "metrics": on, "vote": result.as_dict(), **extra})
+                self.log(f"M {key}: {result.rps:,.0f} votes/s ({pct(result.ok_fraction)} 200)")
+        finally:
+            file.unlink(missing_ok=True)
+
     # ---- run and report ---------------------------------------------------------------------
 
     async def run(self) -> None:
         await self.setup()
         steps = [("ceiling", self.ceiling_phase), ("flusher", self.flusher_phase),
                  ("http", self.http_phases), ("durability", self.durability_phase),
-                 ("antifraud", self.antifraud_phase)]
+                 ("antifraud", self.antifraud_phase), ("metrics", self.metrics_phase)]
         for name, step in steps:
             if name not in self.o.phases:
                 continue
@@ -649,6 +679,29 @@ def render_antifraud(af: dict[str, Any]) -> str:
         "(+ flusher), one campaign whose rules change between rows",
         ["row", "votes/s", "p50 ms", "p99 ms", "200s", "server CPU µs/vote", "Δ µs",
          "Valkey CPU µs/vote", "×1", "×1 CPU"], rows, note)
+
+
+def render_metrics(rows: list[dict[str, Any]]) -> str:
+    table_rows = [[r["key"], "on" if r["metrics"] else "off", r["vote"]["rps"],
+                   r["vote"]["p50_ms"], r["vote"]["p99_ms"], pct(r["vote"]["ok_fraction"]),
+                   _server_us(r["vote"])] for r in rows]
+    note = ""
+    on = [r["vote"] for r in rows if r["metrics"]]
+    off = [r["vote"] for r in rows if not r["metrics"]]
+    if on and off:
+        rps_on = sum(v["rps"] for v in on) / len(on)
+        rps_off = sum(v["rps"] for v in off) / len(off)
+        note = f"votes/s with the vote counter / without: {rps_on / rps_off:.3f}"
+        us_on = [u for u in map(_server_us, on) if u]
+        us_off = [u for u in map(_server_us, off) if u]
+        if us_on and us_off:
+            mean_on, mean_off = sum(us_on) / len(us_on), sum(us_off) / len(us_off)
+            note += (f"; server CPU per vote {mean_on:.0f} vs {mean_off:.0f} µs "
+                     f"({mean_on / mean_off - 1:+.1%}); goal: ≤ 3 % of vote throughput")
+    return table("\nM. Metrics cost: vote endpoint, 2 workers (multiprocess metrics), "
+                 "vote counter off/on alternately, same load (+ flusher)",
+                 ["row", "counter", "votes/s", "p50 ms", "p99 ms", "200s",
+                  "server CPU µs/vote"], table_rows, note)
 
 
 def render(results: dict[str, Any]) -> str:
@@ -750,6 +803,8 @@ def render(results: dict[str, Any]) -> str:
             ["valkey", "mode the service ran in", "votes/s", "p50 ms", "p99 ms", "200s"], rows))
     if ph.get("antifraud", {}).get("rows"):
         out.append(render_antifraud(ph["antifraud"]))
+    if ph.get("metrics"):
+        out.append(render_metrics(ph["metrics"]))
     for r in ph.get("http", []):
         prof = r.get("profile")
         if prof and prof.get("samples"):

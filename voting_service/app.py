@@ -24,8 +24,15 @@ from .settings import Settings
 from .vote import store
 from .vote.identity import VoterTokens
 from .vote.registry import Registry
-from .web import api_admin, api_fraud, api_public, api_voter, pages
-from .web.http import JSON, on_backend_down, on_http_exception, on_unexpected, on_voting_error
+from .web import api_admin, api_fraud, api_public, api_voter, metrics, openapi, pages
+from .web.http import (
+    JSON,
+    on_backend_down,
+    on_bad_data,
+    on_http_exception,
+    on_unexpected,
+    on_voting_error,
+)
 from .web.security import SecurityMiddleware
 
 log = logging.getLogger(__name__)
@@ -94,6 +101,8 @@ def create_app(settings: Settings) -> Starlette:
                     await blocklist.restore(conn, redis, settings.shards)  # an empty Redis
                 await registry.refresh(force=True)
                 await svc.ip_blocks.refresh(redis)
+        if settings.vote_metrics:
+            svc.outcomes.subscribe(metrics.VoteCounter())
         app.state.services = svc
         refresher = asyncio.create_task(registry.run())
         blocks_watcher = asyncio.create_task(
@@ -126,6 +135,8 @@ def create_app(settings: Settings) -> Starlette:
         *api_admin.routes,
         *api_fraud.routes,
         *pages.routes,
+        *metrics.routes,
+        *openapi.routes,
     ]
     return Starlette(
         routes=routes,
@@ -133,9 +144,10 @@ def create_app(settings: Settings) -> Starlette:
         middleware=[Middleware(SecurityMiddleware, trusted_proxies=settings.trusted_proxies)],
         exception_handlers={
             VotingError: on_voting_error,
-            RedisError: on_backend_down,
+            RedisError: metrics.on_redis_error,
             asyncpg.PostgresConnectionError: on_backend_down,
             asyncpg.InterfaceError: on_backend_down,
+            asyncpg.DataError: on_bad_data,
             OSError: on_backend_down,
             HTTPException: on_http_exception,
             Exception: on_unexpected,

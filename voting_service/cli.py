@@ -11,6 +11,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -198,11 +199,27 @@ def cmd_flusher(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _metrics_dir(port: int) -> Path:
+    """Where the workers of one ``serve`` keep their metrics (``PROMETHEUS_MULTIPROC_DIR``,
+    else one per port), emptied first: a previous run's counts are not this one's."""
+    path = Path(os.environ.get(MULTIPROC_DIR) or
+                Path(tempfile.gettempdir()) / f"voting-metrics-{port}")
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for old in path.glob("*.db"):
+        old.unlink()
+    return path
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     _settings()  # fail early on bad configuration
     if args.workers > 1:
+        os.environ[MULTIPROC_DIR] = str(_metrics_dir(args.port))
         os.execvp(sys.executable, [
             sys.executable, "-m", "gunicorn", "voting_service.app:app_from_env()",
+            "-c", "python:voting_service.gunicorn_config",
             "-k", "voting_service.worker.VotingWorker", "-w", str(args.workers),
             "-b", f"{args.host}:{args.port}", "--graceful-timeout", "10",
             "--access-logfile", "-" if args.access_log else "/dev/null",

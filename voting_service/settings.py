@@ -52,16 +52,19 @@ def _parse_admin_tokens(raw: str) -> dict[str, str]:
     return tokens
 
 
-def _parse_proxies(raw: str) -> tuple[IPNetwork, ...]:
+def _parse_proxies(raw: str, name: str = "VOTING_TRUSTED_PROXIES") -> tuple[IPNetwork, ...]:
     nets: list[IPNetwork] = []
     for item in filter(None, (part.strip() for part in raw.split(","))):
         if item == "*":
-            raise ConfigurationError("VOTING_TRUSTED_PROXIES must list CIDRs, never '*'")
+            raise ConfigurationError(f"{name} must list CIDRs, never '*'")
         try:
             nets.append(ipaddress.ip_network(item, strict=False))
         except ValueError as exc:
-            raise ConfigurationError(f"VOTING_TRUSTED_PROXIES: bad CIDR {item!r}") from exc
+            raise ConfigurationError(f"{name}: bad CIDR {item!r}") from exc
     return tuple(nets)
+
+
+LOOPBACK = "127.0.0.0/8,::1/128"
 
 
 def _number(env: Mapping[str, str], name: str, default: str, cast: type[int] | type[float]) -> Any:
@@ -132,6 +135,11 @@ class Settings:
     sms_http_timeout: float = 5.0
     health_interval: float = 5.0
     """Seconds between health snapshots (backlog, lag, drift) taken by every web worker."""
+    metrics_allow: tuple[IPNetwork, ...] = _parse_proxies(LOOPBACK)
+    """Addresses that may read ``/metrics`` without a token (the Prometheus server)."""
+    vote_metrics: bool = True
+    """Count every vote in ``voting_votes_total`` and its duration (off only to measure
+    what counting costs: ``make bench`` phase M)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -158,6 +166,9 @@ class Settings:
             redis_timeout=_number(env, "VOTING_REDIS_TIMEOUT", "0.8", float),
             redis_replica_acks=_replica_acks(env),
             health_interval=_number(env, "VOTING_HEALTH_INTERVAL", "5", float),
+            metrics_allow=_parse_proxies(
+                env.get("VOTING_METRICS_ALLOW", LOOPBACK), "VOTING_METRICS_ALLOW"),
+            vote_metrics=env.get("VOTING_METRICS", "1").strip().lower() not in ("0", "off", "no"),
             **_sms_settings(env),
         )
 

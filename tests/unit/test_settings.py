@@ -153,3 +153,20 @@ def test_replica_acks() -> None:
     for bad in ("-1", "6", "one"):
         with pytest.raises(ConfigurationError, match="VOTING_REDIS_REPLICA_ACKS"):
             Settings.from_env(env(VOTING_REDIS_REPLICA_ACKS=bad))
+
+
+def test_metrics_settings() -> None:
+    default = Settings.from_env(env())
+    assert ipaddress.ip_address("127.0.0.1") in default.metrics_allow[0]
+    assert any(ipaddress.ip_address("::1") in n for n in default.metrics_allow)
+    assert not any(ipaddress.ip_address("10.0.0.5") in n for n in default.metrics_allow)
+    assert default.vote_metrics and default.health_interval == 5.0
+    custom = Settings.from_env(env(VOTING_METRICS_ALLOW="10.0.0.0/8", VOTING_METRICS="0",
+                                   VOTING_HEALTH_INTERVAL="2.5"))
+    assert custom.metrics_allow == (ipaddress.ip_network("10.0.0.0/8"),)
+    assert not custom.vote_metrics and custom.health_interval == 2.5
+    assert Settings.from_env(env(VOTING_METRICS_ALLOW="")).metrics_allow == ()  # tokens only
+    with pytest.raises(ConfigurationError, match="VOTING_METRICS_ALLOW"):
+        Settings.from_env(env(VOTING_METRICS_ALLOW="*"))
+    with pytest.raises(ConfigurationError, match="VOTING_METRICS_ALLOW"):
+        Settings.from_env(env(VOTING_METRICS_ALLOW="10.0.0.0/99"))

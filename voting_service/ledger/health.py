@@ -211,7 +211,6 @@ async def watch(
             log.exception("health snapshot failed")
         task = asyncio.current_task()
         if task is not None and task.cancelling():
-            # cancelled mid-pass, and a client library turned the CancelledError into an
-            # error that the pass reported: stop anyway, or the lifespan waits here forever
-            raise asyncio.CancelledError()
+            # a client library swallowed the cancellation mid-pass: honour it here
+            raise asyncio.CancelledError
         await asyncio.sleep(interval)

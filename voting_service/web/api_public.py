@@ -36,6 +36,7 @@ from ..vote import identity, keys, voting
 from ..vote.outcomes import ACCEPTED, Outcome
 from ..vote.registry import LiveCampaign
 from .http import JSON, json_body
+from .metrics import SSE_CLIENTS
 
 VOTER_COOKIE = "vs_voter_"
 
@@ -150,17 +151,21 @@ async def live_tallies(request: Request) -> Response:
 
     async def events() -> AsyncIterator[bytes]:
         last = b""
-        while not await request.is_disconnected():
-            current = svc.registry.public(live.id)
-            if current is None:
-                return  # back to draft or gone: the stream ends
-            body = msgspec.json.encode(await tallies_body(svc, current))
-            if body != last:
-                yield b"event: tallies\ndata: " + body + b"\n\n"
-                last = body
-            else:
-                yield b": keep-alive\n\n"
-            await asyncio.sleep(1.0)
+        SSE_CLIENTS.inc()
+        try:
+            while not await request.is_disconnected():
+                current = svc.registry.public(live.id)
+                if current is None:
+                    return  # back to draft or gone: the stream ends
+                body = msgspec.json.encode(await tallies_body(svc, current))
+                if body != last:
+                    yield b"event: tallies\ndata: " + body + b"\n\n"
+                    last = body
+                else:
+                    yield b": keep-alive\n\n"
+                await asyncio.sleep(1.0)
+        finally:
+            SSE_CLIENTS.dec()
 
     return StreamingResponse(
         events(),

@@ -80,6 +80,14 @@ async def on_backend_down(request: Request, exc: Exception) -> Response:
     return problem(Unavailable(), request.url.path)
 
 
+async def on_bad_data(request: Request, exc: Exception) -> Response:
+    """PostgreSQL refused a value it was sent (a NUL character in a text, say): the input
+    was bad, so a 400, not a 500."""
+    log.info("PostgreSQL refused data on %s %s: %r", request.method, request.url.path, exc)
+    return problem(InvalidRequest("a value cannot be stored (e.g. a NUL character in a text)"),
+                   request.url.path)
+
+
 async def on_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem(InternalError(), request.url.path)
