@@ -4,13 +4,16 @@ One run, on its own embedded Valkey and PostgreSQL in a temp dir, traffic to 127
 
 A.  HTTP: the vote endpoint (b) against a bare Starlette endpoint (a) on the same server
     settings, with 1 and 2 workers — votes/s, p50, p99, share of 200s, b/a (goal ≥ 0.6);
-    plus the Redis ceiling: the Lua scripts called straight through ``store.Batcher``.
+    plus the Redis ceiling: the Lua scripts called straight through ``pipeline.Pipeline``.
 B.  The flusher: rows/s of its COPY + INSERT … ON CONFLICT path against a plain
     ``executemany`` (goal ≥ 50,000 rows/s); its lag while A's vote phases run at full
     rate; and the cost of durability: ``appendfsync always`` vs ``everysec`` (+ WAITAOF).
 C.  The cost of the anti-fraud features (issue #4): the vote endpoint, 1 worker, with proof
     of work off/on × IP limits off/on, each against the baseline (goal: the full path keeps
     ≥ 75 % of the baseline's votes/s); see ``antifraud.py``.
+D.  The vote path by credential (partner JWT, anonymous token, SMS voter) against the bare
+    request in alternating rounds, by votes/s, p50/p99 and server CPU per request; and vote
+    p95 with and without 2,000 ``/live`` watchers (issue #9); see ``votepath.py``.
 
 The service, the bare app and the flusher run as real processes (``voting-service serve``,
 ``voting-service flusher``), started in their own sessions and always stopped, also on
@@ -52,7 +55,7 @@ from voting_service.models import Campaign
 from voting_service.settings import Settings
 from voting_service.vote import store
 
-from . import antifraud, dataset, flusher_bench, profile, redis_ceiling
+from . import antifraud, dataset, flusher_bench, profile, redis_ceiling, sse, votepath
 from .cpu import CpuSampler
 from .loadgen import LoadResult, LoadSpec, ensure_wrk
 from .procs import REPO, Child, Children, python, sigterm_as_interrupt, wait_ready
@@ -89,7 +92,7 @@ class Options:
     out_dir: Path
 
 
-PHASES = ("ceiling", "flusher", "http", "durability", "antifraud", "metrics")
+PHASES = ("ceiling", "flusher", "http", "durability", "antifraud", "votepath", "metrics")
 
 
 def parse_args(argv: list[str] | None = None) -> Options:
@@ -291,11 +294,14 @@ class Bench:
 
     async def vote_phase(self, name: str, redis_url: str, env: dict[str, str], workers: int,
                          offset: int, *, requests: Path | None = None, path: str | None = None,
-                         limit: int | None = None) -> tuple[LoadResult, dict[str, Any]]:
+                         limit: int | None = None, watchers: int = 0, watch_path: str = "",
+                         idle: float = 0.0) -> tuple[LoadResult, dict[str, Any]]:
         """The vote endpoint under load with the flusher running; lag sampled meanwhile.
 
         ``requests`` (default: the main request file) is replayed from line ``offset``, at
-        most ``limit`` lines (default: the rest of the main file) to ``path``."""
+        most ``limit`` lines (default: the rest of the main file) to ``path``. ``watchers``
+        SSE clients of ``watch_path`` stay connected during the load; ``idle`` seconds of
+        the server's CPU with no vote (watchers connected) are measured before it."""
         requests = requests or self.requests_file
         path = path or self.path
         limit = self.request_lines - offset if limit is None else limit
@@ -308,6 +314,11 @@ class Bench:
         try:
             server, port = await self._serve(f"{name}-serve", [*cli, "serve"], env, "/readyz",
                                              workers)
+            watching = sse.Watchers(port, watch_path, watchers)
+            if watchers:
+                extra["watchers_connected_s"] = round(await watching.open(), 2)
+            if idle:
+                extra["idle_server_cores"] = await self._idle_cores(server, idle)
             sampler = flusher_bench.LagSampler(redis, SHARDS)
             cpu = CpuSampler({**self.groups(), server.pid: "server", flusher.pid: "flusher"})
             stop, measuring = asyncio.Event(), asyncio.Event()
@@ -323,6 +334,10 @@ class Bench:
             finally:
                 stop.set()
                 await sampling
+                if watchers:
+                    extra["watcher_events"] = watching.events
+                    extra["watchers_failed"] = watching.failed
+                await watching.close()
                 self.res.children.stop(server)
             extra["lag"] = sampler.summary()
             result.extra["cpu_cores"] = cpu.cores()
@@ -336,6 +351,17 @@ class Bench:
             self.res.children.stop(flusher)
             await redis.aclose()
         return result, extra
+
+    async def _idle_cores(self, server: Child, seconds: float) -> float:
+        """Cores the server used over ``seconds`` with no load (its background work)."""
+        cpu = CpuSampler({server.pid: "server"})
+        stop, measuring = asyncio.Event(), asyncio.Event()
+        measuring.set()
+        sampling = asyncio.create_task(cpu.run(stop, measuring))
+        await asyncio.sleep(seconds)
+        stop.set()
+        await sampling
+        return cpu.cores().get("server", 0.0)
 
     def _profile(self, server: Child, workers: int, name: str) -> list[Awaitable[Any]]:
         pids = server.group_pids()
@@ -414,8 +440,9 @@ class Bench:
             for full, part in ((False, plan[:half]), (True, plan[half:])):
                 self.log(f"A: Redis ceiling, {'full vote path' if full else 'cast_vote only'}")
                 r = await redis_ceiling.lua_ceiling(
-                    redis, campaign, part, shards=SHARDS, concurrency=self.o.ceiling_concurrency,
-                    seconds=self.o.ceiling_seconds, full=full)
+                    redis, self.valkey_url, campaign, part, shards=SHARDS,
+                    concurrency=self.o.ceiling_concurrency, seconds=self.o.ceiling_seconds,
+                    full=full)
                 out.append(r.as_dict())
         finally:
             await redis.aclose()
@@ -599,13 +626,19 @@ class Bench:
         finally:
             file.unlink(missing_ok=True)
 
+    # ---- D: the vote path by credential, /live watchers ---------------------------------
+
+    async def votepath_phase(self) -> None:
+        self.results["phases"]["votepath"] = await votepath.run(self)
+
     # ---- run and report ---------------------------------------------------------------------
 
     async def run(self) -> None:
         await self.setup()
         steps = [("ceiling", self.ceiling_phase), ("flusher", self.flusher_phase),
                  ("http", self.http_phases), ("durability", self.durability_phase),
-                 ("antifraud", self.antifraud_phase), ("metrics", self.metrics_phase)]
+                 ("antifraud", self.antifraud_phase), ("votepath", self.votepath_phase),
+                 ("metrics", self.metrics_phase)]
         for name, step in steps:
             if name not in self.o.phases:
                 continue
@@ -757,7 +790,7 @@ def render(results: dict[str, Any]) -> str:
                  pct(c["outcomes"].get("accepted", 0) / max(c["votes"], 1))]
                 for c in ph["ceiling"]]
         out.append(table(
-            "\nA. Redis alone: voting.cast through store.Batcher, no HTTP "
+            "\nA. Redis alone: voting.cast through pipeline.Pipeline, no HTTP "
             f"({ph['ceiling'][0]['concurrency']} coroutines, one uvloop process)",
             ["scripts per vote", "votes/s", "votes", "Redis CPU µs/vote", "1-core ceiling/s",
              "accepted"],
@@ -823,6 +856,8 @@ def render(results: dict[str, Any]) -> str:
     if busy > 0.2:
         out.append(f"\nnote: other processes on this machine used up to {busy:.2f} cores during "
                    "the HTTP phases: absolute numbers are low and noisy, compare ratios")
+    if ph.get("votepath", {}).get("rounds"):
+        out.append(votepath.render(ph["votepath"]))
     for name, error in results.get("errors", {}).items():
         out.append(f"\nPHASE {name} FAILED:\n  " + error.replace("\n", "\n  "))
     if results.get("interrupted"):

@@ -203,6 +203,8 @@ async def run_python(port: int, file: Path, path: str, *, offset: int, limit: in
         errors=sum(int(p["errors"]) for p in parts),
         consumed=max(int(p["sent"]) for p in parts) * processes,
         wrapped=any(p["wrapped"] for p in parts),
+        extra={"latency_us": {q: rawclient.percentile(hist, n)
+                              for q, n in (("p50", 50), ("p95", 95), ("p99", 99))}},
     )
 
 

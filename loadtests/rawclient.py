@@ -55,10 +55,12 @@ def load_requests(file: Path, path: str, offset: int, limit: int, share: int, sh
             if lineno < offset or (lineno - offset) % shares != share:
                 continue
             token, xff, body = line.rstrip("\n").split("\t", 2)
+            credential = (f"Authorization: {token}" if token.startswith("Bearer ")
+                          else f"X-Voter-Token: {token}")
             out.append(
                 f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 f"Accept: application/json\r\nUser-Agent: {user_agent}\r\n"
-                f"X-Voter-Token: {token}\r\nX-Forwarded-For: {xff}\r\n"
+                f"{credential}\r\nX-Forwarded-For: {xff}\r\n"
                 f"Content-Length: {len(body)}\r\n\r\n{body}".encode()
             )
     return out

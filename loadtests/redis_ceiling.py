@@ -1,13 +1,13 @@
 """The Redis side alone: how many votes a second the Lua scripts take, without HTTP.
 
 Votes go through the service's own ``voting.cast`` — so the key shapes, arguments and
-batching (``store.Batcher``) are exactly those of the HTTP path, whatever they become —
+batching (``pipeline.Pipeline``) are exactly those of the HTTP path, whatever they become —
 from many coroutines of one uvloop process. Two modes:
 
 * ``cast_vote``: the campaign's IP caps set to 0, so that ``voting.cast`` runs only
   ``cast_vote.lua`` (one round trip);
-* ``full``: the campaign's own IP caps, i.e. the ``ip_limit.lua`` calls first, then
-  ``cast_vote.lua``, as every HTTP vote does.
+* ``full``: the campaign's own IP caps, i.e. ``limit_and_cast.lua`` on a single node (the
+  address's limits and the vote in one call), as every HTTP vote does.
 
 The rate seen by one Python process is a floor (the client may be the bottleneck); Redis'
 own CPU time per vote gives the ceiling of one Redis core: ``1 / cpu_seconds_per_vote``.
@@ -27,8 +27,9 @@ import msgspec
 from voting_service.errors import VotingError
 from voting_service.models import Campaign, Rules, VoteIn
 from voting_service.vote import voting
+from voting_service.vote.pipeline import Pipeline
 from voting_service.vote.registry import LiveCampaign, Registry
-from voting_service.vote.store import AnyRedis, Batcher
+from voting_service.vote.store import AnyRedis
 
 
 @dataclass
@@ -71,6 +72,7 @@ def without_ip_caps(campaign: Campaign) -> Campaign:
 
 async def lua_ceiling(
     client: AnyRedis,
+    url: str,
     campaign: Campaign,
     plan: list[tuple[str, str, str]],
     *,
@@ -82,7 +84,7 @@ async def lua_ceiling(
     """Cast the ``(voter_id, candidate_id, ip)`` votes of ``plan`` until it or time runs out."""
     live = LiveCampaign(campaign if full else without_ip_caps(campaign))
     registry = Registry(client, shards)
-    batcher = Batcher(client, timeout=5.0)
+    batcher = Pipeline(url, timeout=5.0)
     counter = itertools.count()
     outcomes: Counter[str] = Counter()
     deadline = time.monotonic() + seconds

@@ -2,7 +2,8 @@
 --
 --   wrk ... -s replay.lua URL -- FILE PATH OFFSET LIMIT
 --
--- Each line of FILE is one POST to PATH: "token TAB x-forwarded-for TAB json body".
+-- Each line of FILE is one POST to PATH: "token TAB x-forwarded-for TAB json body"; a token
+-- "Bearer <jwt>" goes in Authorization, any other in X-Voter-Token.
 -- Lines OFFSET .. OFFSET+LIMIT-1 are dealt round-robin to the threads, so no two requests of
 -- a run repeat a line (a run that exhausts its share starts over and says so in "wrapped").
 -- Requests are formatted in init(), before the clock starts. done() prints one line
@@ -35,14 +36,19 @@ function init(args)
     if lineno >= offset and (lineno - offset) % nthreads == tid then
       local token, xff, body = line:match("^([^\t]*)\t([^\t]*)\t(.*)$")
       n = n + 1
-      reqs[n] = wrk.format("POST", path, {
+      local headers = {
         ["Host"] = "127.0.0.1",
         ["Content-Type"] = "application/json",
         ["Accept"] = "application/json",
         ["User-Agent"] = args[6],
-        ["X-Voter-Token"] = token,
         ["X-Forwarded-For"] = xff,
-      }, body)
+      }
+      if token:sub(1, 7) == "Bearer " then  -- a partner JWT
+        headers["Authorization"] = token
+      else
+        headers["X-Voter-Token"] = token
+      end
+      reqs[n] = wrk.format("POST", path, headers, body)
     end
     lineno = lineno + 1
   end
@@ -87,10 +93,11 @@ function done(summary, latency, requests)
   io.write(string.format(
     'WRKJSON {"requests":%d,"duration_us":%d,"threads":%d,"sent_max_per_thread":%d,' ..
     '"wrapped":%d,"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
-    '"latency_us":{"p50":%d,"p90":%d,"p99":%d,"p999":%d,"mean":%.1f,"max":%d},' ..
+    '"latency_us":{"p50":%d,"p90":%d,"p95":%d,"p99":%d,"p999":%d,"mean":%.1f,"max":%d},' ..
     '"statuses":{%s}}\n',
     summary.requests, summary.duration, #threads, sent_max, wraps,
     e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency:percentile(50), latency:percentile(90), latency:percentile(95),
+    latency:percentile(99),
     latency:percentile(99.9), latency.mean, latency.max, table.concat(parts, ",")))
 end

@@ -37,8 +37,9 @@ end
 if challenge and redis.call('EXISTS', challenge) == 1 then
   return {5, ''}
 end
-local used = tonumber(redis.call('HGET', quota, '_n') or '0')
-if tonumber(redis.call('HGET', quota, cand) or '0') >= per_cand then
+local counts = redis.call('HMGET', quota, '_n', cand)
+local used = tonumber(counts[1] or '0')
+if tonumber(counts[2] or '0') >= per_cand then
   return {2, cand .. '|' .. math.max(per_day - used, 0) .. '|0'}
 end
 if used >= per_day then
@@ -47,7 +48,9 @@ end
 
 redis.call('HINCRBY', quota, '_n', 1)
 redis.call('HINCRBY', quota, cand, 1)
-redis.call('EXPIREAT', quota, tonumber(ARGV[6]))
+if used == 0 then  -- the day's first vote created the hash: its expiry, once
+  redis.call('EXPIREAT', quota, tonumber(ARGV[6]))
+end
 if challenge then
   redis.call('SET', challenge, '1', 'EXAT', tonumber(ARGV[11]))
 end

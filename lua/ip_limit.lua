@@ -20,6 +20,7 @@ local period = 60000
 local expire_at, peek = tonumber(ARGV[1]), ARGV[2] == '1'
 local levels = #KEYS / 2
 
+local stored = redis.call('MGET', unpack(KEYS))  -- every level's tat and count at once
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local new_tats, counts, loads = {}, {}, {}
@@ -28,7 +29,7 @@ for i = 1, levels do
   local per_min, per_day = tonumber(ARGV[2 * i + 1]), tonumber(ARGV[2 * i + 2])
   local new_tat = now
   if per_min > 0 then
-    local tat = tonumber(redis.call('GET', KEYS[2 * i - 1]) or '0')
+    local tat = tonumber(stored[2 * i - 1] or '0')
     if tat < now then
       tat = now
     end
@@ -41,7 +42,7 @@ for i = 1, levels do
       end
     end
   end
-  local count = tonumber(redis.call('GET', KEYS[2 * i]) or '0')
+  local count = tonumber(stored[2 * i] or '0')
   if per_day > 0 and count >= per_day then
     refused = true
     wait = -1
@@ -63,7 +64,9 @@ for i = 1, levels do
         math.ceil(new_tats[i] - now))
     end
     count = redis.call('INCR', KEYS[2 * i])
-    redis.call('EXPIREAT', KEYS[2 * i], expire_at)
+    if count == 1 then  -- created by this vote: its expiry, once
+      redis.call('EXPIREAT', KEYS[2 * i], expire_at)
+    end
   end
   out[#out + 1] = refused and 1000 or loads[i]
   out[#out + 1] = count

@@ -14,17 +14,21 @@ from .fraud.blocklist import NetworkBlocks
 from .fraud.sms import ConsoleSender, Sender
 from .ledger.health import Health
 from .settings import Settings
+from .vote.addresses import ClientAddresses
 from .vote.identity import VoterTokens
 from .vote.outcomes import Outcomes
+from .vote.partner import PartnerTokens
+from .vote.pipeline import Pipeline
 from .vote.registry import Registry
-from .vote.store import AnyRedis, Batcher
+from .vote.store import AnyRedis
 
 
 @dataclass
 class Services:
     settings: Settings
     redis: AnyRedis
-    batcher: Batcher
+    batcher: Pipeline
+    """The vote path's Redis client: script calls batched per loop turn per node."""
     registry: Registry
     tokens: VoterTokens
     pool: asyncpg.Pool | None = None
@@ -35,6 +39,13 @@ class Services:
     """Observers of every vote's outcome (metrics, the ops timeline)."""
     health: Health = field(default_factory=Health.unknown)
     """Redis, PostgreSQL, backlog, lag and drift, refreshed in the background (``health``)."""
+    partners: PartnerTokens = field(default_factory=PartnerTokens)
+    """Verified partner JWTs, remembered until they lapse or their channel's secret changes."""
+    addresses: ClientAddresses = field(init=False)
+    """The client address of a request, by ``VOTING_TRUSTED_PROXIES``."""
+
+    def __post_init__(self) -> None:
+        self.addresses = ClientAddresses(self.settings.trusted_proxies)
 
     @asynccontextmanager
     async def db(self) -> AsyncIterator[asyncpg.Connection]:

@@ -22,9 +22,9 @@ from voting_service.vote.identity import (
     PARTNER_MAX_LIFETIME,
     VoterTokens,
     client_ip,
-    partner_voter,
     voter_id,
 )
+from voting_service.vote.partner import partner_voter
 
 PEPPER = "pepper-0123456789"
 SECRET = "channel-secret-" + "0123456789abcdef" * 4

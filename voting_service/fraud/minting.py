@@ -20,7 +20,7 @@ from ..errors import ChallengeFailed, RateLimited, TooManyVoters
 from ..models import level_for
 from ..vote import identity, keys, scripts, voting
 from ..vote.registry import LiveCampaign
-from ..vote.store import Batcher
+from ..vote.pipeline import Pipeline
 from . import challenge
 
 
@@ -30,7 +30,7 @@ def subject(ip: str) -> str:
     return "mint:" + identity.network_prefixes(ip)[0]
 
 
-async def level(batcher: Batcher, campaign: LiveCampaign, ip: str, now: float) -> int:
+async def level(batcher: Pipeline, campaign: LiveCampaign, ip: str, now: float) -> int:
     """The difficulty a minting challenge gets: ``adaptive`` rises with the address's and its
     network's minting pressure, as a vote's challenge does with their votes."""
     rules = campaign.c.rules
@@ -41,7 +41,7 @@ async def level(batcher: Batcher, campaign: LiveCampaign, ip: str, now: float) -
 
 
 async def admit(
-    batcher: Batcher, secret_keys: Sequence[str], campaign: LiveCampaign, ip: str,
+    batcher: Pipeline, secret_keys: Sequence[str], campaign: LiveCampaign, ip: str,
     proof: str | None, now: float,
 ) -> None:
     """Let one more token be minted from ``ip``, or raise ``ChallengeFailed`` (no, a wrong or

@@ -38,8 +38,9 @@ from ..errors import (
 )
 from ..settings import Settings
 from ..vote import identity, keys, scripts
+from ..vote.pipeline import Pipeline
 from ..vote.registry import Day, LiveCampaign
-from ..vote.store import AnyRedis, Batcher
+from ..vote.store import AnyRedis
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ Meter = tuple[list[str], list[int]]
 """One ``ip_limit.lua`` call: its keys (two a level) and each level's per minute, per day."""
 
 
-async def _meter(batcher: Batcher, meters: list[Meter], day: Day, now: float,
+async def _meter(batcher: Pipeline, meters: list[Meter], day: Day, now: float,
                  refused: type[RateLimited]) -> None:
     """Run the meters in turn; ``refused`` (with ``Retry-After``) at the first that says no.
     In turn, not at once: a request the phone's meter refuses (a resend too soon) uses none
@@ -184,7 +185,7 @@ def _address_meter(ip: str, rate: Callable[[str, str | None], str],
 
 
 async def start(
-    redis: AnyRedis, batcher: Batcher, sender: Sender, pepper: str, campaign: LiveCampaign,
+    redis: AnyRedis, batcher: Pipeline, sender: Sender, pepper: str, campaign: LiveCampaign,
     raw_phone: str, ip: str,
 ) -> Sent:
     phone = normalize_phone(raw_phone)
@@ -213,7 +214,7 @@ async def start(
 
 
 async def verify(
-    batcher: Batcher, pepper: str, campaign: LiveCampaign, raw_phone: str, code: str, ip: str
+    batcher: Pipeline, pepper: str, campaign: LiveCampaign, raw_phone: str, code: str, ip: str
 ) -> str:
     """The voter id of the phone when ``code`` is its current code; else ``InvalidCode``.
     Each check counts against the address's and its network's check limits first."""

@@ -29,7 +29,7 @@ class Durability:
     """The master's own fsync needs ``WAITAOF 1 …`` per batch (``everysec``)."""
     reason: str
     barrier: Barrier = field(default_factory=Barrier)
-    """What each vote batch ends with (``Batcher(barrier=…)``)."""
+    """What each vote batch ends with (``pipeline.Pipeline(barrier=…)``)."""
 
 
 async def _config(client: AnyRedis) -> list[dict[str, str]]:

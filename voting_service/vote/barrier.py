@@ -2,11 +2,10 @@
 master and held by ``VOTING_REDIS_REPLICA_ACKS`` replicas (issue 12 §1).
 
 ``WAITAOF <local> <replicas> <ms>`` (``WAIT <replicas> <ms>`` on servers without it) waits
-for the writes sent before it *on the same connection*. So on a single node it closes the
-batch's own pipeline: one barrier per batch, a group commit. A cluster pipeline spreads a
-batch over the nodes' pooled connections; there each master that got writes receives, on one
-connection, a small write of its own and then the barrier. Replication is ordered, so that
-write's offset is past every write the node had answered before: the barrier covers them all.
+for the writes sent before it *on the same connection*. The vote path's ``pipeline`` has one
+connection per node, so the barrier closes each node's batch there: one barrier per batch
+per node, a group commit. The start-up probe (``hold_on_node``) makes a small write of its
+own first on one connection of a redis-py cluster node, then the barrier.
 
 With replicas, ``WAIT`` comes first: a replica answers the master's ``GETACK`` before its own
 fsync of the same writes, so a lone ``WAITAOF`` would hear of that fsync only from the
@@ -17,12 +16,9 @@ two replica round trips (~1 ms on loopback) instead of ~950 ms.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import RedisCluster
 from redis.asyncio.cluster import ClusterNode, PipelineCommand
 
 from . import keys
@@ -82,16 +78,3 @@ async def hold_on_node(node: ClusterNode, key: str, barrier: Barrier, timeout: f
     if isinstance(commands[0].result, Exception):
         raise NotDurable(f"barrier write failed: {commands[0].result!r}")
     return barrier.acknowledged([c.result for c in commands[1:]])
-
-
-async def hold_on_masters(
-    client: RedisCluster, written: Iterable[str], barrier: Barrier, timeout: float
-) -> None:
-    """One barrier on each master that holds one of the ``written`` keys, all at once."""
-    masters: dict[str, tuple[ClusterNode, str]] = {}
-    for key in written:
-        node = client.get_node_from_key(key)
-        if node is not None:
-            masters.setdefault(node.name, (node, key))
-    await asyncio.gather(*(hold_on_node(node, key, barrier, timeout)
-                           for node, key in masters.values()))

@@ -80,6 +80,10 @@ class _TallyCache:
     fetched: float
     as_of: str
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    totals: dict[str, int] = field(default_factory=dict)
+    """The sum of ``shards``, kept up to date as votes report their shard's count."""
+    refreshing: bool = False
+    """A background refresh is on its way: the votes meanwhile start no other."""
 
 
 class Registry:
@@ -148,18 +152,27 @@ class Registry:
                     except (TimeoutError, RedisError, OSError) as exc:
                         raise Unavailable("vote counts are unavailable right now") from exc
                     cache.shards = shards
+                    cache.totals = store.sum_tallies(shards)
                     cache.fetched = time.monotonic()
                     cache.as_of = dt.datetime.now(dt.UTC).isoformat()
-        return store.sum_tallies(cache.shards), cache.as_of
+        return dict(cache.totals), cache.as_of
 
     def refresh_tallies_soon(self, campaign_id: str) -> None:
-        """Refresh a stale cache in the background: the vote path never waits for it."""
+        """Refresh a stale cache in the background: the vote path never waits for it, and
+        the votes that come before the refresh has begun start no other."""
         cache = self._tallies.get(campaign_id)
-        if cache is None or cache.lock.locked() or time.monotonic() - cache.fetched <= 1.0:
+        if (cache is None or cache.refreshing or cache.lock.locked()
+                or time.monotonic() - cache.fetched <= 1.0):
             return
+        cache.refreshing = True
         task = asyncio.get_running_loop().create_task(self.tallies(campaign_id))
         self._background.add(task)
-        task.add_done_callback(self._background_done)
+
+        def done(task: asyncio.Task[Any]) -> None:
+            cache.refreshing = False
+            self._background_done(task)
+
+        task.add_done_callback(done)
 
     def _background_done(self, task: asyncio.Task[Any]) -> None:
         self._background.discard(task)
@@ -179,6 +192,8 @@ class Registry:
             return None
         self.refresh_tallies_soon(campaign_id)
         counts = cache.shards[shard]
-        if counts.get(candidate, 0) < votes:
+        before = counts.get(candidate, 0)
+        if before < votes:
             counts[candidate] = votes
-        return sum(s.get(candidate, 0) for s in cache.shards)
+            cache.totals[candidate] = cache.totals.get(candidate, 0) + votes - before
+        return cache.totals.get(candidate, 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -36,9 +37,15 @@ def lua_dir() -> Path:
     raise FileNotFoundError("Lua scripts not found next to the voting_service package")
 
 
+_INCLUDE = re.compile(r"^--@([a-z_]+\.lua)$", re.MULTILINE)
+
+
 @cache
 def load(name: str) -> Script:
+    """A script by file name; a line ``--@other.lua`` is replaced by that file's source
+    (``limit_and_cast.lua`` wraps two scripts as functions, so no rule is written twice)."""
     source = (lua_dir() / f"{name}.lua").read_text("utf-8")
+    source = _INCLUDE.sub(lambda m: (lua_dir() / m[1]).read_text("utf-8").rstrip("\n"), source)
     return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
 
 
@@ -48,6 +55,11 @@ def cast_vote() -> Script:
 
 def ip_limit() -> Script:
     return load("ip_limit")
+
+
+def limit_and_cast() -> Script:
+    """``ip_limit`` then ``cast_vote`` in one call (single node: their keys share no slot)."""
+    return load("limit_and_cast")
 
 
 def ack_entries() -> Script:

@@ -1,30 +1,29 @@
-"""Redis operations of the hot path and the campaign snapshot.
+"""The redis-py client of everything but the vote path, and the tally and snapshot reads.
 
-Votes arriving in the same event-loop turn are sent as one pipeline (one round trip per
-node); each script call still runs atomically on its own. A batch that does not answer
-within the timeout, or whose durability barrier (``barrier.py``: the master's fsync, N
-replicas) does not hold in time, fails its votes with 503 — the client retries with the same
-``vote_id`` and gets the first answer if the vote did land.
+The vote path's script calls go through ``pipeline.Pipeline``: one write per loop turn per
+node, the durability barrier (``barrier.py``: the master's fsync, N replicas) ending each
+node's batch, one deadline sweep; a batch whose barrier does not hold in time fails its
+votes with 503 — the client retries with the same ``vote_id`` and gets the first answer if
+the vote did land.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from ..errors import Unavailable
 from ..settings import Settings
 from . import keys, scripts
-from .barrier import Barrier, hold_on_masters
+from .barrier import Barrier
+from .pipeline import Pipeline
 from .scripts import AnyRedis, Script
 
 log = logging.getLogger(__name__)
@@ -98,115 +97,12 @@ def connect(settings: Settings, url: str | None = None, **kwargs: Any) -> AnyRed
     return client
 
 
-MAX_BATCHES_IN_FLIGHT = 32
-"""Pipelines one worker has waiting on Redis at once. Each holds a connection (per node), and
-running out of them is an error, not a wait, in redis-py's cluster client: while Redis is slow
-for a moment, later votes wait here for a slot (within their deadline) instead."""
-
-
-@dataclass
-class _Call:
-    script: Script
-    keys: list[str]
-    args: list[Any]
-    future: asyncio.Future[Any]
-
-
-class Batcher:
-    """Coalesces concurrent script calls into pipelines; see the module docstring."""
-
-    def __init__(self, client: AnyRedis, timeout: float, *, barrier: Barrier | None = None
-                 ) -> None:
-        self._client = client
-        self._timeout = timeout
-        self._barrier = barrier if barrier is not None and barrier.needed else None
-        self._pending: list[_Call] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
-
-    @property
-    def client(self) -> AnyRedis:
-        return self._client
-
-    @property
-    def timeout(self) -> float:
-        return self._timeout
-
-    def call(self, script: Script, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        if not self._pending:
-            loop.call_soon(self._flush)
-        self._pending.append(_Call(script, keys, args, future))
-        return future
-
-    def _flush(self) -> None:
-        batch, self._pending = self._pending, []
-        task = asyncio.get_running_loop().create_task(self._run(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _run(self, batch: list[_Call]) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._timeout
-        try:
-            async with asyncio.timeout_at(deadline), self._slots:
-                results = await self._execute(batch, by_sha=True, deadline=deadline)
-                missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-                if missing:
-                    retried = await self._execute([batch[i] for i in missing], by_sha=False,
-                                                  deadline=deadline)
-                    for i, result in zip(missing, retried, strict=True):
-                        results[i] = result
-                if self._barrier is not None and isinstance(self._client, RedisCluster):
-                    await hold_on_masters(self._client, (c.keys[0] for c in batch if c.keys),
-                                          self._barrier, self._wait_budget(deadline))
-        except Exception as exc:  # every waiting vote must get an answer, never hang
-            log.warning("redis batch of %d failed: %r", len(batch), exc)
-            for call in batch:
-                if not call.future.done():
-                    call.future.set_exception(Unavailable())
-            return
-        for call, result in zip(batch, results, strict=True):
-            if call.future.done():
-                continue
-            if isinstance(result, Exception):
-                log.warning("redis script %s failed: %r", call.script.name, result)
-                call.future.set_exception(Unavailable())
-            else:
-                call.future.set_result(result)
-
-    def _wait_budget(self, deadline: float) -> float:
-        """Seconds the barrier may wait: what is left of the deadline, less a margin for its
-        reply to come back before the deadline cuts the connection."""
-        return max(0.001, deadline - asyncio.get_running_loop().time() - 0.02)
-
-    async def _execute(self, batch: list[_Call], *, by_sha: bool, deadline: float) -> list[Any]:
-        pipe = self._client.pipeline(transaction=False)
-        for call in batch:
-            # execute_command: redis-py refuses pipe.evalsha()/eval() on a cluster pipeline,
-            # but routes the raw command by its first key all the same
-            if by_sha:
-                pipe.execute_command("EVALSHA", call.script.sha, len(call.keys), *call.keys,
-                                     *call.args)
-            else:
-                pipe.execute_command("EVAL", call.script.source, len(call.keys), *call.keys,
-                                     *call.args)
-        # single node: the barrier ends the batch's own pipeline (one connection); a cluster
-        # gets it per master after the pipeline (_run)
-        inline = self._barrier if not isinstance(self._client, RedisCluster) else None
-        barrier = inline.commands(self._wait_budget(deadline)) if inline is not None else []
-        for command in barrier:
-            pipe.execute_command(*command)
-        results = list(await pipe.execute(raise_on_error=False))
-        if inline is not None:
-            inline.acknowledged(results[len(batch):])
-            del results[len(batch):]
-        return results
-
-    async def close(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+def pipeline(settings: Settings, barrier: Barrier | None = None) -> Pipeline:
+    """The vote path's client of ``REDIS_URL`` (see ``pipeline``)."""
+    if not settings.redis_url:
+        raise RuntimeError("REDIS_URL is not set")
+    return Pipeline(settings.redis_url, cluster=settings.redis_cluster,
+                    timeout=settings.redis_timeout, barrier=barrier)
 
 
 async def shard_tallies(client: AnyRedis, campaign_id: str, shards: int) -> list[dict[str, int]]:
@@ -251,11 +147,12 @@ async def run_script(client: AnyRedis, script: Script, keys_: list[str], args: l
 
 __all__ = [
     "AnyRedis",
-    "Batcher",
+    "Pipeline",
     "Redis",
     "RedisCluster",
     "connect",
     "load_snapshots",
+    "pipeline",
     "publish_snapshot",
     "run_script",
     "scripts",

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import math
+import os
 import time
-import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from redis.exceptions import RedisError
 
 from ..errors import (
     AlreadyVoted,
@@ -19,19 +18,18 @@ from ..errors import (
     DailyQuotaExhausted,
     InvalidRequest,
     RateLimited,
-    Unavailable,
     VotingClosed,
 )
 from ..models import Rules, VoteIn, level_for
 from . import keys, scripts
 from .identity import network_prefixes
+from .pipeline import Pipeline
 from .registry import LiveCampaign, Registry
-from .store import Batcher
 
 IDEMPOTENCY_TTL = 3 * 86400
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Ballot:
     """A vote that passed the HTTP edge: who, for whom, from where."""
 
@@ -48,7 +46,7 @@ class Ballot:
     """Difficulty level the proof was issued at (``challenge.level_for``)."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Accepted:
     vote_id: str
     candidate_id: str
@@ -57,41 +55,52 @@ class Accepted:
     day_ends_at: float
 
 
-def ip_limits(rules: Rules, ip: str) -> list[tuple[str, int, int]]:
-    """``(prefix, per minute, per day)`` of the address (IPv4 /32, IPv6 /64: one IPv6 client
-    holds a whole /64) and of its network (IPv4 /24, IPv6 /48)."""
-    host, net = network_prefixes(ip)
-    return [(host, rules.ip_per_minute, rules.ip_per_day),
-            (net, rules.net_per_minute, rules.net_per_day)]
-
-
-async def check_ip(
-    batcher: Batcher, campaign: LiveCampaign, ip: str, now: float, *, peek: bool = False,
-    minting: bool = False,
-) -> float:
-    """Count a vote against the address's and its network's limits, in one ``ip_limit.lua``
-    call (the address's keys carry its network's hash tag); ``RateLimited`` past a hard cap.
-    Returns the pressure: how full the fuller of the limits is, 1.0 = at the cap. ``peek``
-    counts nothing and refuses nothing. ``minting`` counts a new anonymous voter token
-    instead, against the same caps on keys of its own (``keys.mint_*``)."""
-    rate_key, day_key = (keys.mint_rate, keys.mint_day) if minting else (keys.ip_rate, keys.ip_day)
+def _limit_call(
+    campaign: LiveCampaign, ip: str, now: float, peek: bool, minting: bool = False,
+) -> tuple[tuple[tuple[str, int, int], ...], list[str], list[Any]]:
+    """The capped levels of an address and ``ip_limit.lua``'s KEYS and ARGV for them."""
     rules = campaign.c.rules
-    levels = [lv for lv in ip_limits(rules, ip) if lv[1] or lv[2]]  # no cap: nothing to count
-    if not levels:
-        return 0.0
     day = campaign.day(now)
-    network = network_prefixes(ip)[1]  # the slot of every level, whichever are capped
+    levels, script_keys, args = _limit_keys(
+        campaign.id, ip, day.date, day.expire_at, rules.ip_per_minute, rules.ip_per_day,
+        rules.net_per_minute, rules.net_per_day, minting)
+    return levels, list(script_keys), [args[0], 1 if peek else 0, *args[1:]]
+
+
+@functools.lru_cache(maxsize=16384)
+def _limit_keys(
+    campaign_id: str, ip: str, date: str, expire_at: int, ip_per_minute: int, ip_per_day: int,
+    net_per_minute: int, net_per_day: int, minting: bool = False,
+) -> tuple[tuple[tuple[str, int, int], ...], tuple[str, ...], tuple[Any, ...]]:
+    """The address's limits (IPv4 /32, IPv6 /64: one IPv6 client holds a whole /64) and
+    its network's (IPv4 /24, IPv6 /48), those with a cap, with their keys and ARGV (without
+    the peek flag, which ``_limit_call`` adds). Cached: a citizen's votes come in a row from
+    one address, and building the keys was a twentieth of a vote's CPU. ``minting``: the
+    keys that count new anonymous voter tokens (``keys.mint_*``) instead of votes."""
+    rate_key, day_key = (keys.mint_rate, keys.mint_day) if minting else (keys.ip_rate, keys.ip_day)
+    host, network = network_prefixes(ip)  # the network is the slot of every level
+    levels = tuple(lv for lv in ((host, ip_per_minute, ip_per_day),
+                                 (network, net_per_minute, net_per_day)) if lv[1] or lv[2])
     script_keys: list[str] = []
-    args: list[Any] = [day.expire_at, 1 if peek else 0]
+    args: list[Any] = [expire_at]
     for prefix, per_min, per_day in levels:
-        script_keys += [rate_key(campaign.id, prefix, network),
-                        day_key(campaign.id, prefix, day.date, network)]
+        script_keys += [rate_key(campaign_id, prefix, network),
+                        day_key(campaign_id, prefix, date, network)]
         args += [per_min, per_day]
-    result = [int(x) for x in await batcher.call(scripts.ip_limit(), script_keys, args)]
+    return levels, tuple(script_keys), tuple(args)
+
+
+def _pressure(
+    campaign: LiveCampaign, levels: Sequence[tuple[str, int, int]], reply: list[Any], now: float,
+    peek: bool,
+) -> float:
+    """``ip_limit.lua``'s reply → pressure (1.0 = at the cap); ``RateLimited`` if refused."""
+    result = [int(x) for x in reply]
     allowed, retry_ms = result[0], result[1]
     if not allowed:
         if peek:
             return 1.0
+        day = campaign.day(now)
         wait = math.ceil(day.ends_at - now) if retry_ms < 0 else math.ceil(retry_ms / 1000)
         raise RateLimited(headers={"Retry-After": str(max(wait, 1))})
     pressure = 0.0
@@ -102,6 +111,22 @@ async def check_ip(
         if per_day:
             pressure = max(pressure, count / per_day)
     return pressure
+
+
+async def check_ip(
+    redis: Pipeline, campaign: LiveCampaign, ip: str, now: float, *, peek: bool = False,
+    deadline: float | None = None, minting: bool = False,
+) -> float:
+    """Count a vote against the address's and its network's limits, in one ``ip_limit.lua``
+    call (the address's keys carry its network's hash tag); ``RateLimited`` past a hard cap.
+    Returns the pressure: how full the fuller of the limits is, 1.0 = at the cap. ``peek``
+    counts nothing and refuses nothing. ``minting`` counts a new anonymous voter token
+    instead, against the same caps on keys of its own (``keys.mint_*``)."""
+    levels, script_keys, args = _limit_call(campaign, ip, now, peek, minting)
+    if not levels:
+        return 0.0
+    reply = await redis.call(scripts.ip_limit(), script_keys, args, deadline)
+    return _pressure(campaign, levels, reply, now, peek)
 
 
 def quota_headers(rules: Rules, left: int, day_ends: float, now: float) -> dict[str, str]:
@@ -123,23 +148,23 @@ def check_open(campaign: LiveCampaign, candidate_id: str, channel: str, now: flo
 
 
 async def cast(
-    batcher: Batcher, registry: Registry, campaign: LiveCampaign, ballot: Ballot
+    redis: Pipeline, registry: Registry, campaign: LiveCampaign, ballot: Ballot,
+    deadline: float | None = None,
 ) -> Accepted:
+    """Limits, then the vote: one ``limit_and_cast.lua`` call on a single node (unless the
+    challenge adapts to the limits' pressure, which Python checks in between); in a Cluster
+    ``ip_limit.lua`` in the address's slot, then ``cast_vote.lua`` in the voter's."""
     now = time.time()
     vote = ballot.vote
     check_open(campaign, vote.candidate_id, ballot.channel, now)
     rules = campaign.c.rules
     if rules.challenge != "off" and not ballot.challenge_key:
         raise ChallengeFailed("this vote needs a proof of work: GET the challenge first")
-    pressure = await check_ip(batcher, campaign, ballot.ip, now)
-    if rules.challenge == "adaptive" and ballot.challenge_level < level_for(pressure, rules) - 1:
-        # one level of slack: the network may have got busier since the challenge was issued
-        raise ChallengeFailed("this network is busy: fetch a new, harder challenge")
     day = campaign.day(now)
     shard = keys.shard_of(ballot.voter_id, registry.shards)
-    vote_id = vote.vote_id or uuid.uuid4().hex
+    vote_id = vote.vote_id or os.urandom(16).hex()  # as random as uuid4().hex, cheaper
     cid = campaign.id
-    script_keys = [
+    cast_keys = [
         keys.quota(cid, shard, day.date, ballot.voter_id),
         keys.tally(cid, shard),
         keys.ledger(cid, shard),
@@ -147,30 +172,37 @@ async def cast(
         keys.blocked_voters(cid, shard),
     ]
     if ballot.challenge_key:
-        script_keys.append(ballot.challenge_key)
-    status, answer = await batcher.call(
-        scripts.cast_vote(),
-        script_keys,
-        [
-            ballot.voter_id, vote.candidate_id, vote_id, rules.votes_per_day,
-            rules.per_candidate_per_day, day.expire_at, IDEMPOTENCY_TTL, ballot.channel,
-            ballot.ip, day.date, ballot.challenge_expires, 1 if ballot.channel_signed else 0,
-        ],
-    )
+        cast_keys.append(ballot.challenge_key)
+    cast_args: list[Any] = [
+        ballot.voter_id, vote.candidate_id, vote_id, rules.votes_per_day,
+        rules.per_candidate_per_day, day.expire_at, IDEMPOTENCY_TTL, ballot.channel,
+        ballot.ip, day.date, ballot.challenge_expires, 1 if ballot.channel_signed else 0,
+    ]
+    if not redis.cluster and rules.challenge != "adaptive":
+        levels, ip_keys, ip_args = _limit_call(campaign, ballot.ip, now, False)
+        status, answer, limits = await redis.call(
+            scripts.limit_and_cast(), ip_keys + cast_keys,
+            [len(ip_keys), len(ip_args), *ip_args, *cast_args], deadline,
+        )
+        if int(status) == 6:
+            _pressure(campaign, levels, limits, now, False)  # raises RateLimited
+    else:
+        pressure = await check_ip(redis, campaign, ballot.ip, now, deadline=deadline)
+        if rules.challenge == "adaptive" and ballot.challenge_level < level_for(
+            pressure, rules
+        ) - 1:  # one level of slack: the network may have got busier since the challenge
+            raise ChallengeFailed("this network is busy: fetch a new, harder challenge")
+        status, answer = await redis.call(scripts.cast_vote(), cast_keys, cast_args, deadline)
     return _answer(registry, campaign, shard, vote_id, int(status), answer, day.ends_at, now)
 
 
 async def replay(
-    batcher: Batcher, registry: Registry, campaign: LiveCampaign, voter_id: str, vote_id: str
+    redis: Pipeline, registry: Registry, campaign: LiveCampaign, voter_id: str, vote_id: str
 ) -> Accepted | None:
     """The first answer to an accepted ``(voter, vote_id)``, if there was one."""
     shard = keys.shard_of(voter_id, registry.shards)
     key = keys.idempotency(campaign.id, shard, voter_id, vote_id)
-    try:
-        async with asyncio.timeout(batcher.timeout):
-            first = await batcher.client.get(key)
-    except (TimeoutError, RedisError, OSError) as exc:
-        raise Unavailable() from exc
+    first = await redis.command("GET", key, key=key)
     if first is None:
         return None
     now = time.time()

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import functools
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -16,29 +12,16 @@ from starlette.routing import Route
 
 from .. import digits
 from ..errors import (
-    Blocked,
-    CampaignNotFound,
     CandidateNotFound,
-    ChallengeFailed,
     Forbidden,
-    InvalidRequest,
-    RateLimited,
-    Unavailable,
-    VoterRequired,
-    VotingClosed,
-    VotingError,
 )
-from ..fraud import challenge
-from ..models import VoteIn
 from ..services import Services, services
-from ..settings import IPNetwork
-from ..vote import identity, keys, voting
-from ..vote.outcomes import ACCEPTED, Outcome
+from ..vote import identity
 from ..vote.registry import LiveCampaign
-from .http import JSON, json_body
-from .metrics import SSE_CLIENTS
-
-VOTER_COOKIE = "vs_voter_"
+from . import votes
+from .http import JSON
+from .live import LiveTallies
+from .votes import VOTER_COOKIE
 
 
 def campaign_view(live: LiveCampaign, now: float) -> dict[str, Any]:
@@ -143,170 +126,42 @@ async def get_tallies(request: Request) -> Response:
 
 
 async def live_tallies(request: Request) -> Response:
-    """Server-Sent Events: one tallies event at most once a second."""
+    """Server-Sent Events: a tallies event at most once a second, when the tallies changed
+    (``live.LiveTallies``: one snapshot per campaign per second per worker)."""
     svc = services(request)
     live = svc.registry.get(request.path_params["cid"])
     if not live.c.show_counts:
         raise Forbidden("vote counts of this campaign are not public")
-
-    async def events() -> AsyncIterator[bytes]:
-        last = b""
-        SSE_CLIENTS.inc()
-        try:
-            while not await request.is_disconnected():
-                current = svc.registry.public(live.id)
-                if current is None:
-                    return  # back to draft or gone: the stream ends
-                body = msgspec.json.encode(await tallies_body(svc, current))
-                if body != last:
-                    yield b"event: tallies\ndata: " + body + b"\n\n"
-                    last = body
-                else:
-                    yield b": keep-alive\n\n"
-                await asyncio.sleep(1.0)
-        finally:
-            SSE_CLIENTS.dec()
-
+    feeds: LiveTallies = request.app.state.live
     return StreamingResponse(
-        events(),
+        feeds.events(live.id),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
+def live_feeds(svc: Services) -> LiveTallies:
+    """The worker's ``/live`` feeds: the tallies body of the campaign's current snapshot."""
+
+    async def snapshot(campaign_id: str) -> dict[str, Any]:
+        return await tallies_body(svc, svc.registry.get(campaign_id))
+
+    return LiveTallies(snapshot)
+
+
 def resolve_voter(svc: Services, request: Request, live: LiveCampaign) -> tuple[str, str]:
-    """The credential → ``(voter_id, channel from the credential or "")``."""
-    voter, channel, _ = resolve_credential(svc, request, live)
+    """The credential → ``(voter_id, channel from the credential or "")``, as for a vote."""
+    voter, channel, _ = votes.credential(
+        svc, live, request.headers.get("authorization"), request.headers.get("x-voter-token"),
+        request.headers.get("cookie"),
+    )
     return voter, channel
 
 
-def resolve_credential(
-    svc: Services, request: Request, live: LiveCampaign
-) -> tuple[str, str, str]:
-    """The credential → ``(voter_id, channel from the credential or "", identity mode)``."""
-    auth = request.headers.get("authorization")
-    if auth:
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise VoterRequired("Authorization must be 'Bearer <partner token>'")
-        voter, channel = identity.partner_voter(token, live.c, str(svc.settings.pepper))
-        return voter, channel, "partner"
-    carried = request.headers.get("x-voter-token") or request.cookies.get(VOTER_COOKIE + live.id)
-    if not carried:
-        raise VoterRequired()
-    voter, mode = svc.tokens.credential(carried, live.id)
-    if mode not in live.c.rules.identity:
-        if mode == "anonymous":
-            raise VoterRequired("this campaign needs a partner or SMS credential")
-        raise VoterRequired(f"this campaign does not accept {mode} voters")
-    return voter, "", mode
-
-
-@functools.lru_cache(maxsize=16384)
-def _client_ip(peer: str | None, forwarded_for: str | None,
-               trusted: tuple[IPNetwork, ...]) -> str:
-    return identity.client_ip(peer, forwarded_for, trusted)
-
-
-def client_ip(peer: str | None, forwarded_for: str | None,
-              trusted: tuple[IPNetwork, ...]) -> str:
-    """``identity.client_ip``, cached: it parses with ``ipaddress`` (~15 µs a vote) and a
-    citizen's votes come in a row from one address. Long headers are not kept."""
-    if forwarded_for is not None and len(forwarded_for) > 256:
-        return identity.client_ip(peer, forwarded_for, trusted)
-    return _client_ip(peer, forwarded_for, trusted)
-
-
-async def post_vote(request: Request) -> Response:
-    """The vote route: ``_vote`` does the work; every outcome is told to ``svc.outcomes``."""
-    svc = services(request)
-    started = time.perf_counter()
-    seen: dict[str, str] = {}
-    outcome = ACCEPTED
-    try:
-        return await _vote(svc, request, seen)
-    except VotingError as exc:
-        outcome = exc.code
-        raise
-    except Exception:
-        outcome = Unavailable.code  # Redis or PostgreSQL errors answer 503 at the edge
-        raise
-    finally:
-        svc.outcomes.note(Outcome(
-            request.path_params["cid"] if outcome != CampaignNotFound.code else "",
-            outcome, seen.get("mode", ""), seen.get("channel", ""),
-            time.perf_counter() - started,
-        ))
-
-
-async def _vote(svc: Services, request: Request, seen: dict[str, str]) -> Response:
-    live = svc.registry.get(request.path_params["cid"])
-    vote = await json_body(request, VoteIn)
-    voter, token_channel, seen["mode"] = resolve_credential(svc, request, live)
-    if token_channel and vote.channel and vote.channel != token_channel:
-        raise InvalidRequest("channel differs from the partner token's issuer")
-    client = request.client
-    ip = client_ip(
-        client.host if client else None,
-        request.headers.get("x-forwarded-for"),
-        svc.settings.trusted_proxies,
-    )
-    channel = token_channel or vote.channel or ""
-    seen["channel"] = channel
-    try:
-        accepted = await _checked_cast(svc, live, vote, voter, ip, channel, bool(token_channel))
-    except (VotingClosed, RateLimited, ChallengeFailed, Blocked):
-        # a retry of a vote that did land gets its first answer, even if the campaign has
-        # paused, the network hit a limit or the proof expired since (looked up only here,
-        # on the refusal path, so accepted votes pay nothing for it)
-        if vote.vote_id is None:
-            raise
-        first = await voting.replay(svc.batcher, svc.registry, live, voter, vote.vote_id)
-        if first is None:
-            raise
-        accepted = first
-    body: dict[str, Any] = {
-        "vote_id": accepted.vote_id,
-        "candidate_id": accepted.candidate_id,
-        "votes_left_today": accepted.votes_left_today,
-    }
-    if accepted.candidate_votes is not None:
-        body["candidate_votes"] = accepted.candidate_votes
-    return JSON(body, headers=voting.quota_headers(
-        live.c.rules, accepted.votes_left_today, accepted.day_ends_at, time.time()))
-
-
-async def _checked_cast(
-    svc: Services, live: LiveCampaign, vote: VoteIn, voter: str, ip: str, channel: str,
-    signed: bool,
-) -> voting.Accepted:
-    svc.ip_blocks.check(live.id, ip)
-    pow_fields: dict[str, Any] = {}
-    if live.c.rules.challenge != "off" and live.is_open(time.time()):
-        proof = challenge.signer(svc.settings.secret_keys).verify(
-            vote.proof, live.id, voter, time.time())
-        pow_fields = {
-            "challenge_key": keys.challenge_spent(
-                live.id, keys.shard_of(voter, svc.registry.shards), proof.id),
-            "challenge_expires": proof.spent_until,
-            "challenge_level": proof.level,
-        }
-    ballot = voting.Ballot(voter, vote, ip, channel, signed, **pow_fields)
-    try:
-        # one deadline for the whole Redis part: a slow or paused Redis is a 503 within 1 s
-        async with asyncio.timeout(svc.settings.redis_timeout):
-            if live.c.show_counts and not svc.registry.has_tallies(live.id):
-                with contextlib.suppress(Unavailable):
-                    await svc.registry.tallies(live.id)  # warm this worker's cache once
-            return await voting.cast(svc.batcher, svc.registry, live, ballot)
-    except TimeoutError as exc:
-        raise Unavailable("Redis did not answer in time; retry with the same vote_id") from exc
-
-
 routes = [
-    # the vote first: the router tries routes in order (~1.5 µs each) and votes are the
-    # bulk of the traffic; no other pattern matches its paths, so the order changes nothing
-    Route("/api/v1/campaigns/{cid}/votes", post_vote, methods=["POST"]),
+    # served by votes.VoteRoute ahead of the router; listed for an app built without it
+    # (and so that other methods get 405)
+    Route("/api/v1/campaigns/{cid}/votes", votes.endpoint, methods=["POST"]),
     Route("/api/v1/campaigns", list_campaigns),
     Route("/api/v1/campaigns/{cid}", get_campaign),
     Route("/api/v1/campaigns/{cid}/candidates", list_candidates),

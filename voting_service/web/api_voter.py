@@ -16,9 +16,10 @@ from ..models import SmsStart, SmsVerify, VoterIn, level_for
 from ..services import Services, services
 from ..vote import identity, voting
 from ..vote.registry import LiveCampaign
-from .api_public import VOTER_COOKIE, resolve_voter
+from .api_public import resolve_voter
 from .http import JSON, decode, json_body, read_body
 from .security import is_https
+from .votes import VOTER_COOKIE
 
 NO_STORE = {"Cache-Control": "no-store"}
 

@@ -38,7 +38,8 @@ class JSON(Response):
         return _encoder.encode(content)
 
 
-def problem(exc: VotingError, instance: str = "") -> Response:
+def problem_body(exc: VotingError, instance: str = "") -> bytes:
+    """The RFC 9457 body of a domain error (``problem`` and the vote route send it)."""
     body: dict[str, Any] = {
         "type": f"https://errors.voting-service/{exc.code}",
         "title": exc.title,
@@ -49,8 +50,12 @@ def problem(exc: VotingError, instance: str = "") -> Response:
     if instance:
         body["instance"] = instance
     body.update(exc.extra)
+    return _encoder.encode(body)
+
+
+def problem(exc: VotingError, instance: str = "") -> Response:
     return Response(
-        _encoder.encode(body),
+        problem_body(exc, instance),
         status_code=exc.status,
         headers=exc.headers,
         media_type="application/problem+json",

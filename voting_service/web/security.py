@@ -200,10 +200,10 @@ class SecurityMiddleware:
             (b"x-frame-options", b"DENY"),
         ]
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    @staticmethod
+    def _scan(scope: Scope) -> tuple[bytes | None, ...]:
+        """``Origin``, ``Sec-Fetch-Site``, ``Host``, ``X-Forwarded-Proto`` and
+        ``Access-Control-Request-Method``, in one pass over the headers."""
         origin = fetch_site = host = forwarded_proto = preflight = None
         for name, value in scope["headers"]:
             if name == b"origin":
@@ -216,9 +216,37 @@ class SecurityMiddleware:
                 forwarded_proto = value
             elif name == b"access-control-request-method":
                 preflight = value
+        return origin, fetch_site, host, forwarded_proto, preflight
+
+    def _added(self, scope: Scope, forwarded_proto: bytes | None) -> list[tuple[bytes, bytes]]:
         https = forwarded_https(scope.get("scheme"), forwarded_proto, scope.get("client"),
                                 self.trusted_proxies)
-        added = self._https if https else self._plain
+        return self._https if https else self._plain
+
+    def api_headers(self, scope: Scope) -> list[tuple[bytes, bytes]] | None:
+        """For a route that answers a state-changing request itself (the vote route, ahead of
+        this middleware): the headers its JSON response gets here — or ``None``, the request
+        is cross-site and must be refused with ``refuse``."""
+        origin, fetch_site, host, forwarded_proto, _ = self._scan(scope)
+        if not self._same_origin(origin, fetch_site, host):
+            return None
+        return [*self._default_policy, *self._added(scope, forwarded_proto)]
+
+    async def refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The answer to a cross-site state-changing request."""
+        refused = problem(
+            Forbidden("cross-site request refused: vote on the page or in the embed widget"),
+            scope["path"],
+        )
+        forwarded_proto = self._scan(scope)[3]
+        await refused(scope, receive, self._wrap(send, self._added(scope, forwarded_proto)))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        origin, fetch_site, host, forwarded_proto, preflight = self._scan(scope)
+        added = self._added(scope, forwarded_proto)
         method: str = scope["method"]
 
         if method in _SAFE:
@@ -232,11 +260,7 @@ class SecurityMiddleware:
                     await self._preflight(added, send)
                     return
         elif not self._same_origin(origin, fetch_site, host):
-            refused = problem(
-                Forbidden("cross-site request refused: vote on the page or in the embed widget"),
-                scope["path"],
-            )
-            await refused(scope, receive, self._wrap(send, added))
+            await self.refuse(scope, receive, send)
             return
         await self.app(scope, receive, self._wrap(send, added))
 

@@ -1,0 +1,232 @@
+"""Phase D: the vote path by credential against a bare request, and ``/live`` watchers.
+
+D1. Alternating rounds of: bare Starlette POST, vote with a partner JWT, vote with an
+    anonymous voter token, vote with an SMS voter's token — 1 worker each, same load, the
+    flusher running; medians per row. Goals (issue 9): server CPU per vote ≤ 1.4× the bare
+    request's, votes/s ≥ 0.5× the bare endpoint's, p99 ≤ 20 ms at 64 connections.
+D2. The anonymous vote with and without 2,000 ``/live`` watchers connected to the same
+    worker (alternating): vote p95 raised < 20 %; and the watchers' own cost, the server's
+    CPU while they are connected and no vote comes, minus the same without them: < 5 %.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import secrets
+import statistics
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+import jwt
+
+from voting_service.ledger import campaigns, db
+from voting_service.vote.identity import VoterTokens, voter_id
+
+from . import dataset
+from .report import pct, table
+
+if TYPE_CHECKING:
+    from .bench import Bench
+
+CAMPAIGN = "perf2026"
+CHANNEL = "bench"
+VARIANTS = ("bare", "jwt", "token", "sms")
+LABELS = {"bare": "bare Starlette POST", "jwt": "vote, partner JWT",
+          "token": "vote, anonymous token", "sms": "vote, SMS voter"}
+GOAL_CPU = 1.4
+GOAL_RPS = 0.5
+GOAL_P99_MS = 20.0
+GOAL_SSE_P95 = 1.2
+GOAL_SSE_CORE = 0.05
+RATE_GUESS = 9000
+"""Votes a second to size the request files for (more than one worker reaches here)."""
+WATCHERS = 2000
+IDLE_SECONDS = 3.0
+
+
+async def prepare(bench: Bench, runs: dict[str, int]) -> dict[str, tuple[Path, int]]:
+    """The campaign (anonymous, partner and SMS voters; one channel) and one request file
+    per credential, each with enough distinct (voter, candidate) pairs for its runs."""
+    data = dataset.bench_campaign(bench.o.candidates, CAMPAIGN)
+    data["rules"]["identity"] = ["anonymous", "partner", "sms"]
+    secret = secrets.token_urlsafe(32)
+    conn = await asyncpg.connect(bench.pg_url)
+    redis = bench_redis(bench)
+    try:
+        await campaigns.load(conn, redis, json.dumps(data).encode())
+        await conn.fetchval(db.INSERT_CHANNEL, CAMPAIGN, CHANNEL, "Bench", [], secret)
+        await campaigns.publish(conn, redis, CAMPAIGN)
+    finally:
+        await conn.close()
+        await redis.aclose()
+    window = bench.o.warmup + bench.o.seconds
+    files: dict[str, tuple[Path, int]] = {}
+    for n, variant in enumerate(("jwt", "token", "sms")):
+        voters = max(2000, math.ceil(runs[variant] * RATE_GUESS * window / 10))
+        tokens = await asyncio.to_thread(_credentials, variant, voters, bench, secret)
+        path = bench.res.workdir / f"votes-{variant}.tsv"
+        pairs = dataset.Pairs(voters, bench.o.candidates, 10, seed=20 + n)
+        lines = await asyncio.to_thread(dataset.write_requests, path, tokens, pairs, bench.ips)
+        files[variant] = (path, lines)
+        bench.log(f"D: {lines:,} {variant} requests ({voters:,} voters)")
+    return files
+
+
+def bench_redis(bench: Bench) -> Any:
+    from .bench import redis_client
+
+    return redis_client(bench.valkey_url)
+
+
+def _credentials(variant: str, count: int, bench: Bench, secret: str) -> list[str]:
+    if variant == "token":
+        return dataset.issue_tokens(count, CAMPAIGN, bench.secret_key, bench.pepper)
+    if variant == "jwt":
+        exp = int(time.time()) + 20 * 3600
+        return ["Bearer " + jwt.encode({"iss": CHANNEL, "aud": CAMPAIGN, "sub": f"user-{i}",
+                                        "exp": exp}, secret, algorithm="HS256")
+                for i in range(count)]
+    tokens = VoterTokens([bench.secret_key], bench.pepper)
+    return [tokens.issue_verified(CAMPAIGN, "sms",
+                                  voter_id(bench.pepper, "sms", f"+86138{i:08d}"))
+            for i in range(count)]
+
+
+def _server_us(load: dict[str, Any]) -> float | None:
+    seconds = load.get("extra", {}).get("cpu_seconds", {}).get("server")
+    return seconds * 1e6 / load["requests"] if seconds and load["requests"] else None
+
+
+def _p95(load: dict[str, Any]) -> float | None:
+    lat = load.get("extra", {}).get("latency_us", {})
+    return lat["p95"] / 1000 if "p95" in lat else None
+
+
+async def run(bench: Bench) -> dict[str, Any]:
+    rounds = 2 if bench.o.quick else 4
+    sse_pairs = 1 if bench.o.quick else 2
+    runs = {"jwt": rounds, "token": rounds + 2 * sse_pairs, "sms": rounds}
+    files = await prepare(bench, runs)
+    env = bench.service_env(bench.valkey_url)
+    path = f"/api/v1/campaigns/{CAMPAIGN}/votes"
+    offsets = dict.fromkeys(files, 0)
+    out: dict[str, Any] = {"rounds": [], "sse": []}
+    bench.results["phases"]["votepath"] = out  # kept if interrupted
+
+    async def vote(name: str, variant: str, **kwargs: Any) -> dict[str, Any]:
+        file, lines = files[variant]
+        result, extra = await bench.vote_phase(
+            name, bench.valkey_url, env, 1, offsets[variant], requests=file, path=path,
+            limit=lines - offsets[variant], **kwargs)
+        offsets[variant] += result.consumed
+        if result.wrapped:
+            bench.log(f"warning: {name} ran out of distinct requests")
+        return {"load": result.as_dict(), **extra}
+
+    for r in range(rounds):
+        order = VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]
+        row: dict[str, Any] = {}
+        for variant in order:
+            if variant == "bare":
+                row["bare"] = {"load": (await bench.bare_phase(1)).as_dict()}
+            else:
+                row[variant] = await vote(f"D{r}-{variant}", variant)
+        out["rounds"].append(row)
+        bench.log("D round " + str(r + 1) + ": " + ", ".join(
+            f"{v} {row[v]['load']['rps']:,.0f}/s {_server_us(row[v]['load']) or 0:.0f} µs"
+            for v in VARIANTS))
+
+    live = f"/api/v1/campaigns/{CAMPAIGN}/live"
+    for k in range(sse_pairs):
+        for watchers in ((0, WATCHERS) if k % 2 == 0 else (WATCHERS, 0)):
+            got = await vote(f"D2-{k}-w{watchers}", "token", watchers=watchers,
+                             watch_path=live, idle=IDLE_SECONDS)
+            got["watchers"] = watchers
+            out["sse"].append(got)
+            bench.log(f"D2 {watchers} watchers: vote p95 {_p95(got['load'])} ms, idle server "
+                      f"{got.get('idle_server_cores')} cores")
+    out["summary"] = summarize(out)
+    return out
+
+
+def summarize(out: dict[str, Any]) -> dict[str, Any]:
+    med: dict[str, dict[str, float | None]] = {}
+    for variant in VARIANTS:
+        loads = [r[variant]["load"] for r in out["rounds"] if variant in r]
+        if not loads:
+            continue
+
+        def median(values: list[float | None]) -> float | None:
+            kept = [v for v in values if v is not None]
+            return statistics.median(kept) if kept else None
+
+        med[variant] = {
+            "rps": median([x["rps"] for x in loads]),
+            "p50_ms": median([x["p50_ms"] for x in loads]),
+            "p99_ms": median([x["p99_ms"] for x in loads]),
+            "server_us": median([_server_us(x) for x in loads]),
+            "ok": median([x["ok_fraction"] for x in loads]),
+        }
+    bare = med.get("bare", {})
+    for variant, m in med.items():
+        if variant == "bare" or not bare.get("rps") or not bare.get("server_us"):
+            continue
+        m["rps_ratio"] = (m["rps"] or 0) / bare["rps"]  # type: ignore[operator]
+        m["cpu_ratio"] = bare["server_us"] / m["server_us"] if m["server_us"] else None  # type: ignore[operator]
+    sse: dict[str, Any] = {}
+    for watchers in (0, WATCHERS):
+        rows = [s for s in out["sse"] if s["watchers"] == watchers]
+        if rows:
+            p95s = [p for p in (_p95(s["load"]) for s in rows) if p is not None]
+            idles = [s["idle_server_cores"] for s in rows if s.get("idle_server_cores") is not None]
+            sse[str(watchers)] = {"p95_ms": statistics.median(p95s) if p95s else None,
+                                  "idle_cores": statistics.median(idles) if idles else None}
+    return {"medians": med, "sse": sse}
+
+
+def render(out: dict[str, Any]) -> str:
+    s = out.get("summary") or summarize(out)
+    med = s["medians"]
+    rows = []
+    for variant in VARIANTS:
+        m = med.get(variant)
+        if m is None:
+            continue
+        verdict = ""
+        if variant != "bare" and m.get("cpu_ratio"):
+            ok = (m["cpu_ratio"] >= 1 / GOAL_CPU and m["rps_ratio"] >= GOAL_RPS
+                  and (m["p99_ms"] or 1e9) <= GOAL_P99_MS)
+            verdict = "met" if ok else "NOT met"
+        rows.append([LABELS[variant], m["rps"], m.get("rps_ratio") and f"{m['rps_ratio']:.2f}",
+                     m["p50_ms"], m["p99_ms"], m["server_us"] and round(m["server_us"]),
+                     m.get("cpu_ratio") and f"{m['cpu_ratio']:.2f}", pct(m["ok"] or 0), verdict])
+    text = table(
+        f"\nD1. Vote path by credential vs a bare request: 1 worker, medians of "
+        f"{len(out['rounds'])} alternating rounds (+ flusher)",
+        ["endpoint", "votes/s", "×bare", "p50 ms", "p99 ms", "server CPU µs/req",
+         "bare/vote CPU", "200s", "goals"], rows,
+        f"goals: bare/vote CPU ≥ {1 / GOAL_CPU:.2f} (a vote ≤ {GOAL_CPU}× a bare request's "
+        f"server CPU), ×bare ≥ {GOAL_RPS}, p99 ≤ {GOAL_P99_MS:g} ms")
+    sse = s.get("sse", {})
+    if sse:
+        without, with_ = sse.get("0", {}), sse.get(str(WATCHERS), {})
+        p0, p1 = without.get("p95_ms"), with_.get("p95_ms")
+        i0, i1 = without.get("idle_cores"), with_.get("idle_cores")
+        rows = [["none", p0, i0], [f"{WATCHERS:,}", p1, i1]]
+        note = ""
+        if p0 and p1:
+            note += (f"vote p95 ×{p1 / p0:.2f} with the watchers "
+                     f"({'met' if p1 / p0 < GOAL_SSE_P95 else 'NOT met'}: < ×{GOAL_SSE_P95})")
+        if i0 is not None and i1 is not None:
+            cost = i1 - i0
+            note += (f"\nthe watchers' own cost: {cost * 100:.1f} % of a core "
+                     f"({'met' if cost < GOAL_SSE_CORE else 'NOT met'}: < "
+                     f"{GOAL_SSE_CORE:.0%}), server CPU over {IDLE_SECONDS:g} s with no vote")
+        text += "\n" + table(
+            "\nD2. /live watchers on the vote worker (anonymous votes, alternating runs)",
+            ["watchers", "vote p95 ms", "idle server cores"], rows, note)
+    return text

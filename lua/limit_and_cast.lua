@@ -1,0 +1,31 @@
+-- limit_and_cast.lua: ip_limit.lua, then cast_vote.lua, in one call — single node only
+-- (in a Cluster the address's keys and the voter's keys live in different slots, and the
+-- two scripts are called one after the other). Not a copy of either: scripts.py inserts
+-- their sources below as two local functions when it loads this file, so each rule lives
+-- in one place. Atomic as a whole: no other command runs between the limit and the vote.
+--
+-- KEYS[1..n]    ip_limit.lua's KEYS (n = ARGV[1]; 0 = no limit applies)
+-- KEYS[n+1..]   cast_vote.lua's KEYS
+-- ARGV[1] n     ARGV[2] m, the number of ip_limit.lua's ARGV
+-- ARGV[3..m+2]  ip_limit.lua's ARGV    ARGV[m+3..] cast_vote.lua's ARGV
+-- Returns {status, answer, limits}: cast_vote.lua's two values and ip_limit.lua's reply
+-- ({} when n = 0); status 6 = refused by a limit (then cast_vote.lua did not run).
+local function ip_limit(KEYS, ARGV)
+--@ip_limit.lua
+end
+
+local function cast_vote(KEYS, ARGV)
+--@cast_vote.lua
+end
+
+local n, m = tonumber(ARGV[1]), tonumber(ARGV[2])
+local limits = {}
+if n > 0 then
+  limits = ip_limit({unpack(KEYS, 1, n)}, {unpack(ARGV, 3, m + 2)})
+  if limits[1] == 0 then
+    return {6, '', limits}
+  end
+end
+local cast = cast_vote({unpack(KEYS, n + 1)}, {unpack(ARGV, m + 3)})
+cast[3] = limits
+return cast
