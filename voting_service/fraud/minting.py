@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from ..errors import ChallengeFailed, RateLimited, TooManyVoters
 from ..models import level_for
 from ..vote import identity, keys, scripts, voting
-from ..vote.registry import LiveCampaign
 from ..vote.pipeline import Pipeline
+from ..vote.registry import LiveCampaign
 from . import challenge
 
 

@@ -16,12 +16,10 @@ from ..errors import (
     Forbidden,
 )
 from ..services import Services, services
-from ..vote import identity
 from ..vote.registry import LiveCampaign
 from . import votes
 from .http import JSON
 from .live import LiveTallies
-from .votes import VOTER_COOKIE
 
 
 def campaign_view(live: LiveCampaign, now: float) -> dict[str, Any]:
