@@ -26,7 +26,8 @@ from .settings import IPNetwork, Settings
 from .vote import store
 from .vote.identity import VoterTokens
 from .vote.registry import Registry
-from .web import api_admin, api_fraud, api_public, api_voter, metrics, openapi, pages
+from .vote.timeline import Timeline
+from .web import api_admin, api_fraud, api_public, api_voter, metrics, openapi, ops, ops_api, pages
 from .web.http import (
     JSON,
     on_backend_down,
@@ -66,6 +67,11 @@ async def readyz(request: Request) -> Response:
         checks["postgres"] = f"down: {exc!r}"
     ready = all(v == "ok" for v in checks.values())
     return JSON({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+
+async def _tallies_of(registry: Registry, campaign_id: str) -> dict[str, int]:
+    counts, _ = await registry.tallies(campaign_id)
+    return counts
 
 
 class VotingApp(Starlette):
@@ -124,11 +130,17 @@ def create_app(settings: Settings) -> Starlette:
                 await svc.ip_blocks.refresh(redis)
         if settings.vote_metrics:
             svc.outcomes.subscribe(metrics.VoteCounter())
+        svc.timeline = Timeline(redis, registry.has_channel)
+        svc.outcomes.subscribe(svc.timeline.observe)
         app.state.services = svc
         app.state.live = api_public.live_feeds(svc)
         refresher = asyncio.create_task(registry.run())
         blocks_watcher = asyncio.create_task(
             svc.ip_blocks.watch(redis, settings.config_refresh))
+        timeline_shipper = asyncio.create_task(svc.timeline.run(
+            lambda: [cid for cid, live in registry.campaigns.items()
+                     if live.c.status in ("open", "paused")],
+            lambda cid: _tallies_of(registry, cid)))
 
         def publish(snapshot: health.Health) -> None:
             svc.health = snapshot
@@ -141,6 +153,9 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             refresher.cancel()
             blocks_watcher.cancel()
+            timeline_shipper.cancel()
+            with contextlib.suppress(Exception):  # the last second's counts
+                await svc.timeline.ship()
             # not mid-query when the pool closes; cancelled again if a pass swallowed the
             # first cancel (a cancel landing as its asyncio.timeout fires becomes a
             # TimeoutError, which the watcher's loop catches and sleeps on)
@@ -160,6 +175,8 @@ def create_app(settings: Settings) -> Starlette:
         *api_voter.routes,
         *api_admin.routes,
         *api_fraud.routes,
+        *ops.routes,
+        *ops_api.routes,
         *pages.routes,
         *metrics.routes,
         *openapi.routes,

@@ -294,6 +294,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         admin = next(t.split(":", 1)[1] for t in env["VOTING_ADMIN_TOKENS"].split(",")
                      if t.startswith("admin:"))
         print(f"\nvoting-service is up: http://{args.host}:{args.port}/\n"
+              f"ops console: http://{args.host}:{args.port}/ops\n"
               f"admin token (local use only): {admin}\n"
               f"data kept in {data_dir}; Ctrl-C stops everything\n", flush=True)
         while not stopping:

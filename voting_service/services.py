@@ -21,6 +21,7 @@ from .vote.partner import PartnerTokens
 from .vote.pipeline import Pipeline
 from .vote.registry import Registry
 from .vote.store import AnyRedis
+from .vote.timeline import Timeline
 
 
 @dataclass
@@ -37,6 +38,8 @@ class Services:
     sms: Sender = field(default_factory=ConsoleSender)
     outcomes: Outcomes = field(default_factory=Outcomes)
     """Observers of every vote's outcome (metrics, the ops timeline)."""
+    timeline: Timeline | None = None
+    """Per-second outcome counts of this worker, shipped to Redis for the ops console."""
     health: Health = field(default_factory=Health.unknown)
     """Redis, PostgreSQL, backlog, lag and drift, refreshed in the background (``health``)."""
     partners: PartnerTokens = field(default_factory=PartnerTokens)

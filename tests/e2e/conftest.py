@@ -24,7 +24,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
 
-from tests.conftest import ADMIN, ADMIN_TOKEN, SHARDS, campaign_payload
+from tests.conftest import ADMIN, ADMIN_TOKEN, OPS_TOKEN, SHARDS, campaign_payload
 from voting_service.embedded import free_port
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -131,7 +131,7 @@ def service(single_url: str, migrated: str, tmp_path_factory: pytest.TempPathFac
         "DATABASE_URL": migrated,
         "VOTING_SECRET_KEY": "e2e-secret-key-0123456789abcdef",
         "VOTING_PEPPER": "e2e-pepper-0123456789abcdef",
-        "VOTING_ADMIN_TOKENS": f"admin:{ADMIN_TOKEN}",
+        "VOTING_ADMIN_TOKENS": f"admin:{ADMIN_TOKEN},ops:{OPS_TOKEN}",
         "VOTING_SHARDS": str(SHARDS),
     }
     env.pop("VOTING_REDIS_CLUSTER", None)

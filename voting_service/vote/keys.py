@@ -150,3 +150,30 @@ def barrier(key: str) -> str:
 def barrier_probe(n: int) -> str:
     """``n``-th candidate key of the replica probe; the probe picks one per primary."""
     return barrier(f"{{barrier:{n}}}")
+
+
+def timeline_tag(campaign_id: str) -> str:
+    """Tag of a campaign's ops timeline: per-second counts written once a second per worker
+    (a few commands a second, so one slot per campaign is no hot spot)."""
+    return f"{{tl:{campaign_id}}}"
+
+
+def timeline_minute(campaign_id: str, minute: int) -> str:
+    """Hash ``<second of the minute>|<kind>|<value>`` → count of one minute (unix minute
+    number), kind ``o`` = outcome, ``c`` = channel and ``i`` = identity of accepted votes."""
+    return f"{timeline_tag(campaign_id)}:m:{minute}"
+
+
+def timeline_snapshot(campaign_id: str, minute: int) -> str:
+    """String: JSON tallies at the start of that minute (votes per candidate in a window)."""
+    return f"{timeline_tag(campaign_id)}:snap:{minute}"
+
+
+def ops_login_failures(prefix: str) -> str:
+    """Counter of wrong console tokens from one address (IPv4 /32, IPv6 /64), expiring."""
+    return f"{{ops:login:{prefix}}}:fails"
+
+
+def ops_session_ended(session_id: str) -> str:
+    """String: this console session was logged out (kept until it would have expired)."""
+    return f"{{ops:session:{session_id}}}:ended"

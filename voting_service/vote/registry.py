@@ -113,6 +113,10 @@ class Registry:
         live = self.campaigns.get(campaign_id or "")
         return None if live is None or live.c.status == "draft" else live
 
+    def has_channel(self, campaign_id: str, channel_id: str) -> bool:
+        live = self.campaigns.get(campaign_id)
+        return live is not None and channel_id in live.channels
+
     async def refresh(self, force: bool = False) -> bool:
         version = await store.config_version(self.redis)
         if version == self.version and not force:

@@ -62,11 +62,10 @@ async def create_campaign(request: Request) -> Response:
     return JSON(admin_view(campaign), status_code=201)
 
 
-async def patch_campaign(request: Request) -> Response:
-    svc = services(request)
-    actor = authorize(request, svc.settings.admin_tokens, *ADMIN)
-    cid = request.path_params["cid"]
-    patch = await json_body(request, CampaignPatch, CAMPAIGN_BODY_LIMIT)
+async def update_campaign(svc: Services, actor: str, cid: str, patch: CampaignPatch,
+                          action: str = "campaign.update") -> Campaign:
+    """Change a campaign (audited as ``actor``) and publish it to every worker; the API and
+    the ops console's pause and resume both come through here."""
     async with svc.db() as conn:
         async with conn.transaction():
             current = await db.load_campaign(conn, cid)
@@ -78,8 +77,15 @@ async def patch_campaign(request: Request) -> Response:
             updated = msgspec.structs.replace(current, **changes)
             check_campaign(updated)
             await db.save_campaign(conn, updated)
-            await db.audit(conn, actor, "campaign.update", cid, msgspec.to_builtins(patch))
-        campaign = await _publish(svc, conn, cid)
+            await db.audit(conn, actor, action, cid, msgspec.to_builtins(patch))
+        return await _publish(svc, conn, cid)
+
+
+async def patch_campaign(request: Request) -> Response:
+    svc = services(request)
+    actor = authorize(request, svc.settings.admin_tokens, *ADMIN)
+    patch = await json_body(request, CampaignPatch, CAMPAIGN_BODY_LIMIT)
+    campaign = await update_campaign(svc, actor, request.path_params["cid"], patch)
     return JSON(admin_view(campaign))
 
 
@@ -172,8 +178,12 @@ async def export_results(request: Request) -> Response:
     """The results as a file for the expert panel: ``?format=csv`` (ranking) or ``xlsx``."""
     svc = services(request)
     actor = authorize(request, svc.settings.admin_tokens, *READERS)
-    cid = request.path_params["cid"]
-    fmt = request.query_params.get("format", "csv")
+    return await export_response(svc, actor, request.path_params["cid"],
+                                 request.query_params.get("format", "csv"))
+
+
+async def export_response(svc: Services, actor: str, cid: str, fmt: str) -> Response:
+    """The results file as a download, audited as ``actor`` (API and ops console)."""
     if fmt not in export.FORMATS:
         raise InvalidRequest(f"format is one of {', '.join(export.FORMATS)}")
     async with svc.db() as conn:

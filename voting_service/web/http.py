@@ -127,17 +127,28 @@ async def json_body(request: Request, type_: type[T], limit: int = 2048) -> T:
     return decode(await read_body(request, limit), type_)
 
 
+def role_of(tokens: Mapping[str, str], token: str) -> str | None:
+    """The role of an admin token, compared in constant time against every known token."""
+    role = None
+    for known, known_role in tokens.items():
+        if hmac.compare_digest(known.encode(), token.encode()):
+            role = known_role
+    return role
+
+
+def fingerprint(token: str) -> str:
+    """What the audit log shows of a token: enough to tell tokens apart, useless to a thief."""
+    return hashlib.sha256(token.encode()).hexdigest()[:8]
+
+
 def authorize(request: Request, tokens: Mapping[str, str], *roles: str) -> str:
     """Check the admin bearer token; return the actor (role + token fingerprint) for audit."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized(headers={"WWW-Authenticate": "Bearer"})
-    role = None
-    for known, known_role in tokens.items():
-        if hmac.compare_digest(known.encode(), token.encode()):
-            role = known_role
+    role = role_of(tokens, token)
     if role is None:
         raise Unauthorized("unknown admin token", headers={"WWW-Authenticate": "Bearer"})
     if role not in roles:
         raise Forbidden(f"role {role!r} may not do this")
-    return f"{role}:{hashlib.sha256(token.encode()).hexdigest()[:8]}"
+    return f"{role}:{fingerprint(token)}"

@@ -236,10 +236,11 @@ def pick(query_lang: str | None, accept_language: str | None) -> Lang:
 class Words:
     """The page's words in one language: ``t("key", n=3)``."""
 
-    def __init__(self, lang: Lang) -> None:
+    def __init__(self, lang: Lang, messages: Mapping[Lang, Mapping[str, str]] = MESSAGES,
+                 js: Mapping[Lang, Mapping[str, str]] = JS) -> None:
         self.lang = lang
-        self.messages: Mapping[str, str] = MESSAGES[lang]
-        self.js: Mapping[str, str] = JS[lang]
+        self.messages: Mapping[str, str] = messages[lang]
+        self.js: Mapping[str, str] = js[lang]
 
     def __call__(self, key: str, **values: object) -> str:
         text = self.messages[key]
