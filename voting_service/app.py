@@ -27,7 +27,19 @@ from .vote import store
 from .vote.identity import VoterTokens
 from .vote.registry import Registry
 from .vote.timeline import Timeline
-from .web import api_admin, api_fraud, api_public, api_voter, metrics, openapi, ops, ops_api, pages
+from .web import (
+    api_admin,
+    api_fraud,
+    api_organisers,
+    api_public,
+    api_results,
+    api_voter,
+    metrics,
+    openapi,
+    ops,
+    ops_api,
+    pages,
+)
 from .web.http import (
     JSON,
     on_backend_down,
@@ -174,6 +186,8 @@ def create_app(settings: Settings) -> Starlette:
         *api_public.routes,
         *api_voter.routes,
         *api_admin.routes,
+        *api_organisers.routes,
+        *api_results.routes,
         *api_fraud.routes,
         *ops.routes,
         *ops_api.routes,

@@ -64,12 +64,22 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_campaign_load(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from .errors import VotingError
     from .ledger import campaigns
 
     data = Path(args.file).read_bytes()
 
     async def run(conn: Any, redis: Any, settings: Settings) -> int:
-        campaign = await campaigns.load(conn, redis, data)
+        try:
+            campaign = await campaigns.load(conn, redis, data, settings.shards)
+        except VotingError as exc:
+            print(f"campaign load refused: {exc.detail}", file=sys.stderr)
+            return 1
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            print(f"campaign load refused: {exc}", file=sys.stderr)
+            return 2
         print(f"loaded campaign {campaign.id} with {len(campaign.candidates)} candidates")
         return 0
 
@@ -164,6 +174,145 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(run())
+
+
+def _read_quotas(path: Path) -> dict[str, int]:
+    """A quota table: JSON ``{"南京市": 5, …}`` or a sheet with 推荐单位 and 名额 columns."""
+    from .ledger import sheets
+
+    body = path.read_bytes()
+    if path.suffix.lower() == ".json":
+        data = json.loads(body)
+        if not isinstance(data, dict) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in data.values()):
+            raise SystemExit(f"{path}: quotas are {{\"recommender\": number, …}}")
+        return {str(k): int(v) for k, v in data.items()}
+    sheet = sheets.read(body, "xlsx" if path.suffix.lower() == ".xlsx" else "csv")
+    if not sheet.rows:
+        raise SystemExit(f"{path}: empty")
+    header = [c.strip() for c in sheet.rows[0][1]]
+    try:
+        rec, quota = header.index("推荐单位"), header.index("名额")
+    except ValueError:
+        raise SystemExit(f"{path}: needs the columns 推荐单位 and 名额") from None
+    out: dict[str, int] = {}
+    for line, cells in sheet.rows[1:]:
+        if len(cells) <= max(rec, quota) or not cells[quota].isdigit():
+            raise SystemExit(f"{path}: row {line}: 名额 must be a whole number")
+        out[cells[rec]] = int(cells[quota])
+    return out
+
+
+def _table(rows: list[list[str]]) -> str:
+    """Rows as aligned columns (CJK characters count double)."""
+    import unicodedata
+
+    def width(text: str) -> int:
+        return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+    widths = [max(width(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell + " " * (w - width(cell)) for cell, w in zip(r, widths,
+                                                                                 strict=True))
+                     .rstrip() for r in rows)
+
+
+def cmd_candidates_import(args: argparse.Namespace) -> int:
+    import getpass
+
+    from .errors import VotingError
+    from .ledger import candidate_import, sheets
+
+    path = Path(args.file)
+    kind = "xlsx" if path.suffix.lower() == ".xlsx" else "csv"
+    try:
+        sheet = sheets.read(path.read_bytes(), kind)
+    except sheets.SheetError as exc:
+        print(f"{path}: {exc}", file=sys.stderr)
+        return 1
+    quotas = _read_quotas(Path(args.quotas)) if args.quotas else None
+
+    async def run(conn: Any, redis: Any, settings: Settings) -> int:
+        try:
+            user = getpass.getuser()
+        except (OSError, KeyError):
+            user = str(os.getuid())
+        try:
+            report = await candidate_import.run(
+                conn, redis, args.campaign, sheet, pepper=str(settings.pepper),
+                shards=settings.shards, dry_run=args.dry_run, actor=f"cli:{user}",
+                quotas=quotas)
+        except candidate_import.Rejected as exc:
+            rows = [["行 row", "列 column", "错误 error"]] + [
+                [str(e.row or "—"), e.column or "—", e.message] for e in exc.errors]
+            print(f"{path}: refused, nothing imported ({len(exc.errors)} error(s))\n"
+                  + _table(rows), file=sys.stderr)
+            return 1
+        except VotingError as exc:
+            print(f"{path}: refused: {exc.detail}", file=sys.stderr)
+            return 1
+        rows = [["推荐单位 recommender", "人数 candidates"]] + [
+            [rec, str(n)] for rec, n in report.by_recommender.items()]
+        rows.append(["合计 total", str(report.imported)])
+        verb = "would import (dry run, nothing changed)" if report.dry_run else "imported"
+        print(f"{args.campaign}: {verb} {report.imported} candidates "
+              f"({len(report.created)} new, {len(report.updated)} updated, "
+              f"{len(report.removed)} replaced)\n" + _table(rows))
+        return 0
+
+    return asyncio.run(_with_db(run))
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """Publication (公示) from the command line: the same as the admin route, without an HTTP
+    timeout over a long ledger (about 80,000 votes a second are frozen)."""
+    import getpass
+
+    from .errors import VotingError
+    from .ledger import publication
+
+    async def run(conn: Any, redis: Any, settings: Settings) -> int:
+        try:
+            user = getpass.getuser()
+        except (OSError, KeyError):
+            user = str(os.getuid())
+        try:
+            results = await publication.publish(
+                conn, redis, args.campaign, shards=settings.shards, pepper=str(settings.pepper),
+                actor=f"cli:{user}", note=args.note)
+        except VotingError as exc:
+            print(f"{args.campaign}: not published: {exc.detail} ({exc.code})", file=sys.stderr)
+            return 1
+        print(f"{args.campaign}: published {results['total']} valid votes "
+              f"({results['invalidated']['total']} struck out), digest {results['digest']}")
+        return 0
+
+    return asyncio.run(_with_db(run))
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Recompute a downloaded ledger's digests (and the published totals): files only."""
+    from .ledger import public_ledger
+
+    results = None
+    if args.results:
+        try:
+            results = json.loads(Path(args.results).read_bytes())
+        except (OSError, ValueError) as exc:
+            print(f"{args.results}: not readable as JSON ({exc})", file=sys.stderr)
+            return 1
+    try:
+        with open(args.ledger, "rb") as f:
+            chain = public_ledger.verify(f, results)
+    except OSError as exc:
+        print(f"{args.ledger}: {exc}", file=sys.stderr)
+        return 1
+    except public_ledger.Mismatch as exc:
+        print(f"MISMATCH {exc}", file=sys.stderr)
+        return 1
+    checked = " and the results' totals" if results is not None else ""
+    print(f"OK {chain.campaign_id}: {chain.votes} votes over {len(chain.days)} days,"
+          f" digest {chain.digest}{checked} match")
+    return 0
 
 
 def cmd_flusher(args: argparse.Namespace) -> int:
@@ -363,6 +512,24 @@ def build_parser() -> argparse.ArgumentParser:
     load = camp_sub.add_parser("load", help="create or replace a campaign from JSON")
     load.add_argument("file")
     load.set_defaults(fn=cmd_campaign_load)
+    cands = sub.add_parser("candidates", help="the recommenders' candidates")
+    cands_sub = cands.add_subparsers(dest="candidates_command", required=True)
+    imp = cands_sub.add_parser("import",
+                               help="import a 推荐人选申报表 (CSV or XLSX), all or nothing")
+    imp.add_argument("campaign")
+    imp.add_argument("file")
+    imp.add_argument("--quotas",
+                     help="quota table: JSON {recommender: n} or CSV/XLSX 推荐单位,名额")
+    imp.add_argument("--dry-run", action="store_true", help="check and report, change nothing")
+    imp.set_defaults(fn=cmd_candidates_import)
+    pub = sub.add_parser("publish", help="publish the results (公示) after the vote closed")
+    pub.add_argument("campaign")
+    pub.add_argument("--note", default="", help="text shown with the results")
+    pub.set_defaults(fn=cmd_publish)
+    ver = sub.add_parser("verify", help="recount a downloaded public ledger (no database)")
+    ver.add_argument("ledger", help="the ledger file (GET /api/v1/campaigns/{cid}/ledger)")
+    ver.add_argument("--results", help="the results JSON (GET …/results) to check against")
+    ver.set_defaults(fn=cmd_verify)
     rec = sub.add_parser("reconcile", help="compare Redis tallies with the ledger")
     rec.add_argument("--campaign")
     rec.set_defaults(fn=cmd_reconcile)

@@ -83,6 +83,39 @@ class AlreadyVoted(VotingError):
     status, code, title = 409, "already_voted", "You already voted for this candidate today"
 
 
+class CandidateWithdrawn(VotingError):
+    status, code, title = 409, "candidate_withdrawn", "This candidate has withdrawn"
+
+
+class CandidateHasVotes(VotingError):
+    status, code, title = (
+        409, "candidate_has_votes",
+        "A candidate with votes cannot be removed; withdraw them instead",
+    )
+
+
+class NotClosed(VotingError):
+    status, code, title = 409, "voting_not_closed", "Voting has not closed yet"
+
+
+class LedgerBehind(VotingError):
+    status, code, title = (
+        409, "ledger_behind", "Votes are still on their way to the ledger; try again shortly",
+    )
+
+
+class Published(VotingError):
+    status, code, title = 409, "published", "The results are published and frozen"
+
+
+class NotPublished(VotingError):
+    status, code, title = 404, "not_published", "The results are not published yet"
+
+
+class ImportRejected(VotingError):
+    status, code, title = 422, "import_rejected", "The file was refused; nothing was imported"
+
+
 class PayloadTooLarge(VotingError):
     status, code, title = 413, "invalid_request", "Request body too large"
 

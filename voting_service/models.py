@@ -21,6 +21,14 @@ VoteId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
 Status = Literal["draft", "open", "paused", "closed"]
 IdentityMode = Literal["anonymous", "partner", "sms"]
 ChallengeMode = Literal["off", "on", "adaptive"]
+CandidateStatus = Literal["active", "withdrawn"]
+RecommenderKind = Literal["", "city", "provincial_unit"]
+MediaUrl = Annotated[str, msgspec.Meta(max_length=500)]
+
+CITIES = frozenset({"南京市", "无锡市", "徐州市", "常州市", "苏州市", "南通市", "连云港市",
+                    "淮安市", "盐城市", "扬州市", "镇江市", "泰州市", "宿迁市"})
+"""The 13 cities (设区市) that recommend candidates; every other recommender is a provincial
+unit (省级单位)."""
 
 
 class Strict(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=False):
@@ -59,7 +67,47 @@ class Candidate(Strict):
     occupation: ShortText = ""
     summary: Annotated[str, msgspec.Meta(max_length=2000)] = ""
     deeds: LongText = ""
-    photo_url: Annotated[str, msgspec.Meta(max_length=500)] = ""
+    photo_url: MediaUrl = ""
+    recommender: ShortText = ""
+    """推荐单位: one of the 13 cities or a provincial unit."""
+    recommender_kind: RecommenderKind = ""
+    """Derived from ``recommender`` when left empty (``recommender_kind_of``)."""
+    deed_type: ShortText = ""
+    honors: Annotated[list[ShortText], msgspec.Meta(max_length=50)] = msgspec.field(
+        default_factory=list
+    )
+    video_url: MediaUrl = ""
+    status: CandidateStatus = "active"
+    """``withdrawn``: takes no new votes, keeps the votes it has, stays listed."""
+    withdrawn_reason: Annotated[str, msgspec.Meta(max_length=500)] = ""
+    withdrawn_at: dt.datetime | None = None
+
+
+def recommender_kind_of(recommender: str, given: str = "") -> RecommenderKind:
+    """``city`` for the 13 cities, ``provincial_unit`` for any other named recommender."""
+    if given == "city":
+        return "city"
+    if given == "provincial_unit":
+        return "provincial_unit"
+    if not recommender:
+        return ""
+    return "city" if recommender in CITIES else "provincial_unit"
+
+
+def with_derived_facts(c: Candidate) -> Candidate:
+    kind = recommender_kind_of(c.recommender, c.recommender_kind)
+    return c if kind == c.recommender_kind else msgspec.structs.replace(c, recommender_kind=kind)
+
+
+class CandidatePatch(Strict):
+    """A candidate leaving (or coming back): the only change to one candidate on its own."""
+
+    status: CandidateStatus
+    reason: Annotated[str, msgspec.Meta(max_length=500)] = ""
+
+
+class PublicationIn(Strict):
+    note: Annotated[str, msgspec.Meta(max_length=2000)] = ""
 
 
 class CampaignIn(Strict):
@@ -126,6 +174,8 @@ class Campaign(Strict):
     rules: Rules
     candidates: list[Candidate]
     channels: list[Channel] = msgspec.field(default_factory=list)
+    published_at: dt.datetime | None = None
+    """When the results were published (公示); then the campaign is frozen."""
 
 
 class VoteIn(Strict):
@@ -150,6 +200,9 @@ def check_campaign(c: CampaignIn | Campaign) -> None:
         raise InvalidRequest("candidate ids must be unique")
     if not c.rules.identity:
         raise InvalidRequest("rules.identity needs at least one mode")
+    for cand in c.candidates:
+        if cand.video_url and not cand.video_url.startswith("https://"):
+            raise InvalidRequest(f"candidate {cand.id!r}: video_url must be an https:// address")
 
 
 VoterIdText = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32}$")]

@@ -738,7 +738,8 @@ async def test_candidate_filters(harness: Harness) -> None:
     listed = (await harness.client.get("/api/v1/campaigns/t2026/candidates")).json()
     first = listed["candidates"][0]
     assert set(first) == {"id", "number", "name", "gender", "region", "industry", "employer",
-                          "occupation", "summary", "photo_url", "votes"}
+                          "occupation", "summary", "photo_url", "votes", "recommender",
+                          "recommender_kind", "deed_type", "honors", "video_url", "status"}
     assert {c["id"]: c["votes"] for c in listed["candidates"]}["w03"] == 1
     detail = (await harness.client.get("/api/v1/campaigns/t2026/candidates/w03")).json()
     assert detail["deeds"] == "王小明的事迹" * 50

@@ -34,7 +34,7 @@ import msgspec
 from redis.exceptions import RedisError
 
 from ..errors import InvalidRequest, Unavailable
-from ..ledger import db
+from ..ledger import db, publication
 from ..ledger.flusher import STAGE_COLUMNS, entry_ms, to_record
 from ..models import InvalidationIn
 from ..settings import IPNetwork
@@ -209,6 +209,7 @@ async def invalidate(
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1::int, hashtext($2))",
                            LOCK % 2**31, campaign_id)
+        await publication.ensure_unpublished(conn, campaign_id, "the ledger")
         inv_id = int(await conn.fetchval(
             "INSERT INTO invalidations (campaign_id, actor, reason, criteria, cutoff)"
             " VALUES ($1, $2, $3, $4::jsonb, $5) RETURNING id",

@@ -12,8 +12,8 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from ..errors import CampaignNotFound
-from ..models import Campaign, CampaignIn, Candidate, Channel, Rules
+from ..errors import CampaignNotFound, CandidateHasVotes
+from ..models import Campaign, CampaignIn, Candidate, Channel, Rules, recommender_kind_of
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +71,28 @@ ON CONFLICT (id) DO UPDATE SET title = EXCLUDED.title, timezone = EXCLUDED.timez
 """
 UPSERT_CANDIDATE = """
 INSERT INTO candidates (campaign_id, id, number, name, gender, region, industry, employer,
-    occupation, summary, deeds, photo_url)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+    occupation, summary, deeds, photo_url, recommender, recommender_kind, deed_type, honors,
+    video_url, status, withdrawn_reason, withdrawn_at, person_key)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+    $20, $21)
 ON CONFLICT (campaign_id, id) DO UPDATE SET number = EXCLUDED.number, name = EXCLUDED.name,
     gender = EXCLUDED.gender, region = EXCLUDED.region, industry = EXCLUDED.industry,
     employer = EXCLUDED.employer, occupation = EXCLUDED.occupation, summary = EXCLUDED.summary,
-    deeds = EXCLUDED.deeds, photo_url = EXCLUDED.photo_url
+    deeds = EXCLUDED.deeds, photo_url = EXCLUDED.photo_url,
+    recommender = EXCLUDED.recommender, recommender_kind = EXCLUDED.recommender_kind,
+    deed_type = EXCLUDED.deed_type, honors = EXCLUDED.honors, video_url = EXCLUDED.video_url,
+    status = EXCLUDED.status, withdrawn_reason = EXCLUDED.withdrawn_reason,
+    withdrawn_at = EXCLUDED.withdrawn_at,
+    person_key = COALESCE(NULLIF(EXCLUDED.person_key, ''), candidates.person_key)
+"""
+CANDIDATE_FIELDS = tuple(Candidate.__struct_fields__)
+VOTED_IN_LEDGER = """
+SELECT c.id, c.number, c.name FROM candidates c
+WHERE c.campaign_id = $1 AND c.id = ANY($2::text[])
+  AND (EXISTS (SELECT 1 FROM tallies t WHERE t.campaign_id = c.campaign_id
+                                         AND t.candidate_id = c.id)
+       OR c.id = ANY($3::text[]))
+ORDER BY c.number, c.id
 """
 INSERT_CHANNEL = """
 INSERT INTO channels (campaign_id, id, name, allowed_origins, secret)
@@ -96,9 +112,33 @@ async def require_campaign(conn: asyncpg.Connection, campaign_id: str) -> None:
         raise CampaignNotFound(f"no campaign {campaign_id!r}")
 
 
-async def save_campaign(conn: asyncpg.Connection, c: CampaignIn | Campaign) -> None:
-    """Upsert a campaign and its candidates; candidates not listed are removed."""
+def has_votes_message(rows: list[asyncpg.Record]) -> str:
+    who = "、".join(f"{r['number']}号 {r['name']}（{r['id']}）" for r in rows[:10])
+    more = f" 等 {len(rows)} 人" if len(rows) > 10 else ""
+    return (f"候选人 {who}{more} 已有选票，不能删除；请保留在名单中，或将其标记为已退出"
+            f" (candidate_has_votes: {', '.join(r['id'] for r in rows)})")
+
+
+async def save_campaign(
+    conn: asyncpg.Connection, c: CampaignIn | Campaign, *,
+    voted: frozenset[str] | set[str] = frozenset(), person_keys: dict[str, str] | None = None,
+) -> None:
+    """Upsert a campaign and its candidates; candidates not listed are removed — unless one
+    has votes (a row in ``tallies``, or in ``voted``: Redis counts not flushed yet), which
+    refuses the whole change with ``CandidateHasVotes``."""
+    keys = person_keys or {}
     async with conn.transaction():
+        listed = [x.id for x in c.candidates]
+        kept = await conn.fetch(
+            VOTED_IN_LEDGER, c.id,
+            [r["id"] for r in await conn.fetch(
+                "SELECT id FROM candidates WHERE campaign_id = $1"
+                " AND NOT (id = ANY($2::text[]))", c.id, listed)],
+            sorted(voted),
+        )
+        if kept:
+            raise CandidateHasVotes(has_votes_message(kept),
+                                    extra={"candidates": [r["id"] for r in kept]})
         await conn.execute(
             UPSERT_CAMPAIGN, c.id, c.title, c.timezone, c.opens_at, c.closes_at, c.status,
             c.show_counts, msgspec.json.encode(c.rules).decode(),
@@ -107,7 +147,10 @@ async def save_campaign(conn: asyncpg.Connection, c: CampaignIn | Campaign) -> N
             UPSERT_CANDIDATE,
             [
                 (c.id, x.id, x.number, x.name, x.gender, x.region, x.industry, x.employer,
-                 x.occupation, x.summary, x.deeds, x.photo_url)
+                 x.occupation, x.summary, x.deeds, x.photo_url, x.recommender,
+                 recommender_kind_of(x.recommender, x.recommender_kind), x.deed_type,
+                 list(x.honors), x.video_url, x.status, x.withdrawn_reason, x.withdrawn_at,
+                 keys.get(x.id, ""))
                 for x in c.candidates
             ],
         )
@@ -127,12 +170,15 @@ async def load_campaign(conn: asyncpg.Connection, campaign_id: str) -> Campaign 
     chans = await conn.fetch(
         "SELECT * FROM channels WHERE campaign_id = $1 ORDER BY id", campaign_id
     )
+    published_at = await conn.fetchval(
+        "SELECT published_at FROM publications WHERE campaign_id = $1", campaign_id)
     return Campaign(
         id=row["id"], title=row["title"], timezone=row["timezone"], opens_at=row["opens_at"],
         closes_at=row["closes_at"], status=row["status"], show_counts=row["show_counts"],
         rules=msgspec.json.decode(row["rules"], type=Rules),
         candidates=[
-            Candidate(**{k: v for k, v in dict(r).items() if k != "campaign_id"}) for r in cands
+            msgspec.convert({k: r[k] for k in CANDIDATE_FIELDS}, Candidate, from_attributes=True)
+            for r in cands
         ],
         channels=[
             Channel(id=r["id"], name=r["name"], allowed_origins=list(r["allowed_origins"]),
@@ -140,6 +186,7 @@ async def load_campaign(conn: asyncpg.Connection, campaign_id: str) -> Campaign 
                     previous_expires_at=r["previous_expires_at"])
             for r in chans
         ],
+        published_at=published_at,
     )
 
 
@@ -155,7 +202,7 @@ async def audit(
 
 RESULTS = """
 SELECT c.id AS candidate_id, c.number, c.name, c.gender, c.region, c.industry,
-       COALESCE(t.votes, 0) AS votes
+       c.recommender, c.deed_type, c.status, COALESCE(t.votes, 0) AS votes
 FROM candidates c
 LEFT JOIN tallies t ON t.campaign_id = c.campaign_id AND t.candidate_id = c.id
 WHERE c.campaign_id = $1
@@ -169,7 +216,7 @@ async def results(conn: asyncpg.Connection, campaign_id: str) -> dict[str, Any]:
     candidates = [dict(r) for r in rows]
     total = sum(r["votes"] for r in candidates)
     breakdowns: dict[str, dict[str, int]] = {}
-    for dim in ("region", "industry", "gender"):
+    for dim in ("region", "industry", "gender", "recommender", "deed_type"):
         acc: dict[str, int] = {}
         for r in candidates:
             acc[r[dim]] = acc.get(r[dim], 0) + r["votes"]

@@ -16,7 +16,7 @@ import re
 import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from urllib.parse import quote
@@ -35,15 +35,20 @@ MEDIA_TYPES = {
 FORMATS = tuple(MEDIA_TYPES)
 
 RANKING_HEADER = ("排名", "编号", "候选人ID", "姓名", "性别", "地区", "行业", "工作单位", "职业",
-                  "得票数", "得票率(%)")
+                  "得票数", "得票率(%)", "推荐单位", "推荐单位类别", "事迹类型", "主要荣誉", "状态")
+KINDS = {"city": "设区市", "provincial_unit": "省级单位", "": ""}
+STATUS = {"active": "", "withdrawn": "已退出"}
+BALANCE_TOP = 40
+"""The balance sheet compares the top 40 by valid votes with the whole field."""
 DIRECT = "direct"
 """Key of votes that came without a channel (as in the ``results`` breakdowns)."""
 UNSET = "（未填写）"
 VALID_ONLY = "仅统计有效票，已作废的票不计入（valid votes only）"
 
-CAMPAIGN = "SELECT id, title, timezone FROM campaigns WHERE id = $1"
+CAMPAIGN = "SELECT id, title, timezone, status, closes_at FROM campaigns WHERE id = $1"
 CANDIDATES = """
-SELECT id, number, name, gender, region, industry, employer, occupation
+SELECT id, number, name, gender, region, industry, employer, occupation, recommender,
+       recommender_kind, deed_type, honors, status
 FROM candidates WHERE campaign_id = $1
 """
 CHANNELS = "SELECT id, name FROM channels WHERE campaign_id = $1"
@@ -72,6 +77,11 @@ class Ranked:
     votes: int
     share: Decimal
     """Percent of all valid votes, two decimals."""
+    recommender: str = ""
+    recommender_kind: str = ""
+    deed_type: str = ""
+    honors: tuple[str, ...] = ()
+    status: str = "active"
 
 
 @dataclass(frozen=True)
@@ -113,6 +123,10 @@ class Results:
     by_gender: list[Group]
     by_channel: list[Group]
     by_day: list[Day]
+    by_recommender: list[Group] = field(default_factory=list)
+    by_deed_type: list[Group] = field(default_factory=list)
+    provisional: bool = False
+    """The vote is still open: these numbers will change."""
 
     @property
     def local_generated_at(self) -> dt.datetime:
@@ -180,17 +194,22 @@ async def collect(
         rank = ranking[-1].rank if ranking and ranking[-1].votes == votes else i + 1
         ranking.append(Ranked(
             rank, r["number"], r["id"], r["name"], r["gender"], r["region"], r["industry"],
-            r["employer"], r["occupation"], votes, share(votes, total)))
+            r["employer"], r["occupation"], votes, share(votes, total), r["recommender"],
+            r["recommender_kind"], r["deed_type"], tuple(r["honors"]), r["status"]))
     days: list[Day] = []
     running = 0
     for day in sorted(per_day):
         running += per_day[day]
         days.append(Day(day, per_day[day], running, share(per_day[day], total)))
+    generated = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     return Results(
+        provisional=not (campaign["status"] == "closed" or generated >= campaign["closes_at"]),
+        by_recommender=_groups(ranking, "recommender", total),
+        by_deed_type=_groups(ranking, "deed_type", total),
         campaign_id=campaign_id,
         title=campaign["title"],
         timezone=campaign["timezone"],
-        generated_at=(now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC),
+        generated_at=generated,
         total=total,
         invalidated=invalidated,
         unranked=unranked,
@@ -223,7 +242,34 @@ def neutralise(value: str) -> str:
 def _ranking_row(r: Ranked, text: Callable[[str], Any]) -> list[Any]:
     return [r.rank, r.number, text(r.candidate_id), text(r.name), text(r.gender),
             text(r.region), text(r.industry), text(r.employer), text(r.occupation), r.votes,
-            r.share]
+            r.share, text(r.recommender), KINDS.get(r.recommender_kind, r.recommender_kind),
+            text(r.deed_type), text("；".join(r.honors)), STATUS.get(r.status, r.status)]
+
+
+BALANCE_HEADER = ("维度", "取值", f"前{BALANCE_TOP}名人数", f"前{BALANCE_TOP}名占比(%)",
+                  "全部候选人数", "全部占比(%)", "相差(百分点)")
+BALANCE_DIMENSIONS = (("地区", "region"), ("行业", "industry"), ("性别", "gender"),
+                      ("事迹类型", "deed_type"))
+
+
+def balance(ranking: list[Ranked], top: int = BALANCE_TOP) -> list[Row]:
+    """For each dimension, how the top ``top`` by valid votes spread beside the whole field:
+    what a pure vote ranking would leave out shows as 0 in the top with a share in the field."""
+    head = ranking[:top]
+    rows: list[Row] = []
+    for label, attr in BALANCE_DIMENSIONS:
+        field_counts: dict[str, int] = defaultdict(int)
+        top_counts: dict[str, int] = defaultdict(int)
+        for r in ranking:
+            field_counts[getattr(r, attr)] += 1
+        for r in head:
+            top_counts[getattr(r, attr)] += 1
+        for key in sorted(field_counts, key=lambda k: (-field_counts[k], k)):
+            in_top, in_field = share(top_counts[key], len(head)), share(field_counts[key],
+                                                                      len(ranking))
+            rows.append((label, key or UNSET, top_counts[key], in_top, field_counts[key],
+                         in_field, in_top - in_field))
+    return rows
 
 
 def to_csv(results: Results) -> bytes:
@@ -284,6 +330,8 @@ def _about(results: Results) -> list[tuple[str, Any]]:
     fmt = "%Y-%m-%d %H:%M:%S"
     local = results.local_generated_at
     rows: list[tuple[str, Any]] = [
+        ("结果性质 status", "临时结果（投票仍在进行）provisional — the vote is still open"
+         if results.provisional else "投票已结束 final — the vote has closed"),
         ("活动ID campaign id", results.campaign_id),
         ("活动名称 title", results.title),
         (f"生成时间 generated at ({results.timezone})", local.strftime(fmt)),
@@ -314,7 +362,7 @@ def to_xlsx(results: Results) -> bytes:
     wb = Workbook()
     assert wb.active is not None
     wb.remove(wb.active)
-    wb.properties.title = f"{results.title} 投票结果"
+    wb.properties.title = f"{results.title} 投票结果" + ("（临时）" if results.provisional else "")
     wb.properties.creator = "voting-service"
     _sheet(wb, "排名", RANKING_HEADER,
            (_ranking_row(r, str) for r in results.ranking), filter_=True)
@@ -322,6 +370,11 @@ def to_xlsx(results: Results) -> bytes:
                                   ("按行业", "行业", results.by_industry),
                                   ("按性别", "性别", results.by_gender)):
         _sheet(wb, title, (column, "候选人数", "得票数", "得票率(%)"), _group_rows(groups))
+    _sheet(wb, "按推荐单位", ("推荐单位", "候选人数", "得票数", "得票率(%)"),
+           _group_rows(results.by_recommender))
+    _sheet(wb, "按事迹类型", ("事迹类型", "候选人数", "得票数", "得票率(%)"),
+           _group_rows(results.by_deed_type))
+    _sheet(wb, "均衡", BALANCE_HEADER, balance(results.ranking))
     _sheet(wb, "按渠道", ("渠道ID", "渠道名称", "得票数", "得票率(%)"),
            [(g.key, g.label, g.votes, g.share) for g in results.by_channel])
     _sheet(wb, "按日期", ("日期", "得票数", "累计得票数", "得票率(%)"),

@@ -59,6 +59,14 @@
   }
 
   /* ---------- buttons and counts ---------- */
+  /* The vote ids this device cast, so the voter can find each in the published ledger. */
+  function keepVoteId(vid, id) {
+    var key = "vs_votes_" + C.cid, list;
+    try { list = JSON.parse(sget(key) || "[]"); } catch (e) { list = []; }
+    if (!Array.isArray(list)) list = [];
+    list.push({ v: vid, c: id, d: dayOf(new Date()) });
+    sset(key, JSON.stringify(list.slice(-300)));
+  }
   function cardOf(el) { return el.closest("[data-id]"); }
   function who(card) { var n = $(".nm", card); return n ? n.textContent.replace(/\s+/g, " ").trim() : ""; }
   function setButton(btn, state) {
@@ -289,6 +297,7 @@
     if (r.status === 200) {
       delete pending[id];
       rememberVoted(id);
+      keepVoteId(r.body.vote_id, id);
       if (r.body.candidate_votes != null) setCount(card, r.body.candidate_votes);
       else setCount(card, (+card.getAttribute("data-v") || 0) + 1);
       bumpTotal(1);
@@ -318,6 +327,7 @@
     if (code === "blocked") { delete pending[id]; say(T.blocked, "warn", card); return ""; }
     if (code === "challenge_failed") { say(T.pow_fail, "warn", card); return ""; }
     if (code === "candidate_not_found") { say(T.missing, "warn", card); return ""; }
+    if (code === "candidate_withdrawn") { delete pending[id]; say(T.gone, "warn", card); return "closed"; }
     if (code === "voter_required") { say(partnerToken ? T.login : T.voter_fail, "warn", card); return ""; }
     if (r.status >= 500) { say(T.busy, "warn", card); return ""; }
     say(T.generic, "warn", card);

@@ -14,6 +14,7 @@ from ..errors import (
     AlreadyVoted,
     Blocked,
     CandidateNotFound,
+    CandidateWithdrawn,
     ChallengeFailed,
     DailyQuotaExhausted,
     InvalidRequest,
@@ -141,8 +142,11 @@ def quota_headers(rules: Rules, left: int, day_ends: float, now: float) -> dict[
 def check_open(campaign: LiveCampaign, candidate_id: str, channel: str, now: float) -> None:
     if not campaign.is_open(now):
         raise VotingClosed(f"voting is {campaign.state(now)}")
-    if candidate_id not in campaign.candidates:
+    candidate = campaign.candidates.get(candidate_id)
+    if candidate is None:
         raise CandidateNotFound(f"no candidate {candidate_id!r}")
+    if candidate.status == "withdrawn":
+        raise CandidateWithdrawn(f"candidate {candidate_id!r} has withdrawn")
     if channel and channel not in campaign.channels:
         raise InvalidRequest(f"unknown channel {channel!r}")
 

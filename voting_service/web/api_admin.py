@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from ..errors import CampaignNotFound, Conflict, InvalidRequest, NotFound
 from ..fraud import blocklist
-from ..ledger import campaigns, db, export
+from ..ledger import campaigns, db, export, publication
 from ..models import (
     Campaign,
     CampaignIn,
@@ -30,6 +30,8 @@ from .http import JSON, authorize, decode, json_body, read_body
 ADMIN = ("admin",)
 READERS = ("admin", "ops")
 CAMPAIGN_BODY_LIMIT = 4 * 1024 * 1024
+FROZEN = frozenset({"opens_at", "closes_at", "timezone", "status", "candidates"})
+"""What a published campaign keeps as it was (its results are frozen)."""
 
 
 def admin_view(c: Campaign) -> dict[str, Any]:
@@ -56,7 +58,7 @@ async def create_campaign(request: Request) -> Response:
         async with conn.transaction():
             if await db.campaign_exists(conn, body.id):
                 raise Conflict(f"campaign {body.id!r} exists; PATCH it instead")
-            await db.save_campaign(conn, body)
+            await campaigns.save(conn, svc.redis, body, svc.settings.shards)
             await db.audit(conn, actor, "campaign.create", body.id, msgspec.to_builtins(body))
         campaign = await _publish(svc, conn, body.id)
     return JSON(admin_view(campaign), status_code=201)
@@ -72,11 +74,14 @@ async def update_campaign(svc: Services, actor: str, cid: str, patch: CampaignPa
             if current is None:
                 raise CampaignNotFound()
             changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not None}
+            if FROZEN & changes.keys():
+                await publication.ensure_unpublished(conn, cid, ", ".join(sorted(
+                    FROZEN & changes.keys())))
             if patch.rules is not None:
                 changes["rules"] = merge_rules(current.rules, patch.rules)
             updated = msgspec.structs.replace(current, **changes)
             check_campaign(updated)
-            await db.save_campaign(conn, updated)
+            await campaigns.save(conn, svc.redis, updated, svc.settings.shards)
             await db.audit(conn, actor, action, cid, msgspec.to_builtins(patch))
         return await _publish(svc, conn, cid)
 

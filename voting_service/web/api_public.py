@@ -44,7 +44,8 @@ def campaign_view(live: LiveCampaign, now: float) -> dict[str, Any]:
 
 
 LIST_FIELDS = ("id", "number", "name", "gender", "region", "industry", "employer",
-               "occupation", "summary", "photo_url")
+               "occupation", "summary", "photo_url", "recommender", "recommender_kind",
+               "deed_type", "honors", "video_url", "status")
 
 
 def candidate_view(cand: msgspec.Struct, votes: int | None, full: bool) -> dict[str, Any]:

@@ -7,6 +7,7 @@ page is reused for about a second by everyone asking for the same thing.
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import json
 import re
@@ -24,6 +25,7 @@ from starlette.routing import Route
 
 from .. import digits
 from ..errors import Unavailable
+from ..ledger import public_ledger, publication
 from ..models import Candidate
 from ..services import Services, services
 from ..vote.registry import LiveCampaign, Registry
@@ -154,6 +156,8 @@ def _card(live: LiveCampaign, cand: Candidate, votes: int | None, hidden: bool,
         "industry": cand.industry, "employer": cand.employer, "occupation": cand.occupation,
         "summary": cand.summary, "photo": photo_url(live, cand), "votes": votes,
         "hidden": hidden, "url": f"/c/{live.id}/{cand.id}{lang_query}",
+        "withdrawn": cand.status == "withdrawn", "recommender": cand.recommender,
+        "deed_type": cand.deed_type, "honors": cand.honors, "video": cand.video_url,
     }
 
 
@@ -178,6 +182,7 @@ def _campaign_context(
     }
     return {
         "c": c, "state": state, "open": state == "open",
+        "results_url": f"/c/{live.id}/results" if c.published_at else "",
         "window": words.window(opens, closes, c.timezone),
         "rules": words("rules", n=c.rules.votes_per_day, k=c.rules.per_candidate_per_day),
         "total": None if counts is None else sum(counts.values()),
@@ -320,9 +325,49 @@ async def embed_js(request: Request) -> Response:
     return assets().response(request, "embed.js", cache="public, max-age=300")
 
 
+async def results_page(request: Request) -> Response:
+    """The published results (公示), readable on a phone, with the lookup of one's own vote."""
+    svc = services(request)
+    words = _lang(request)
+    live = svc.registry.campaigns.get(request.path_params["cid"])
+    if live is None or not _visible(live) or live.c.published_at is None:
+        return not_found(request, words)
+    vote_id = (request.query_params.get("vote") or "").strip()[:64]
+    async with svc.db() as conn:
+        results = await publication.published(conn, live.id)
+        found = (await public_ledger.lookup(conn, live.id, str(svc.settings.pepper), vote_id)
+                 if _VOTE_ID.fullmatch(vote_id) else [])
+    if results is None:
+        return not_found(request, words)
+    names = {x.id: x for x in live.c.candidates}
+    lang_query = "?lang=en" if request.query_params.get("lang") == "en" else ""
+    published = dt.datetime.fromisoformat(results["published_at"]).astimezone(live.zone)
+    total = results["total"]
+    rows = [r | {"share": f"{r['votes'] * 100 / total:.2f}" if total else "0.00",
+                 "url": f"/c/{live.id}/{r['candidate_id']}{lang_query}"
+                 if r["candidate_id"] in names else ""}
+            for r in results["candidates"]]
+    return render(
+        request, "results.html", words,
+        cache_key=(live.id, results["published_at"], request.query_params.get("lang"),
+                   vote_id, _base(request)),
+        **_campaign_context(live, words, None, time.time()),
+        results=results, rows=rows, back=f"/c/{live.id}{lang_query}",
+        published=words("published_at", at=published.strftime("%Y-%m-%d %H:%M")),
+        vote_id=vote_id, found=[r.as_json() | {"name": names[r.candidate].name
+                                                if r.candidate in names else r.candidate}
+                                for r in found],
+        ledger_url=f"/api/v1/campaigns/{live.id}/ledger",
+        canonical=f"{_base(request)}/c/{live.id}/results",
+    )
+
+
+_VOTE_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+
 routes = [
     Route("/", home),
     Route("/c/{cid}", campaign_page),
+    Route("/c/{cid}/results", results_page),
     Route("/c/{cid}/{candidate}", candidate_page),
     Route("/embed/{cid}", embed_page),
     Route("/embed.js", embed_js),

@@ -41,6 +41,7 @@ def page_csp(frame_ancestors: str = "'none'") -> str:
     """The policy of an HTML page: only our own scripts, styles, fonts and API."""
     return (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; "
+        "media-src 'self' https:; "
         "connect-src 'self'; worker-src 'self'; font-src 'self'; object-src 'none'; "
         f"base-uri 'none'; form-action 'self'; frame-ancestors {frame_ancestors}"
     )

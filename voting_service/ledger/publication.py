@@ -1,0 +1,135 @@
+"""Publication of the results (公示): once the vote has closed and the ledger is complete.
+
+Publishing freezes the campaign: the results, with the ledger's day digests, are written
+once; from then on the campaign's window, status and candidates do not change and no vote is
+struck out, so the ledger anyone downloads adds up to the published results.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections import Counter
+from typing import Any
+
+import asyncpg
+
+from ..errors import CampaignNotFound, LedgerBehind, NotClosed, NotPublished, Published
+from ..vote.store import AnyRedis
+from . import campaigns, db, public_ledger, reconcile
+
+INVALIDATIONS = """
+SELECT id, reason FROM invalidations WHERE campaign_id = $1 ORDER BY id
+"""
+
+
+async def published(conn: asyncpg.Connection, campaign_id: str) -> dict[str, Any] | None:
+    raw = await conn.fetchval(
+        "SELECT results FROM publications WHERE campaign_id = $1", campaign_id)
+    return None if raw is None else dict(json.loads(raw))
+
+
+async def is_published(conn: asyncpg.Connection, campaign_id: str) -> bool:
+    return bool(await conn.fetchval(
+        "SELECT 1 FROM publications WHERE campaign_id = $1", campaign_id))
+
+
+async def ensure_unpublished(conn: asyncpg.Connection, campaign_id: str, what: str) -> None:
+    """Refuse a change to a published campaign (call inside the change's transaction)."""
+    # the lock an UPDATE of the row takes anyway (no deadlock between two changes), and
+    # the one publication waits for
+    await conn.execute("SELECT 1 FROM campaigns WHERE id = $1 FOR NO KEY UPDATE", campaign_id)
+    if await is_published(conn, campaign_id):
+        raise Published(f"the results of {campaign_id!r} are published: {what} is frozen")
+
+
+async def require_published(conn: asyncpg.Connection, campaign_id: str) -> dict[str, Any]:
+    results = await published(conn, campaign_id)
+    if results is None:
+        await db.require_campaign(conn, campaign_id)
+        raise NotPublished(f"the results of {campaign_id!r} are not published yet")
+    return results
+
+
+def rank(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ordered by votes (then number); equal votes share a rank (1, 2, 2, 4)."""
+    rows.sort(key=lambda r: (-r["votes"], r["number"], r["candidate_id"]))
+    for i, row in enumerate(rows):
+        row["rank"] = rows[i - 1]["rank"] if i and rows[i - 1]["votes"] == row["votes"] else i + 1
+    return rows
+
+
+async def publish(
+    conn: asyncpg.Connection, redis: AnyRedis, campaign_id: str, *, shards: int, pepper: str,
+    actor: str, note: str = "", now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    now = now or dt.datetime.now(dt.UTC)
+    campaign = await db.load_campaign(conn, campaign_id)
+    if campaign is None:
+        raise CampaignNotFound(f"no campaign {campaign_id!r}")
+    if await is_published(conn, campaign_id):
+        raise Published(f"the results of {campaign_id!r} are already published")
+    if not (campaign.status == "closed" or now >= campaign.closes_at):
+        raise NotClosed(f"voting closes at {campaign.closes_at.isoformat()}; publish after that")
+    behind = await reconcile.unflushed(redis, conn, campaign_id, shards)
+    if behind:
+        raise LedgerBehind(f"{len(behind)} vote(s) are not in the ledger yet",
+                           extra={"unflushed": len(behind)})
+    async with conn.transaction():
+        # the campaign row is the lock a strike-out or a change takes (ensure_unpublished)
+        await conn.execute("SELECT 1 FROM campaigns WHERE id = $1 FOR UPDATE", campaign_id)
+        if await is_published(conn, campaign_id):
+            raise Published(f"the results of {campaign_id!r} are already published")
+        chain = await public_ledger.freeze(conn, campaign_id, pepper, now.isoformat())
+        reasons = {int(r["id"]): r["reason"]
+                   for r in await conn.fetch(INVALIDATIONS, campaign_id)}
+        listed = {x.id for x in campaign.candidates}
+        rows = [{"candidate_id": x.id, "number": x.number, "name": x.name,
+                 "votes": chain.valid.get(x.id, 0), "status": x.status}
+                for x in campaign.candidates]
+        rows += [{"candidate_id": cid, "number": 0, "name": "", "votes": n, "status": "removed"}
+                 for cid, n in sorted(chain.valid.items()) if cid not in listed]
+        by_reason: dict[str, list[int]] = {}
+        for inv_id in sorted(chain.struck):
+            by_reason.setdefault(reasons.get(inv_id, ""), []).append(inv_id)
+        struck: Counter[str] = Counter()
+        for reason, ids in by_reason.items():
+            struck[reason] = sum(chain.struck[i] for i in ids)
+        results = {
+            "campaign_id": campaign_id,
+            "title": campaign.title,
+            "published_at": now.isoformat(),
+            "note": note,
+            "total": sum(chain.valid.values()),
+            "candidates": rank(rows),
+            "invalidated": {
+                "total": sum(chain.struck.values()),
+                "by_reason": [{"reason": reason, "votes": struck[reason], "invalidations": ids}
+                              for reason, ids in sorted(by_reason.items(),
+                                                        key=lambda kv: (-struck[kv[0]], kv[0]))],
+            },
+            "days": chain.days,
+            "digest": chain.digest,
+        }
+        await conn.execute(
+            "INSERT INTO publications (campaign_id, published_at, actor, note, results, days,"
+            " digest) VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7)",
+            campaign_id, now, actor, note, json.dumps(results, ensure_ascii=False),
+            json.dumps(chain.days), chain.digest,
+        )
+        await db.audit(conn, actor, "results.publish", campaign_id,
+                       {"note": note, "total": results["total"], "digest": chain.digest})
+    await _lookup_index(conn, campaign_id)
+    await campaigns.publish(conn, redis, campaign_id)  # the pages link to the results
+    return results
+
+
+async def _lookup_index(conn: asyncpg.Connection, campaign_id: str) -> None:
+    """An index of this campaign's vote ids, so voters find their votes without a scan of the
+    ledger; built once the ledger is frozen, so it costs the flusher nothing while votes flow."""
+    name = "votes_lookup_" + hashlib.sha256(campaign_id.encode()).hexdigest()[:16]
+    literal = campaign_id.replace("'", "''")
+    await conn.execute(
+        f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON votes (vote_id)"
+        f" WHERE campaign_id = '{literal}'")
