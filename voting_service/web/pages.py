@@ -329,8 +329,8 @@ async def results_page(request: Request) -> Response:
     """The published results (公示), readable on a phone, with the lookup of one's own vote."""
     svc = services(request)
     words = _lang(request)
-    live = svc.registry.campaigns.get(request.path_params["cid"])
-    if live is None or not _visible(live) or live.c.published_at is None:
+    live = svc.registry.public(request.path_params["cid"])
+    if live is None or live.c.published_at is None:
         return not_found(request, words)
     vote_id = (request.query_params.get("vote") or "").strip()[:64]
     async with svc.db() as conn:
