@@ -102,6 +102,20 @@ class VotingApp(Starlette):
         return VoteRoute(stack, SecurityMiddleware(stack, trusted_proxies=self.trusted_proxies))
 
 
+POOL_CLOSE_TIMEOUT = 5.0
+
+
+async def _stop(*tasks: asyncio.Task[Any]) -> None:
+    """Cancel background tasks and wait until each has ended. A task is cancelled again if
+    it swallowed the first cancel (on Python 3.11 a cancel landing as an ``asyncio.timeout``
+    fires becomes a ``TimeoutError``, which a watcher's retry loop catches and sleeps on)."""
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+
+
 def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -163,21 +177,18 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
-            refresher.cancel()
-            blocks_watcher.cancel()
             timeline_shipper.cancel()
             with contextlib.suppress(Exception):  # the last second's counts
                 await svc.timeline.ship()
-            # not mid-query when the pool closes; cancelled again if a pass swallowed the
-            # first cancel (a cancel landing as its asyncio.timeout fires becomes a
-            # TimeoutError, which the watcher's loop catches and sleeps on)
-            while not health_watcher.done():
-                health_watcher.cancel()
-                await asyncio.wait({health_watcher}, timeout=0.5)
+            await _stop(refresher, blocks_watcher, timeline_shipper, health_watcher)
             await app.state.live.close()
             await batcher.close()
             if pool is not None:
-                await pool.close()
+                try:  # a connection still held (a request cut short) must not hang the stop
+                    await asyncio.wait_for(pool.close(), POOL_CLOSE_TIMEOUT)
+                except TimeoutError:
+                    log.warning("PostgreSQL pool did not close in time; terminating it")
+                    pool.terminate()
             await redis.aclose()
 
     routes = [
