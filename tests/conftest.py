@@ -186,6 +186,19 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 OPS = {"Authorization": f"Bearer {OPS_TOKEN}"}
 
 
+async def mint(client: httpx.AsyncClient, cid: str = "t2026") -> httpx.Response:
+    """``POST /voter``; when the campaign wants a proof of work, solve the address's minting
+    challenge (``GET /challenge?for=voter``) and post again, as the page does."""
+    r = await client.post(f"/api/v1/campaigns/{cid}/voter")
+    if r.status_code == 403 and r.json().get("code") == "challenge_failed":
+        from voting_service.fraud.challenge import solve
+
+        ch = await client.get(f"/api/v1/campaigns/{cid}/challenge", params={"for": "voter"})
+        assert ch.status_code == 200, ch.text
+        r = await client.post(f"/api/v1/campaigns/{cid}/voter", json={"proof": solve(ch.json())})
+    return r
+
+
 @dataclass
 class Harness:
     """The app in-process with its lifespan, plus what tests need to poke at it."""
@@ -203,7 +216,9 @@ class Harness:
         return payload
 
     async def voter(self, cid: str = "t2026") -> str:
-        r = await self.client.post(f"/api/v1/campaigns/{cid}/voter")
+        """A fresh anonymous voter token, minted as the page mints it (with the proof of work
+        when the campaign asks for one)."""
+        r = await mint(self.client, cid)
         assert r.status_code == 201, r.text
         token: str = r.json()["token"]
         return token

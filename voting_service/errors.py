@@ -128,6 +128,18 @@ class RateLimited(VotingError):
     status, code, title = 429, "rate_limited", "Too many votes from this network"
 
 
+class TooManyVoters(RateLimited):
+    title = "Too many new voters from this network"
+
+
+class TooManyCodes(RateLimited):
+    title = "Too many SMS codes requested from this network or for this number"
+
+
+class TooManyCodeChecks(RateLimited):
+    title = "Too many SMS code checks from this network"
+
+
 class InternalError(VotingError):
     status, code, title = 500, "internal_error", "Internal error"
 

@@ -302,6 +302,13 @@ class InvalidationIn(Input):
     until: dt.datetime | None = None
 
 
+class VoterIn(Strict):
+    """Optional body of ``POST /campaigns/{cid}/voter``: the proof of work, when the campaign
+    asks for one (solved from ``GET /campaigns/{cid}/challenge?for=voter``)."""
+
+    proof: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
+
+
 class SmsStart(Strict):
     phone: Annotated[str, msgspec.Meta(max_length=32)]
     campaign_id: Id

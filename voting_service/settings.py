@@ -68,8 +68,11 @@ LOOPBACK = "127.0.0.0/8,::1/128"
 
 
 def _number(env: Mapping[str, str], name: str, default: str, cast: type[int] | type[float]) -> Any:
+    raw = env.get(name, default)
     try:
-        return cast(env.get(name, default))
+        if not raw.strip().isascii():  # int() and float() take any script's digits
+            raise ValueError(raw)
+        return cast(raw)
     except ValueError as exc:
         raise ConfigurationError(f"{name} must be a number") from exc
 

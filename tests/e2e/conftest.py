@@ -85,15 +85,21 @@ class Service:
 
     def cast(self, cid: str, candidate: str, token: str | None = None) -> httpx.Response:
         """A vote as a non-browser client would cast it (fresh anonymous voter by default)."""
+        from voting_service.fraud.challenge import solve
+
+        campaign = self.client.get(f"/api/v1/campaigns/{cid}").json()
+        proved = campaign["rules"]["challenge"] != "off"
         if token is None:
-            r = self.client.post(f"/api/v1/campaigns/{cid}/voter")
+            minting: dict[str, Any] = {}
+            if proved:  # a new token costs a proof of work too, issued to the address
+                ch = self.client.get(f"/api/v1/campaigns/{cid}/challenge?for=voter")
+                assert ch.status_code == 200, ch.text
+                minting["json"] = {"proof": solve(ch.json())}
+            r = self.client.post(f"/api/v1/campaigns/{cid}/voter", **minting)
             assert r.status_code == 201, r.text
             token = str(r.json()["token"])
         body: dict[str, Any] = {"candidate_id": candidate}
-        campaign = self.client.get(f"/api/v1/campaigns/{cid}").json()
-        if campaign["rules"]["challenge"] != "off":
-            from voting_service.fraud.challenge import solve
-
+        if proved:
             ch = self.client.get(
                 f"/api/v1/campaigns/{cid}/challenge", headers={"X-Voter-Token": token}
             )

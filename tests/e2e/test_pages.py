@@ -138,7 +138,7 @@ async def test_vote_with_proof_of_work_updates_the_count(
     sent: list[dict[str, Any]] = []
 
     def record(request: Request) -> None:
-        if request.url.endswith("/votes"):
+        if request.url.endswith(("/votes", "/voter")):
             body = request.post_data_json
             assert isinstance(body, dict)
             sent.append(body)
@@ -154,10 +154,11 @@ async def test_vote_with_proof_of_work_updates_the_count(
     await expect(button).to_be_disabled()
     assert service.votes(cid)["c003"] == 1
 
-    # the vote carried an ALTCHA solution, found by the Web Worker
-    assert len(sent) == 1 and len(sent[0]["vote_id"]) == 32
-    proof = json.loads(base64.b64decode(sent[0]["proof"]))
+    # the new voter token and the vote each carried an ALTCHA solution, found by the Worker
+    assert len(sent) == 2 and len(sent[1]["vote_id"]) == 32
+    minted, proof = (json.loads(base64.b64decode(s["proof"])) for s in sent)
     assert proof["algorithm"] == "SHA-256" and isinstance(proof["number"], int)
+    assert minted["salt"] != proof["salt"] and isinstance(minted["number"], int)
     assert any("pow.js" in w.url for w in page.workers)
 
     # after a reload the page still knows today's vote (kept on the phone, not the server)
@@ -274,7 +275,9 @@ async def test_sms_sign_in_then_vote(
     await page.fill("#vs-phone", "12345")
     await page.click("#vs-send")
     await expect(page.locator("#vs-sms-err")).to_have_text("请输入正确的 11 位手机号")
-    await page.fill("#vs-phone", number)
+    # typed with a full-width IME: the same handset, sent as ASCII digits
+    full_width = str.maketrans("0123456789", "０１２３４５６７８９")
+    await page.fill("#vs-phone", number.translate(full_width))
     await page.click("#vs-send")
     await expect(page.locator("#vs-sms-err")).to_have_text("验证码已发送，请注意查收")
     await expect(page.locator("#vs-send")).to_be_disabled()
@@ -293,7 +296,7 @@ async def test_sms_sign_in_then_vote(
     await page.fill("#vs-code", "000000" if code != "000000" else "111111")
     await page.click("#vs-sms-form button[type=submit]")
     await expect(page.locator("#vs-sms-err")).to_have_text("验证码错误或已过期")
-    await page.fill("#vs-code", code)
+    await page.fill("#vs-code", code.translate(full_width))
     await page.click("#vs-sms-form button[type=submit]")
     await expect(sheet).to_be_hidden()
     await expect(page.locator("#vs-toast")).to_have_text("投票成功！今日还可投 4 票")
@@ -303,6 +306,25 @@ async def test_sms_sign_in_then_vote(
     await expect(page.locator("#vs-toast")).to_have_text("投票成功！今日还可投 3 票")
     await expect(sheet).to_be_hidden()
     assert service.votes(cid)["c001"] == 1 and service.votes(cid)["c002"] == 1
+    assert problems.messages == []
+
+
+async def test_a_second_new_voter_from_a_capped_address_is_told_to_wait(
+    service: Service, phone: BrowserContext, problems: Problems
+) -> None:
+    cid = service.create_campaign(rules={"ip_per_minute": 1})["id"]
+    page = await open_page(phone, problems, f"{service.url}/c/{cid}")
+    await page.click("button[data-vote=c001]")
+    await expect(page.locator("#vs-toast")).to_have_text("投票成功！今日还可投 4 票")
+    # the same phone without its token (cleared storage): minting another one waits a minute
+    await page.evaluate("localStorage.clear()")
+    await phone.clear_cookies()
+    await page.reload()
+    await page.click("button[data-vote=c002]")
+    await expect(page.locator("#vs-toast")).to_have_text(
+        re.compile(r"^当前网络新用户太多，请 [0-9]+ 秒后再试$"))
+    await expect(page.locator("button[data-vote=c002]")).to_be_enabled()
+    assert service.votes(cid).get("c002", 0) == 0
     assert problems.messages == []
 
 

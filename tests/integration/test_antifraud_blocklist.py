@@ -14,6 +14,7 @@ from tests.integration.antifraud_support import (
     VOTES,
     clients,
     eventually,
+    issued,
     new_voter,
     problem_code,
     redis_totals,
@@ -83,13 +84,15 @@ async def test_network_blocks_cover_their_cidr_only(h: Harness) -> None:
     await block(h, kind="ip", value="2001:db8:5::/48")
     async with clients(h, ["198.51.100.9", "198.51.101.9", "2001:db8:5:1::1"]) as (
             inside, outside, v6):
-        r = await vote(inside, await new_voter(inside), "c001")
+        r = await vote(inside, issued(h), "c001")
         assert (r.status_code, problem_code(r)) == (403, "blocked")
+        r = await inside.post("/api/v1/campaigns/t2026/voter")
+        assert (r.status_code, problem_code(r)) == (403, "blocked"), "no new tokens either"
         assert (await vote(outside, await new_voter(outside), "c001")).status_code == 200
         r = await vote(inside, await new_voter(inside, "other"), "c001", cid="other")
         assert r.status_code == 200, "the /24 block was for t2026 only"
         for cid in ("t2026", "other"):
-            r = await vote(v6, await new_voter(v6, cid), "c001", cid=cid)
+            r = await vote(v6, issued(h, cid), "c001", cid=cid)
             assert (r.status_code, problem_code(r)) == (403, "blocked")
     assert (await redis_totals(h)) == {"c001": 1}
 
@@ -164,8 +167,8 @@ async def test_200_concurrent_votes_of_a_blocked_voter_and_network_all_fail(h: H
 
 async def test_spoofed_forwarded_for_neither_evades_nor_causes_a_block(h: Harness) -> None:
     await h.create_campaign(rules=NO_LIMITS)
-    await block(h, kind="ip", value="203.0.113.7")  # the test client's real address
     token = await h.voter()
+    await block(h, kind="ip", value="203.0.113.7")  # the test client's real address
     r = await h.client.post(VOTES, json={"candidate_id": "c001"}, headers={
         "X-Voter-Token": token, "X-Forwarded-For": "192.0.2.1"})
     assert (r.status_code, problem_code(r)) == (403, "blocked")
@@ -224,6 +227,6 @@ async def test_blocks_come_back_when_redis_was_emptied(
         r = await vote(client, token, "c001")
         assert (r.status_code, problem_code(r)) == (403, "blocked")
         async with client_for(fresh, ip="198.51.100.5") as farm:
-            r = await vote(farm, await new_voter(farm), "c001")
+            r = await vote(farm, issued(h), "c001")
             assert (r.status_code, problem_code(r)) == (403, "blocked")
         assert (await vote(client, await new_voter(client), "c001")).status_code == 200

@@ -21,6 +21,7 @@ from tests.integration.antifraud_support import (
     svc,
     vote,
 )
+from tests.integration.antifraud_support import issued as token_for
 from voting_service.fraud import challenge
 from voting_service.models import Rules
 from voting_service.settings import Settings
@@ -152,7 +153,7 @@ async def test_adaptive_difficulty_rises_as_the_address_nears_its_cap(harness: H
     await harness.create_campaign(rules={
         **NO_LIMITS, "challenge": "adaptive", "challenge_max_number": 200, "ip_per_day": 10,
         "soft_limit_percent": 50, "votes_per_day": 1})
-    tokens = [await harness.voter() for _ in range(12)]
+    tokens = [token_for(harness) for _ in range(12)]
     early = await proof_for(harness.client, tokens[0])  # issued while the address is quiet
     levels: list[int] = []
     for token in tokens[1:8]:
@@ -183,7 +184,7 @@ async def test_fetching_challenges_uses_none_of_the_address_votes(harness: Harne
     await harness.create_campaign(rules={
         **NO_LIMITS, "challenge": "adaptive", "challenge_max_number": 100, "ip_per_day": 3,
         "votes_per_day": 1})
-    tokens = [await harness.voter() for _ in range(4)]
+    tokens = [token_for(harness) for _ in range(4)]
     for _ in range(30):
         r = await harness.client.get(CHALLENGE, headers={"X-Voter-Token": tokens[0]})
         assert r.status_code == 200 and r.json()["maxnumber"] == 100

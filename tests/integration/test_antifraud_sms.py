@@ -15,7 +15,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import Backend, Harness, client_for
+from tests.conftest import ADMIN, Backend, Harness, client_for
 from tests.integration.antifraud_support import (
     CID,
     NO_LIMITS,
@@ -27,6 +27,7 @@ from tests.integration.antifraud_support import (
     vote,
 )
 from voting_service.app import create_app
+from voting_service.errors import TooManyCodeChecks, TooManyCodes
 from voting_service.fraud import sms
 from voting_service.settings import Secret, Settings
 from voting_service.vote import identity, keys, store
@@ -142,7 +143,10 @@ async def test_200_concurrent_guesses_get_exactly_five_tries(
     assert (await start(harness.client)).status_code == 202
     [code] = codes_printed(capsys)
     guesses = [f"{(int(code) + 1 + i) % 10**6:06d}" for i in range(200)]
-    responses = await asyncio.gather(*(verify(harness.client, g) for g in guesses))
+    # from 200 addresses (one address may check only so many codes a minute)
+    async with clients(harness, [f"198.51.{i // 100}.{i % 100 + 1}" for i in range(200)]) as farm:
+        responses = await asyncio.gather(*(verify(c, g) for c, g in zip(farm, guesses,
+                                                                         strict=True)))
     assert {(r.status_code, problem_code(r)) for r in responses} == {(400, "invalid_code")}
     counted = sorted(r.json()["tries_left"] for r in responses
                      if "request a new one" not in r.json()["detail"])
@@ -278,3 +282,65 @@ async def test_a_failing_gateway_is_a_503_and_leaves_no_code(
             [(body, _)] = state.received
             r = await verify(client, body["code"])
             assert (r.status_code, problem_code(r)) == (400, "invalid_code")
+
+
+# --- limits across campaigns, on code checks, in their own words --------------------------
+
+
+async def test_an_address_gets_its_send_allowance_once_across_campaigns(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for cid in (CID, "s2", "s3"):
+        await harness.create_campaign(id=cid, rules=SMS_ONLY)
+    async with clients(harness, ["198.51.100.20"]) as (client,):
+        responses = await asyncio.gather(*(
+            client.post(START, json={"phone": f"139{i:08d}", "campaign_id": cid})
+            for i in range(15) for cid in (CID, "s2", "s3")))
+    assert [r.status_code for r in responses].count(202) == sms.ADDRESS_PER_MINUTE
+    assert len(codes_printed(capsys)) == sms.ADDRESS_PER_MINUTE
+    for r in responses:
+        if r.status_code != 202:
+            assert (r.status_code, problem_code(r)) == (429, "rate_limited")
+            assert r.json()["title"] == TooManyCodes.title
+            assert "votes" not in r.json()["title"]
+            assert 1 <= int(r.headers["retry-after"]) <= 60
+    # a neighbour of the same /24 has its own address allowance, within the network's
+    async with clients(harness, ["198.51.100.21"]) as (neighbour,):
+        r = await start(neighbour, "13700000000")
+        assert r.status_code == 202, r.text
+
+
+async def test_code_checks_are_limited_per_address_across_campaigns(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for cid in (CID, "s2"):
+        await harness.create_campaign(id=cid, rules=SMS_ONLY)
+    async with clients(harness, ["198.51.100.30"]) as (guesser,):
+        responses = await asyncio.gather(*(
+            guesser.post(VERIFY, json={"phone": f"139{i:08d}", "code": f"{i:06d}",
+                                       "campaign_id": (CID, "s2")[i % 2]})
+            for i in range(200)))
+        checked = [r for r in responses if r.status_code == 400]
+        assert len(checked) == sms.CHECKS_ADDRESS_PER_MINUTE
+        assert {problem_code(r) for r in checked} == {"invalid_code"}
+        for r in responses:
+            if r.status_code != 400:
+                assert (r.status_code, problem_code(r)) == (429, "rate_limited")
+                assert r.json()["title"] == TooManyCodeChecks.title
+                assert 1 <= int(r.headers["retry-after"]) <= 60
+        # a right code from that address waits too: the limit is the address's, not the code's
+        assert (await start(harness.client)).status_code == 202
+        [code] = codes_printed(capsys)
+        r = await verify(guesser, code)
+        assert (r.status_code, problem_code(r)) == (429, "rate_limited")
+    r = await verify(harness.client, code)
+    assert r.status_code == 200, "the code was not spent by the refused check"
+
+
+async def test_a_blocked_address_checks_no_codes(harness: Harness) -> None:
+    await harness.create_campaign(rules=SMS_ONLY)
+    r = await harness.client.post("/api/v1/admin/blocklist", headers=ADMIN, json={
+        "kind": "ip", "value": "203.0.113.0/24", "reason": "刷票"})
+    assert r.status_code == 201, r.text
+    for r in (await start(harness.client), await verify(harness.client, "123456")):
+        assert (r.status_code, problem_code(r)) == (403, "blocked")

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import AsyncIterator
 
+import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import ADMIN, Harness
+from tests.conftest import ADMIN, Backend, Harness, client_for, make_settings
+from voting_service.app import create_app
+from voting_service.vote import store
 from voting_service.web.security import API_CSP, SecurityMiddleware, normalize_origin
 
 LISTED = "https://news.example.com"
@@ -173,3 +177,58 @@ async def test_state_changing_requests_must_be_same_origin(
 ])
 def test_normalize_origin(raw: str, expected: str | None) -> None:
     assert normalize_origin(raw) == expected
+
+
+# --- Secure cookies behind a TLS-terminating proxy -------------------------------------
+
+
+@pytest.fixture
+async def behind_tls_proxy(
+    backend: Backend, pg_url: str, redis: store.AnyRedis, pg: asyncpg.Connection
+) -> AsyncIterator[Harness]:
+    """The app behind a trusted proxy (the test client's peer) that terminates TLS."""
+    settings = make_settings(
+        backend, pg_url, trusted_proxies=(ipaddress.ip_network("203.0.113.0/24"),))
+    app = create_app(settings)
+    async with app.router.lifespan_context(app), client_for(app) as client:
+        yield Harness(app, client, settings, redis, pg)
+
+
+def _voter_cookie(r: httpx.Response) -> str:
+    [cookie] = [v for k, v in r.headers.multi_items() if k == "set-cookie"]
+    assert cookie.startswith("vs_voter_t2026="), cookie
+    return cookie.lower()
+
+
+async def test_cookies_are_secure_when_a_trusted_proxy_says_https(
+    behind_tls_proxy: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    h = behind_tls_proxy
+    await h.create_campaign(rules={"identity": ["anonymous", "sms"]})
+    voter = "/api/v1/campaigns/t2026/voter"
+    for proto, secure in (("https", True), ("HTTPS", True), ("http", False),
+                          ("https, http", False), ("http, https", True), (None, False)):
+        headers = {"X-Forwarded-Proto": proto} if proto else {}
+        cookie = _voter_cookie(await h.client.post(voter, headers=headers))
+        assert ("; secure" in cookie) is secure, (proto, cookie)
+        assert "; httponly" in cookie and "samesite=lax" in cookie
+    # the SMS sign-in's cookie follows the same rule
+    start = await h.client.post("/api/v1/auth/sms/start",
+                                json={"phone": "13800138000", "campaign_id": "t2026"})
+    assert start.status_code == 202, start.text
+    [code] = re.findall(r"\(code ([0-9]{6})\)", capsys.readouterr().out)
+    r = await h.client.post("/api/v1/auth/sms/verify", headers={"X-Forwarded-Proto": "https"},
+                            json={"phone": "13800138000", "code": code, "campaign_id": "t2026"})
+    assert r.status_code == 200, r.text
+    assert "; secure" in _voter_cookie(r)
+
+
+async def test_forwarded_proto_from_an_untrusted_peer_sets_no_secure(harness: Harness) -> None:
+    await harness.create_campaign()
+    r = await harness.client.post("/api/v1/campaigns/t2026/voter",
+                                  headers={"X-Forwarded-Proto": "https"})
+    assert "; secure" not in _voter_cookie(r)
+    transport = httpx.ASGITransport(app=harness.app, client=("203.0.113.7", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as tls:
+        r = await tls.post("/api/v1/campaigns/t2026/voter")
+    assert "; secure" in _voter_cookie(r), "a TLS socket is https without any proxy"

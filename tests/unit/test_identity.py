@@ -274,3 +274,34 @@ def test_missing_or_bad_peer() -> None:
 def test_voter_id_of_a_lone_surrogate_subject_hashes() -> None:
     first = voter_id("pepper", "partner", "ch:\ud800")
     assert len(first) == 32 and first != voter_id("pepper", "partner", "ch:\ud801")
+
+
+# --- IPv4-mapped addresses are IPv4 ----------------------------------------------------
+
+
+def test_ipv4_mapped_peers_and_hops_are_unmapped() -> None:
+    assert client_ip("::ffff:198.51.100.7", None, ()) == "198.51.100.7"
+    assert client_ip("::FFFF:c633:6407", None, PROXIES) == "198.51.100.7"
+    # a mapped proxy is still the trusted IPv4 proxy, and a mapped hop is its IPv4 client
+    assert client_ip("::ffff:10.0.0.1", "::ffff:198.51.100.1", PROXIES) == "198.51.100.1"
+    assert client_ip("10.0.0.1", "::ffff:10.0.0.9, 10.0.0.2", PROXIES) == "10.0.0.9"
+    assert client_ip("fe80::1%eth0", None, ()) == "fe80::1"
+
+
+def test_the_same_client_has_one_set_of_prefixes_mapped_or_not() -> None:
+    from voting_service.vote.identity import ip_prefixes, network_prefixes
+
+    assert ip_prefixes("::ffff:198.51.100.7") == ["198.51.100.7/32", "198.51.100.0/24"]
+    assert network_prefixes("::ffff:198.51.100.7") == ("198.51.100.7/32", "198.51.100.0/24")
+    assert ip_prefixes("2001:db8::1") == ["2001:db8::/64", "2001:db8::/48"]
+
+
+def test_mapped_networks_are_ipv4_networks() -> None:
+    from voting_service.vote.identity import address, network
+
+    assert network("::ffff:198.51.100.0/120") == ipaddress.ip_network("198.51.100.0/24")
+    assert network(" ::ffff:198.51.100.9 ") == ipaddress.ip_network("198.51.100.9/32")
+    assert network("2001:db8::/32") == ipaddress.ip_network("2001:db8::/32")
+    assert address("::ffff:192.0.2.1") == ipaddress.ip_address("192.0.2.1")
+    with pytest.raises(ValueError):
+        address("１９２.0.2.1")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import ipaddress
 import logging
 import time
 from collections.abc import Iterable
@@ -25,7 +24,7 @@ import msgspec
 from ..errors import Blocked, InvalidRequest
 from ..ledger import db
 from ..models import BlockIn
-from ..vote import keys
+from ..vote import identity, keys
 from ..vote.store import AnyRedis
 
 log = logging.getLogger(__name__)
@@ -49,7 +48,7 @@ def normalize(kind: str, value: str) -> str:
             raise InvalidRequest("a voter id is 32 lowercase hex digits")
         return value
     try:
-        net = ipaddress.ip_network(value, strict=False)
+        net = identity.network(value)
     except ValueError as exc:
         raise InvalidRequest(f"not an IP address or CIDR: {value!r}") from exc
     if net.prefixlen < MIN_PREFIX[net.version]:
@@ -79,7 +78,7 @@ class NetworkBlocks:
         nets: dict[str, dict[tuple[int, int], dict[int, float]]] = {}
         for e in entries:
             try:
-                net = ipaddress.ip_network(str(e["net"]), strict=False)
+                net = identity.network(str(e["net"]))
             except ValueError:
                 log.error("unreadable blocked network %r", e)
                 continue
@@ -97,7 +96,7 @@ class NetworkBlocks:
         if not self._nets:
             return False
         try:
-            addr = ipaddress.ip_address(ip)
+            addr = identity.address(ip)
         except ValueError:
             return False
         value, bits = int(addr), addr.max_prefixlen

@@ -29,6 +29,7 @@ from typing import Any, Final, cast
 import msgspec
 from altcha import v1 as altcha
 
+from .. import digits
 from ..errors import ChallengeFailed
 from ..models import MAX_LEVEL, Rules
 
@@ -164,7 +165,7 @@ def _salt_params(salt: str) -> dict[str, str] | None:
         if not values or len(values) != 1:
             return None
         out[name] = values[0]
-    if not (out["expires"].isdigit() and out["l"].isdigit()):
+    if not (digits.is_number(out["expires"]) and digits.is_number(out["l"])):
         return None
     return out
 

@@ -25,7 +25,6 @@ Invalidated votes do not give voters their daily votes back.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import json
 import logging
 from collections import Counter, defaultdict
@@ -41,7 +40,7 @@ from ..ledger import batch, db, marks, publication
 from ..ledger.batch import Batch
 from ..models import InvalidationIn
 from ..settings import IPNetwork
-from ..vote import keys, scripts
+from ..vote import identity, keys, scripts
 from ..vote.store import AnyRedis
 
 log = logging.getLogger(__name__)
@@ -86,7 +85,7 @@ class Criteria:
         network = None
         if body.ip is not None:
             try:
-                network = ipaddress.ip_network(body.ip.strip(), strict=False)
+                network = identity.network(body.ip)
             except ValueError as exc:
                 raise InvalidRequest(f"ip is not an address or CIDR: {body.ip!r}") from exc
         cutoff = now if body.until is None else min(body.until, now)

@@ -1,16 +1,17 @@
 """SMS one-time codes: a phone number → a voter token, the number itself stored nowhere.
 
-``start`` checks the number (mainland China mobile), meters sends per phone and per network
-(``ip_limit.lua`` on their own keys), stores a keyed hash of a fresh 6-digit code in Redis
-for five minutes and hands the code to the sender. ``verify`` checks the typed code in
-``sms_verify.lua``: five wrong tries burn it, a right one is used once. The voter id is
-``HMAC(pepper, "sms:" number)``; Redis keys carry an HMAC of the number, too.
+``start`` checks the number (mainland China mobile, in one ASCII form), meters sends per
+phone, then per address and network across every campaign (``ip_limit.lua`` on their own
+keys), stores a keyed hash of a fresh 6-digit code in Redis for five minutes and hands the
+code to the sender. ``verify`` meters code checks per address and network, then checks the
+typed code in ``sms_verify.lua``: five wrong tries burn it, a right one is used once. The
+voter id is ``HMAC(pepper, "sms:" number)``; Redis keys carry an HMAC of the number, too.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import datetime as dt
 import hashlib
 import hmac
 import logging
@@ -18,13 +19,23 @@ import re
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 import httpx
 from redis.exceptions import RedisError
 
-from ..errors import InvalidCode, InvalidRequest, RateLimited, Unavailable
+from .. import digits
+from ..errors import (
+    InvalidCode,
+    InvalidRequest,
+    RateLimited,
+    TooManyCodeChecks,
+    TooManyCodes,
+    Unavailable,
+)
 from ..settings import Settings
 from ..vote import identity, keys, scripts
 from ..vote.pipeline import Pipeline
@@ -39,18 +50,30 @@ PHONE_PER_MINUTE, PHONE_PER_DAY = 1, 10
 """Codes one phone may be sent: one a minute (the "resend" button), ten a day."""
 ADDRESS_PER_MINUTE, ADDRESS_PER_DAY = 10, 100
 NETWORK_PER_MINUTE, NETWORK_PER_DAY = 60, 2000
-"""Codes requested from one address (/32, IPv6 /64) and one network (/24, IPv6 /48)."""
+"""Codes requested from one address (/32, IPv6 /64) and one network (/24, IPv6 /48), counted
+across every campaign: a farm of numbers gets no more codes by spreading over campaigns."""
+CHECKS_ADDRESS_PER_MINUTE, CHECKS_ADDRESS_PER_DAY = 30, 300
+CHECKS_NETWORK_PER_MINUTE, CHECKS_NETWORK_PER_DAY = 300, 3000
+"""Codes checked (``verify``) from one address and one network, across campaigns: each code
+allows five tries, so these leave room for every code an address may be sent, and stop a
+guesser walking through the numbers it holds."""
+ZONE = ZoneInfo("Asia/Shanghai")
+"""The SMS meters' calendar day: one for every campaign (they are counted across campaigns),
+that of the mainland China numbers they meter."""
 
-_PHONE = re.compile(r"1[3-9]\d{9}")
+_PHONE = re.compile(r"1[3-9][0-9]{9}")
+_CODE = re.compile(r"[0-9]{6}")
 _SEPARATORS = re.compile(r"[\s\-()]")
 
 
 def normalize_phone(raw: str) -> str:
-    """A mainland China mobile number as 11 digits, or ``InvalidRequest``.
+    """A mainland China mobile number as 11 ASCII digits, or ``InvalidRequest``.
 
-    Accepts ``13812345678``, ``+86 138-1234-5678``, ``0086 13812345678``, ``86 138…``.
+    Accepts ``13812345678``, ``+86 138-1234-5678``, ``0086 13812345678``, ``86 138…``, and
+    the same typed in full-width (``１３８…``): NFKC first, so each handset has one form —
+    before it is keyed, hashed into a voter id or sent. Other scripts' digits are refused.
     """
-    number = _SEPARATORS.sub("", raw)
+    number = _SEPARATORS.sub("", digits.fold(raw))
     for prefix in ("+86", "0086", "86"):
         if number.startswith(prefix) and len(number) == len(prefix) + 11:
             number = number[len(prefix):]
@@ -125,23 +148,40 @@ class Sent:
     resend_after: int
 
 
-async def _meter(
-    batcher: Pipeline, limits: list[tuple[list[str], int, int]], day: Day, now: float
-) -> int:
-    """Run every ``(keys, per minute, per day)`` meter in one batch; the longest wait, ms."""
+def sms_day(now: float) -> Day:
+    """The local day of ``ZONE``: what every SMS meter's day counter is keyed by."""
+    local = dt.datetime.fromtimestamp(now, ZONE)
+    midnight = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(), ZONE)
+    return Day(local.date().isoformat(), int(midnight.timestamp()) + 86400,
+               midnight.timestamp())
+
+
+Meter = tuple[list[str], list[int]]
+"""One ``ip_limit.lua`` call: its keys (two a level) and each level's per minute, per day."""
+
+
+async def _meter(batcher: Pipeline, meters: list[Meter], day: Day, now: float,
+                 refused: type[RateLimited]) -> None:
+    """Run the meters in turn; ``refused`` (with ``Retry-After``) at the first that says no.
+    In turn, not at once: a request the phone's meter refuses (a resend too soon) uses none
+    of its address's allowance. Each meter is all or nothing in itself."""
     script = scripts.ip_limit()
-    futures = [batcher.call(script, ks, [day.expire_at, 0, per_min, per_day])
-               for ks, per_min, per_day in limits]
-    results = await asyncio.gather(*futures, return_exceptions=True)
-    wait_ms = 0
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-        allowed, retry_ms, _, _ = (int(x) for x in result)
+    for script_keys, limits in meters:
+        result = await batcher.call(script, script_keys, [day.expire_at, 0, *limits])
+        allowed, retry_ms = int(result[0]), int(result[1])
         if not allowed:
-            until_midnight = int((day.ends_at - now) * 1000)
-            wait_ms = max(wait_ms, until_midnight if retry_ms < 0 else retry_ms)
-    return wait_ms
+            wait_ms = int((day.ends_at - now) * 1000) if retry_ms < 0 else retry_ms
+            raise refused(headers={"Retry-After": str(max(1, -(-wait_ms // 1000)))})
+
+
+def _address_meter(ip: str, rate: Callable[[str, str | None], str],
+                   daily: Callable[[str, str, str | None], str], day: str,
+                   limits: list[int]) -> Meter:
+    """The address's and its network's levels in one call (all or nothing), under the
+    network's tag, as votes are metered."""
+    host, net = identity.network_prefixes(ip)
+    return ([rate(host, net), daily(host, day, net), rate(net, net), daily(net, day, net)],
+            limits)
 
 
 async def start(
@@ -150,20 +190,14 @@ async def start(
 ) -> Sent:
     phone = normalize_phone(raw_phone)
     now = time.time()
-    day = campaign.day(now)
+    day = sms_day(now)
     pid = phone_key_id(pepper, phone)
-    host, net = identity.ip_prefixes(ip)
     cid = campaign.id
-    wait_ms = await _meter(batcher, [
-        ([keys.sms_rate(pid), keys.sms_day(pid, day.date)], PHONE_PER_MINUTE, PHONE_PER_DAY),
-        ([keys.ip_sms_rate(cid, host), keys.ip_sms_day(cid, host, day.date)],
-         ADDRESS_PER_MINUTE, ADDRESS_PER_DAY),
-        ([keys.ip_sms_rate(cid, net), keys.ip_sms_day(cid, net, day.date)],
-         NETWORK_PER_MINUTE, NETWORK_PER_DAY),
-    ], day, now)
-    if wait_ms:
-        raise RateLimited("too many codes requested; try again later",
-                          headers={"Retry-After": str(max(1, -(-wait_ms // 1000)))})
+    await _meter(batcher, [
+        ([keys.sms_rate(pid), keys.sms_day(pid, day.date)], [PHONE_PER_MINUTE, PHONE_PER_DAY]),
+        _address_meter(ip, keys.sms_ip_rate, keys.sms_ip_day, day.date, [
+            ADDRESS_PER_MINUTE, ADDRESS_PER_DAY, NETWORK_PER_MINUTE, NETWORK_PER_DAY]),
+    ], day, now, TooManyCodes)
     code = f"{secrets.randbelow(10**6):06d}"
     digest = code_digest(pepper, cid, pid, code)
     try:  # a new code replaces the last one, with fresh tries
@@ -180,16 +214,27 @@ async def start(
 
 
 async def verify(
-    batcher: Pipeline, pepper: str, campaign: LiveCampaign, raw_phone: str, code: str
+    batcher: Pipeline, pepper: str, campaign: LiveCampaign, raw_phone: str, code: str, ip: str
 ) -> str:
-    """The voter id of the phone when ``code`` is its current code; else ``InvalidCode``."""
+    """The voter id of the phone when ``code`` is its current code; else ``InvalidCode``.
+    Each check counts against the address's and its network's check limits first."""
     phone = normalize_phone(raw_phone)
-    if not re.fullmatch(r"\d{6}", code.strip()):
+    typed = digits.fold(code).strip()
+    if digits.foreign_digits(typed):
+        raise InvalidRequest("the code is written with the ASCII digits 0-9")
+    if not _CODE.fullmatch(typed):
         raise InvalidCode("the code is 6 digits")
+    now = time.time()
+    day = sms_day(now)
+    await _meter(batcher, [
+        _address_meter(ip, keys.sms_check_rate, keys.sms_check_day, day.date, [
+            CHECKS_ADDRESS_PER_MINUTE, CHECKS_ADDRESS_PER_DAY,
+            CHECKS_NETWORK_PER_MINUTE, CHECKS_NETWORK_PER_DAY]),
+    ], day, now, TooManyCodeChecks)
     pid = phone_key_id(pepper, phone)
     status, left = await batcher.call(
         scripts.load("sms_verify"), [keys.sms_code(pid)],
-        [code_digest(pepper, campaign.id, pid, code.strip()), MAX_TRIES],
+        [code_digest(pepper, campaign.id, pid, typed), MAX_TRIES],
     )
     if int(status) == 0:
         return identity.voter_id(pepper, "sms", phone)

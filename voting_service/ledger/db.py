@@ -30,7 +30,7 @@ async def connect_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> as
 def migration_files() -> list[tuple[int, str, str]]:
     found = []
     for entry in resources.files("voting_service.ledger.migrations").iterdir():
-        match = re.fullmatch(r"(\d{4})_(\w+)\.sql", entry.name)
+        match = re.fullmatch(r"([0-9]{4})_([a-z0-9_]+)\.sql", entry.name)
         if match:
             found.append((int(match[1]), match[2], entry.read_text("utf-8")))
     return sorted(found)

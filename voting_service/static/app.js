@@ -140,9 +140,7 @@
     var token = sget(tokenKey);
     if (token) return token;
     if (C.identity.indexOf("anonymous") >= 0) {
-      var r = await send("POST", api + "/voter", undefined, {}, card);
-      if (r.status !== 201 || !r.body.token) throw r;
-      token = r.body.token;
+      token = await mintToken(card);
     } else if (C.identity.indexOf("sms") >= 0) {
       token = await smsFlow(card);
     } else {
@@ -150,6 +148,28 @@
     }
     sset(tokenKey, token);
     return token;
+  }
+
+  /* A new anonymous token costs the address what a vote costs: when the campaign asks for a
+     proof of work, solve the address's minting challenge first (once more if it was spent or
+     the network got busier meanwhile). */
+  async function mintToken(card) {
+    var withProof = C.challenge !== "off", r;
+    for (var i = 0; i < 2; i++) {
+      var body = withProof ? { proof: await proofFrom(api + "/challenge?for=voter", {}, card) } : undefined;
+      r = await send("POST", api + "/voter", body, {}, card);
+      if (r.status === 201 && r.body.token) return r.body.token;
+      if (r.status !== 403 || r.body.code !== "challenge_failed") break;
+      withProof = true;
+    }
+    if (r.status === 429) throw { msg: fmt(T.voter_rate, { s: r.wait || 60 }) };
+    throw r;
+  }
+
+  /* What the citizen typed, in one form: full-width digits (a Chinese IME) become ASCII. */
+  function typed(el) {
+    var v = el.value.normalize ? el.value.normalize("NFKC") : el.value;
+    return v.replace(/[\s-]/g, "");
   }
 
   /* SMS one-time code: resolves with a voter token, rejects when cancelled. */
@@ -173,12 +193,12 @@
         fn(v);
       }
       function fail(text) { err.className = "err"; err.textContent = text; }
-      function valid() { var ok = /^1[3-9]\d{9}$/.test(phone.value.replace(/[\s-]/g, "")); if (!ok) { fail(T.bad_phone); phone.focus(); } return ok; }
+      function valid() { var ok = /^(\+?86)?1[3-9][0-9]{9}$/.test(typed(phone)); if (!ok) { fail(T.bad_phone); phone.focus(); } return ok; }
       sendBtn.onclick = async function () {
         if (!valid()) return;
         sendBtn.disabled = true;
-        var r = await req("POST", "/api/v1/auth/sms/start", { phone: phone.value.replace(/[\s-]/g, ""), campaign_id: C.cid }).catch(function () { return { status: 0, body: {} }; });
-        if (r.status >= 300) { sendBtn.disabled = false; fail(r.status === 429 ? fmt(T.rate, { s: r.wait || 60 }) : r.status === 400 ? T.bad_phone : T.generic); return; }
+        var r = await req("POST", "/api/v1/auth/sms/start", { phone: typed(phone), campaign_id: C.cid }).catch(function () { return { status: 0, body: {} }; });
+        if (r.status >= 300) { sendBtn.disabled = false; fail(r.status === 429 ? fmt(T.sms_rate, { s: r.wait || 60 }) : r.status === 400 ? T.bad_phone : T.generic); return; }
         err.textContent = T.sms_sent;
         err.className = "err ok";
         code.focus();
@@ -192,9 +212,9 @@
       form.onsubmit = async function (e) {
         e.preventDefault();
         if (!valid()) return;
-        var r = await req("POST", "/api/v1/auth/sms/verify", { phone: phone.value.replace(/[\s-]/g, ""), code: code.value.trim(), campaign_id: C.cid }).catch(function () { return { status: 0, body: {} }; });
+        var r = await req("POST", "/api/v1/auth/sms/verify", { phone: typed(phone), code: typed(code), campaign_id: C.cid }).catch(function () { return { status: 0, body: {} }; });
         if (r.status < 300 && r.body.token) close(resolve, r.body.token);
-        else fail(r.status === 0 ? T.network : T.bad_code);
+        else fail(r.status === 0 ? T.network : r.status === 429 ? fmt(T.code_rate, { s: r.wait || 60 }) : T.bad_code);
       };
       $("#vs-cancel").onclick = function () { close(reject, { quiet: true }); };
       sheet.onkeydown = function (e) { if (e.key === "Escape") close(reject, { quiet: true }); };
@@ -221,7 +241,10 @@
     });
   }
   async function proof(token, card) {
-    var r = await send("GET", api + "/challenge", undefined, authHeaders(token), card);
+    return proofFrom(api + "/challenge", authHeaders(token), card);
+  }
+  async function proofFrom(url, headers, card) {
+    var r = await send("GET", url, undefined, headers, card);
     if (r.status !== 200) throw r;
     var ch = r.body, n = await solve(ch, card);
     return btoa(JSON.stringify({ algorithm: ch.algorithm, challenge: ch.challenge, number: n, salt: ch.salt, signature: ch.signature }));

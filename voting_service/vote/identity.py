@@ -89,13 +89,45 @@ class VoterTokens:
         return self.credential(token, campaign_id)[0]
 
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def address(text: str) -> IPAddress:
+    """An address in its one canonical form, or ``ValueError``.
+
+    ``::ffff:a.b.c.d`` (a dual-stack socket, a proxy's ``X-Forwarded-For``) is the IPv4
+    client ``a.b.c.d``: unmapped here, so limits, the blocklist and the ledger see one
+    address, not two. An IPv6 zone (``%eth0``) names a link, not a client: dropped.
+    """
+    addr = ipaddress.ip_address(text)
+    if addr.version == 6:
+        mapped = addr.ipv4_mapped
+        if mapped is not None:
+            return mapped
+        if addr.scope_id is not None:
+            return ipaddress.IPv6Address(addr.packed)
+    return addr
+
+
+def network(text: str) -> IPNetwork:
+    """An address or CIDR as a network, IPv4-mapped ones unmapped (``::ffff:a.b.c.0/120`` is
+    ``a.b.c.0/24``); ``ValueError`` when it is neither."""
+    net = ipaddress.ip_network(text.strip(), strict=False)
+    if net.version == 6 and net.prefixlen >= 96:
+        mapped = net.network_address.ipv4_mapped
+        if mapped is not None:
+            return ipaddress.IPv4Network(f"{mapped}/{net.prefixlen - 96}", strict=False)
+    return net
+
+
 def client_ip(peer: str | None, forwarded_for: str | None, trusted: Sequence[IPNetwork]) -> str:
     """The client's address: ``X-Forwarded-For`` is believed only from trusted proxies.
 
     Walks the header from the right, skipping trusted hops, and takes the first untrusted one.
+    Every hop is unmapped (``address``) before it is compared or returned.
     """
     try:
-        addr = ipaddress.ip_address(peer or "0.0.0.0")
+        addr = address(peer or "0.0.0.0")
     except ValueError:
         return "0.0.0.0"
     if not forwarded_for or not trusted:
@@ -104,7 +136,7 @@ def client_ip(peer: str | None, forwarded_for: str | None, trusted: Sequence[IPN
         if not any(addr in net for net in trusted):
             break
         try:
-            addr = ipaddress.ip_address(hop)
+            addr = address(hop)
         except ValueError:
             break
     return str(addr)
@@ -112,7 +144,7 @@ def client_ip(peer: str | None, forwarded_for: str | None, trusted: Sequence[IPN
 
 def ip_prefixes(ip: str) -> list[str]:
     """The networks an address is limited under: IPv4 /32 and /24, IPv6 /64 and /48."""
-    addr = ipaddress.ip_address(ip)
+    addr = address(ip)
     lengths = (32, 24) if addr.version == 4 else (64, 48)
     return [str(ipaddress.ip_network(f"{addr}/{n}", strict=False)) for n in lengths]
 

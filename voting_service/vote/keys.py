@@ -72,6 +72,21 @@ def ip_day(campaign_id: str, prefix: str, day: str, network: str | None = None) 
     return f"{ip_tag(campaign_id, network or prefix)}:d:{day}{_within(prefix, network)}"
 
 
+def mint_rate(campaign_id: str, prefix: str, network: str | None = None) -> str:
+    """Anonymous voter tokens minted by one address or network: GCRA state, beside (and shaped
+    like) the vote limits of the same prefix, so one ``ip_limit.lua`` call checks both levels."""
+    return f"{ip_tag(campaign_id, network or prefix)}:mint:gcra{_within(prefix, network)}"
+
+
+def mint_day(campaign_id: str, prefix: str, day: str, network: str | None = None) -> str:
+    return f"{ip_tag(campaign_id, network or prefix)}:mint:d:{day}{_within(prefix, network)}"
+
+
+def mint_spent(campaign_id: str, network: str, challenge_id: str) -> str:
+    """String: this minting proof of work was used; in the slot of the address's network."""
+    return f"{ip_tag(campaign_id, network)}:mint:pow:{challenge_id}"
+
+
 def challenge_spent(campaign_id: str, shard: int, challenge_id: str) -> str:
     """String: this proof-of-work challenge was used; in the voter's slot, as cast_vote needs."""
     return f"{group_tag(campaign_id, shard)}:pow:{challenge_id}"
@@ -82,13 +97,28 @@ def invalidation_applied(campaign_id: str, shard: int, invalidation_id: int) -> 
     return f"{group_tag(campaign_id, shard)}:inv:{invalidation_id}"
 
 
-def ip_sms_rate(campaign_id: str, prefix: str) -> str:
-    """SMS code sends from one network prefix: GCRA state (same slot as the vote limits)."""
-    return f"{ip_tag(campaign_id, prefix)}:sms:gcra"
+def sms_ip_tag(network: str) -> str:
+    """Tag of an address's and its network's SMS meters: no campaign in it, so that sends
+    and code checks are counted across every campaign (one handset farm, one allowance)."""
+    return f"{{smsip:{network}}}"
 
 
-def ip_sms_day(campaign_id: str, prefix: str, day: str) -> str:
-    return f"{ip_tag(campaign_id, prefix)}:sms:d:{day}"
+def sms_ip_rate(prefix: str, network: str | None = None) -> str:
+    """SMS code sends from one address or network: GCRA state, under the network's tag."""
+    return f"{sms_ip_tag(network or prefix)}:gcra{_within(prefix, network)}"
+
+
+def sms_ip_day(prefix: str, day: str, network: str | None = None) -> str:
+    return f"{sms_ip_tag(network or prefix)}:d:{day}{_within(prefix, network)}"
+
+
+def sms_check_rate(prefix: str, network: str | None = None) -> str:
+    """SMS code checks (``/auth/sms/verify``) from one address or network: GCRA state."""
+    return f"{sms_ip_tag(network or prefix)}:check:gcra{_within(prefix, network)}"
+
+
+def sms_check_day(prefix: str, day: str, network: str | None = None) -> str:
+    return f"{sms_ip_tag(network or prefix)}:check:d:{day}{_within(prefix, network)}"
 
 
 def sms_tag(phone_id: str) -> str:

@@ -109,11 +109,19 @@ class Registry:
         self.campaigns: dict[str, LiveCampaign] = {}
         self._tallies: dict[str, _TallyCache] = {}
 
-    def get(self, campaign_id: str) -> LiveCampaign:
+    def get(self, campaign_id: str, *, drafts: bool = False) -> LiveCampaign:
+        """The campaign, as the public sees it: a ``draft`` is not found (its id may be
+        guessable, its candidates and rules are not published yet). Admin routes pass
+        ``drafts=True``."""
         live = self.campaigns.get(campaign_id)
-        if live is None:
+        if live is None or (live.c.status == "draft" and not drafts):
             raise CampaignNotFound(f"no campaign {campaign_id!r}")
         return live
+
+    def public(self, campaign_id: str | None) -> LiveCampaign | None:
+        """``get`` for callers that answer a missing campaign themselves (pages, photos)."""
+        live = self.campaigns.get(campaign_id or "")
+        return None if live is None or live.c.status == "draft" else live
 
     def has_channel(self, campaign_id: str, channel_id: str) -> bool:
         live = self.campaigns.get(campaign_id)

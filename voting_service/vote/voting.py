@@ -57,34 +57,36 @@ class Accepted:
 
 
 def _limit_call(
-    campaign: LiveCampaign, ip: str, now: float, peek: bool
+    campaign: LiveCampaign, ip: str, now: float, peek: bool, minting: bool = False,
 ) -> tuple[tuple[tuple[str, int, int], ...], list[str], list[Any]]:
     """The capped levels of an address and ``ip_limit.lua``'s KEYS and ARGV for them."""
     rules = campaign.c.rules
     day = campaign.day(now)
     levels, script_keys, args = _limit_keys(
         campaign.id, ip, day.date, day.expire_at, rules.ip_per_minute, rules.ip_per_day,
-        rules.net_per_minute, rules.net_per_day)
+        rules.net_per_minute, rules.net_per_day, minting)
     return levels, list(script_keys), [args[0], 1 if peek else 0, *args[1:]]
 
 
 @functools.lru_cache(maxsize=16384)
 def _limit_keys(
     campaign_id: str, ip: str, date: str, expire_at: int, ip_per_minute: int, ip_per_day: int,
-    net_per_minute: int, net_per_day: int,
+    net_per_minute: int, net_per_day: int, minting: bool = False,
 ) -> tuple[tuple[tuple[str, int, int], ...], tuple[str, ...], tuple[Any, ...]]:
     """The address's limits (IPv4 /32, IPv6 /64: one IPv6 client holds a whole /64) and
     its network's (IPv4 /24, IPv6 /48), those with a cap, with their keys and ARGV (without
     the peek flag, which ``_limit_call`` adds). Cached: a citizen's votes come in a row from
-    one address, and building the keys was a twentieth of a vote's CPU."""
+    one address, and building the keys was a twentieth of a vote's CPU. ``minting``: the
+    keys that count new anonymous voter tokens (``keys.mint_*``) instead of votes."""
+    rate_key, day_key = (keys.mint_rate, keys.mint_day) if minting else (keys.ip_rate, keys.ip_day)
     host, network = network_prefixes(ip)  # the network is the slot of every level
     levels = tuple(lv for lv in ((host, ip_per_minute, ip_per_day),
                                  (network, net_per_minute, net_per_day)) if lv[1] or lv[2])
     script_keys: list[str] = []
     args: list[Any] = [expire_at]
     for prefix, per_min, per_day in levels:
-        script_keys += [keys.ip_rate(campaign_id, prefix, network),
-                        keys.ip_day(campaign_id, prefix, date, network)]
+        script_keys += [rate_key(campaign_id, prefix, network),
+                        day_key(campaign_id, prefix, date, network)]
         args += [per_min, per_day]
     return levels, tuple(script_keys), tuple(args)
 
@@ -114,13 +116,14 @@ def _pressure(
 
 async def check_ip(
     redis: Pipeline, campaign: LiveCampaign, ip: str, now: float, *, peek: bool = False,
-    deadline: float | None = None,
+    deadline: float | None = None, minting: bool = False,
 ) -> float:
     """Count a vote against the address's and its network's limits, in one ``ip_limit.lua``
     call (the address's keys carry its network's hash tag); ``RateLimited`` past a hard cap.
     Returns the pressure: how full the fuller of the limits is, 1.0 = at the cap. ``peek``
-    counts nothing and refuses nothing."""
-    levels, script_keys, args = _limit_call(campaign, ip, now, peek)
+    counts nothing and refuses nothing. ``minting`` counts a new anonymous voter token
+    instead, against the same caps on keys of its own (``keys.mint_*``)."""
+    levels, script_keys, args = _limit_call(campaign, ip, now, peek, minting)
     if not levels:
         return 0.0
     reply = await redis.call(scripts.ip_limit(), script_keys, args, deadline)

@@ -166,7 +166,7 @@ async def rotate_channel_secret(request: Request) -> Response:
 async def list_channels(request: Request) -> Response:
     svc = services(request)
     authorize(request, svc.settings.admin_tokens, *READERS)
-    live = svc.registry.get(request.path_params["cid"])
+    live = svc.registry.get(request.path_params["cid"], drafts=True)
     return JSON(admin_view(live.c)["channels"])
 
 

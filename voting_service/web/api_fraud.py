@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .. import digits
 from ..errors import InvalidRequest, NotFound
 from ..fraud import blocklist, invalidation, suspicious
 from ..ledger import db
@@ -33,9 +34,10 @@ def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    value = digits.whole_number(raw)
+    if value is None or not low <= value <= high:
         raise InvalidRequest(f"{name} must be a whole number from {low} to {high}")
-    return int(raw)
+    return value
 
 
 async def add_block(request: Request) -> Response:
@@ -68,10 +70,11 @@ async def remove_block(request: Request) -> Response:
     svc = services(request)
     actor = authorize(request, svc.settings.admin_tokens, *ADMIN)
     raw = request.path_params["entry"]
-    if not raw.isdigit() or int(raw) >= 2**63:
+    entry_id = digits.whole_number(raw)
+    if entry_id is None or entry_id >= 2**63:
         raise NotFound()
     async with svc.db() as conn:
-        entry = await blocklist.remove(conn, svc.redis, svc.settings.shards, actor, int(raw))
+        entry = await blocklist.remove(conn, svc.redis, svc.settings.shards, actor, entry_id)
     if entry is None:
         raise NotFound("no such active blocklist entry")
     if entry["kind"] == "ip":
@@ -82,7 +85,7 @@ async def remove_block(request: Request) -> Response:
 async def get_suspicious(request: Request) -> Response:
     svc = services(request)
     authorize(request, svc.settings.admin_tokens, *READERS)
-    live = svc.registry.get(request.path_params["cid"])
+    live = svc.registry.get(request.path_params["cid"], drafts=True)
     now = dt.datetime.now(dt.UTC)
     until = min(_when(request, "until") or now, now)
     since = _when(request, "since") or until - dt.timedelta(hours=24)

@@ -103,7 +103,7 @@ async def patch_candidate(request: Request) -> Response:
         await db.audit(conn, actor, f"candidate.{body.status}", f"{cid}/{cand}",
                        msgspec.to_builtins(body))
     await _refresh(svc, cid)
-    live = svc.registry.get(cid)
+    live = svc.registry.get(cid, drafts=True)
     return JSON(msgspec.to_builtins(live.candidates[cand]))
 
 

@@ -10,17 +10,16 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from .. import digits
 from ..errors import (
     CandidateNotFound,
     Forbidden,
 )
 from ..services import Services, services
-from ..vote import identity
 from ..vote.registry import LiveCampaign
 from . import votes
 from .http import JSON
 from .live import LiveTallies
-from .votes import VOTER_COOKIE
 
 
 def campaign_view(live: LiveCampaign, now: float) -> dict[str, Any]:
@@ -81,6 +80,7 @@ async def list_candidates(request: Request) -> Response:
     live = svc.registry.get(request.path_params["cid"])
     q = request.query_params
     region, industry, text = q.get("region"), q.get("industry"), (q.get("q") or "").strip()
+    number = digits.fold(text)  # "１２" finds candidate 12, as on the page
     counts = await _counts(svc, live)
     out = []
     for cand in live.c.candidates:
@@ -88,7 +88,7 @@ async def list_candidates(request: Request) -> Response:
             continue
         if industry and cand.industry != industry:
             continue
-        if text and text not in cand.name and text != str(cand.number) and text != cand.id:
+        if text and text not in cand.name and number != str(cand.number) and text != cand.id:
             continue
         out.append(candidate_view(cand, None if counts is None else counts.get(cand.id, 0), False))
     return JSON({"campaign_id": live.id, "candidates": out})
@@ -148,20 +148,6 @@ def live_feeds(svc: Services) -> LiveTallies:
     return LiveTallies(snapshot)
 
 
-async def new_voter(request: Request) -> Response:
-    svc = services(request)
-    live = svc.registry.get(request.path_params["cid"])
-    if "anonymous" not in live.c.rules.identity:
-        raise Forbidden("this campaign does not accept anonymous voters")
-    token = svc.tokens.issue(live.id)
-    response = JSON({"token": token}, status_code=201)
-    response.set_cookie(
-        VOTER_COOKIE + live.id, token, max_age=identity.VOTER_TOKEN_MAX_AGE, httponly=True,
-        samesite="lax", secure=request.url.scheme == "https", path="/",
-    )
-    return response
-
-
 def resolve_voter(svc: Services, request: Request, live: LiveCampaign) -> tuple[str, str]:
     """The credential → ``(voter_id, channel from the credential or "")``, as for a vote."""
     voter, channel, _ = votes.credential(
@@ -181,5 +167,4 @@ routes = [
     Route("/api/v1/campaigns/{cid}/candidates/{candidate}", get_candidate),
     Route("/api/v1/campaigns/{cid}/tallies", get_tallies),
     Route("/api/v1/campaigns/{cid}/live", live_tallies),
-    Route("/api/v1/campaigns/{cid}/voter", new_voter, methods=["POST"]),
 ]

@@ -138,10 +138,12 @@ def avatar_svg(label: str, key: str) -> bytes:
 def photo_name(registry: Registry, path: str, campaign_id: str | None, stem: str) -> str | None:
     """The name to draw: the candidate whose ``photo_url`` is this path, else by id."""
     if campaign_id:
-        live = registry.campaigns.get(campaign_id)
+        live = registry.public(campaign_id)
         if live is not None and stem in live.candidates:
             return live.candidates[stem].name
     for live in registry.campaigns.values():
+        if registry.public(live.id) is None:
+            continue  # a draft's candidates are not published: no names from them
         for cand in live.c.candidates:
             if cand.photo_url == path:
                 return cand.name

@@ -7,11 +7,13 @@ config block, so the vote feedback speaks the same language as the page.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from typing import Literal
 
 Lang = Literal["zh", "en"]
 LANGS: tuple[Lang, ...] = ("zh", "en")
+_QVALUE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 MESSAGES: dict[Lang, dict[str, str]] = {
@@ -187,6 +189,9 @@ JS: dict[Lang, dict[str, str]] = {
         "ended": "投票已结束，感谢您的关注",
         "upcoming": "投票尚未开始，敬请期待",
         "rate": "操作太频繁，请 {s} 秒后再试",
+        "voter_rate": "当前网络新用户太多，请 {s} 秒后再试",
+        "sms_rate": "验证码发送太频繁，请 {s} 秒后再试",
+        "code_rate": "验证码尝试次数太多，请 {s} 秒后再试",
         "blocked": "当前账号或网络已被限制投票，如有疑问请联系主办方",
         "offline": "网络已断开，恢复连接后将自动重试",
         "network": "网络不稳定，投票没有送达，请稍后再试",
@@ -222,6 +227,9 @@ JS: dict[Lang, dict[str, str]] = {
         "ended": "Voting has ended. Thank you for your interest",
         "upcoming": "Voting has not started yet",
         "rate": "Too many votes from your network. Try again in {s} s",
+        "voter_rate": "Too many new voters from your network. Try again in {s} s",
+        "sms_rate": "Too many codes requested. Try again in {s} s",
+        "code_rate": "Too many code attempts. Try again in {s} s",
         "blocked": "Voting is blocked for this account or network. Please contact the organiser",
         "offline": "You are offline. The vote will be sent when you are back online",
         "network": "The network is unstable and the vote did not arrive. Please try again",
@@ -262,10 +270,9 @@ def pick(query_lang: str | None, accept_language: str | None) -> Lang:
         q = 1.0
         params = params.strip()
         if params.startswith("q="):
-            try:
-                q = float(params[2:])
-            except ValueError:
+            if _QVALUE.fullmatch(params[2:]) is None:  # RFC 9110 qvalue: ASCII, 0 to 1
                 continue
+            q = float(params[2:])
         candidate = (q, -position, primary)
         if q > 0 and (best is None or candidate > best):
             best = candidate

@@ -72,10 +72,18 @@ OPERATIONS: tuple[Op, ...] = (
        s.Tallies, errors=(400, 403, 404, 503)),
     Op("GET", f"{C}/live", "Server-Sent Events: a tallies event at most once a second",
        "public", None, errors=(400, 403, 404, 503), media=("text/event-stream",)),
-    Op("POST", f"{C}/voter", "An anonymous voter token (also set as a cookie)", "public",
-       s.VoterToken, status=201, errors=(400, 403, 404, 503)),
-    Op("GET", f"{C}/challenge", "A proof-of-work challenge for this voter", "voter",
-       s.Challenge, errors=(400, 401, 403, 404, 429, 503), security=VOTER),
+    Op("POST", f"{C}/voter",
+       "An anonymous voter token (also set as a cookie); counted against the address's and "
+       "network's caps; with a proof of work (from the challenge with for=voter) when the "
+       "campaign's challenge is on", "public",
+       s.VoterToken, status=201, body=models.VoterIn, body_required=False,
+       errors=(400, 403, 404, 413, 429, 503)),
+    Op("GET", f"{C}/challenge",
+       "A proof-of-work challenge for this voter; with for=voter, for this address to mint "
+       "an anonymous token (no credential then)", "voter",
+       s.Challenge, errors=(400, 401, 403, 404, 429, 503), security=VOTER,
+       params=(Param("for", {"type": "string", "enum": ["voter"]},
+                     description="voter: a challenge to mint a token, issued to the address"),)),
     Op("POST", f"{C}/votes", "Cast a vote (retry with the same vote_id after a 503)", "voter",
        s.VoteAccepted, body=models.VoteIn, errors=VOTE_ERRORS, security=VOTER),
     Op("POST", "/api/v1/auth/sms/start", "Send a one-time code to a phone", "voter",

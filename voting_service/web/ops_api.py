@@ -72,7 +72,7 @@ def _since(request: Request, now: int) -> int:
 async def live(request: Request) -> Response:
     """Totals, ranking, the seconds counted after ``?since=`` and health, for one poll."""
     svc, _ = await _session(request)
-    current_live = svc.registry.get(request.path_params["cid"])
+    current_live = svc.registry.get(request.path_params["cid"], drafts=True)
     cid = current_live.id
     now = int(time.time())
     since = _since(request, now)
@@ -119,7 +119,7 @@ def health_view(svc: Services, campaign_id: str) -> dict[str, Any] | None:
 async def set_status(request: Request) -> Response:
     """Pause or resume: published to every worker at once (each polls within a second)."""
     svc, session = await _session(request, write=True)
-    live = svc.registry.get(request.path_params["cid"])
+    live = svc.registry.get(request.path_params["cid"], drafts=True)
     body = await json_body(request, StatusIn, 256)
     wanted_from = {"paused": "open", "open": "paused"}[body.status]
     if live.c.status != wanted_from:
@@ -128,7 +128,7 @@ async def set_status(request: Request) -> Response:
     updated = await update_campaign(svc, session.actor, live.id,
                                     CampaignPatch(status=body.status), action=action)
     return JSON({"id": updated.id, "status": updated.status,
-                 "state": svc.registry.get(updated.id).state(time.time())})
+                 "state": svc.registry.get(updated.id, drafts=True).state(time.time())})
 
 
 SUSPICIOUS_FOR = 20.0
@@ -137,7 +137,7 @@ SUSPICIOUS_FOR = 20.0
 
 async def get_suspicious(request: Request) -> Response:
     svc, _ = await _session(request)
-    live = svc.registry.get(request.path_params["cid"])
+    live = svc.registry.get(request.path_params["cid"], drafts=True)
     lang = ops_words.words(request.query_params.get("lang"),
                            request.headers.get("accept-language")).lang
     cache = console(request, svc).suspicious
@@ -161,7 +161,7 @@ async def get_suspicious(request: Request) -> Response:
 
 async def strike(request: Request) -> Response:
     svc, session = await _session(request, write=True)
-    live = svc.registry.get(request.path_params["cid"])
+    live = svc.registry.get(request.path_params["cid"], drafts=True)
     body = await json_body(request, StrikeIn, 512 * 1024)
     try:
         criteria = msgspec.convert({**body.criteria, "reason": body.reason}, InvalidationIn,
@@ -177,7 +177,7 @@ async def strike(request: Request) -> Response:
 
 async def get_blocklist(request: Request) -> Response:
     svc, _ = await _session(request)
-    live = svc.registry.get(request.path_params["cid"])
+    live = svc.registry.get(request.path_params["cid"], drafts=True)
     async with svc.db() as conn:
         rows = await blocklist.listing(conn, kind=None, campaign_id=live.id, active_only=True)
     return JSON(rows)
@@ -185,7 +185,7 @@ async def get_blocklist(request: Request) -> Response:
 
 async def add_block(request: Request) -> Response:
     svc, session = await _session(request, write=True)
-    live = svc.registry.get(request.path_params["cid"])
+    live = svc.registry.get(request.path_params["cid"], drafts=True)
     body = await json_body(request, ConsoleBlockIn, 4096)
     expires = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=body.hours)
                if body.hours else None)

@@ -26,8 +26,8 @@ from starlette.responses import Response
 from ..errors import Unavailable
 from ..services import Services
 from ..vote import identity, keys, scripts
+from . import security
 from .http import fingerprint, role_of
-from .security import from_trusted_proxy
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +95,9 @@ class Sessions:
 
 
 def is_https(request: Request, svc: Services) -> bool:
-    """Served over TLS, directly or behind one of ``VOTING_TRUSTED_PROXIES``."""
-    if request.url.scheme == "https":
-        return True
-    return request.headers.get("x-forwarded-proto") == "https" and from_trusted_proxy(
-        request.scope.get("client"), svc.settings.trusted_proxies)
+    """Served over TLS, directly or behind one of ``VOTING_TRUSTED_PROXIES``: the one rule
+    of every cookie (``security.is_https``)."""
+    return security.is_https(request.scope, svc.settings.trusted_proxies)
 
 
 def set_cookie(response: Response, request: Request, svc: Services, value: str,

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .. import digits
 from ..errors import Unavailable
 from ..ledger import public_ledger, publication
 from ..models import Candidate
@@ -30,7 +31,7 @@ from ..services import Services, services
 from ..vote.registry import LiveCampaign, Registry
 from . import i18n
 from .assets import accepts_gzip, assets, photo, static_file
-from .security import channel_origins, from_trusted_proxy, normalize_origin, page_csp
+from .security import channel_origins, is_https, normalize_origin, page_csp
 
 env = jinja2.Environment(
     loader=jinja2.PackageLoader("voting_service", "templates"),
@@ -121,10 +122,6 @@ def not_found(request: Request, words: i18n.Words | None = None) -> Response:
                   cache_key=(request.url.path,))
 
 
-def _visible(live: LiveCampaign) -> bool:
-    return live.c.status != "draft"
-
-
 async def _counts(svc: Services, live: LiveCampaign) -> tuple[dict[str, int] | None, str]:
     """The campaign's counts if public; a page still renders without them if Redis is down."""
     if not live.c.show_counts:
@@ -146,8 +143,8 @@ def _matches(cand: Candidate, text: str, region: str, industry: str) -> bool:
         return False
     if not text:
         return True
-    digits = text.removesuffix("号").removeprefix("No.").strip().lstrip("0")
-    if digits.isdigit() and int(digits) == cand.number:
+    number = digits.fold(text).removesuffix("号").removeprefix("No.").strip().lstrip("0")
+    if digits.is_number(number) and int(number) == cand.number:
         return True
     return text.lower() in cand.name.lower() or text == cand.id
 
@@ -196,7 +193,7 @@ async def home(request: Request) -> Response:
     svc = services(request)
     words = _lang(request)
     now = time.time()
-    lives = [x for x in svc.registry.campaigns.values() if _visible(x)]
+    lives = [x for x in svc.registry.campaigns.values() if svc.registry.public(x.id)]
     lives.sort(key=lambda x: (x.state(now) != "open", -x.opens, x.id))
     items = [
         {"id": x.id, "title": x.c.title, "state": x.state(now),
@@ -210,8 +207,8 @@ async def home(request: Request) -> Response:
 async def campaign_page(request: Request) -> Response:
     svc = services(request)
     words = _lang(request)
-    live = svc.registry.campaigns.get(request.path_params["cid"])
-    if live is None or not _visible(live):
+    live = svc.registry.public(request.path_params["cid"])
+    if live is None:
         return not_found(request, words)
     counts, as_of = await _counts(svc, live)
     q = request.query_params
@@ -244,9 +241,8 @@ async def campaign_page(request: Request) -> Response:
 def _base(request: Request) -> str:
     """This service's address as the visitor sees it (https behind a trusted proxy)."""
     base = str(request.base_url).rstrip("/")
-    if (base.startswith("http://") and request.headers.get("x-forwarded-proto") == "https"
-            and from_trusted_proxy(request.scope.get("client"),
-                                   services(request).settings.trusted_proxies)):
+    if base.startswith("http://") and is_https(request.scope,
+                                               services(request).settings.trusted_proxies):
         base = "https://" + base.removeprefix("http://")
     return base
 
@@ -254,8 +250,8 @@ def _base(request: Request) -> str:
 async def candidate_page(request: Request) -> Response:
     svc = services(request)
     words = _lang(request)
-    live = svc.registry.campaigns.get(request.path_params["cid"])
-    if live is None or not _visible(live):
+    live = svc.registry.public(request.path_params["cid"])
+    if live is None:
         return not_found(request, words)
     cand = live.candidates.get(request.path_params["candidate"])
     if cand is None:
@@ -292,8 +288,8 @@ def _parent_origin(request: Request, allowed: Any) -> str:
 async def embed_page(request: Request) -> Response:
     svc = services(request)
     words = _lang(request)
-    live = svc.registry.campaigns.get(request.path_params["cid"])
-    if live is None or not _visible(live):
+    live = svc.registry.public(request.path_params["cid"])
+    if live is None:
         return not_found(request, words)
     channel_id = request.query_params.get("channel") or ""
     allowed = channel_origins(live).get(channel_id) if channel_id else None  # "" = all
@@ -331,8 +327,8 @@ async def results_page(request: Request) -> Response:
     """The published results (公示), readable on a phone, with the lookup of one's own vote."""
     svc = services(request)
     words = _lang(request)
-    live = svc.registry.campaigns.get(request.path_params["cid"])
-    if live is None or not _visible(live) or live.c.published_at is None:
+    live = svc.registry.public(request.path_params["cid"])
+    if live is None or live.c.published_at is None:
         return not_found(request, words)
     vote_id = (request.query_params.get("vote") or "").strip()[:64]
     async with svc.db() as conn:

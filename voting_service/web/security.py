@@ -18,7 +18,6 @@ headers are scanned once, and the campaign's allowed origins are computed once p
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import weakref
 from collections.abc import Sequence
@@ -30,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import Forbidden
 from ..settings import IPNetwork
+from ..vote import identity
 from ..vote.registry import LiveCampaign
 from .http import problem
 
@@ -138,10 +138,34 @@ def from_trusted_proxy(client: Sequence[Any] | None, trusted: Sequence[IPNetwork
     if not client or not trusted:
         return False
     try:
-        addr = ipaddress.ip_address(client[0])
+        addr = identity.address(client[0])
     except ValueError:
         return False
     return any(addr in net for net in trusted)
+
+
+def forwarded_https(scheme: str | None, forwarded_proto: bytes | str | None,
+                    client: Sequence[Any] | None, trusted: Sequence[IPNetwork]) -> bool:
+    """Whether the visitor reached us over TLS: the socket says so, or a trusted proxy does
+    in ``X-Forwarded-Proto`` (its last value: the one the nearest proxy set). The header of
+    any other peer is ignored — a client could send it with a plain-HTTP request."""
+    if scheme in ("https", "wss"):
+        return True
+    if not forwarded_proto:
+        return False
+    text = forwarded_proto.decode("latin-1") if isinstance(forwarded_proto, bytes) \
+        else forwarded_proto
+    return text.rsplit(",", 1)[-1].strip().lower() == "https" \
+        and from_trusted_proxy(client, trusted)
+
+
+def is_https(scope: Scope, trusted: Sequence[IPNetwork]) -> bool:
+    """``forwarded_https`` of a request: what every cookie's ``Secure`` and HSTS follow."""
+    proto = None
+    for name, value in scope.get("headers") or ():
+        if name == b"x-forwarded-proto":
+            proto = value
+    return forwarded_https(scope.get("scheme"), proto, scope.get("client"), trusted)
 
 
 _CORS_PATH = re.compile(
@@ -196,10 +220,8 @@ class SecurityMiddleware:
         return origin, fetch_site, host, forwarded_proto, preflight
 
     def _added(self, scope: Scope, forwarded_proto: bytes | None) -> list[tuple[bytes, bytes]]:
-        https = scope.get("scheme") == "https" or (
-            forwarded_proto == b"https"
-            and from_trusted_proxy(scope.get("client"), self.trusted_proxies)
-        )
+        https = forwarded_https(scope.get("scheme"), forwarded_proto, scope.get("client"),
+                                self.trusted_proxies)
         return self._https if https else self._plain
 
     def api_headers(self, scope: Scope) -> list[tuple[bytes, bytes]] | None:
@@ -286,7 +308,7 @@ class SecurityMiddleware:
     def _cors_origin(scope: Scope, campaign_id: str, origin: bytes) -> str | None:
         """The request's origin if one of the campaign's channels lists it, else ``None``."""
         try:
-            live = scope["app"].state.services.registry.campaigns.get(campaign_id)
+            live = scope["app"].state.services.registry.public(campaign_id)
         except (AttributeError, KeyError):
             return None
         if live is None or not live.c.channels:
