@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import msgspec
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -18,8 +19,14 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.conftest import ADMIN_TOKEN
+from tests.conftest import ADMIN, ADMIN_TOKEN, SHARDS
 from tests.e2e.conftest import Service
+from voting_service import models
+from voting_service.ledger.flusher import Flusher
+from voting_service.settings import Settings
+from voting_service.vote import store
+from voting_service.web import schemas as s
+from voting_service.web.openapi import NDJSON_TYPE, XLSX_TYPE
 
 pytestmark = pytest.mark.e2e
 
@@ -58,3 +65,54 @@ def test_api_matches_its_document(service: Service) -> None:
             failures.append(f"{operation.label}: {exc!r}")
     assert tested >= 25  # every documented operation but the SSE stream
     assert failures == [], "\n\n".join(failures)
+
+
+def _as(r: Any, status: int, kind: Any, media: str = "application/json") -> Any:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith(media), r.headers
+    return msgspec.json.decode(r.content, type=kind)
+
+
+async def test_organiser_answers_decode_as_their_documented_types(service: Service) -> None:
+    """The answers schemathesis rarely reaches (a valid file, a publication) against the
+    types ``/openapi.json`` is built from."""
+    cid = str(service.create_campaign(candidates=3)["id"])
+    admin, api = dict(ADMIN), f"/api/v1/admin/campaigns/{cid}"
+    put = service.client.put(f"{api}/quotas", json={"南京市": 5}, headers=admin)
+    assert _as(put, 200, s.QuotaUsage).quotas["南京市"].kind == "city"
+    _as(service.client.get(f"{api}/quotas", headers=admin), 200, s.QuotaUsage)
+    sheet = "编号,姓名,性别,推荐单位\r\n1,王建国,男,南京市\r\n2,李秀英,女,南京市\r\n".encode()
+    dry = service.client.post(f"{api}/candidates/import?dry_run=1", content=sheet,
+                              headers=admin | {"Content-Type": "text/csv"})
+    assert _as(dry, 200, s.ImportReport).imported == 2
+    bad = service.client.post(f"{api}/candidates/import", content=b"\x00\x01",
+                              headers=admin | {"Content-Type": XLSX_TYPE})
+    assert _as(bad, 422, s.ImportProblem, "application/problem+json").errors
+    withdrawn = service.client.patch(f"{api}/candidates/c002", headers=admin,
+                                     json={"status": "withdrawn", "reason": "本人申请"})
+    assert _as(withdrawn, 200, models.Candidate).status == "withdrawn"
+    early = service.client.post(f"{api}/publication", headers=admin)
+    assert _as(early, 409, s.Problem, "application/problem+json").code == "voting_not_closed"
+    unpublished = service.client.get(f"/api/v1/campaigns/{cid}/results")
+    assert _as(unpublished, 404, s.Problem, "application/problem+json").code == "not_published"
+
+    vote = service.cast(cid, "c001")
+    assert vote.status_code == 200, vote.text
+    service.set_status(cid, "closed")
+    redis = store.connect(Settings(redis_url=service.redis_url))
+    flusher = Flusher(redis, service.database_url, SHARDS)
+    try:
+        await flusher.drain()
+    finally:
+        await flusher.close()
+        await redis.aclose()
+    published = _as(service.client.post(f"{api}/publication", headers=admin), 201, s.Results)
+    public = _as(service.client.get(f"/api/v1/campaigns/{cid}/results"), 200, s.Results)
+    assert public.digest == published.digest and public.total == 1
+    ledger = service.client.get(f"/api/v1/campaigns/{cid}/ledger")
+    assert ledger.status_code == 200 and ledger.headers["content-type"].startswith(NDJSON_TYPE)
+    found = service.client.get(f"/api/v1/campaigns/{cid}/ledger",
+                               params={"vote_id": vote.json()["vote_id"]})
+    assert len(_as(found, 200, s.LedgerLookup).records) == 1
+    frozen = service.client.put(f"{api}/quotas", json={}, headers=admin)
+    assert _as(frozen, 409, s.Problem, "application/problem+json").code == "published"

@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from .. import models
 from . import schemas as s
+from .api_organisers import Quotas
 
 VOTER = ("voterToken", "voterCookie", "partnerBearer")
 ADMIN = ("adminBearer",)
@@ -48,6 +49,12 @@ class Op:
     params: tuple[Param, ...] = ()
     media: tuple[str, ...] = (JSON_TYPE,)
     body_required: bool = True
+    upload: tuple[str, ...] = ()
+    """Media types of a raw file body (instead of a JSON ``body``)."""
+    problems: tuple[tuple[int, Any], ...] = ()
+    """Error statuses whose problem body has more members: (status, msgspec type)."""
+    codes: tuple[str, ...] = ()
+    """The ``code`` values of the operation's conflicts (409) and refusals, for the reader."""
 
 
 ID = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"}
@@ -56,6 +63,8 @@ WHEN = {"type": "string", "format": "date-time"}
 VOTE_ERRORS = (400, 401, 403, 404, 409, 413, 429, 503)
 ADMIN_READ = (400, 401, 403, 404, 503)
 ADMIN_WRITE = (400, 401, 403, 404, 409, 413, 503)
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+NDJSON_TYPE = "application/x-ndjson"
 C = "/api/v1/campaigns/{cid}"
 A = "/api/v1/admin"
 
@@ -113,8 +122,7 @@ OPERATIONS: tuple[Op, ...] = (
     Op("GET", A + "/campaigns/{cid}/export", "Results as a CSV or XLSX file", "admin", None,
        errors=ADMIN_READ, security=ADMIN,
        params=(Param("format", {"type": "string", "enum": ["csv", "xlsx"]}),),
-       media=("text/csv",
-              "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")),
+       media=("text/csv", XLSX_TYPE)),
     Op("GET", f"{A}/audit", "The latest admin actions", "admin", s.Objects,
        errors=ADMIN_READ, security=ADMIN),
     Op("POST", f"{A}/blocklist", "Block a voter or an address/network", "admin", s.Object,
@@ -137,6 +145,36 @@ OPERATIONS: tuple[Op, ...] = (
        security=ADMIN),
     Op("GET", A + "/campaigns/{cid}/invalidations", "Invalidations so far", "admin",
        s.Objects, errors=ADMIN_READ, security=ADMIN),
+    Op("PUT", A + "/campaigns/{cid}/quotas",
+       "Set the quota table: recommender (推荐单位) to its most candidates", "admin",
+       s.QuotaUsage, body=Quotas, errors=ADMIN_WRITE, security=ADMIN, codes=("published",)),
+    Op("GET", A + "/campaigns/{cid}/quotas", "Quotas and how many candidates use them",
+       "admin", s.QuotaUsage, errors=ADMIN_READ, security=ADMIN),
+    Op("POST", A + "/campaigns/{cid}/candidates/import",
+       "Replace the candidate list from a CSV or XLSX file (all rows or none)", "admin",
+       s.ImportReport, errors=(400, 401, 403, 404, 409, 413, 422, 503), security=ADMIN,
+       upload=("text/csv", XLSX_TYPE),
+       params=(Param("dry_run", {"type": "string", "enum": ["0", "1"]},
+                     description="1: check the file and report, change nothing"),),
+       problems=((422, s.ImportProblem),),
+       codes=("published", "import_rejected (errors: bad_file, no_header, "
+              "over_quota, unknown_recommender, candidate_has_votes, …)")),
+    Op("PATCH", A + "/campaigns/{cid}/candidates/{candidate}",
+       "Withdraw a candidate (no new votes; the votes cast stay counted) or reinstate",
+       "admin", models.Candidate, body=models.CandidatePatch, errors=ADMIN_WRITE,
+       security=ADMIN, params=(Param("candidate", TEXT, "path"),), codes=("published",)),
+    Op("POST", A + "/campaigns/{cid}/publication",
+       "Publish the results once voting has closed and the ledger is complete (freezes)",
+       "admin", s.Results, status=201, body=models.PublicationIn, errors=ADMIN_WRITE,
+       security=ADMIN, body_required=False,
+       codes=("voting_not_closed", "ledger_behind", "published")),
+    Op("GET", f"{C}/results", "The published results (公示)", "public", s.Results,
+       errors=(400, 404, 503), codes=("not_published (404)",)),
+    Op("GET", f"{C}/ledger",
+       "The public ledger as NDJSON (docs/verification.md); ?vote_id= finds one vote as JSON",
+       "public", s.LedgerLookup, errors=(400, 404, 503), media=(JSON_TYPE, NDJSON_TYPE),
+       params=(Param("vote_id", {"type": "string", "pattern": r"^[A-Za-z0-9_-]{8,64}$"}),),
+       codes=("not_published (404)",)),
 )
 
 SECURITY_SCHEMES = {
@@ -169,29 +207,42 @@ def _operation(op: Op, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
             | ({"description": p.description} if p.description else {})
             for p in params
         ]
+    if op.codes:
+        out["description"] = "Error codes: " + ", ".join(op.codes) + "."
     if op.body is not None:
         out["requestBody"] = {"required": op.body_required,
                               "content": {JSON_TYPE: {"schema": refs[op.body]}}}
+    elif op.upload:
+        out["requestBody"] = {"required": True, "content": {
+            m: {"schema": {"type": "string", "format": "binary"}} for m in op.upload}}
+    content = {m: {"schema": {"type": "string"}} for m in op.media if m != JSON_TYPE}
     if op.answer is not None:
-        content = {JSON_TYPE: {"schema": refs[op.answer]}}
-    else:
-        content = {m: {"schema": {"type": "string"}} for m in op.media}
+        content = {JSON_TYPE: {"schema": refs[op.answer]}} | content
     out["responses"][str(op.status)] = {"description": "OK", "content": content}
+    typed = dict(op.problems)
     for status in op.errors:
-        out["responses"][str(status)] = {"$ref": f"#/components/responses/Problem{status}"}
+        if status in typed:
+            out["responses"][str(status)] = {
+                "description": PROBLEM_STATUSES[status],
+                "content": {"application/problem+json": {"schema": refs[typed[status]]}}}
+        else:
+            out["responses"][str(status)] = {"$ref": f"#/components/responses/Problem{status}"}
     out["security"] = [{name: []} for name in op.security] if op.security else []
     return out
 
 
 PROBLEM_STATUSES = {400: "Invalid request", 401: "Credentials required", 403: "Forbidden",
                     404: "Not found", 409: "Conflict", 413: "Body too large",
-                    429: "Too many requests", 503: "Unavailable: retry"}
+                    422: "Refused: nothing was changed", 429: "Too many requests",
+                    503: "Unavailable: retry"}
 
 
 @functools.cache
 def document() -> dict[str, Any]:
     types = list(dict.fromkeys(
-        [s.Problem] + [t for op in OPERATIONS for t in (op.body, op.answer) if t is not None]))
+        [s.Problem] + [t for op in OPERATIONS
+                       for t in (op.body, op.answer, *(t for _, t in op.problems))
+                       if t is not None]))
     found, components = msgspec.json.schema_components(
         types, ref_template="#/components/schemas/{name}")
     refs = dict(zip(types, found, strict=True))

@@ -8,11 +8,19 @@ answer against them, so a route that changes its answer without changing these f
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
-from ..models import Candidate, ChallengeMode, IdentityMode, Rules, Status
+from ..models import (
+    Candidate,
+    CandidateStatus,
+    ChallengeMode,
+    IdentityMode,
+    RecommenderKind,
+    Rules,
+    Status,
+)
 
 
 class Problem(msgspec.Struct):
@@ -154,6 +162,117 @@ class CampaignSummary(msgspec.Struct):
     status: Status
     opens_at: dt.datetime
     closes_at: dt.datetime
+
+
+class QuotaUse(msgspec.Struct):
+    quota: int
+    used: int
+    """Candidates of this recommender in the current list."""
+    kind: RecommenderKind
+
+
+class QuotaTotal(msgspec.Struct):
+    quota: int
+    used: int
+
+
+class QuotaUsage(msgspec.Struct):
+    campaign_id: str
+    quotas: dict[str, QuotaUse]
+    unlisted: dict[str, int]
+    """Recommenders with candidates but no quota: their candidate counts."""
+    total: QuotaTotal
+
+
+class ImportReport(msgspec.Struct):
+    campaign_id: str
+    dry_run: bool
+    imported: int
+    by_recommender: dict[str, int]
+    created: list[str]
+    updated: list[str]
+    removed: list[str]
+    """Candidate ids; after a dry run, what the import would have done."""
+
+
+class ImportRowError(msgspec.Struct):
+    row: int | None
+    """The spreadsheet's row number (1 is the first row); ``null`` for the whole file."""
+    column: str | None
+    message: str
+    code: str
+
+
+class ImportProblem(msgspec.Struct):
+    """``import_rejected``: nothing was imported; ``errors`` says what to fix, row by row."""
+
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str
+    errors: list[ImportRowError]
+    instance: str = ""
+
+
+class ResultRow(msgspec.Struct):
+    candidate_id: str
+    number: int
+    name: str
+    votes: int
+    status: CandidateStatus | Literal["removed"]
+    """``removed``: no longer listed, yet votes for it are in the ledger."""
+    rank: int
+    """Equal votes share a rank (1, 2, 2, 4)."""
+
+
+class ReasonCount(msgspec.Struct):
+    reason: str
+    votes: int
+    invalidations: list[int]
+
+
+class Invalidated(msgspec.Struct):
+    total: int
+    by_reason: list[ReasonCount]
+
+
+class LedgerDay(msgspec.Struct):
+    day: str
+    votes: int
+    digest: str
+    """The chained SHA-256 digest after this day (``docs/verification.md``)."""
+
+
+class Results(msgspec.Struct):
+    """The published results (公示), frozen; they add up to the public ledger."""
+
+    campaign_id: str
+    title: str
+    published_at: str
+    note: str
+    total: int
+    candidates: list[ResultRow]
+    invalidated: Invalidated
+    days: list[LedgerDay]
+    digest: str
+
+
+class LedgerRecord(msgspec.Struct):
+    day: str
+    vote_id: str
+    voter: str
+    """The voter's pseudonym in this campaign."""
+    candidate: str
+    channel: str
+    status: str | int
+    """``"valid"`` or the id of the invalidation that struck the vote."""
+
+
+class LedgerLookup(msgspec.Struct):
+    campaign_id: str
+    vote_id: str
+    records: list[LedgerRecord]
 
 
 Object = dict[str, Any]
