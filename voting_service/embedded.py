@@ -26,6 +26,10 @@ PG_USER = "voting-pg"
 """Unprivileged system user that runs PostgreSQL when we are root (it refuses root)."""
 
 
+class PortTaken(RuntimeError):
+    """The free port we picked was taken by another process before our server bound it."""
+
+
 def free_port(*, below: int = 65536) -> int:
     """A free TCP port; ``below`` leaves room for a cluster bus port (port + 10000)."""
     for _ in range(200):
@@ -105,6 +109,8 @@ class ValkeyServer:
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port(below=55535 if cluster else 65536)
+        self._port_chosen = port is None
+        """We picked the port: another process may take it before the server binds it."""
         self.cluster = cluster
         self.appendfsync = appendfsync
         self.appendonly = appendonly
@@ -145,6 +151,16 @@ class ValkeyServer:
         return "\n".join(lines) + "\n"
 
     def start(self) -> ValkeyServer:
+        for attempt in range(3):
+            try:
+                return self._start()
+            except PortTaken:
+                if not self._port_chosen or attempt == 2:
+                    raise
+                self.port = free_port(below=55535 if self.cluster else 65536)
+        raise AssertionError("unreachable")
+
+    def _start(self) -> ValkeyServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._stop_leftover()
         conf = self.data_dir / "valkey.conf"
@@ -158,6 +174,8 @@ class ValkeyServer:
               30, f"valkey on port {self.port}")
         if self.process.poll() is not None:
             log = (self.data_dir / "valkey.log").read_text(errors="replace")[-2000:]
+            if f"Failed listening on port {self.port}" in log:
+                raise PortTaken(f"port {self.port} was taken before valkey-server bound it")
             raise RuntimeError(f"valkey-server exited at start:\n{log}")
         return self
 
