@@ -59,6 +59,20 @@ class Service:
     def __post_init__(self) -> None:
         self.client = httpx.Client(base_url=self.url, timeout=30)
 
+    async def drain(self) -> None:
+        """Commit the ledger to PostgreSQL, as the flusher process would."""
+        from voting_service.ledger.flusher import Flusher
+        from voting_service.settings import Settings
+        from voting_service.vote import store
+
+        redis = store.connect(Settings(redis_url=self.redis_url))
+        flusher = Flusher(redis, self.database_url, SHARDS)
+        try:
+            await flusher.drain()
+        finally:
+            await flusher.close()
+            await redis.aclose()
+
     def create_campaign(self, **changes: Any) -> dict[str, Any]:
         """A fresh campaign (unique id) through the admin API."""
         changes.setdefault("cid", f"e2e{uuid.uuid4().hex[:10]}")

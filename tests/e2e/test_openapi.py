@@ -19,12 +19,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.conftest import ADMIN, ADMIN_TOKEN, SHARDS
+from tests.conftest import ADMIN, ADMIN_TOKEN
 from tests.e2e.conftest import Service
 from voting_service import models
-from voting_service.ledger.flusher import Flusher
-from voting_service.settings import Settings
-from voting_service.vote import store
 from voting_service.web import schemas as s
 from voting_service.web.openapi import NDJSON_TYPE, XLSX_TYPE
 
@@ -99,13 +96,7 @@ async def test_organiser_answers_decode_as_their_documented_types(service: Servi
     vote = service.cast(cid, "c001")
     assert vote.status_code == 200, vote.text
     service.set_status(cid, "closed")
-    redis = store.connect(Settings(redis_url=service.redis_url))
-    flusher = Flusher(redis, service.database_url, SHARDS)
-    try:
-        await flusher.drain()
-    finally:
-        await flusher.close()
-        await redis.aclose()
+    await service.drain()
     published = _as(service.client.post(f"{api}/publication", headers=admin), 201, s.Results)
     public = _as(service.client.get(f"/api/v1/campaigns/{cid}/results"), 200, s.Results)
     assert public.digest == published.digest and public.total == 1

@@ -12,12 +12,9 @@ import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, expect
 
-from tests.conftest import ADMIN, ADMIN_TOKEN, OPS_TOKEN, SHARDS
+from tests.conftest import ADMIN, ADMIN_TOKEN, OPS_TOKEN
 from tests.e2e.conftest import Problems, Service, new_phone, screenshot_path
 from voting_service.demo import demo_campaign
-from voting_service.ledger.flusher import Flusher
-from voting_service.settings import Settings
-from voting_service.vote import store
 
 pytestmark = pytest.mark.e2e
 
@@ -59,17 +56,6 @@ def first_load_bytes(service: Service, path: str, cookies: dict[str, str]) -> in
             assert r.status_code == 200 and r.headers["content-encoding"] == "gzip"
             total += r.num_bytes_downloaded
     return total
-
-
-async def flush(service: Service) -> None:
-    """Commit the ledger to PostgreSQL, as the flusher process would."""
-    redis = store.connect(Settings(redis_url=service.redis_url))
-    flusher = Flusher(redis, service.database_url, SHARDS)
-    try:
-        await flusher.drain()
-    finally:
-        await flusher.close()
-        await redis.aclose()
 
 
 def public_total(service: Service, cid: str) -> int:
@@ -139,7 +125,7 @@ async def test_sign_in_with_enter_then_live_figures_follow_the_votes(
 
     # a brushed burst: 100 votes for one candidate from one network, flushed to the ledger
     cast_many(service, cid, ["c007"] * 100)
-    await flush(service)
+    await service.drain()
     await page.locator("#ops-sus-refresh").click()
     group = page.locator('[data-testid="suspicious-group"]', has_text="7号")
     await expect(group.first).to_be_visible()

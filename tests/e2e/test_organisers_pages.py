@@ -11,11 +11,8 @@ import wave
 import pytest
 from playwright.async_api import BrowserContext, Route, expect
 
-from tests.conftest import ADMIN, SHARDS
+from tests.conftest import ADMIN
 from tests.e2e.conftest import Problems, Service
-from voting_service.ledger.flusher import Flusher
-from voting_service.settings import Settings
-from voting_service.vote import store
 
 pytestmark = pytest.mark.e2e
 VIDEO = "https://media.example.cn/v/c001.mp4"
@@ -90,13 +87,7 @@ async def test_results_page_after_publication_finds_the_votes_this_phone_cast(
     assert service.cast(cid, "c001").status_code == 200
     assert service.cast(cid, "c003").status_code == 200
     service.set_status(cid, "closed")
-    redis = store.connect(Settings(redis_url=service.redis_url))
-    flusher = Flusher(redis, service.database_url, SHARDS)
-    try:
-        await flusher.drain()
-    finally:
-        await flusher.close()
-        await redis.aclose()
+    await service.drain()
     r = service.client.post(f"/api/v1/admin/campaigns/{cid}/publication", headers=ADMIN,
                             json={"note": "公示期为7个工作日"})
     assert r.status_code == 201, r.text

@@ -18,7 +18,7 @@ import jwt
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, Request, Route, expect
 
-from tests.conftest import ADMIN, SHARDS
+from tests.conftest import ADMIN
 from tests.e2e.conftest import (
     PHONE,
     MediaSite,
@@ -28,9 +28,6 @@ from tests.e2e.conftest import (
     screenshot_path,
 )
 from voting_service.demo import demo_campaign
-from voting_service.ledger.flusher import Flusher
-from voting_service.settings import Settings
-from voting_service.vote import store
 
 pytestmark = pytest.mark.e2e
 
@@ -445,13 +442,7 @@ async def test_demo_first_load_fits_the_budget_and_screenshots(
 
 async def _embed_results(service: Service, cid: str) -> dict[str, int]:
     """Flush the ledger to PostgreSQL and read the organiser's per-channel breakdown."""
-    redis = store.connect(Settings(redis_url=service.redis_url))
-    flusher = Flusher(redis, service.database_url, SHARDS)
-    try:
-        await flusher.drain()
-    finally:
-        await flusher.close()
-        await redis.aclose()
+    await service.drain()
     r = service.client.get(f"/api/v1/admin/campaigns/{cid}/results", headers=ADMIN)
     assert r.status_code == 200, r.text
     channels: dict[str, int] = r.json()["breakdowns"]["channel"]
