@@ -74,7 +74,8 @@ def _die_with_parent(sig: int) -> Callable[[], None] | None:
     return arm
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """A process with this id exists (perhaps another user's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -210,9 +211,9 @@ class ValkeyServer:
         """A server left running by a killed supervisor holds the port and the data."""
         with contextlib.suppress(OSError, ValueError):
             pid = int(self.pid_file.read_text().strip())
-            if _pid_alive(pid):
+            if pid_alive(pid):
                 os.kill(pid, signal.SIGTERM)
-                _wait(lambda: not _pid_alive(pid), 15, "the old valkey to exit")
+                _wait(lambda: not pid_alive(pid), 15, "the old valkey to exit")
 
     def signal(self, sig: int) -> None:
         assert self.process is not None
@@ -396,9 +397,9 @@ class PostgresServer:
         pid_file = self.data_dir / "postmaster.pid"
         with contextlib.suppress(OSError, ValueError, IndexError):
             pid = int(pid_file.read_text().split()[0])
-            if _pid_alive(pid):
+            if pid_alive(pid):
                 os.kill(pid, signal.SIGINT)
-                _wait(lambda: not _pid_alive(pid), 30, "the old postgres to exit")
+                _wait(lambda: not pid_alive(pid), 30, "the old postgres to exit")
 
     def pg_ctl_stop(self, mode: str = "fast") -> None:
         """``pg_ctl stop -m <mode>``: ``immediate`` is the crash-like stop of fault tests."""

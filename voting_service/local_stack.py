@@ -15,6 +15,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from .embedded import pid_alive
+
 FILE = "local-stack.json"
 DEFAULT_DATA_DIR = ".voting-data"
 CONNECTION = ("REDIS_URL", "DATABASE_URL", "VOTING_SECRET_KEY", "VOTING_PEPPER")
@@ -55,15 +57,6 @@ def remove(folder: Path, pid: int) -> None:
         pass
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
 
 def environment(env: Mapping[str, str]) -> tuple[Mapping[str, str], str]:
     """``env``, completed from a running local stack when it names no servers or secrets.
@@ -84,7 +77,7 @@ def environment(env: Mapping[str, str]) -> tuple[Mapping[str, str], str]:
         return env, ""
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise StackNotRunning(f"{path} is unreadable ({exc}); start `make run` again") from exc
-    if not _alive(pid):
+    if not pid_alive(pid):
         raise StackNotRunning(
             f"the local stack recorded in {path} is not running (pid {pid} is gone): "
             "start it with `make run`, or set REDIS_URL, DATABASE_URL, VOTING_SECRET_KEY "
