@@ -46,6 +46,16 @@ SCREENSHOTS = os.environ.get("VOTING_SCREENSHOTS", "")
 """Directory for the README screenshots (``docs/screenshots``); unset: a temp directory."""
 
 
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if the service has not exited after 20 s."""
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @dataclass
 class Service:
     """The web app as a process (uvicorn), on the test session's Valkey and PostgreSQL."""
@@ -174,12 +184,7 @@ def running_service(
         yield svc
         svc.client.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 @pytest.fixture(scope="module")

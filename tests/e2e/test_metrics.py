@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ADMIN, ADMIN_TOKEN, OPS_TOKEN, SHARDS, campaign_payload
-from tests.e2e.conftest import _wait_ready
+from tests.e2e.conftest import _wait_ready, stop_process
 from voting_service.embedded import free_port
 
 pytestmark = pytest.mark.e2e
@@ -69,12 +69,7 @@ def served(single_url: str, migrated: str, tmp_path_factory: pytest.TempPathFact
         _wait_ready(url, proc, log)
         yield Served(url, metrics_dir)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def scrape(served: Served, **headers: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
