@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from . import gc_tuning
 from .errors import VotingError
 from .fraud import blocklist, invalidation, sms
 from .ledger import campaigns, db, durability, health
@@ -176,6 +177,7 @@ def create_app(settings: Settings) -> Starlette:
         health_watcher = asyncio.create_task(health.watch(
             redis, svc.db if pool is not None else None, lambda: list(registry.campaigns),
             settings.shards, settings.health_interval, publish, settings.redis_replica_acks))
+        gc_tuning.settle()
         try:
             yield
         finally:

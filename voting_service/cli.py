@@ -378,6 +378,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_flusher(args: argparse.Namespace) -> int:
+    from . import gc_tuning
     from .ledger import flusher
     from .vote import store
 
@@ -402,6 +403,7 @@ def cmd_flusher(args: argparse.Namespace) -> int:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
             log.info("flusher %s started", worker.name)
+            gc_tuning.settle()
             try:
                 await worker.run(stop, burst=args.burst)
             finally:

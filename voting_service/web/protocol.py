@@ -15,6 +15,10 @@ requests, not gunicorn. So this subclass bounds the head itself:
   trickling client holds nothing for long.
 
 ``deploy/nginx`` stays the recommended front; these bounds match its defaults.
+
+It also sends each fixed-length answer in one write: uvicorn writes a response's head and
+its body separately, two system calls and two TCP segments for every vote; ``_OneWrite``
+holds the head until the body joins it (``transport.write`` was an eighth of a vote's CPU).
 """
 
 from __future__ import annotations
@@ -34,6 +38,46 @@ MAX_HEAD = 32 * 1024
 HEAD_TIMEOUT = 10.0
 
 _REASONS = {414: "URI Too Long", 431: "Request Header Fields Too Large"}
+
+
+class _OneWrite:
+    """The transport as one response cycle sees it: the head of a response with a known,
+    non-empty length is held back and goes out with the first piece of its body. Streamed
+    (chunked) answers, HEAD answers and empty bodies are written as uvicorn writes them.
+    The cycle is let go once its head is written: a cycle and its transport referring to
+    each other would leave every request to the cyclic collector."""
+
+    __slots__ = ("_cycle", "_held", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, cycle: Any) -> None:
+        self._transport = transport
+        self._cycle: Any = cycle
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.write(held + data)
+            return
+        cycle = self._cycle
+        if cycle is not None and cycle.response_started:  # this is the head
+            self._cycle = None
+            if (cycle.chunked_encoding is False and cycle.expected_content_length > 0
+                    and cycle.scope["method"] != "HEAD"):
+                self._held = data
+                return
+        self._transport.write(data)
+
+    def close(self) -> None:
+        self._cycle = None
+        held, self._held = self._held, None
+        if held is not None:  # an app that failed after its head: as uvicorn would
+            self._transport.write(held)
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
 
 
 class _Refused(Exception):
@@ -127,7 +171,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refusal = self._measure()
         if self._refusal is not None:
             raise _Refused  # the parser stops; send_400_response answers with the bound
+        before = self.cycle
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not before and cycle is not None:  # not an upgrade: a new cycle
+            cycle.transport = _OneWrite(self.transport, cycle)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         self._head_left = MAX_HEAD
