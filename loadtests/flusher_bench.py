@@ -27,6 +27,7 @@ from typing import Any
 
 import asyncpg
 
+from voting_service import gc_tuning
 from voting_service.ledger import batch as batches
 from voting_service.ledger import marks, progress
 from voting_service.ledger.batch import Batch
@@ -177,6 +178,7 @@ async def flusher_drain(redis: AnyRedis, pg_url: str, campaign_id: str, shards: 
     """``Flusher.drain`` of the backlog; the campaign must be listed in ``cfg:campaigns``."""
     flusher = Flusher(redis, pg_url, shards, name="bench-flusher", reader=reader)
     await flusher.refresh()  # leases and marks taken before the clock starts
+    gc_tuning.settle()  # as `voting-service flusher` does once it has started
     stages = _time_stages(flusher, ("_collect", "_write", "trim"))
     complete = True
     started = time.monotonic()

@@ -173,3 +173,72 @@ def test_an_ipv6_bind_with_workers(single_url: str, migrated: str, tmp_path: Pat
         port = svc.url.rsplit(":", 1)[1]
         r = httpx.get(f"http://[::1]:{port}/healthz", timeout=10)
         assert r.status_code == 200
+
+
+def _responses(sock: socket.socket, count: int) -> list[tuple[bytes, dict[bytes, bytes], bytes]]:
+    """``count`` responses read off a kept-alive connection: status line, headers, body."""
+    buffer, out = b"", []
+    while len(out) < count:
+        head_end = buffer.find(b"\r\n\r\n")
+        if head_end >= 0:
+            status, *lines = buffer[:head_end].split(b"\r\n")
+            headers = {k.lower(): v for k, _, v in (x.partition(b": ") for x in lines)}
+            end = head_end + 4 + int(headers[b"content-length"])
+            if len(buffer) >= end:
+                out.append((status, headers, buffer[head_end + 4:end]))
+                buffer = buffer[end:]
+                continue
+        chunk = sock.recv(65536)
+        assert chunk, f"closed after {len(out)} of {count} answers"
+        buffer += chunk
+    assert buffer == b"", "more than the answers asked for"
+    return out
+
+
+def test_votes_pipelined_on_one_connection_get_whole_answers_in_order(exposed: Service) -> None:
+    cid = f"raw{int(time.time() * 1000) % 10**9}"
+    payload = campaign_payload(cid)
+    per_day = payload["rules"]["votes_per_day"]
+    r = exposed.client.post("/api/v1/admin/campaigns", json=payload, headers=ADMIN)
+    assert r.status_code == 201, r.text
+    for _ in range(200):  # every worker has loaded it
+        if all(exposed.client.get(f"/api/v1/campaigns/{cid}").status_code == 200
+               for _ in range(6)):
+            break
+        time.sleep(0.05)
+    token = exposed.client.post(f"/api/v1/campaigns/{cid}/voter").json()["token"]
+
+    def vote(candidate: str, *extra: str) -> bytes:
+        body = json.dumps({"candidate_id": candidate}).encode()
+        return _head(f"POST /api/v1/campaigns/{cid}/votes HTTP/1.1", "Host: x",
+                     "Content-Type: application/json", f"X-Voter-Token: {token}",
+                     f"Content-Length: {len(body)}", *extra) + body
+
+    with _connect(exposed) as sock:
+        _send_all(sock, vote("c001") + vote("c002") + vote("c001") + vote("nobody"))
+        answers = _responses(sock, 4)
+        _send_all(sock, vote("c003", "Connection: close"))
+        last = _read_until_closed(sock)
+    statuses = [status for status, _, _ in answers]
+    assert statuses == [b"HTTP/1.1 200 OK", b"HTTP/1.1 200 OK", b"HTTP/1.1 409 Conflict",
+                        b"HTTP/1.1 404 Not Found"]
+    bodies = [json.loads(body) for _, _, body in answers]
+    assert [b.get("candidate_id") for b in bodies[:2]] == ["c001", "c002"]
+    assert [b["votes_left_today"] for b in bodies[:2]] == [per_day - 1, per_day - 2]
+    assert [b["code"] for b in bodies[2:]] == ["already_voted", "candidate_not_found"]
+    for (_, headers, _), kind in zip(answers, ["json", "json", "problem", "problem"],
+                                     strict=True):
+        assert headers[b"content-type"] == f"application/{kind}".encode().replace(
+            b"problem", b"problem+json")
+        assert headers[b"x-frame-options"] == b"DENY"
+        assert headers[b"x-content-type-options"] == b"nosniff"
+        assert b"default-src" in headers[b"content-security-policy"]
+        assert b"date" in headers and b"connection" not in headers
+    assert answers[0][1][b"ratelimit"].startswith(f'"daily";r={per_day - 1};t='.encode())
+    assert last.startswith(b"HTTP/1.1 200 OK\r\n") and b"\r\nconnection: close\r\n" in last
+    assert json.loads(last.partition(b"\r\n\r\n")[2])["votes_left_today"] == per_day - 3
+
+    with _connect(exposed) as sock:  # a cross-site vote is refused, as on every route
+        _send_all(sock, vote("c004", "Sec-Fetch-Site: cross-site", "Connection: close"))
+        refused = _read_until_closed(sock)
+    assert refused.startswith(b"HTTP/1.1 403 "), refused[:200]

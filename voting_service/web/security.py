@@ -200,6 +200,9 @@ class SecurityMiddleware:
             (b"content-security-policy", API_CSP.encode()),
             (b"x-frame-options", b"DENY"),
         ]
+        self._api = {https: (headers, b"".join(b"%s: %s\r\n" % h for h in headers))
+                     for https, headers in ((False, [*self._default_policy, *self._plain]),
+                                            (True, [*self._default_policy, *self._https]))}
 
     @staticmethod
     def _scan(scope: Scope) -> tuple[bytes | None, ...]:
@@ -224,14 +227,19 @@ class SecurityMiddleware:
                                 self.trusted_proxies)
         return self._https if https else self._plain
 
-    def api_headers(self, scope: Scope) -> list[tuple[bytes, bytes]] | None:
+    def api_headers(
+        self, scope: Scope, origin: bytes | None, fetch_site: bytes | None, host: bytes | None,
+        forwarded_proto: bytes | None,
+    ) -> tuple[list[tuple[bytes, bytes]], bytes] | None:
         """For a route that answers a state-changing request itself (the vote route, ahead of
-        this middleware): the headers its JSON response gets here — or ``None``, the request
-        is cross-site and must be refused with ``refuse``."""
-        origin, fetch_site, host, forwarded_proto, _ = self._scan(scope)
+        this middleware), from the request headers it read: the headers its JSON response
+        gets here, as a list and as encoded header lines — or ``None``, the request is
+        cross-site and must be refused with ``refuse``."""
         if not self._same_origin(origin, fetch_site, host):
             return None
-        return [*self._default_policy, *self._added(scope, forwarded_proto)]
+        https = forwarded_https(scope.get("scheme"), forwarded_proto, scope.get("client"),
+                                self.trusted_proxies)
+        return self._api[https]
 
     async def refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The answer to a cross-site state-changing request."""

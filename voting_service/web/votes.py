@@ -42,6 +42,7 @@ from ..vote import keys, voting
 from ..vote.outcomes import ACCEPTED, Outcome
 from ..vote.registry import LiveCampaign
 from .http import decode, problem_body
+from .protocol import AnsweringCycle
 from .security import SecurityMiddleware
 
 log = logging.getLogger(__name__)
@@ -74,12 +75,15 @@ class VoteRoute:
             if path.startswith(PREFIX) and path.endswith(SUFFIX):
                 cid = path[len(PREFIX):-len(SUFFIX)]
                 if cid and "/" not in cid:
-                    added = self.security.api_headers(scope)
+                    request = _Request(scope)
+                    added = self.security.api_headers(
+                        scope, request.origin, request.fetch_site, request.host,
+                        request.forwarded_proto)
                     if added is None:
                         await self.security.refuse(scope, receive, send)
                     else:
-                        await serve_vote(scope["app"].state.services, cid, scope, receive,
-                                         send, added)
+                        await serve_vote(scope["app"].state.services, cid, scope, request,
+                                         receive, send, added)
                     return
         await self.app(scope, receive, send)
 
@@ -88,25 +92,34 @@ async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
     """The same route for Starlette's router, behind ``SecurityMiddleware`` (an app built
     without ``VoteRoute``)."""
     await serve_vote(scope["app"].state.services, scope["path_params"]["cid"],
-                     scope, receive, send, [])
+                     scope, _Request(scope), receive, send, ([], b""))
 
 
 class _Request:
-    """What the vote needs from the request, read in one pass over the headers."""
+    """What the vote and the security checks need from the request, read in one pass over
+    the headers (the first of each; the security ones as ``SecurityMiddleware._scan`` reads
+    them, the last)."""
 
     __slots__ = (
         "authorization",
         "content_length",
         "cookie",
+        "fetch_site",
         "forwarded_for",
+        "forwarded_proto",
+        "host",
+        "origin",
         "peer",
         "voter_token",
     )
 
     def __init__(self, scope: Scope) -> None:
         authorization = voter_token = cookie = forwarded_for = content_length = None
+        origin = fetch_site = host = forwarded_proto = None
         for name, value in scope["headers"]:
-            if name == b"authorization":
+            if name == b"host":
+                host = value
+            elif name == b"authorization":
                 if authorization is None:
                     authorization = value.decode("latin-1")
             elif name == b"x-voter-token":
@@ -118,13 +131,24 @@ class _Request:
             elif name == b"x-forwarded-for":
                 if forwarded_for is None:
                     forwarded_for = value.decode("latin-1")
-            elif name == b"content-length" and content_length is None:
-                content_length = value.decode("latin-1")
+            elif name == b"content-length":
+                if content_length is None:
+                    content_length = value.decode("latin-1")
+            elif name == b"origin":
+                origin = value
+            elif name == b"sec-fetch-site":
+                fetch_site = value
+            elif name == b"x-forwarded-proto":
+                forwarded_proto = value
         self.authorization = authorization
         self.voter_token = voter_token
         self.cookie = cookie
         self.forwarded_for = forwarded_for
         self.content_length = content_length
+        self.origin = origin
+        self.fetch_site = fetch_site
+        self.host = host
+        self.forwarded_proto = forwarded_proto
         client = scope.get("client")
         self.peer: str | None = client[0] if client else None
 
@@ -170,16 +194,17 @@ def credential(
 
 
 async def serve_vote(
-    svc: Services, cid: str, scope: Scope, receive: Receive, send: Send,
-    added: list[tuple[bytes, bytes]],
+    svc: Services, cid: str, scope: Scope, request: _Request, receive: Receive, send: Send,
+    added: tuple[list[tuple[bytes, bytes]], bytes],
 ) -> None:
-    """Answer one vote request; ``added`` = the security headers every answer gets."""
+    """Answer one vote request; ``added`` = the security headers every answer gets, as a
+    list and encoded."""
     started = time.perf_counter()
     seen = ["", ""]  # identity mode, channel: what the outcome reports
     outcome = ACCEPTED
     try:
         try:
-            status, headers, payload = await _vote(svc, cid, scope, receive, seen)
+            status, headers, payload = await _vote(svc, cid, request, receive, seen)
         except VotingError as exc:
             outcome = exc.code
             status, headers, payload = _refusal(exc, scope["path"])
@@ -195,9 +220,14 @@ async def serve_vote(
             log.exception("unhandled error on a vote")
             outcome = Unavailable.code
             status, headers, payload = _refusal(InternalError(), scope["path"])
-        headers += added
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+        cycle = getattr(send, "__self__", None)
+        if isinstance(cycle, AnsweringCycle):  # served by our protocol: one write
+            head = b"".join([b"%s: %s\r\n" % h for h in headers])
+            await cycle.answer(status, head + added[1], payload)
+        else:
+            await send({"type": "http.response.start", "status": status,
+                        "headers": headers + added[0]})
+            await send({"type": "http.response.body", "body": payload})
     finally:
         svc.outcomes.note(Outcome(
             cid if outcome != CampaignNotFound.code else "", outcome, seen[0], seen[1],
@@ -213,10 +243,9 @@ def _refusal(exc: VotingError, path: str) -> tuple[int, list[tuple[bytes, bytes]
 
 
 async def _vote(
-    svc: Services, cid: str, scope: Scope, receive: Receive, seen: list[str]
+    svc: Services, cid: str, request: _Request, receive: Receive, seen: list[str]
 ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     live = svc.registry.get(cid)
-    request = _Request(scope)
     vote = decode(await _body(request, receive), VoteIn)
     voter, token_channel, seen[0] = credential(
         svc, live, request.authorization, request.voter_token, request.cookie)
