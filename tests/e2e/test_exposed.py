@@ -177,7 +177,8 @@ def test_an_ipv6_bind_with_workers(single_url: str, migrated: str, tmp_path: Pat
 
 def _responses(sock: socket.socket, count: int) -> list[tuple[bytes, dict[bytes, bytes], bytes]]:
     """``count`` responses read off a kept-alive connection: status line, headers, body."""
-    buffer, out = b"", []
+    buffer = b""
+    out: list[tuple[bytes, dict[bytes, bytes], bytes]] = []
     while len(out) < count:
         head_end = buffer.find(b"\r\n\r\n")
         if head_end >= 0:
