@@ -10,7 +10,6 @@ import functools
 import hashlib
 import hmac
 import ipaddress
-import json
 import re
 import secrets
 import time
@@ -18,6 +17,7 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 from itsdangerous import URLSafeTimedSerializer
 
 from ..errors import VoterRequired
@@ -32,8 +32,22 @@ VERIFIED_MODES = frozenset({"sms"})
 
 def voter_id(pepper: str, mode: str, subject: str) -> str:
     # surrogatepass: a JSON string may carry a lone surrogate; it must hash, not crash
-    message = f"{mode}:{subject}".encode("utf-8", "surrogatepass")
-    return hmac.digest(pepper.encode(), message, "sha256").hex()[:32]  # one-shot: C only
+    mac = keyed_mac(pepper.encode(), "sha256").copy()
+    mac.update(f"{mode}:{subject}".encode("utf-8", "surrogatepass"))
+    return mac.hexdigest()[:32]
+
+
+@functools.lru_cache(maxsize=256)
+def keyed_mac(key: bytes, digest: str) -> hmac.HMAC:
+    """An HMAC with its key already set up, to ``copy()`` for each message: with OpenSSL 3
+    that takes 1.2 µs where ``hmac.new`` takes 1.6 and ``hmac.digest`` 2.3."""
+    return hmac.new(key, digestmod=digest)
+
+
+def keyed_digest(key: bytes, digest: str, message: bytes) -> bytes:
+    mac = keyed_mac(key, digest).copy()
+    mac.update(message)
+    return mac.digest()
 
 
 TOKEN_SALT = b"voter-token"
@@ -44,11 +58,14 @@ class _Invalid(Exception):
     """A voter token that does not verify (or has lapsed)."""
 
 
+_URLSAFE = str.maketrans("-_", "+/")
+
+
 def _b64(text: str) -> bytes:
     """URL-safe base64 without padding, strictly: any other character is a bad token."""
     try:
-        return binascii.a2b_base64((text + "=" * (-len(text) % 4)).replace("-", "+")
-                                   .replace("_", "/"), strict_mode=True)
+        return binascii.a2b_base64((text + "=" * (-len(text) % 4)).translate(_URLSAFE),
+                                   strict_mode=True)
     except (binascii.Error, ValueError) as exc:
         raise _Invalid from exc
 
@@ -73,7 +90,7 @@ class TimedTokens:
         if not dot:
             raise _Invalid
         given, message = _b64(signature), value.encode("ascii")
-        if not any(hmac.compare_digest(hmac.digest(key, message, "sha1"), given)
+        if not any(hmac.compare_digest(keyed_digest(key, "sha1", message), given)
                    for key in self._keys):
             raise _Invalid
         payload, dot, stamp = value.rpartition(".")
@@ -90,8 +107,8 @@ class TimedTokens:
                 raw = inflate.decompress(raw, MAX_PAYLOAD)
                 if inflate.unconsumed_tail:
                     raise _Invalid
-            return json.loads(raw), signed_at
-        except (zlib.error, ValueError) as exc:
+            return msgspec.json.decode(raw), signed_at
+        except (zlib.error, msgspec.DecodeError) as exc:
             raise _Invalid from exc
 
 

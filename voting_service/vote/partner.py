@@ -29,7 +29,7 @@ import msgspec
 
 from ..errors import VoterRequired
 from ..models import Campaign, Channel
-from .identity import PARTNER_MAX_LIFETIME, voter_id
+from .identity import PARTNER_MAX_LIFETIME, keyed_digest, voter_id
 
 ALGORITHM = "HS256"
 MAX_TOKEN_LENGTH = 4096
@@ -103,7 +103,7 @@ def verify(token: str, campaign: Campaign, now: float | None = None) -> Verified
     message = signing_input.encode()
     until = None
     for secret, valid_until in _secrets(channel, now):
-        expected = hmac.digest(secret, message, "sha256")
+        expected = keyed_digest(secret, "sha256", message)
         if hmac.compare_digest(expected, given):
             until = valid_until
             break
