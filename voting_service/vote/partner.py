@@ -23,7 +23,7 @@ import itertools
 import time
 from base64 import urlsafe_b64decode
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 
@@ -142,18 +142,15 @@ def partner_voter(token: str, campaign: Campaign, pepper: str) -> tuple[str, str
     return voter_id(pepper, "partner", f"{found.channel_id}:{found.subject}"), found.channel_id
 
 
-class _Seen(NamedTuple):
-    """A tuple of strings and numbers: the collector stops tracking it, so a full cache
-    adds nothing to a full collection's walk (``gc_tuning``)."""
-
-    voter: str
-    channel_id: str
-    valid_until: float
-    secrets: tuple[str, str | None, dt.datetime | None]
-    """The channel's (secret, previous secret, its retirement) that verified the token."""
+Secrets = tuple[str, str | None, dt.datetime | None]
+"""A channel's (secret, previous secret, its retirement) that verified a token."""
+_Seen = tuple[str, str, float, Secrets]
+"""A verified token: voter id, channel id, valid until, the secrets that verified it. A
+plain tuple of strings and numbers, which the collector stops tracking (a tuple subclass
+it would track for ever), so a full cache adds nothing to a collection's walk."""
 
 
-def _channel_secrets(channel: Channel) -> tuple[str, str | None, dt.datetime | None]:
+def _channel_secrets(channel: Channel) -> Secrets:
     return channel.secret, channel.previous_secret, channel.previous_expires_at
 
 
@@ -172,22 +169,23 @@ class PartnerTokens:
         seen = self._seen.get(key)
         now = time.time()
         if seen is not None:
-            channel = channels.get(seen.channel_id)
+            voter, channel_id, valid_until, secrets = seen
+            channel = channels.get(channel_id)
             if (
-                now < seen.valid_until
+                now < valid_until
                 and channel is not None
-                and _channel_secrets(channel) == seen.secrets
+                and _channel_secrets(channel) == secrets
                 and "partner" in campaign.rules.identity
             ):
-                return seen.voter, seen.channel_id
+                return voter, channel_id
             del self._seen[key]
         found = verify(token, campaign, now)
         voter = voter_id(pepper, "partner", f"{found.channel_id}:{found.subject}")
         if len(self._seen) >= self._size:  # drop the oldest quarter: active voters come back
             for old in list(itertools.islice(self._seen, self._size // 4 or 1)):
                 del self._seen[old]
-        self._seen[key] = _Seen(voter, found.channel_id, found.valid_until,
-                                _channel_secrets(channels[found.channel_id]))
+        self._seen[key] = (voter, found.channel_id, found.valid_until,
+                           _channel_secrets(channels[found.channel_id]))
         return voter, found.channel_id
 
     def __len__(self) -> int:
