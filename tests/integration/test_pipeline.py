@@ -38,7 +38,7 @@ async def pipeline(backend: Backend, redis: store.AnyRedis) -> AsyncIterator[Pip
         await p.close()
 
 
-async def test_calls_of_one_loop_turn_share_a_write_and_answer_in_order(
+async def test_calls_of_one_loop_turn_go_out_in_batches_and_answer_in_order(
     pipeline: Pipeline, redis: store.AnyRedis
 ) -> None:
     script = counting_script("in-order")

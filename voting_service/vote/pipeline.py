@@ -1,8 +1,9 @@
 """The hot path's Redis client: one pipelined connection per node, replies matched in order.
 
-Every call issued during one event-loop turn goes out in one write per node; Redis answers
-in order, so a ``hiredis.Reader`` hands each reply to the next waiting call. redis-py's
-pipeline, pool and one task per batch cost a vote ~60 µs; this costs a few.
+Every call issued during one event-loop turn goes out in one write per node, or in writes of
+``MAX_BATCH`` calls when the turn brings more; Redis answers in order, so a
+``hiredis.Reader`` hands each reply to the next waiting call. redis-py's pipeline, pool and
+one task per batch cost a vote ~60 µs; this costs a few.
 
 - Durability: each node's batch may end with the barrier (``barrier.Barrier``: ``WAITAOF``
   for the master's fsync and N replicas, ``WAIT`` first when replicas count, ``WAIT`` alone
@@ -49,6 +50,12 @@ BARRIER_MARGIN = 0.02
 """Seconds the barrier leaves of the batch's deadline for its reply to come back."""
 SWEEP_EVERY = 0.05
 """Seconds between deadline sweeps (a call fails at most this late)."""
+MAX_BATCH = 8
+"""Calls a node's batch holds before it is written, without waiting for the loop turn to
+end. A turn that reads a wave of 64 votes would otherwise hand Redis all of them only once
+the server had parsed the last one, leaving Redis idle meanwhile and the server idle while
+Redis ran them; in writes of 8 the two overlap. Measured side by side (1 worker, 64
+connections): 7,250-7,800 votes/s against 6,250-7,100, the same server CPU per vote."""
 
 Handler = Callable[[Any], None]
 
@@ -347,6 +354,9 @@ class Pipeline:
             host, _, port = address.rpartition(":")
             node = self.nodes[address] = _Node(self, host, int(port))
         node.enqueue(call)
+        if len(node.queued) >= MAX_BATCH:
+            node.flush()  # the turn's later calls make the next batch (``dirty`` may list
+            # the node twice then: its second flush finds nothing queued)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
