@@ -92,7 +92,7 @@ async def test_live_feed_shares_one_frame_and_sends_it_only_when_changed(
     assert first_a.startswith(b"event: tallies\ndata: ")
     assert first_a is first_b, "the same bytes to every watcher"
     assert feeds.watchers("t2026") == 2
-    assert await anext(one) == KEEP_ALIVE, "nothing changed: a comment"
+    assert await anext(one) == KEEP_ALIVE, "nothing changed for a while: a comment"
     token = await harness.voter()
     assert (await harness.vote(token, "c003")).status_code == 200
     for _ in range(100):
