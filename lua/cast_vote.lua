@@ -38,16 +38,15 @@ if challenge and redis.call('EXISTS', challenge) == 1 then
   return {5, ''}
 end
 local counts = redis.call('HMGET', quota, '_n', cand)
-local used = tonumber(counts[1] or '0')
-if tonumber(counts[2] or '0') >= per_cand then
+local used, for_cand = tonumber(counts[1] or '0'), tonumber(counts[2] or '0')
+if for_cand >= per_cand then
   return {2, cand .. '|' .. math.max(per_day - used, 0) .. '|0'}
 end
 if used >= per_day then
   return {3, cand .. '|0|0'}
 end
 
-redis.call('HINCRBY', quota, '_n', 1)
-redis.call('HINCRBY', quota, cand, 1)
+redis.call('HSET', quota, '_n', used + 1, cand, for_cand + 1)  -- both counts, one call
 if used == 0 then  -- the day's first vote created the hash: its expiry, once
   redis.call('EXPIREAT', quota, tonumber(ARGV[6]))
 end
