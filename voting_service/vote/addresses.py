@@ -24,8 +24,6 @@ class ClientAddresses:
 
     def _trusted_quad(self, quad: str) -> bool:
         """Whether a dotted quad is in an IPv4 network of ``VOTING_TRUSTED_PROXIES``."""
-        if not self._v4:
-            return False
         a, b, c, d = quad.split(".")
         n = (int(a) << 24) | (int(b) << 16) | (int(c) << 8) | int(d)
         return any(n & mask == net for net, mask in self._v4)

@@ -53,6 +53,12 @@ def problem_body(exc: VotingError, instance: str = "") -> bytes:
     return _encoder.encode(body)
 
 
+def encode_headers(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """Header lines as they go on the wire, each ending in CRLF (for routes that write
+    their own head; every name and value must be one of the service's own)."""
+    return b"".join([b"%s: %s\r\n" % h for h in headers])
+
+
 def problem(exc: VotingError, instance: str = "") -> Response:
     return Response(
         problem_body(exc, instance),

@@ -31,7 +31,7 @@ from ..errors import Forbidden
 from ..settings import IPNetwork
 from ..vote import identity
 from ..vote.registry import LiveCampaign
-from .http import problem
+from .http import encode_headers, problem
 
 HSTS_SECONDS = 365 * 24 * 3600
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
@@ -200,7 +200,7 @@ class SecurityMiddleware:
             (b"content-security-policy", API_CSP.encode()),
             (b"x-frame-options", b"DENY"),
         ]
-        self._api = {https: (headers, b"".join(b"%s: %s\r\n" % h for h in headers))
+        self._api = {https: (headers, encode_headers(headers))
                      for https, headers in ((False, [*self._default_policy, *self._plain]),
                                             (True, [*self._default_policy, *self._https]))}
 
@@ -222,10 +222,12 @@ class SecurityMiddleware:
                 preflight = value
         return origin, fetch_site, host, forwarded_proto, preflight
 
+    def _is_https(self, scope: Scope, forwarded_proto: bytes | None) -> bool:
+        return forwarded_https(scope.get("scheme"), forwarded_proto, scope.get("client"),
+                               self.trusted_proxies)
+
     def _added(self, scope: Scope, forwarded_proto: bytes | None) -> list[tuple[bytes, bytes]]:
-        https = forwarded_https(scope.get("scheme"), forwarded_proto, scope.get("client"),
-                                self.trusted_proxies)
-        return self._https if https else self._plain
+        return self._https if self._is_https(scope, forwarded_proto) else self._plain
 
     def api_headers(
         self, scope: Scope, origin: bytes | None, fetch_site: bytes | None, host: bytes | None,
@@ -237,9 +239,7 @@ class SecurityMiddleware:
         cross-site and must be refused with ``refuse``."""
         if not self._same_origin(origin, fetch_site, host):
             return None
-        https = forwarded_https(scope.get("scheme"), forwarded_proto, scope.get("client"),
-                                self.trusted_proxies)
-        return self._api[https]
+        return self._api[self._is_https(scope, forwarded_proto)]
 
     async def refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The answer to a cross-site state-changing request."""

@@ -41,7 +41,7 @@ from ..services import Services
 from ..vote import keys, voting
 from ..vote.outcomes import ACCEPTED, Outcome
 from ..vote.registry import LiveCampaign
-from .http import decode, problem_body
+from .http import decode, encode_headers, problem_body
 from .protocol import AnsweringCycle
 from .security import SecurityMiddleware
 
@@ -222,8 +222,7 @@ async def serve_vote(
             status, headers, payload = _refusal(InternalError(), scope["path"])
         cycle = getattr(send, "__self__", None)
         if isinstance(cycle, AnsweringCycle):  # served by our protocol: one write
-            head = b"".join([b"%s: %s\r\n" % h for h in headers])
-            await cycle.answer(status, head + added[1], payload)
+            await cycle.answer(status, encode_headers(headers) + added[1], payload)
         else:
             await send({"type": "http.response.start", "status": status,
                         "headers": headers + added[0]})
