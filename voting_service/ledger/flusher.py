@@ -4,9 +4,10 @@ Each shard stream has a mark in PostgreSQL (``marks``): the id of its last commi
 A pass reads the entries after the in-memory read position with ``XREAD`` (one command for
 every stream of a Cluster slot, or of the whole single node), then writes them in one
 transaction that moves the marks from their committed values (compare and set), COPYs the
-rows and adds the tallies (``batch``); the next read is already under way while PostgreSQL
-writes. After the commit ``XTRIM MINID`` drops the committed entries, so the stream holds
-the unflushed tail (plus, for a moment, what was just committed). A crash anywhere leaves
+rows and adds the tallies (``batch``). Behind, the next read is already under way while
+PostgreSQL writes; keeping up, passes start at most every ``PASS_INTERVAL``. After the
+commit ``XTRIM MINID`` drops the committed entries, so the stream holds the unflushed tail
+(plus, for a moment, what was just committed). A crash anywhere leaves
 the mark as the truth: the next owner reads on from it. Nothing is acknowledged entry by
 entry and nothing is written twice.
 
@@ -59,6 +60,13 @@ CLOSED_GRACE_SECONDS = 60.0
 may still reach its stream."""
 BLOCK_MS = 10_000
 """Idle, one ``XREAD BLOCK`` per slot group waits this long before it is sent again."""
+PASS_INTERVAL = 0.1
+"""A pass that read less than a full ``COUNT`` from every stream (the flusher keeps up)
+starts the next one no sooner than this after its own start: light traffic is written in a
+few larger transactions rather than in one per loop turn. At 2,000 votes/s that was ~200
+small commits a second, which cost the flusher 0.28 and PostgreSQL 0.14 of a core beside
+the vote path, and a WAL fsync each on the disk Valkey's AOF shares. A vote is durable in
+Redis before it is acknowledged, so this only delays its row (by at most the interval)."""
 
 
 def entry_ms(stream_id: str) -> int:
@@ -90,6 +98,8 @@ class _Group:
     blocking: bool = False
     idle: bool = False
     """The last read found nothing: the next one blocks."""
+    full: bool = False
+    """The last read brought a full ``COUNT`` of some stream: more is waiting."""
 
 
 def _closed(c: Campaign | None, now: float) -> bool:
@@ -116,11 +126,13 @@ class Flusher:
         lease_ttl_ms: int = LEASE_TTL_MS,
         replica_acks: int = 0,
         replica_timeout_ms: int = 2000,
+        pass_interval: float = PASS_INTERVAL,
     ) -> None:
         """``reader`` is a client whose socket timeout outlasts ``block_ms`` (idle reads
         block that long); without one, reads go through ``redis`` and block at most 0.5 s.
         ``replica_acks`` ≥ 1: nothing is committed to PostgreSQL before that many replicas
-        of each node read from hold it (``WAITAOF``)."""
+        of each node read from hold it (``WAITAOF``). ``pass_interval``: see
+        ``PASS_INTERVAL`` (``run`` only; ``step`` and ``drain`` never wait)."""
         self.redis = redis
         self.reader = reader or redis
         if reader is not None:
@@ -133,6 +145,7 @@ class Flusher:
         self.lease_ttl_ms = lease_ttl_ms
         self.replica_acks = replica_acks
         self.replica_timeout_ms = replica_timeout_ms
+        self.pass_interval = pass_interval
         self.stats = Stats()
         self._cluster = isinstance(redis, RedisCluster)
         self._conn: asyncpg.Connection | None = None
@@ -148,6 +161,8 @@ class Flusher:
         self._refreshed_at = -math.inf
         self._leased_at = -math.inf
         self._members = 1
+        self._behind = False
+        """The last pass read a full ``COUNT`` of some stream (``run`` goes on at once)."""
 
     # -- PostgreSQL -------------------------------------------------------------------------
 
@@ -312,9 +327,11 @@ class Flusher:
         stream's last id read."""
         part = Batch()
         last: dict[Stream, str] = {}
+        g.full = False
         for s, entries in await self._xread_raw(g, block):
             part.add(s, marks.ZERO, entries)
             last[s] = entries[-1][0]
+            g.full = g.full or len(entries) >= self.batch
         return part, last
 
     async def _xread_raw(self, g: _Group, block: bool) -> list[tuple[Stream, list[RawEntry]]]:
@@ -457,12 +474,14 @@ class Flusher:
         self._start_reads(burst=burst)
         wait = max(REFRESH_SECONDS - (time.monotonic() - self._refreshed_at), 0.05)
         found = await self._collect(stop, wait)
+        self._behind = any(g.full for g in self._groups)
         if not found:
             self._drained_closed()
             if self._untrimmed:
                 await self.trim()
             return 0
-        self._start_reads(burst=burst)  # the next read runs while PostgreSQL writes
+        if self._behind or burst:
+            self._start_reads(burst=burst)  # the next read runs while PostgreSQL writes
         try:
             await self._write(found)
         except MarkMoved as exc:
@@ -502,11 +521,15 @@ class Flusher:
         last_beat = -math.inf
         while not stop.is_set():
             try:
+                started = time.monotonic()
                 n = await self.step(stop, burst=burst)
                 if time.monotonic() - last_beat > 5.0:
                     await self.heartbeat()
                     last_beat = time.monotonic()
                 backoff = 0.1
+                rest = self.pass_interval - (time.monotonic() - started)
+                if n and not self._behind and not burst and rest > 0:  # let rows gather
+                    await _sleep(stop, rest)
             except (RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
                     TimeoutError, ValueError) as exc:
                 # ValueError: an entry no vote path wrote (entry.BadEntry); it is kept, not
