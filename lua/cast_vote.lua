@@ -15,6 +15,7 @@
 -- ARGV[8] channel ("" = direct)   ARGV[9] client IP   ARGV[10] local day (YYYY-MM-DD)
 -- ARGV[11] challenge expiry   unix seconds (when KEYS[6] is given)
 -- ARGV[12] channel attribution: "1" signed (a partner token's issuer), "0" claimed or none
+-- ARGV[13] (optional) now, unix seconds: limit_and_cast.lua passes the TIME it read
 -- The ledger entry is one field, e = vote_id TAB voter TAB candidate TAB channel TAB ip TAB
 -- day TAB attribution (voting_service/vote/entry.py reads it; no part holds a tab).
 -- Returns {status, answer}: status 0 accepted, 1 replay of an accepted vote, 2 already voted
@@ -29,7 +30,7 @@ local first = redis.call('GET', idem)
 if first then
   return {1, first}
 end
-local now = tonumber(redis.call('TIME')[1])
+local now = tonumber(ARGV[13] or redis.call('TIME')[1])
 local block_ends = redis.call('HGET', blocked, voter)
 if block_ends and (tonumber(block_ends) == 0 or tonumber(block_ends) > now) then
   return {4, ''}

@@ -12,6 +12,8 @@
 -- ARGV[2]    "1" = peek: answer as if one more vote came, but write nothing
 -- ARGV[2i+1] per-minute limit of level i (0 = no limit)
 -- ARGV[2i+2] per-day limit of level i (0 = no limit)
+-- ARGV[2n+3] (optional, n = the number of levels) now, unix milliseconds: limit_and_cast.lua
+--            passes the TIME it read
 -- Returns {allowed, retry_after_ms, load_1, count_1, load_2, count_2, ...}:
 --   allowed 1/0; retry_after_ms = the longest wait of a refusing level, -1 when a day limit
 --   refused; load_i = how full level i's minute bucket is after this vote (0..1000);
@@ -21,8 +23,11 @@ local expire_at, peek = tonumber(ARGV[1]), ARGV[2] == '1'
 local levels = #KEYS / 2
 
 local stored = redis.call('MGET', unpack(KEYS))  -- every level's tat and count at once
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(ARGV[2 * levels + 3])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 local new_tats, counts, loads = {}, {}, {}
 local refused, wait = false, 0
 for i = 1, levels do

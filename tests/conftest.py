@@ -259,3 +259,27 @@ async def harness(
     app = create_app(settings)
     async with app.router.lifespan_context(app), client_for(app) as client:
         yield Harness(app, client, settings, redis, pg)
+
+
+async def commands_run(redis: store.AnyRedis) -> dict[str, int]:
+    """Calls per command on the server(s) since the last reset (INFO itself left out)."""
+    if isinstance(redis, store.RedisCluster):
+        found: Any = await redis.info("commandstats", target_nodes=store.RedisCluster.PRIMARIES)
+        sections = list(found.values()) if all(isinstance(v, dict) and any(
+            k.startswith("cmdstat_") for k in v) for v in found.values()) else [found]
+    else:
+        sections = [await redis.info("commandstats")]
+    calls: dict[str, int] = {}
+    for section in sections:
+        for name, stat in section.items():
+            if name.startswith("cmdstat_") and name not in ("cmdstat_info",
+                                                             "cmdstat_config|resetstat"):
+                calls[name[8:]] = calls.get(name[8:], 0) + int(stat["calls"])
+    return calls
+
+
+async def reset_stats(redis: store.AnyRedis) -> None:
+    if isinstance(redis, store.RedisCluster):
+        await redis.config_resetstat(target_nodes=store.RedisCluster.PRIMARIES)
+    else:
+        await redis.config_resetstat()

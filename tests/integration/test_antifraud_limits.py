@@ -9,7 +9,7 @@ import re
 import httpx
 import pytest
 
-from tests.conftest import Backend, Harness
+from tests.conftest import Backend, Harness, commands_run, reset_stats
 from tests.integration.antifraud_support import (
     NO_LIMITS,
     VOTES,
@@ -69,6 +69,21 @@ async def test_address_minute_cap_is_exact_under_200_concurrent_votes(harness: H
         if r.status_code != 200:
             assert_rate_limited(r, 60)
     assert await redis_totals(harness) == {"c002": 4}
+
+
+async def test_a_limited_vote_reads_the_clock_once_on_a_single_node(
+    harness: Harness, backend: Backend,
+) -> None:
+    """Single node: the limits and the vote are one script that takes one TIME for both;
+    a Cluster calls two scripts in two slots, a TIME each."""
+    await harness.create_campaign(rules={**NO_LIMITS, "ip_per_minute": 30, "ip_per_day": 100})
+    voter = issued(harness)
+    await reset_stats(harness.redis)
+    r = await vote(harness.client, voter, "c003")
+    assert r.status_code == 200, r.text
+    calls = await commands_run(harness.redis)
+    assert calls.get("time") == (2 if backend.cluster else 1), calls
+    assert await redis_totals(harness) == {"c003": 1}
 
 
 async def test_network_cap_is_exact_across_200_addresses_of_one_slash_24(

@@ -4,40 +4,15 @@ reading a closed campaign's streams once they are drained."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
-from tests.conftest import ADMIN, Backend, Harness, make_settings
+from tests.conftest import ADMIN, Backend, Harness, commands_run, make_settings, reset_stats
 from voting_service.ledger.flusher import Flusher
 from voting_service.settings import Settings
 from voting_service.vote import store
 
 CAMPAIGNS = 11
-
-
-async def commands_run(redis: store.AnyRedis) -> dict[str, int]:
-    """Calls per command on the server(s) since the last reset (INFO itself left out)."""
-    if isinstance(redis, store.RedisCluster):
-        found: Any = await redis.info("commandstats", target_nodes=store.RedisCluster.PRIMARIES)
-        sections = list(found.values()) if all(isinstance(v, dict) and any(
-            k.startswith("cmdstat_") for k in v) for v in found.values()) else [found]
-    else:
-        sections = [await redis.info("commandstats")]
-    calls: dict[str, int] = {}
-    for section in sections:
-        for name, stat in section.items():
-            if name.startswith("cmdstat_") and name not in ("cmdstat_info",
-                                                             "cmdstat_config|resetstat"):
-                calls[name[8:]] = calls.get(name[8:], 0) + int(stat["calls"])
-    return calls
-
-
-async def reset_stats(redis: store.AnyRedis) -> None:
-    if isinstance(redis, store.RedisCluster):
-        await redis.config_resetstat(target_nodes=store.RedisCluster.PRIMARIES)
-    else:
-        await redis.config_resetstat()
 
 
 @pytest.fixture
