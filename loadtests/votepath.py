@@ -25,6 +25,7 @@ import jwt
 
 from voting_service.ledger import campaigns, db
 from voting_service.vote.identity import VoterTokens, voter_id
+from voting_service.web.live import KEEP_ALIVE_PERIODS
 
 from . import dataset
 from .report import pct, table
@@ -45,7 +46,9 @@ GOAL_SSE_CORE = 0.05
 RATE_GUESS = 9000
 """Votes a second to size the request files for (more than one worker reaches here)."""
 WATCHERS = 2000
-IDLE_SECONDS = 3.0
+IDLE_SECONDS = float(KEEP_ALIVE_PERIODS)
+"""The watchers' idle cost is measured over one keep-alive cycle (the feed's period is 1 s):
+a shorter window holds either the whole keep-alive burst or none of it."""
 
 
 async def prepare(bench: Bench, runs: dict[str, int]) -> dict[str, tuple[Path, int]]:
