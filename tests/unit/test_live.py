@@ -3,6 +3,7 @@ time they were read at did."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from voting_service.web.live import KEEP_ALIVE, KEEP_ALIVE_PERIODS, LiveTallies
@@ -37,5 +38,6 @@ async def test_a_new_read_time_alone_is_not_a_new_frame() -> None:
         assert b'"candidate_id":"c001","votes":3' in frame
         assert b'"as_of":"read 1"' not in frame, "the frame carries the read that saw the change"
     finally:
+        assert isinstance(stream, AsyncGenerator)
         await stream.aclose()
         await feeds.close()
