@@ -51,8 +51,11 @@ async def test_an_idle_flusher_sends_a_few_commands_whatever_the_campaigns(
     streams = CAMPAIGNS * h.settings.shards
     # polling sent one read per stream per pass, twenty passes a second: 14,000 here; idle,
     # what remains is the campaign-list check, one lease renewal per stream every 5 s and,
-    # in a Cluster, one blocking read per slot every 10 s
-    assert sum(calls.values()) <= 2 * streams + 20, calls
+    # in a Cluster, one blocking read per slot every 10 s. Other clients of the shared test
+    # server can land in the window (once, in a full run on a slow machine: 42 GETs, 22
+    # SETs and a new connection beside the flusher's calls): a margin of one call per
+    # stream, still far below any polling
+    assert sum(calls.values()) <= 3 * streams + 20, sorted(calls.items())
     assert calls.get("xread", 0) <= streams, calls
 
 
