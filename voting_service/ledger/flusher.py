@@ -7,9 +7,9 @@ transaction that moves the marks from their committed values (compare and set), 
 rows and adds the tallies (``batch``). Behind, the next read is already under way while
 PostgreSQL writes; keeping up, passes start at most every ``PASS_INTERVAL``. After the
 commit ``XTRIM MINID`` drops the committed entries, so the stream holds the unflushed tail
-(plus, for a moment, what was just committed). A crash anywhere leaves
-the mark as the truth: the next owner reads on from it. Nothing is acknowledged entry by
-entry and nothing is written twice.
+(plus, for a moment, what was just committed). A crash anywhere leaves the mark as the
+truth: the next owner reads on from it. Nothing is acknowledged entry by entry and nothing
+is written twice.
 
 One flusher writes a shard at a time: it holds the shard's lease (``flusher_lease.lua``),
 renews it every few seconds and another flusher takes the shard once the lease lapses.
