@@ -5,9 +5,10 @@ It answers the same ``POST /api/v1/campaigns/{cid}/votes`` with the same body mo
 no Redis. The vote endpoint's throughput over this one (b/a) is the share of the HTTP
 stack's capacity that the vote logic leaves: the issue's goal is ≥ 0.6.
 
-``python -m loadtests.bare_app --port P --workers W`` starts it exactly as
-``voting-service serve`` starts the service: uvicorn (uvloop + httptools) for one worker,
-gunicorn with ``uvicorn_worker.UvicornWorker`` for more.
+``python -m loadtests.bare_app --port P --workers W`` starts it as ``voting-service serve``
+starts the service: uvicorn (uvloop + httptools, uvicorn's own protocol) for one worker,
+gunicorn with ``uvicorn_worker.UvicornWorker`` for more. ``--asgi`` serves the same endpoint
+as a plain ASGI callable instead, without Starlette.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from voting_service.models import VoteIn
 
@@ -42,6 +44,40 @@ async def healthz(request: Request) -> Response:
     return Response(b'{"status":"ok"}', media_type="application/json")
 
 
+_JSON = [(b"content-type", b"application/json")]
+
+
+async def asgi_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """The same endpoint as a plain ASGI callable, without Starlette (``--asgi``): the floor
+    of any route on uvicorn, which the vote route (pure ASGI itself) is measured against in
+    the votepath table, beside the Starlette baseline."""
+    if scope["type"] == "lifespan":
+        await receive()  # startup
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # shutdown
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    status, body = 200, b'{"status":"ok"}'
+    if scope["path"] != "/healthz":
+        data = b""
+        more = True
+        while more:
+            message = await receive()
+            data += message.get("body", b"")
+            more = message.get("more_body", False)
+        try:
+            ballot = msgspec.json.decode(data, type=VoteIn)
+        except msgspec.DecodeError:
+            status, body = 400, b'{"code":"invalid_request"}'
+        else:
+            body = _encoder.encode({"candidate_id": ballot.candidate_id,
+                                    "campaign_id": scope["path"].split("/")[4],
+                                    "votes_left_today": 9})
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*_JSON, (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
 def create_app() -> Starlette:
     return Starlette(routes=[
         Route("/healthz", healthz),
@@ -54,11 +90,13 @@ def main() -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8001)
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--asgi", action="store_true", help="the plain ASGI endpoint, no Starlette")
     args = p.parse_args()
+    target = "loadtests.bare_app:asgi_app" if args.asgi else "loadtests.bare_app:create_app"
     # the same command lines as voting_service.cli.cmd_serve
     if args.workers > 1:
         os.execvp(sys.executable, [
-            sys.executable, "-m", "gunicorn", "loadtests.bare_app:create_app()",
+            sys.executable, "-m", "gunicorn", target if args.asgi else f"{target}()",
             "-k", "uvicorn_worker.UvicornWorker", "-w", str(args.workers),
             "-b", f"{args.host}:{args.port}", "--graceful-timeout", "10",
             "--access-logfile", "/dev/null",
@@ -66,7 +104,7 @@ def main() -> None:
     import uvicorn
 
     uvicorn.run(
-        "loadtests.bare_app:create_app", factory=True, host=args.host, port=args.port,
+        target, factory=not args.asgi, host=args.host, port=args.port,
         loop="uvloop", http="httptools", access_log=False, lifespan="on",
         timeout_graceful_shutdown=10,
     )

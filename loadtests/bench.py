@@ -274,10 +274,15 @@ class Bench:
             raise
         return child, port
 
-    async def bare_phase(self, workers: int) -> LoadResult:
-        self.log(f"A(a) bare Starlette, {workers} worker(s)")
-        child, port = await self._serve(f"bare-w{workers}", [python(), "-m", "loadtests.bare_app"],
-                                        self.service_env(self.valkey_url), "/healthz", workers)
+    async def bare_phase(self, workers: int, *, asgi: bool = False) -> LoadResult:
+        """The bare endpoint (``loadtests.bare_app``): Starlette's, or with ``asgi`` the plain
+        ASGI one."""
+        kind = "ASGI" if asgi else "Starlette"
+        self.log(f"A(a) bare {kind}, {workers} worker(s)")
+        child, port = await self._serve(
+            f"bare-{kind.lower()}-w{workers}",
+            [python(), "-m", "loadtests.bare_app", *(["--asgi"] if asgi else [])],
+            self.service_env(self.valkey_url), "/healthz", workers)
         cpu = CpuSampler({**self.groups(), child.pid: "server"})
         stop, measuring = asyncio.Event(), asyncio.Event()
         sampling = asyncio.create_task(cpu.run(stop, measuring))
