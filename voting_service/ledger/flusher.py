@@ -327,11 +327,11 @@ class Flusher:
         stream's last id read."""
         part = Batch()
         last: dict[Stream, str] = {}
-        g.full = False
-        for s, entries in await self._xread_raw(g, block):
+        read = await self._xread_raw(g, block)
+        for s, entries in read:
             part.add(s, marks.ZERO, entries)
             last[s] = entries[-1][0]
-            g.full = g.full or len(entries) >= self.batch
+        g.full = any(len(entries) >= self.batch for _, entries in read)
         return part, last
 
     async def _xread_raw(self, g: _Group, block: bool) -> list[tuple[Stream, list[RawEntry]]]:
