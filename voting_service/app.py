@@ -50,8 +50,9 @@ from .web.http import (
     on_unexpected,
     on_voting_error,
 )
+from .web.protocol import DIRECT_ROUTE
 from .web.security import SecurityMiddleware
-from .web.votes import VoteRoute
+from .web.votes import DirectVotes, VoteRoute
 
 log = logging.getLogger(__name__)
 
@@ -93,16 +94,17 @@ class VotingApp(Starlette):
     votes are most of the traffic, and each layer costs every vote a few µs."""
 
     def __init__(self, *, trusted_proxies: tuple[IPNetwork, ...], **options: Any) -> None:
-        self.trusted_proxies = trusted_proxies
         super().__init__(
             middleware=[Middleware(SecurityMiddleware, trusted_proxies=trusted_proxies),
                         Middleware(EdgeMiddleware)],
             **options,
         )
+        self.vote_security = SecurityMiddleware(self.router, trusted_proxies=trusted_proxies)
+        """The middleware's checks and headers for the vote route, which runs ahead of the
+        stack (its inner app is never called)."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        stack = super().build_middleware_stack()
-        return VoteRoute(stack, SecurityMiddleware(stack, trusted_proxies=self.trusted_proxies))
+        return VoteRoute(super().build_middleware_stack(), self.vote_security)
 
 
 POOL_CLOSE_TIMEOUT = 5.0
@@ -121,7 +123,7 @@ async def _stop(*tasks: asyncio.Task[Any]) -> None:
 
 def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         redis = store.connect(settings)
         found = await durability.check(redis, settings.redis_replica_acks)
         if not found.safe and not settings.accept_weak_durability:
@@ -178,8 +180,12 @@ def create_app(settings: Settings) -> Starlette:
             redis, svc.db if pool is not None else None, lambda: list(registry.campaigns),
             settings.shards, settings.health_interval, publish, settings.redis_replica_acks))
         gc_tuning.settle()
+        state: dict[str, Any] = {}
+        if settings.direct_votes and isinstance(app, VotingApp):
+            # uvicorn hands this to each connection's protocol (web.protocol.DIRECT_ROUTE)
+            state[DIRECT_ROUTE] = DirectVotes(app.vote_security, svc)
         try:
-            yield
+            yield state
         finally:
             timeline_shipper.cancel()
             with contextlib.suppress(Exception):  # the last second's counts

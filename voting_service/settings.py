@@ -95,6 +95,11 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     return env.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _on(env: Mapping[str, str], name: str) -> bool:
+    """A switch that is on unless set to 0, off or no."""
+    return env.get(name, "1").strip().lower() not in ("0", "off", "no")
+
+
 def _sms_settings(env: Mapping[str, str]) -> dict[str, Any]:
     sender = env.get("VOTING_SMS_SENDER", "console").strip().lower() or "console"
     url = env.get("VOTING_SMS_HTTP_URL", "").strip()
@@ -149,6 +154,9 @@ class Settings:
     vote_metrics: bool = True
     """Count every vote in ``voting_votes_total`` and its duration (off only to measure
     what counting costs: ``make bench`` phase M)."""
+    direct_votes: bool = True
+    """Votes answered by the HTTP protocol itself (``web/protocol.py``), not through ASGI;
+    off only to measure what that saves (``make bench`` phase D)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -178,7 +186,8 @@ class Settings:
             health_interval=_number(env, "VOTING_HEALTH_INTERVAL", "5", float),
             metrics_allow=_parse_proxies(
                 env.get("VOTING_METRICS_ALLOW", LOOPBACK), "VOTING_METRICS_ALLOW"),
-            vote_metrics=env.get("VOTING_METRICS", "1").strip().lower() not in ("0", "off", "no"),
+            vote_metrics=_on(env, "VOTING_METRICS"),
+            direct_votes=_on(env, "VOTING_DIRECT_VOTES"),
             **_sms_settings(env),
         )
 

@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, Protocol
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
     HttpToolsProtocol,
@@ -46,6 +48,112 @@ MAX_HEAD = 32 * 1024
 HEAD_TIMEOUT = 10.0
 
 _REASONS = {414: "URI Too Long", 431: "Request Header Fields Too Large"}
+
+DIRECT_ROUTE = "voting_service.direct_route"
+"""The lifespan state key of the app's ``DirectRoute`` (uvicorn hands the lifespan's state
+to every connection's protocol as ``app_state``)."""
+
+
+class DirectRoute(Protocol):
+    """A route the protocol answers itself, without ASGI (``web.votes.DirectVotes``)."""
+
+    body_limit: int
+
+    def campaign_of(self, path: str) -> str | None:
+        """The route's argument if it serves a ``POST`` to ``path``, else ``None``."""
+
+    def answer(
+        self, scope: dict[str, Any], arg: str, body: bytes | None
+    ) -> Awaitable[tuple[int, bytes, bytes] | None]:
+        """``(status, encoded header lines, payload)`` for the request's scope (uvicorn's,
+        with method, path and query) and whole body (``None``: over ``body_limit``)."""
+
+
+class _NoEvent:
+    """A cycle's ``message_event`` as uvicorn's protocol uses it (``set`` on a lost
+    connection): a direct exchange has its whole body before it starts, nothing waits."""
+
+    def set(self) -> None:
+        return None
+
+
+_NO_EVENT = _NoEvent()
+_INTERNAL = (b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain; charset=utf-8\r\n"
+             b"content-length: 21\r\nconnection: close\r\n\r\nInternal Server Error")
+
+
+class DirectExchange:
+    """One request a ``DirectRoute`` answers: it stands in the protocol's ``cycle`` slot,
+    with the attributes uvicorn's protocol reads of a cycle (``response_complete``,
+    ``disconnected``, ``keep_alive``, ``message_event``), so requests pipelined behind it
+    queue and start as they would behind an ASGI cycle."""
+
+    __slots__ = ("arg", "chunks", "disconnected", "keep_alive", "protocol", "response_complete",
+                 "route", "scope", "size")
+
+    message_event = _NO_EVENT
+
+    def __init__(self, protocol: BoundedHttpToolsProtocol, route: DirectRoute, arg: str,
+                 keep_alive: bool) -> None:
+        self.protocol: BoundedHttpToolsProtocol | None = protocol
+        self.route = route
+        self.arg = arg
+        self.scope: Any = protocol.scope
+        self.keep_alive = keep_alive
+        self.chunks: list[bytes] | None = []
+        self.size = 0
+        self.response_complete = False
+        self.disconnected = False
+
+    def feed(self, body: bytes) -> None:
+        if self.chunks is None:
+            return  # over the limit already: the rest is read and dropped
+        self.size += len(body)
+        if self.size > self.route.body_limit:
+            self.chunks = None
+        else:
+            self.chunks.append(body)
+
+    async def run(self) -> None:
+        protocol = self.protocol
+        assert protocol is not None
+        chunks = self.chunks
+        try:
+            reply = await self.route.answer(
+                self.scope, self.arg, None if chunks is None else b"".join(chunks))
+        except Exception:
+            log.exception("unhandled error in a direct route")
+            reply = None
+            if not self.disconnected and not protocol.transport.is_closing():
+                protocol.transport.write(_INTERNAL)
+            protocol.transport.close()
+        self.protocol = None  # the protocol holds this exchange: no cycle left behind
+        if reply is None or self.disconnected or protocol.transport.is_closing():
+            self.response_complete = True
+            return
+        if protocol.flow.write_paused:
+            await protocol.flow.drain()
+            if self.disconnected or protocol.transport.is_closing():
+                self.response_complete = True
+                return
+        status, head, payload = reply
+        scope = self.scope
+        if protocol.access_log:
+            protocol.access_logger.info('%s - "%s %s HTTP/%s" %d', get_client_addr(scope),
+                                        scope["method"], get_path_with_query_string(scope),
+                                        scope["http_version"], status)
+        out = [STATUS_LINE[status]]
+        for name, value in protocol.server_state.default_headers:
+            out += (name, b": ", value, b"\r\n")
+        out.append(head)
+        if not self.keep_alive:
+            out.append(b"connection: close\r\n")
+        out += (b"\r\n", payload)
+        protocol.transport.write(b"".join(out))
+        self.response_complete = True
+        if not self.keep_alive:
+            protocol.transport.close()
+        protocol.on_response_complete()
 
 
 class _OneWrite:
@@ -146,7 +254,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._pending: tuple[int, str] | None = None
         """A refusal waiting for the responses to the requests pipelined before it."""
         self._head_timer: asyncio.TimerHandle | None = None
-
+        self._direct: DirectRoute | None = self.app_state.get(DIRECT_ROUTE)
     # --- the head's deadline -------------------------------------------------------------
 
     def _check_head_deadline(self) -> None:
@@ -213,6 +321,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refusal = self._measure()
         if self._refusal is not None:
             raise _Refused  # the parser stops; send_400_response answers with the bound
+        if self._direct is not None and self._take_direct(self._direct):
+            return
         before = self.cycle
         super().on_headers_complete()
         cycle = self.cycle
@@ -220,9 +330,54 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             cycle.__class__ = AnsweringCycle
             cycle.transport = _OneWrite(self.transport, cycle)  # type: ignore[assignment]
 
+    def _take_direct(self, route: DirectRoute) -> bool:
+        """Whether the request is one for the direct route, now set up as this protocol's
+        cycle. Anything unusual (not a POST, a request pipelined behind one in flight,
+        ``Expect: 100-continue``, an upgrade, an escaped path, the concurrency limit) is
+        left to uvicorn and the ASGI app, which serves the same route."""
+        parser = self.parser
+        if (parser.get_method() != b"POST" or self.expect_100_continue
+                or (self.cycle is not None and not self.cycle.response_complete)
+                or parser.should_upgrade()):
+            return False
+        limit = self.limit_concurrency
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            return False
+        parsed = httptools.parse_url(self.url)
+        raw_path = parsed.path
+        if b"%" in raw_path or self.root_path:
+            return False
+        path = raw_path.decode("ascii")
+        arg = route.campaign_of(path)
+        if arg is None:
+            return False
+        http_version = parser.get_http_version()
+        scope = self.scope
+        scope["method"] = "POST"
+        scope["http_version"] = http_version
+        scope["path"] = path
+        scope["raw_path"] = raw_path
+        scope["query_string"] = parsed.query or b""
+        self.cycle = DirectExchange(  # type: ignore[assignment]
+            self, route, arg, http_version != "1.0" and parser.should_keep_alive())
+        return True
+
+    def on_body(self, body: bytes) -> None:
+        cycle: Any = self.cycle
+        if type(cycle) is DirectExchange:
+            cycle.feed(body)
+            return
+        super().on_body(body)
+
     def on_message_complete(self) -> None:
         self._head_left = MAX_HEAD
         self._counted = False
+        cycle: Any = self.cycle
+        if type(cycle) is DirectExchange:
+            task = self.loop.create_task(cycle.run())
+            task.add_done_callback(self.tasks.discard)
+            self.tasks.add(task)
+            return
         super().on_message_complete()
 
     def _measure(self) -> tuple[int, str] | None:

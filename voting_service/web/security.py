@@ -168,6 +168,8 @@ def is_https(scope: Scope, trusted: Sequence[IPNetwork]) -> bool:
     return forwarded_https(scope.get("scheme"), proto, scope.get("client"), trusted)
 
 
+CROSS_SITE = "cross-site request refused: vote on the page or in the embed widget"
+
 _CORS_PATH = re.compile(
     r"/api/v1/campaigns/([A-Za-z0-9][A-Za-z0-9_-]{0,63})(?:/candidates(?:/[^/]+)?|/tallies)?"
 )
@@ -241,10 +243,17 @@ class SecurityMiddleware:
             return None
         return self._api[self._is_https(scope, forwarded_proto)]
 
+    def answer_headers(
+        self, scope: Scope, forwarded_proto: bytes | None
+    ) -> tuple[list[tuple[bytes, bytes]], bytes]:
+        """The headers ``api_headers`` gives, for an answer to a cross-site request (the
+        same ones ``refuse`` adds to its problem body)."""
+        return self._api[self._is_https(scope, forwarded_proto)]
+
     async def refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The answer to a cross-site state-changing request."""
         refused = problem(
-            Forbidden("cross-site request refused: vote on the page or in the embed widget"),
+            Forbidden(CROSS_SITE),
             scope["path"],
         )
         forwarded_proto = self._scan(scope)[3]

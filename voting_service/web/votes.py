@@ -12,8 +12,10 @@ bodies, the credential sources (partner JWT, ``X-Voter-Token``, the voter cookie
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -26,6 +28,7 @@ from ..errors import (
     Blocked,
     CampaignNotFound,
     ChallengeFailed,
+    Forbidden,
     InternalError,
     InvalidRequest,
     PayloadTooLarge,
@@ -43,7 +46,7 @@ from ..vote.outcomes import ACCEPTED, Outcome
 from ..vote.registry import LiveCampaign
 from .http import decode, encode_headers, problem_body
 from .protocol import AnsweringCycle
-from .security import SecurityMiddleware
+from .security import CROSS_SITE, SecurityMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,10 @@ VOTER_COOKIE = "vs_voter_"
 _JSON = (b"content-type", b"application/json")
 _PROBLEM = (b"content-type", b"application/problem+json")
 _encoder = msgspec.json.Encoder()
+
+BodyReader = Callable[[], Awaitable[bytes]]
+"""Gives a vote request's whole body; ``PayloadTooLarge`` past ``BODY_LIMIT``."""
+Reply = tuple[int, bytes, bytes]
 
 
 class _Gone(Exception):
@@ -71,28 +78,75 @@ class VoteRoute:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            path: str = scope["path"]
-            if path.startswith(PREFIX) and path.endswith(SUFFIX):
-                cid = path[len(PREFIX):-len(SUFFIX)]
-                if cid and "/" not in cid:
-                    request = _Request(scope)
-                    added = self.security.api_headers(
-                        scope, request.origin, request.fetch_site, request.host,
-                        request.forwarded_proto)
-                    if added is None:
-                        await self.security.refuse(scope, receive, send)
-                    else:
-                        await serve_vote(scope["app"].state.services, cid, scope, request,
-                                         receive, send, added)
+            cid = campaign_of(scope["path"])
+            if cid is not None:
+                request = _Request(scope)
+                added = self.security.api_headers(
+                    scope, request.origin, request.fetch_site, request.host,
+                    request.forwarded_proto)
+                if added is None:
+                    await self.security.refuse(scope, receive, send)
                     return
+                reply = await vote_reply(scope["app"].state.services, cid, scope["path"],
+                                         request, functools.partial(_body, request, receive))
+                if reply is not None:
+                    await _send(send, reply, added)
+                return
         await self.app(scope, receive, send)
+
+
+def campaign_of(path: str) -> str | None:
+    """The campaign id of a vote path (``/api/v1/campaigns/{cid}/votes``), else ``None``."""
+    if path.startswith(PREFIX) and path.endswith(SUFFIX):
+        cid = path[len(PREFIX):-len(SUFFIX)]
+        if cid and "/" not in cid:
+            return cid
+    return None
+
+
+class DirectVotes:
+    """The vote route as the HTTP protocol calls it (``web.protocol.DirectRoute``), from the
+    request's head as uvicorn parsed it and its whole body: no ASGI scope of its own, no
+    request cycle, no messages. uvicorn's ASGI machinery cost a vote about as much as the
+    vote's own work. The answer is the ASGI route's, header for header."""
+
+    body_limit = BODY_LIMIT
+    campaign_of = staticmethod(campaign_of)
+
+    def __init__(self, security: SecurityMiddleware, services: Services) -> None:
+        self.security = security
+        self.services = services
+
+    async def answer(self, scope: Scope, cid: str, body: bytes | None) -> Reply:
+        """``(status, encoded header lines, payload)``; ``body`` ``None``: over the limit."""
+        request = _Request(scope)
+        security = self.security
+        added = security.api_headers(scope, request.origin, request.fetch_site, request.host,
+                                     request.forwarded_proto)
+        if added is None:
+            status, headers, payload = _refusal(Forbidden(CROSS_SITE), scope["path"])
+            added = security.answer_headers(scope, request.forwarded_proto)
+        else:
+            async def whole() -> bytes:
+                check_declared_length(request.content_length)
+                if body is None:
+                    raise PayloadTooLarge(f"body larger than {BODY_LIMIT} bytes")
+                return body
+
+            reply = await vote_reply(self.services, cid, scope["path"], request, whole)
+            assert reply is not None  # the body is all here: the client cannot be "gone"
+            status, headers, payload = reply
+        return status, encode_headers(headers) + added[1], payload
 
 
 async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
     """The same route for Starlette's router, behind ``SecurityMiddleware`` (an app built
     without ``VoteRoute``)."""
-    await serve_vote(scope["app"].state.services, scope["path_params"]["cid"],
-                     scope, _Request(scope), receive, send, ([], b""))
+    request = _Request(scope)
+    reply = await vote_reply(scope["app"].state.services, scope["path_params"]["cid"],
+                             scope["path"], request, functools.partial(_body, request, receive))
+    if reply is not None:
+        await _send(send, reply, ([], b""))
 
 
 class _Request:
@@ -153,10 +207,14 @@ class _Request:
         self.peer: str | None = client[0] if client else None
 
 
-async def _body(request: _Request, receive: Receive) -> bytes:
-    declared = request.content_length
+def check_declared_length(declared: str | None) -> None:
+    """``PayloadTooLarge`` for a ``Content-Length`` over the limit (or not a number)."""
     if declared is not None and (not declared.isdigit() or int(declared) > BODY_LIMIT):
         raise PayloadTooLarge(f"body larger than {BODY_LIMIT} bytes")
+
+
+async def _body(request: _Request, receive: Receive) -> bytes:
+    check_declared_length(request.content_length)
     body = b""
     while True:
         message = await receive()
@@ -193,45 +251,53 @@ def credential(
     return voter, "", mode
 
 
-async def serve_vote(
-    svc: Services, cid: str, scope: Scope, request: _Request, receive: Receive, send: Send,
-    added: tuple[list[tuple[bytes, bytes]], bytes],
-) -> None:
-    """Answer one vote request; ``added`` = the security headers every answer gets, as a
-    list and encoded."""
+async def vote_reply(
+    svc: Services, cid: str, path: str, request: _Request, body: BodyReader,
+) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+    """The answer to one vote request, ``None`` if the client went away before its body
+    arrived; its outcome noted once, whatever happened."""
     started = time.perf_counter()
     seen = ["", ""]  # identity mode, channel: what the outcome reports
     outcome = ACCEPTED
     try:
         try:
-            status, headers, payload = await _vote(svc, cid, request, receive, seen)
+            return await _vote(svc, cid, request, body, seen)
         except VotingError as exc:
             outcome = exc.code
-            status, headers, payload = _refusal(exc, scope["path"])
+            return _refusal(exc, path)
         except _Gone:
             outcome = Unavailable.code
-            return
+            return None
         except (RedisError, OSError, asyncpg.PostgresConnectionError,
                 asyncpg.InterfaceError) as exc:
             log.warning("backend error on a vote: %r", exc)
             outcome = Unavailable.code
-            status, headers, payload = _refusal(Unavailable(), scope["path"])
+            return _refusal(Unavailable(), path)
         except Exception:
             log.exception("unhandled error on a vote")
             outcome = Unavailable.code
-            status, headers, payload = _refusal(InternalError(), scope["path"])
-        cycle = getattr(send, "__self__", None)
-        if isinstance(cycle, AnsweringCycle):  # served by our protocol: one write
-            await cycle.answer(status, encode_headers(headers) + added[1], payload)
-        else:
-            await send({"type": "http.response.start", "status": status,
-                        "headers": headers + added[0]})
-            await send({"type": "http.response.body", "body": payload})
+            return _refusal(InternalError(), path)
     finally:
         svc.outcomes.note(Outcome(
             cid if outcome != CampaignNotFound.code else "", outcome, seen[0], seen[1],
             time.perf_counter() - started,
         ))
+
+
+async def _send(
+    send: Send, reply: tuple[int, list[tuple[bytes, bytes]], bytes],
+    added: tuple[list[tuple[bytes, bytes]], bytes],
+) -> None:
+    """Write a reply through ASGI; ``added`` = the security headers every answer gets, as a
+    list and encoded."""
+    status, headers, payload = reply
+    cycle = getattr(send, "__self__", None)
+    if isinstance(cycle, AnsweringCycle):  # served by our protocol: one write
+        await cycle.answer(status, encode_headers(headers) + added[1], payload)
+    else:
+        await send({"type": "http.response.start", "status": status,
+                    "headers": headers + added[0]})
+        await send({"type": "http.response.body", "body": payload})
 
 
 def _refusal(exc: VotingError, path: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
@@ -242,10 +308,10 @@ def _refusal(exc: VotingError, path: str) -> tuple[int, list[tuple[bytes, bytes]
 
 
 async def _vote(
-    svc: Services, cid: str, request: _Request, receive: Receive, seen: list[str]
+    svc: Services, cid: str, request: _Request, body: BodyReader, seen: list[str]
 ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     live = svc.registry.get(cid)
-    vote = decode(await _body(request, receive), VoteIn)
+    vote = decode(await body(), VoteIn)
     voter, token_channel, seen[0] = credential(
         svc, live, request.authorization, request.voter_token, request.cookie)
     if token_channel and vote.channel and vote.channel != token_channel:
