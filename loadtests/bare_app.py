@@ -104,6 +104,7 @@ def main() -> None:
         target, factory=not args.asgi, host=args.host, port=args.port,
         loop="uvloop", http="httptools", access_log=False, lifespan="on",
         timeout_graceful_shutdown=10,
+        proxy_headers=False,  # as the service: no uvicorn middleware reading X-Forwarded-For
     )
 
 

@@ -74,12 +74,15 @@ def synthetic_voter_ids(count: int, pepper: str, campaign_id: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Pairs:
-    """The vote plan: for each round, every voter votes once for a distinct candidate."""
+    """The vote plan: for each round, every voter votes once for a distinct candidate; or,
+    ``in_a_row``, each voter casts all its votes one after the other (as a citizen does on
+    the page), the voters in a random order."""
 
     voters: int
     candidates: int
     per_voter: int
     seed: int = 7
+    in_a_row: bool = False
 
     def __len__(self) -> int:
         return self.voters * self.per_voter
@@ -100,6 +103,12 @@ class Pairs:
                     picked.append(c)
             choices.append(picked)
         order = list(range(self.voters))
+        if self.in_a_row:
+            rng.shuffle(order)
+            for v in order:
+                for c in choices[v]:
+                    yield v, c
+            return
         for k in range(self.per_voter):
             rng.shuffle(order)
             for v in order:
@@ -119,12 +128,14 @@ def client_ips(count: int, seed: int = 11) -> list[str]:
 
 
 def write_requests(path: Path, tokens: list[str], pairs: Pairs, ips: list[str]) -> int:
-    """Write the vote plan as a request file; returns the number of lines."""
+    """Write the vote plan as a request file; returns the number of lines. Each vote comes
+    from a random address of ``ips``; with ``pairs.in_a_row``, all of a voter's from one."""
     rng = random.Random(pairs.seed + 1)
     n = 0
     with open(path, "w", encoding="ascii") as out:
         for v, c in pairs:
             body = f'{{"candidate_id":"c{c + 1:03d}"}}'
-            out.write(f"{tokens[v]}\t{ips[rng.randrange(len(ips))]}\t{body}\n")
+            ip = ips[v % len(ips)] if pairs.in_a_row else ips[rng.randrange(len(ips))]
+            out.write(f"{tokens[v]}\t{ip}\t{body}\n")
             n += 1
     return n

@@ -22,6 +22,14 @@ holds the head until the body joins it (``transport.write`` was an eighth of a v
 And a route that encodes its own head (the vote route, whose headers are all its own
 constants and numbers) hands it to ``AnsweringCycle.answer``, skipping ``send``'s checks
 of each header and the two ASGI messages.
+
+Votes skip ASGI altogether: the app's lifespan puts a ``DirectRoute`` in the lifespan state
+(``DIRECT_ROUTE``), which uvicorn gives every connection as ``app_state``. A plain ``POST``
+to its path, with no request in flight before it on the connection, is then answered by a
+``DirectExchange`` in the cycle's place: the body gathered as it comes, one task, one
+write. uvicorn's scope, request cycle, event and messages cost a vote about as much as its
+own work (a bare answer: 20 µs this way, 70 µs through ASGI). Anything else, including
+``Expect: 100-continue``, takes uvicorn's path to the same route in the ASGI app.
 """
 
 from __future__ import annotations
