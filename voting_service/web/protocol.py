@@ -145,19 +145,10 @@ class DirectExchange:
                 self.response_complete = True
                 return
         status, head, payload = reply
-        scope = self.scope
         if protocol.access_log:
-            protocol.access_logger.info('%s - "%s %s HTTP/%s" %d', get_client_addr(scope),
-                                        scope["method"], get_path_with_query_string(scope),
-                                        scope["http_version"], status)
-        out = [STATUS_LINE[status]]
-        for name, value in protocol.server_state.default_headers:
-            out += (name, b": ", value, b"\r\n")
-        out.append(head)
-        if not self.keep_alive:
-            out.append(b"connection: close\r\n")
-        out += (b"\r\n", payload)
-        protocol.transport.write(b"".join(out))
+            _log_access(protocol.access_logger, self.scope, status)
+        protocol.transport.write(_response(status, protocol.server_state.default_headers, head,
+                                           self.keep_alive, payload))
         self.response_complete = True
         if not self.keep_alive:
             protocol.transport.close()
@@ -204,6 +195,26 @@ class _OneWrite:
         return self._transport.is_closing()
 
 
+def _response(status: int, default_headers: list[tuple[bytes, bytes]], head: bytes,
+              keep_alive: bool, body: bytes) -> bytes:
+    """A whole response: uvicorn's status line and default headers (``server``, ``date``),
+    the route's encoded header lines, ``connection: close`` unless kept alive, the body."""
+    out = [STATUS_LINE[status]]
+    for name, value in default_headers:
+        out += (name, b": ", value, b"\r\n")
+    out.append(head)
+    if not keep_alive:
+        out.append(b"connection: close\r\n")
+    out += (b"\r\n", body)
+    return b"".join(out)
+
+
+def _log_access(logger: logging.Logger, scope: Any, status: int) -> None:
+    """An access log line as uvicorn writes it."""
+    logger.info('%s - "%s %s HTTP/%s" %d', get_client_addr(scope), scope["method"],
+                get_path_with_query_string(scope), scope["http_version"], status)
+
+
 class AnsweringCycle(RequestResponseCycle):
     """uvicorn's request cycle, plus a whole response in one call (no state of its own:
     the protocol turns each new cycle into one by its class)."""
@@ -219,18 +230,8 @@ class AnsweringCycle(RequestResponseCycle):
         self.response_started = True
         self.waiting_for_100_continue = False
         if self.access_log:
-            self.access_logger.info('%s - "%s %s HTTP/%s" %d', get_client_addr(self.scope),
-                                    self.scope["method"],
-                                    get_path_with_query_string(self.scope),
-                                    self.scope["http_version"], status)
-        out = [STATUS_LINE[status]]
-        for name, value in self.default_headers:
-            out += (name, b": ", value, b"\r\n")
-        out.append(head)
-        if not self.keep_alive:
-            out.append(b"connection: close\r\n")
-        out += (b"\r\n", body)
-        self.transport.write(b"".join(out))
+            _log_access(self.access_logger, self.scope, status)
+        self.transport.write(_response(status, self.default_headers, head, self.keep_alive, body))
         self.response_complete = True
         self.message_event.set()
         if not self.keep_alive:

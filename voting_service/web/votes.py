@@ -7,6 +7,10 @@ request on. ``SecurityMiddleware`` gives it the security headers and the cross-s
 that every route gets (without a wrapped ``send``); the body limit, the problem+json
 bodies, the credential sources (partner JWT, ``X-Voter-Token``, the voter cookie) and
 ``svc.outcomes.note`` once per request are those of the rest of the API.
+
+Under the service's own HTTP protocol most votes do not reach ASGI at all: ``DirectVotes``
+answers them from the parsed head and body (``web.protocol.DirectExchange``), through the
+same ``vote_reply``; this ASGI route serves the rest (see ``web/protocol.py``).
 """
 
 from __future__ import annotations
@@ -60,7 +64,10 @@ _encoder = msgspec.json.Encoder()
 
 BodyReader = Callable[[], Awaitable[bytes]]
 """Gives a vote request's whole body; ``PayloadTooLarge`` past ``BODY_LIMIT``."""
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+"""Status, header list and payload of a vote's answer (before the security headers)."""
 Reply = tuple[int, bytes, bytes]
+"""The same with every header encoded, the security ones included (``DirectVotes``)."""
 
 
 class _Gone(Exception):
@@ -253,7 +260,7 @@ def credential(
 
 async def vote_reply(
     svc: Services, cid: str, path: str, request: _Request, body: BodyReader,
-) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+) -> Answer | None:
     """The answer to one vote request, ``None`` if the client went away before its body
     arrived; its outcome noted once, whatever happened."""
     started = time.perf_counter()
@@ -285,7 +292,7 @@ async def vote_reply(
 
 
 async def _send(
-    send: Send, reply: tuple[int, list[tuple[bytes, bytes]], bytes],
+    send: Send, reply: Answer,
     added: tuple[list[tuple[bytes, bytes]], bytes],
 ) -> None:
     """Write a reply through ASGI; ``added`` = the security headers every answer gets, as a
@@ -300,7 +307,7 @@ async def _send(
         await send({"type": "http.response.body", "body": payload})
 
 
-def _refusal(exc: VotingError, path: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+def _refusal(exc: VotingError, path: str) -> Answer:
     payload = problem_body(exc, path)
     headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers.items()]
     headers += [(b"content-length", str(len(payload)).encode()), _PROBLEM]
@@ -309,7 +316,7 @@ def _refusal(exc: VotingError, path: str) -> tuple[int, list[tuple[bytes, bytes]
 
 async def _vote(
     svc: Services, cid: str, request: _Request, body: BodyReader, seen: list[str]
-) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+) -> Answer:
     live = svc.registry.get(cid)
     vote = decode(await body(), VoteIn)
     voter, token_channel, seen[0] = credential(
