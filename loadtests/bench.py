@@ -57,6 +57,7 @@ from voting_service.vote import store
 
 from . import antifraud, dataset, flusher_bench, profile, redis_ceiling, sse, votepath
 from .cpu import CpuSampler
+from .instructions import Callgrind
 from .loadgen import LoadResult, LoadSpec, ensure_wrk
 from .procs import REPO, Child, Children, python, sigterm_as_interrupt, wait_ready
 from .report import pct, table
@@ -88,6 +89,7 @@ class Options:
     phases: frozenset[str]
     weak_reference: bool
     profile: bool
+    instructions: bool
     keep: bool
     out_dir: Path
 
@@ -114,6 +116,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
                    help=f"comma-separated phases to run, of {', '.join(PHASES)}")
     p.add_argument("--profile", action="store_true",
                    help="py-spy the vote server's workers during the measured windows")
+    p.add_argument("--instructions", action=argparse.BooleanOptionalAction,
+                   help="count the vote server's instructions per request under callgrind "
+                        "(table D3; default on, off with --quick)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
     p.add_argument("--out-dir", type=Path, default=REPO / "bench-results")
     a = p.parse_args(argv)
@@ -143,6 +148,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         phases=phases,
         weak_reference=not quick,
         profile=bool(a.profile),
+        instructions=not quick if a.instructions is None else bool(a.instructions),
         keep=bool(a.keep),
         out_dir=a.out_dir,
     )
@@ -262,33 +268,59 @@ class Bench:
     # ---- A: HTTP ----------------------------------------------------------------------
 
     async def _serve(self, name: str, argv: list[str], env: dict[str, str],
-                     ready_path: str, workers: int) -> tuple[Child, int]:
+                     ready_path: str, workers: int, counting: Callgrind | None = None,
+                     ) -> tuple[Child, int]:
         port = embedded.free_port()
-        child = self.res.children.start(name, [*argv, "--port", str(port), "--workers",
-                                               str(workers)], env)
+        prefix = counting.argv(name) if counting else []
+        child = self.res.children.start(name, [*prefix, *argv, "--port", str(port),
+                                               "--workers", str(workers)], env)
         try:
-            await wait_ready(child, port, ready_path)
+            await wait_ready(child, port, ready_path, timeout=600.0 if counting else 60.0)
             await asyncio.sleep(0.5 if workers == 1 else 1.5)  # let every worker boot
+            if counting:
+                await counting.ready(child.pid)
         except BaseException:
             self.res.children.stop(child)
             raise
         return child, port
 
-    async def bare_phase(self, workers: int, *, asgi: bool = False) -> LoadResult:
+    async def _measure(self, port: int, requests: Path, path: str, measuring: asyncio.Event,
+                       counting: Callgrind | None, pid: int, **kwargs: Any) -> LoadResult:
+        """The load run; with ``counting``, the server's instructions in its window too."""
+        zeroed = None
+        if counting:
+            async def zero() -> None:
+                await measuring.wait()
+                await counting.window_starts(pid)
+
+            zeroed = asyncio.create_task(zero())
+        try:
+            result = await self.load.run(port, requests, path, measuring=measuring, **kwargs)
+        finally:
+            if zeroed is not None and not zeroed.done():
+                zeroed.cancel()
+        if zeroed is not None and counting is not None:
+            await zeroed
+            result.extra["instructions"] = await counting.window_ends(pid)
+        return result
+
+    async def bare_phase(self, workers: int, *, asgi: bool = False,
+                         counting: Callgrind | None = None) -> LoadResult:
         """The bare endpoint (``loadtests.bare_app``): Starlette's, or with ``asgi`` the plain
-        ASGI one."""
+        ASGI one; ``counting``: under callgrind, its instructions counted."""
         kind = "ASGI" if asgi else "Starlette"
-        self.log(f"A(a) bare {kind}, {workers} worker(s)")
+        self.log(f"A(a) bare {kind}, {workers} worker(s)" + (" under callgrind" if counting
+                                                            else ""))
         child, port = await self._serve(
             f"bare-{kind.lower()}-w{workers}",
             [python(), "-m", "loadtests.bare_app", *(["--asgi"] if asgi else [])],
-            self.service_env(self.valkey_url), "/healthz", workers)
+            self.service_env(self.valkey_url), "/healthz", workers, counting)
         cpu = CpuSampler({**self.groups(), child.pid: "server"})
         stop, measuring = asyncio.Event(), asyncio.Event()
         sampling = asyncio.create_task(cpu.run(stop, measuring))
         try:
-            result = await self.load.run(port, self.requests_file, self.path,
-                                         measuring=measuring)
+            result = await self._measure(port, self.requests_file, self.path, measuring,
+                                         counting, child.pid)
         finally:
             stop.set()
             await sampling
@@ -300,13 +332,15 @@ class Bench:
     async def vote_phase(self, name: str, redis_url: str, env: dict[str, str], workers: int,
                          offset: int, *, requests: Path | None = None, path: str | None = None,
                          limit: int | None = None, watchers: int = 0, watch_path: str = "",
-                         idle: float = 0.0) -> tuple[LoadResult, dict[str, Any]]:
+                         idle: float = 0.0, counting: Callgrind | None = None,
+                         ) -> tuple[LoadResult, dict[str, Any]]:
         """The vote endpoint under load with the flusher running; lag sampled meanwhile.
 
         ``requests`` (default: the main request file) is replayed from line ``offset``, at
         most ``limit`` lines (default: the rest of the main file) to ``path``. ``watchers``
         SSE clients of ``watch_path`` stay connected during the load; ``idle`` seconds of
-        the server's CPU with no vote (watchers connected) are measured before it."""
+        the server's CPU with no vote (watchers connected) are measured before it.
+        ``counting``: the server runs under callgrind and its instructions are counted."""
         requests = requests or self.requests_file
         path = path or self.path
         limit = self.request_lines - offset if limit is None else limit
@@ -318,7 +352,7 @@ class Bench:
         extra: dict[str, Any] = {}
         try:
             server, port = await self._serve(f"{name}-serve", [*cli, "serve"], env, "/readyz",
-                                             workers)
+                                             workers, counting)
             watching = sse.Watchers(port, watch_path, watchers)
             if watchers:
                 extra["watchers_connected_s"] = round(await watching.open(), 2)
@@ -333,8 +367,8 @@ class Bench:
                 profiling = self._profile(server, workers, name)
             try:
                 result, *_ = await asyncio.gather(
-                    self.load.run(port, requests, path, offset=offset, limit=limit,
-                                  measuring=measuring),
+                    self._measure(port, requests, path, measuring, counting, server.pid,
+                                  offset=offset, limit=limit),
                     *profiling)
             finally:
                 stop.set()

@@ -15,11 +15,15 @@ D1. Alternating rounds of: bare Starlette POST, the same as a plain ASGI callabl
 D2. The anonymous vote with and without 2,000 ``/live`` watchers connected to the same
     worker (alternating): vote p95 raised < 20 %; and the watchers' own cost, the server's
     CPU while they are connected and no vote comes, minus the same without them: < 5 %.
+D3. (not with ``--quick``) The bare rows and the goal rows once more, the server under
+    callgrind: its instructions per request, which do not move with the machine's speed as
+    D1's CPU seconds do (see ``instructions.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import secrets
@@ -35,7 +39,8 @@ from voting_service.ledger import campaigns, db
 from voting_service.vote.identity import VoterTokens, voter_id
 from voting_service.web.live import KEEP_ALIVE_PERIODS
 
-from . import dataset
+from . import dataset, instructions
+from .instructions import Callgrind
 from .report import pct, table
 
 if TYPE_CHECKING:
@@ -54,6 +59,11 @@ LABELS = {"bare": "bare Starlette POST", "asgi": "bare ASGI POST (no Starlette)"
           "sms": "vote, SMS voter", "token-asgi": "vote, anonymous token, ASGI route",
           "token-first": "vote, anonymous token, voter's first"}
 ENV = {"token-asgi": {"VOTING_DIRECT_VOTES": "0"}}
+COUNTED = (*BASELINES, *GOALS)
+"""The rows of D3."""
+COUNT_WARMUP = 3.0
+COUNT_SECONDS = 15.0
+"""D3's warm-up and measured window, seconds (at least the bench's own)."""
 WATCH = "watch"
 """The request file of the D2 runs (anonymous votes)."""
 GOAL_CPU = 1.4
@@ -138,7 +148,9 @@ def _p95(load: dict[str, Any]) -> float | None:
 async def run(bench: Bench) -> dict[str, Any]:
     rounds = 2 if bench.o.quick else 4
     sse_pairs = 1 if bench.o.quick else 2
-    runs = {v: rounds for v in VARIANTS if v not in BASELINES} | {WATCH: 2 * sse_pairs}
+    counted = int(bench.o.instructions)
+    runs = {v: rounds + (counted if v in GOALS else 0) for v in VARIANTS
+            if v not in BASELINES} | {WATCH: 2 * sse_pairs}
     files = await prepare(bench, runs)
     path = f"/api/v1/campaigns/{CAMPAIGN}/votes"
     offsets = dict.fromkeys(files, 0)
@@ -180,7 +192,42 @@ async def run(bench: Bench) -> dict[str, Any]:
             bench.log(f"D2 {watchers} watchers: vote p95 {_p95(got['load'])} ms, idle server "
                       f"{got.get('idle_server_cores')} cores")
     out["summary"] = summarize(out)
+    if bench.o.instructions:
+        await _count(bench, out, vote)
     return out
+
+
+async def _count(bench: Bench, out: dict[str, Any], vote: Any) -> None:
+    """D3: each counted row once, its server under callgrind."""
+    if not instructions.available():
+        out["instructions_skipped"] = "valgrind not found (apt-get install valgrind)"
+        bench.log("D3 skipped: " + out["instructions_skipped"])
+        return
+    counting = Callgrind(bench.res.workdir / "callgrind")
+    rows: dict[str, Any] = out.setdefault("instructions", {})
+    usual = bench.load  # a longer window: at ~30× slower, 4 s hold too few requests
+    bench.load = dataclasses.replace(usual, warmup=max(usual.warmup, COUNT_WARMUP),
+                                     seconds=max(usual.seconds, COUNT_SECONDS))
+    try:
+        for variant in COUNTED:
+            if variant in BASELINES:
+                load = await bench.bare_phase(1, asgi=variant == "asgi", counting=counting)
+                rows[variant] = {"load": load.as_dict()}
+            else:
+                rows[variant] = await vote(f"D3-{variant}", variant, counting=counting)
+            got = rows[variant]["load"]
+            bench.log(f"D3 {variant}: {_per_request(got) or 0:,.0f} instructions/request over "
+                      f"{got['requests']:,} requests")
+    except RuntimeError as exc:  # callgrind misbehaving must not cost D1 and D2
+        out["instructions_error"] = str(exc)
+        bench.log(f"D3 stopped: {exc}")
+    finally:
+        bench.load = usual
+
+
+def _per_request(load: dict[str, Any]) -> float | None:
+    n = load.get("extra", {}).get("instructions")
+    return n / load["requests"] if n and load["requests"] else None
 
 
 def summarize(out: dict[str, Any]) -> dict[str, Any]:
@@ -252,6 +299,7 @@ def render(out: dict[str, Any]) -> str:
          "bare/vote CPU", "200s", "goals"], rows,
         f"goals: bare/vote CPU ≥ {1 / GOAL_CPU:.2f} (a vote ≤ {GOAL_CPU}× a bare request's "
         f"server CPU), ×bare ≥ {GOAL_RPS}, p99 ≤ {GOAL_P99_MS:g} ms" + _own_work(med))
+    text += _render_instructions(out)
     sse = s.get("sse", {})
     if sse:
         without, with_ = sse.get("0", {}), sse.get(str(WATCHERS), {})
@@ -271,3 +319,34 @@ def render(out: dict[str, Any]) -> str:
             "\nD2. /live watchers on the vote worker (anonymous votes, alternating runs)",
             ["watchers", "vote p95 ms", "idle server cores"], rows, note)
     return text
+
+
+def _render_instructions(out: dict[str, Any]) -> str:
+    if "instructions_skipped" in out:
+        return f"\n\nD3. skipped: {out['instructions_skipped']}"
+    counted = out.get("instructions")
+    if not counted:
+        return ""
+    bare = _per_request(counted.get("bare", {}).get("load", {}))
+    rows = []
+    for variant in COUNTED:
+        got = counted.get(variant)
+        if got is None:
+            continue
+        per = _per_request(got["load"])
+        ratio = bare / per if bare and per and variant != "bare" else None
+        verdict = ""
+        if variant in GOALS and ratio is not None:
+            verdict = "met" if ratio >= 1 / GOAL_CPU else "NOT met"
+        rows.append([LABELS[variant], got["load"]["requests"], per and round(per / 1000, 1),
+                     ratio and f"{ratio:.2f}", verdict])
+    note = (f"the server under callgrind (~30× slower), 1 worker, the rows once each, "
+            f"{COUNT_SECONDS:g} s after {COUNT_WARMUP:g} s of warm-up; user-space "
+            f"instructions only (not the kernel's for the system calls); goal as D1's: bare/"
+            f"vote ≥ {1 / GOAL_CPU:.2f}")
+    if "instructions_error" in out:
+        note += f"\nstopped: {out['instructions_error']}"
+    return "\n" + table(
+        "\nD3. Instructions per request (callgrind): the same rows on a measure that does not "
+        "move with the machine's speed", ["endpoint", "requests", "k instructions/req",
+                                          "bare/vote", "goal"], rows, note)

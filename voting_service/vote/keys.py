@@ -7,6 +7,7 @@ limits are tagged by the prefix, ``{ip:<prefix>}``. Nothing is ever tagged by ca
 
 from __future__ import annotations
 
+import functools
 import zlib
 
 CONFIG_HASH = "cfg:campaigns"
@@ -23,7 +24,9 @@ def shard_of(voter_id: str, shards: int) -> int:
     return zlib.crc32(voter_id.encode()) % shards
 
 
+@functools.lru_cache(maxsize=4096)
 def group_tag(campaign_id: str, shard: int) -> str:
+    """Cached: a vote builds five keys of its group, and the formatting was 1 % of its CPU."""
     return f"{{c:{campaign_id}:g{shard:02d}}}"
 
 
