@@ -244,6 +244,8 @@ class _Lost(Exception):
 
 
 _LOST = _Lost()
+_COUNTS = tuple(str(n) for n in range(64))
+"""Key counts as ``EVALSHA`` gets them, converted once (hiredis packs strings cheaper)."""
 _ASKING = hiredis.pack_command(("ASKING",))
 
 
@@ -293,7 +295,8 @@ class Pipeline:
         deadline: float | None = None,
     ) -> asyncio.Future[Any]:
         """``EVALSHA`` of a script (``EVAL`` after a NOSCRIPT); the future has its reply."""
-        return self.submit(("EVALSHA", script.sha, len(keys), *keys, *args),
+        n = len(keys)
+        return self.submit(("EVALSHA", script.sha, _COUNTS[n] if n < 64 else n, *keys, *args),
                            keys[0] if keys else None, deadline, script)
 
     def command(

@@ -27,7 +27,8 @@ from .identity import network_prefixes
 from .pipeline import Pipeline
 from .registry import LiveCampaign, Registry
 
-IDEMPOTENCY_TTL = 3 * 86400
+IDEMPOTENCY_TTL = str(3 * 86400)
+"""Seconds, as ``cast_vote.lua``'s ARGV gets it."""
 
 
 @dataclass(slots=True)
@@ -65,7 +66,7 @@ def _limit_call(
     levels, script_keys, args = _limit_keys(
         campaign.id, ip, day.date, day.expire_at, rules.ip_per_minute, rules.ip_per_day,
         rules.net_per_minute, rules.net_per_day, minting)
-    return levels, list(script_keys), [args[0], 1 if peek else 0, *args[1:]]
+    return levels, list(script_keys), [args[0], "1" if peek else "0", *args[1:]]
 
 
 @functools.lru_cache(maxsize=16384)
@@ -77,17 +78,18 @@ def _limit_keys(
     its network's (IPv4 /24, IPv6 /48), those with a cap, with their keys and ARGV (without
     the peek flag, which ``_limit_call`` adds). Cached: a citizen's votes come in a row from
     one address, and building the keys was a twentieth of a vote's CPU. ``minting``: the
-    keys that count new anonymous voter tokens (``keys.mint_*``) instead of votes."""
+    keys that count new anonymous voter tokens (``keys.mint_*``) instead of votes. The
+    numbers go as strings, converted once here rather than in each vote's command packing."""
     rate_key, day_key = (keys.mint_rate, keys.mint_day) if minting else (keys.ip_rate, keys.ip_day)
     host, network = network_prefixes(ip)  # the network is the slot of every level
     levels = tuple(lv for lv in ((host, ip_per_minute, ip_per_day),
                                  (network, net_per_minute, net_per_day)) if lv[1] or lv[2])
     script_keys: list[str] = []
-    args: list[Any] = [expire_at]
+    args: list[Any] = [str(expire_at)]
     for prefix, per_min, per_day in levels:
         script_keys += [rate_key(campaign_id, prefix, network),
                         day_key(campaign_id, prefix, date, network)]
-        args += [per_min, per_day]
+        args += [str(per_min), str(per_day)]
     return levels, tuple(script_keys), tuple(args)
 
 
@@ -151,6 +153,12 @@ def check_open(campaign: LiveCampaign, candidate_id: str, channel: str, now: flo
         raise InvalidRequest(f"unknown channel {channel!r}")
 
 
+@functools.lru_cache(maxsize=1024)
+def _day_args(per_day: int, per_candidate: int, expire_at: int) -> tuple[str, str, str]:
+    """``cast_vote.lua``'s numeric ARGV of a campaign's day, as strings once."""
+    return str(per_day), str(per_candidate), str(expire_at)
+
+
 async def cast(
     redis: Pipeline, registry: Registry, campaign: LiveCampaign, ballot: Ballot,
     deadline: float | None = None,
@@ -177,16 +185,19 @@ async def cast(
     ]
     if ballot.challenge_key:
         cast_keys.append(ballot.challenge_key)
+    per_day, per_candidate, expire_at = _day_args(
+        rules.votes_per_day, rules.per_candidate_per_day, day.expire_at)
     cast_args: list[Any] = [
-        ballot.voter_id, vote.candidate_id, vote_id, rules.votes_per_day,
-        rules.per_candidate_per_day, day.expire_at, IDEMPOTENCY_TTL, ballot.channel,
-        ballot.ip, day.date, ballot.challenge_expires, 1 if ballot.channel_signed else 0,
+        ballot.voter_id, vote.candidate_id, vote_id, per_day, per_candidate, expire_at,
+        IDEMPOTENCY_TTL, ballot.channel, ballot.ip, day.date,
+        str(ballot.challenge_expires) if ballot.challenge_expires else "0",
+        "1" if ballot.channel_signed else "0",
     ]
     if not redis.cluster and rules.challenge != "adaptive":
         levels, ip_keys, ip_args = _limit_call(campaign, ballot.ip, now, False)
         status, answer, limits = await redis.call(
             scripts.limit_and_cast(), ip_keys + cast_keys,
-            [len(ip_keys), len(ip_args), *ip_args, *cast_args], deadline,
+            [str(len(ip_keys)), str(len(ip_args)), *ip_args, *cast_args], deadline,
         )
         if int(status) == 6:
             _pressure(campaign, levels, limits, now, False)  # raises RateLimited
