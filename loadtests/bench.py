@@ -287,21 +287,21 @@ class Bench:
     async def _measure(self, port: int, requests: Path, path: str, measuring: asyncio.Event,
                        counting: Callgrind | None, pid: int, **kwargs: Any) -> LoadResult:
         """The load run; with ``counting``, the server's instructions in its window too."""
-        zeroed = None
-        if counting:
-            async def zero() -> None:
-                await measuring.wait()
-                await counting.window_starts(pid)
+        if counting is None:
+            return await self.load.run(port, requests, path, measuring=measuring, **kwargs)
 
-            zeroed = asyncio.create_task(zero())
+        async def zero() -> None:
+            await measuring.wait()
+            await counting.window_starts(pid)
+
+        zeroed = asyncio.create_task(zero())
         try:
             result = await self.load.run(port, requests, path, measuring=measuring, **kwargs)
-        finally:
-            if zeroed is not None and not zeroed.done():
-                zeroed.cancel()
-        if zeroed is not None and counting is not None:
-            await zeroed
-            result.extra["instructions"] = await counting.window_ends(pid)
+        except BaseException:
+            zeroed.cancel()
+            raise
+        await zeroed
+        result.extra["instructions"] = await counting.window_ends(pid)
         return result
 
     async def bare_phase(self, workers: int, *, asgi: bool = False,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 CONTROL_TIMEOUT = 30.0
@@ -37,7 +37,6 @@ class Callgrind:
     """Runs a server under callgrind and reads its count for one measured window."""
 
     out_dir: Path
-    dumps: dict[int, str] = field(default_factory=dict)
 
     def argv(self, name: str) -> list[str]:
         """The prefix of the server's command line; instrumentation starts off, so that

@@ -15,7 +15,7 @@ D1. Alternating rounds of: bare Starlette POST, the same as a plain ASGI callabl
 D2. The anonymous vote with and without 2,000 ``/live`` watchers connected to the same
     worker (alternating): vote p95 raised < 20 %; and the watchers' own cost, the server's
     CPU while they are connected and no vote comes, minus the same without them: < 5 %.
-D3. (not with ``--quick``) The bare rows and the goal rows once more, the server under
+D3. (full runs, or ``--instructions``) The bare rows and the goal rows once more, the server under
     callgrind: its instructions per request, which do not move with the machine's speed as
     D1's CPU seconds do (see ``instructions.py``).
 """

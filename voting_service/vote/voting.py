@@ -197,7 +197,7 @@ async def cast(
         levels, ip_keys, ip_args = _limit_call(campaign, ballot.ip, now, False)
         status, answer, limits = await redis.call(
             scripts.limit_and_cast(), ip_keys + cast_keys,
-            [str(len(ip_keys)), str(len(ip_args)), *ip_args, *cast_args], deadline,
+            [len(ip_keys), len(ip_args), *ip_args, *cast_args], deadline,
         )
         if int(status) == 6:
             _pressure(campaign, levels, limits, now, False)  # raises RateLimited
