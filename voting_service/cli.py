@@ -378,8 +378,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_flusher(args: argparse.Namespace) -> int:
+    import contextlib
+
     from . import gc_tuning
-    from .ledger import flusher
+    from .ledger import flusher, partitions
     from .vote import store
 
     settings = _settings()
@@ -404,9 +406,16 @@ def cmd_flusher(args: argparse.Namespace) -> int:
                 loop.add_signal_handler(sig, stop.set)
             log.info("flusher %s started", worker.name)
             gc_tuning.settle()
+            # finished days' partitions get their lookup indexes (not in a one-off drain)
+            sealing = None if args.burst else asyncio.create_task(
+                partitions.run(settings.database_url, stop))
             try:
                 await worker.run(stop, burst=args.burst)
             finally:
+                if sealing is not None:  # a build cut short is dropped and redone next time
+                    sealing.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await sealing
                 await worker.close()
                 await reader.aclose()
             return 0

@@ -13,6 +13,7 @@ from typing import Any
 
 from tests.conftest import ADMIN, OPS, Harness
 from tests.integration.antifraud_support import CID, NO_LIMITS, problem_code
+from voting_service.ledger import partitions
 
 COLUMNS = ["campaign_id", "voter_id", "vote_id", "candidate_id", "channel", "ip", "day",
            "cast_at", "stream_id", "shard"]
@@ -39,6 +40,8 @@ class Ledger:
         (self.rows if valid else self.invalid).append(row)
 
     async def write(self, h: Harness) -> None:
+        days = {r[6].isoformat() for r in self.rows + self.invalid}
+        await partitions.Known().ensure(h.pg, days)  # as the flusher does before its COPY
         await h.pg.copy_records_to_table("votes", records=self.rows, columns=COLUMNS)
         await h.pg.copy_records_to_table("votes", records=self.invalid, columns=COLUMNS)
         await h.pg.execute("UPDATE votes SET valid = false WHERE vote_id = ANY($1::text[])",

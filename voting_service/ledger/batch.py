@@ -1,6 +1,7 @@
 """A batch of ledger stream entries written to PostgreSQL in one transaction: the mark moves
 first (compare and set, see ``marks``), then one text ``COPY`` into ``votes``, then the tally
-upserts. No staging table and no ``ON CONFLICT``: the marks make each entry land once.
+upserts. No staging table and no ``ON CONFLICT``: the marks make each entry land once. The
+day partitions the rows go to are created first, when missing (``partitions``).
 
 The packed entry (``vote.entry``) is already in ``COPY`` text order, so a row costs a split
 (for its candidate) and one f-string; entries that are not (an older format, no address)
@@ -21,6 +22,7 @@ import asyncpg
 from ..vote import entry
 from . import marks
 from .marks import Mark
+from .partitions import Known
 
 COLUMNS = ["vote_id", "voter_id", "candidate_id", "channel", "ip", "day", "channel_signed",
            "campaign_id", "shard", "stream_id", "cast_at"]
@@ -68,6 +70,8 @@ class Batch:
     tallies: Counter[tuple[str, str]] = field(default_factory=Counter)
     moves: dict[Stream, tuple[Mark, Mark]] = field(default_factory=dict)
     rows: int = 0
+    days: set[str] = field(default_factory=set)
+    """The rows' days (ISO dates): the partitions they go to."""
     _stamps: dict[str, str] = field(default_factory=dict)
     """``cast_at`` text by stream-id milliseconds: votes of one millisecond share it."""
     _seconds: dict[int, str] = field(default_factory=dict)
@@ -76,7 +80,7 @@ class Batch:
         """Entries of one stream, in order, that come right after its mark ``old``."""
         cid, shard = stream
         tail = f"\t{_escape(cid)}\t{shard}\t"
-        lines, stamps = self.lines, self._stamps
+        lines, stamps, days = self.lines, self._stamps, self.days
         counts: dict[str, int] = {}
         sep, field_name, parts_n = entry.SEP, entry.FIELD, entry.PARTS
         last = ""
@@ -94,6 +98,7 @@ class Batch:
                     and "\n" not in packed and "\r" not in packed:
                 lines.append(f"{packed}{tail}{sid}\t{stamp}\n")
                 cand = parts[2]
+                days.add(parts[5])
             else:  # an older format, a mapping, no address: the decoding path
                 e = entry.decode(fields_dict(fields))
                 text = "\t".join((
@@ -102,6 +107,7 @@ class Batch:
                     "1" if e.channel_signed else "0"))
                 lines.append(f"{text}{tail}{sid}\t{stamp}\n")
                 cand = e.candidate_id
+                days.add(e.day)
             counts[cand] = counts.get(cand, 0) + 1
         if n:
             self.rows += n
@@ -122,6 +128,7 @@ class Batch:
         whose streams each start right after their ``committed`` mark."""
         self.lines += part.lines
         self.tallies.update(part.tallies)
+        self.days |= part.days
         self.rows += part.rows
         for s, (_, last) in part.moves.items():
             start = self.moves[s][0] if s in self.moves else committed[s]
@@ -133,19 +140,24 @@ class Batch:
 
 async def commit(
     conn: asyncpg.Connection, batch: Batch,
-    before_commit: Callable[[], Awaitable[None]] | None = None,
+    before_commit: Callable[[], Awaitable[None]] | None = None, known: Known | None = None,
 ) -> None:
-    """Write ``batch`` in one transaction; ``marks.MarkMoved`` rolls it all back."""
+    """Write ``batch`` in one transaction; ``marks.MarkMoved`` rolls it all back. A missing
+    partition is created before, on its own: not under the transaction's locks.
+    ``known``: the partitions the caller has seen exist."""
+    known = known or Known()
+    await known.ensure(conn, batch.days)
     async with conn.transaction():
-        await write(conn, batch)
+        await write(conn, batch, known)
         if before_commit is not None:
             await before_commit()
 
 
-async def write(conn: asyncpg.Connection, batch: Batch) -> None:
+async def write(conn: asyncpg.Connection, batch: Batch, known: Known | None = None) -> None:
     """``commit``'s statements, inside the caller's transaction."""
     if not batch:
         return
+    await (known or Known()).ensure(conn, batch.days)
     await marks.move(conn, batch.moves)
     data = "".join(batch.lines).encode()
     await conn.copy_to_table("votes", source=io.BytesIO(data), columns=COLUMNS, format="text")

@@ -36,8 +36,9 @@ def migration_files() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-async def migrate(conn: asyncpg.Connection) -> list[int]:
-    """Apply pending migrations in order, each once, each in its own transaction."""
+async def migrate(conn: asyncpg.Connection, upto: int | None = None) -> list[int]:
+    """Apply pending migrations in order, each once, each in its own transaction; with
+    ``upto``, only those numbered up to it (a schema as an older release left it)."""
     applied_now: list[int] = []
     await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
     try:
@@ -48,7 +49,7 @@ async def migrate(conn: asyncpg.Connection) -> list[int]:
         )
         done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
         for version, name, sql in migration_files():
-            if version in done:
+            if version in done or (upto is not None and version > upto):
                 continue
             async with conn.transaction():
                 await conn.execute(sql)

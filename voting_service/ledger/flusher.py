@@ -47,6 +47,7 @@ from . import batch as batches
 from . import marks, progress
 from .batch import Batch, RawEntry, Stream
 from .marks import Mark, MarkMoved
+from .partitions import Known
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,7 @@ class Flusher:
         self.replica_timeout_ms = replica_timeout_ms
         self.pass_interval = pass_interval
         self.stats = Stats()
+        self._partitions = Known()
         self._cluster = isinstance(redis, RedisCluster)
         self._conn: asyncpg.Connection | None = None
         self._version: str | None = None
@@ -423,7 +425,7 @@ class Flusher:
             async def hold() -> None:
                 await self._replicas_hold(streams)
 
-        await batches.commit(conn, b, hold)
+        await batches.commit(conn, b, hold, self._partitions)
         for s, (_, new) in b.moves.items():
             self._committed[s] = new
             self._untrimmed.add(s)

@@ -8,7 +8,6 @@ struck out, so the ledger anyone downloads adds up to the published results.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from collections import Counter
 from typing import Any
@@ -17,7 +16,7 @@ import asyncpg
 
 from ..errors import CampaignNotFound, LedgerBehind, NotClosed, NotPublished, Published
 from ..vote.store import AnyRedis
-from . import campaigns, db, public_ledger, reconcile
+from . import campaigns, db, partitions, public_ledger, reconcile
 
 INVALIDATIONS = """
 SELECT id, reason FROM invalidations WHERE campaign_id = $1 ORDER BY id
@@ -120,16 +119,7 @@ async def publish(
         )
         await db.audit(conn, actor, "results.publish", campaign_id,
                        {"note": note, "total": results["total"], "digest": chain.digest})
-    await _lookup_index(conn, campaign_id)
+    # voters look their votes up by vote id: the campaign's days get their lookup indexes now
+    await partitions.seal(conn, days=(dt.date.fromisoformat(d["day"]) for d in chain.days))
     await campaigns.publish(conn, redis, campaign_id)  # the pages link to the results
     return results
-
-
-async def _lookup_index(conn: asyncpg.Connection, campaign_id: str) -> None:
-    """An index of this campaign's vote ids, so voters find their votes without a scan of the
-    ledger; built once the ledger is frozen, so it costs the flusher nothing while votes flow."""
-    name = "votes_lookup_" + hashlib.sha256(campaign_id.encode()).hexdigest()[:16]
-    literal = campaign_id.replace("'", "''")
-    await conn.execute(
-        f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON votes (vote_id)"
-        f" WHERE campaign_id = '{literal}'")
