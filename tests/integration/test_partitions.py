@@ -93,6 +93,21 @@ async def test_racing_writers_create_a_days_partition_once(
         await fresh.copy_records_to_table("votes", records=rows(NEXT_DAY, 1), columns=COLUMNS)
 
 
+async def test_a_new_partition_does_not_wait_for_readers_of_the_ledger(
+        fresh: asyncpg.Connection, migrated: str) -> None:
+    await db.migrate(fresh)
+    await write(fresh, rows(OLD_DAY, 3))
+    reader = await asyncpg.connect(migrated.rsplit("/", 1)[0] + "/partitions_test")
+    try:
+        async with reader.transaction():  # a long export holds the ledger until it ends
+            assert await reader.fetchval("SELECT count(*) FROM votes") == 3
+            await fresh.execute("SET lock_timeout = '2s'")
+            await write(fresh, rows(NEXT_DAY, 2, first=3))
+    finally:
+        await reader.close()
+    assert await fresh.fetchval("SELECT count(*) FROM votes_p20260716") == 2
+
+
 async def test_only_finished_days_are_sealed_and_their_lookups_use_the_indexes(
         fresh: asyncpg.Connection) -> None:
     await db.migrate(fresh)

@@ -32,8 +32,11 @@ CREATE INDEX votes_cast_at ON votes USING brin (cast_at);
 CREATE INDEX votes_invalidation ON votes (invalidation_id) WHERE invalidation_id IS NOT NULL;
 
 -- The partition of day d (votes_pYYYYMMDD), created if missing. Writers call it before they
--- COPY a day's first rows. Racing callers queue on the advisory lock; the later ones find
--- the table made (the exception: their catalog cache may not show it yet).
+-- COPY a day's first rows. Made apart and then attached: ATTACH PARTITION takes only a SHARE
+-- UPDATE EXCLUSIVE lock on votes, which neither readers (a long export) nor writers hold
+-- against it, where CREATE TABLE ... PARTITION OF would queue behind them and block the rest.
+-- Racing callers queue on the advisory lock; the later ones find the table made (the
+-- exception: their catalog cache may not show it yet).
 CREATE FUNCTION votes_partition(d date) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     name text := 'votes_p' || to_char(d, 'YYYYMMDD');
@@ -41,7 +44,9 @@ BEGIN
     IF to_regclass(name) IS NULL THEN
         PERFORM pg_advisory_xact_lock(hashtext('votes_partition'));
         BEGIN
-            EXECUTE format('CREATE TABLE %I PARTITION OF votes FOR VALUES FROM (%L) TO (%L)',
+            EXECUTE format('CREATE TABLE %I (LIKE votes INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
+                           name);
+            EXECUTE format('ALTER TABLE votes ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)',
                            name, d, d + 1);
         EXCEPTION WHEN duplicate_table OR unique_violation THEN
             NULL;  -- another writer made it
