@@ -111,8 +111,10 @@ async def test_a_new_partition_does_not_wait_for_readers_of_the_ledger(
 async def test_only_finished_days_are_sealed_and_their_lookups_use_the_indexes(
         fresh: asyncpg.Connection) -> None:
     await db.migrate(fresh)
+    assert await partitions.first_open(fresh) == dt.date.max  # no day yet
     await write(fresh, rows(OLD_DAY, 30) + rows(NEXT_DAY, 5, first=30))
     assert await lookups(fresh, "votes_p20260715") == set()  # written without them
+    assert await partitions.first_open(fresh) == OLD_DAY
 
     sealed = await partitions.seal(fresh, NOW)
     assert [(s.name, sorted(s.built)) for s in sealed] == [
@@ -120,6 +122,7 @@ async def test_only_finished_days_are_sealed_and_their_lookups_use_the_indexes(
     assert await lookups(fresh, "votes_p20260715") == LOOKUPS
     assert await lookups(fresh, "votes_p20260716") == set()  # not over in UTC−12 yet
     assert await partitions.seal(fresh, NOW) == []  # nothing left to build
+    assert await partitions.first_open(fresh) == NEXT_DAY  # looked up by scanning from here
 
     await fresh.execute("SET enable_seqscan = off")  # the plan the index allows, on 30 rows
     for where, index in (("voter_id = 'voter1'", "voter"), ("ip <<= '10.0.7.0/24'", "ip"),

@@ -27,6 +27,7 @@ from typing import Any
 
 import asyncpg
 
+from ..ledger import partitions
 from ..vote import keys
 from ..vote.store import AnyRedis
 
@@ -165,6 +166,9 @@ async def _prefix_groups(conn: asyncpg.Connection, cid: str, w: Window) -> list[
 async def _fresh_voter_groups(
     conn: asyncpg.Connection, cid: str, w: Window
 ) -> list[dict[str, Any]]:
+    # "Never seen before" is asked of the sealed days (an index probe per voter) and of the
+    # open ones (one hashed pass: they have no voter index) apart; as one NOT EXISTS the
+    # planner probed the open day's partition with a scan per voter.
     rows = await conn.fetch(
         f"""
         WITH firsts AS (
@@ -173,14 +177,19 @@ async def _fresh_voter_groups(
         ), fresh AS (
             SELECT f.* FROM firsts f WHERE NOT EXISTS (
                 SELECT 1 FROM votes o
-                WHERE o.campaign_id = $1 AND o.voter_id = f.voter_id AND o.cast_at < $2)
+                WHERE o.campaign_id = $1 AND o.voter_id = f.voter_id AND o.cast_at < $2
+                  AND o.day < $6)
+            AND NOT EXISTS (
+                SELECT 1 FROM votes o
+                WHERE o.campaign_id = $1 AND o.voter_id = f.voter_id AND o.cast_at < $2
+                  AND o.day >= $6)
         )
         SELECT {PREFIX} AS prefix, date_bin($4::interval, cast_at, $2) AS bucket,
                count(*) AS n, min(cast_at) AS first_at, max(cast_at) AS last_at,
                array_agg(voter_id) AS voters
         FROM fresh GROUP BY 1, 2 HAVING count(*) >= $5
         """,
-        cid, w.since, w.until, w.fresh_bucket, w.min_votes,
+        cid, w.since, w.until, w.fresh_bucket, w.min_votes, await partitions.first_open(conn),
     )
     groups = []
     for r in rows:

@@ -75,6 +75,14 @@ class Known:
             self.days.add(day)
 
 
+async def first_open(conn: asyncpg.Connection) -> dt.date:
+    """The first day whose partition has no voter index yet (``date.max`` when none): the
+    days from it on are looked up by scanning, those before it through the indexes."""
+    days = [day_of(r["name"]) for r in await conn.fetch(PARTITIONS)
+            if f"{r['name']}_voter" not in r["valid"]]
+    return min(days, default=dt.date.max)
+
+
 @dataclass
 class Sealed:
     name: str
