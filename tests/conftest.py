@@ -120,6 +120,17 @@ async def migrated(pg_url: str) -> str:
     return pg_url
 
 
+async def fresh_database(pg_url: str, name: str) -> str:
+    """The URL of an empty database ``name`` on ``pg_url``'s server (dropped first if there)."""
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return pg_url.rsplit("/", 1)[0] + f"/{name}"
+
+
 TABLES = ["votes", "tallies", "audit_log", "channels", "candidates", "campaigns"]
 
 

@@ -33,7 +33,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import campaign_payload
+from tests.conftest import campaign_payload, fresh_database
 from voting_service import embedded
 from voting_service.settings import Settings
 from voting_service.vote import keys, store
@@ -106,16 +106,6 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
-async def _fresh_database(pg_url: str, name: str) -> str:
-    conn = await asyncpg.connect(pg_url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return pg_url.rsplit("/", 1)[0] + f"/{name}"
-
-
 async def _wait_ready(base: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient() as client:
@@ -139,7 +129,7 @@ async def stack(request: pytest.FixtureRequest, tmp_path: Path,
     env.update({
         "REDIS_URL": cluster.url, "VOTING_REDIS_CLUSTER": "1",
         "VOTING_REDIS_REPLICA_ACKS": str(acks),
-        "DATABASE_URL": await _fresh_database(pg_server, f"failover_{acks}"),
+        "DATABASE_URL": await fresh_database(pg_server, f"failover_{acks}"),
         "VOTING_SECRET_KEY": SECRET, "VOTING_PEPPER": PEPPER, "VOTING_SHARDS": str(SHARDS),
         "VOTING_ADMIN_TOKENS": "admin:failover-admin-token-0123456789",
     })

@@ -12,7 +12,15 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.conftest import ADMIN, OPS, Backend, Harness, make_settings, redis_tallies
+from tests.conftest import (
+    ADMIN,
+    OPS,
+    Backend,
+    Harness,
+    fresh_database,
+    make_settings,
+    redis_tallies,
+)
 from voting_service import embedded
 from voting_service.app import create_app
 from voting_service.ledger import campaigns, durability, reconcile
@@ -290,16 +298,7 @@ async def test_votes_are_durable_with_waitaof(tmp_path: Path, migrated: str) -> 
 
 
 def test_migrate_is_safe_from_concurrent_processes(migrated: str) -> None:
-    async def fresh_db() -> str:
-        conn = await asyncpg.connect(migrated)
-        try:
-            await conn.execute("DROP DATABASE IF EXISTS migrate_race")
-            await conn.execute("CREATE DATABASE migrate_race")
-        finally:
-            await conn.close()
-        return migrated.rsplit("/", 1)[0] + "/migrate_race"
-
-    url = asyncio.run(fresh_db())
+    url = asyncio.run(fresh_database(migrated, "migrate_race"))
     env = {**os.environ, "DATABASE_URL": url, "VOTING_SECRET_KEY": "k" * 20,
            "VOTING_PEPPER": "p" * 20}
     procs = [subprocess.Popen([sys.executable, "-m", "voting_service.cli", "migrate"], env=env,

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from tests.conftest import fresh_database
 from voting_service.ledger import db, partitions
 
 OLD_DAY = dt.date(2026, 7, 15)
@@ -24,15 +25,14 @@ LOOKUPS = {"voter", "ip", "vote"}
 
 
 @pytest.fixture
-async def fresh(migrated: str) -> AsyncIterator[asyncpg.Connection]:
-    """A connection to an empty database of its own (sealing looks at every partition)."""
-    admin = await asyncpg.connect(migrated)
-    try:
-        await admin.execute("DROP DATABASE IF EXISTS partitions_test WITH (FORCE)")
-        await admin.execute("CREATE DATABASE partitions_test")
-    finally:
-        await admin.close()
-    conn = await asyncpg.connect(migrated.rsplit("/", 1)[0] + "/partitions_test")
+async def fresh_url(migrated: str) -> str:
+    """An empty database of its own (sealing looks at every partition there is)."""
+    return await fresh_database(migrated, "partitions_test")
+
+
+@pytest.fixture
+async def fresh(fresh_url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(fresh_url)
     try:
         yield conn
     finally:
@@ -76,10 +76,9 @@ async def test_an_unpartitioned_ledger_moves_into_day_partitions(
 
 
 async def test_racing_writers_create_a_days_partition_once(
-        fresh: asyncpg.Connection, migrated: str) -> None:
+        fresh: asyncpg.Connection, fresh_url: str) -> None:
     await db.migrate(fresh)
-    url = migrated.rsplit("/", 1)[0] + "/partitions_test"
-    conns = [await asyncpg.connect(url) for _ in range(4)]
+    conns = [await asyncpg.connect(fresh_url) for _ in range(4)]
     try:
         names = await asyncio.gather(*(c.fetchval("SELECT votes_partition($1)", OLD_DAY)
                                        for c in conns))
@@ -94,10 +93,10 @@ async def test_racing_writers_create_a_days_partition_once(
 
 
 async def test_a_new_partition_does_not_wait_for_readers_of_the_ledger(
-        fresh: asyncpg.Connection, migrated: str) -> None:
+        fresh: asyncpg.Connection, fresh_url: str) -> None:
     await db.migrate(fresh)
     await write(fresh, rows(OLD_DAY, 3))
-    reader = await asyncpg.connect(migrated.rsplit("/", 1)[0] + "/partitions_test")
+    reader = await asyncpg.connect(fresh_url)
     try:
         async with reader.transaction():  # a long export holds the ledger until it ends
             assert await reader.fetchval("SELECT count(*) FROM votes") == 3
@@ -148,16 +147,15 @@ async def test_a_build_that_failed_half_way_is_done_again(fresh: asyncpg.Connect
 
 
 async def test_one_sealer_at_a_time_and_the_loop_stops(
-        fresh: asyncpg.Connection, migrated: str) -> None:
+        fresh: asyncpg.Connection, fresh_url: str) -> None:
     await db.migrate(fresh)
-    url = migrated.rsplit("/", 1)[0] + "/partitions_test"
     await write(fresh, rows(dt.date(2020, 1, 1), 3))  # long over
     await fresh.execute("SELECT pg_advisory_lock($1)", partitions.LOCK_ID)
-    assert await partitions.seal_once(url) is None  # another process is sealing
+    assert await partitions.seal_once(fresh_url) is None  # another process is sealing
     await fresh.execute("SELECT pg_advisory_unlock($1)", partitions.LOCK_ID)
 
     stop = asyncio.Event()
-    loop = asyncio.create_task(partitions.run(url, stop, every=0.05))
+    loop = asyncio.create_task(partitions.run(fresh_url, stop, every=0.05))
     for _ in range(200):
         if await lookups(fresh, "votes_p20200101") == LOOKUPS:
             break
