@@ -170,6 +170,9 @@ async def test_a_published_campaigns_open_days_are_sealed_on_request(
     await db.migrate(fresh)
     await write(fresh, rows(NEXT_DAY, 4))
     assert await partitions.seal(fresh, NOW) == []  # the day is not over everywhere
+    await write(fresh, rows(OLD_DAY, 2, first=4))
     sealed = await partitions.seal(fresh, NOW, days=[NEXT_DAY, dt.date(2026, 7, 20)])
     assert [s.name for s in sealed] == ["votes_p20260716"]  # a day without votes: nothing
     assert await lookups(fresh, "votes_p20260716") == LOOKUPS
+    assert await lookups(fresh, "votes_p20260715") == set()  # over, but not named: the
+    # flusher's pass seals it, not the publication's request

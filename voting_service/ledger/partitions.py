@@ -90,20 +90,20 @@ class Sealed:
 
 
 async def seal(conn: asyncpg.Connection, now: dt.datetime | None = None,
-               days: Iterable[dt.date] = ()) -> list[Sealed]:
-    """Build the lookup indexes missing on every partition whose day is over, and on those
-    of ``days`` whatever the hour (a published campaign's, so its votes are found at once);
-    then gather the partition's statistics.
+               days: Iterable[dt.date] | None = None) -> list[Sealed]:
+    """Build the lookup indexes missing on every partition whose day is over, or with
+    ``days`` on those days' partitions only, whatever the hour (a published campaign's, so
+    its votes are found at once); then gather the partition's statistics.
 
     ``CREATE INDEX CONCURRENTLY``: the flusher goes on writing meanwhile (a late row of that
     day waits for nothing). A build that failed half-way leaves an invalid index, which is
     dropped and built again. ``conn`` must not be inside a transaction."""
     now = now or dt.datetime.now(dt.UTC)
-    named = {name_of(d) for d in days}
+    named = None if days is None else {name_of(d) for d in days}
     out = []
     for row in await conn.fetch(PARTITIONS):
         name = row["name"]
-        if name not in named and not sealable(day_of(name), now):
+        if not (sealable(day_of(name), now) if named is None else name in named):
             continue
         built = []
         for suffix, columns in LOOKUPS.items():
