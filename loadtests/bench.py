@@ -101,7 +101,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
     p = argparse.ArgumentParser(prog="python -m loadtests.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="short phases, about two minutes in all")
-    p.add_argument("--voters", type=int, help="voter tokens (default 20000, quick 8000)")
+    p.add_argument("--voters", type=int, help="voter tokens (default 80000, quick 40000)")
     p.add_argument("--candidates", type=int, default=100)
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--threads", type=int, default=1,
@@ -132,7 +132,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
     quick = bool(a.quick)
     return Options(
         quick=quick,
-        voters=a.voters or (8000 if quick else 20000),
+        voters=a.voters or (40000 if quick else 80000),
         candidates=a.candidates,
         connections=a.connections,
         threads=a.threads,
