@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 
 from ..errors import VotingError
+from .address_caps import AddressCaps
 from .metrics import SSE_CLIENTS
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,11 @@ class _Feed:
 class LiveTallies:
     """The feeds of one worker, one per watched campaign."""
 
-    def __init__(self, snapshot: Snapshot, period: float = 1.0) -> None:
+    def __init__(self, snapshot: Snapshot, period: float = 1.0,
+                 caps: AddressCaps | None = None) -> None:
         self._snapshot = snapshot
+        self.caps = caps or AddressCaps(0, 0, 0)
+        """Streams per address, network and in all (``/live`` takes a slot per stream)."""
         self.period = period
         self._feeds: dict[str, _Feed] = {}
         self._closed = False
