@@ -35,8 +35,12 @@ own work (a bare answer: 20 µs this way, 70 µs through ASGI). Anything else, i
 from __future__ import annotations
 
 import asyncio
+import functools
+import ipaddress
+import json
 import logging
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httptools
@@ -46,6 +50,10 @@ from uvicorn.protocols.http.httptools_impl import (
     RequestResponseCycle,
 )
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
+
+from ..settings import IPNetwork
+from .address_caps import AddressCaps
+from .metrics import BODY_TIMEOUTS, CONNECTIONS_REFUSED
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +68,55 @@ _REASONS = {414: "URI Too Long", 431: "Request Header Fields Too Large"}
 DIRECT_ROUTE = "voting_service.direct_route"
 """The lifespan state key of the app's ``DirectRoute`` (uvicorn hands the lifespan's state
 to every connection's protocol as ``app_state``)."""
+
+
+SERVER_LIMITS = "voting_service.server_limits"
+"""The lifespan state key of the worker's ``ServerLimits`` (absent: no caps, and bodies
+get ``BODY_TIMEOUT``)."""
+BODY_TIMEOUT = 10.0
+BODY_MIN_RATE = 16384
+
+
+@dataclass
+class ServerLimits:
+    """What one client may hold of a worker: its connections (``AddressCaps``, by the
+    peer's address: peers in ``exempt``, the trusted proxies, count toward the total only)
+    and the time its request bodies may take."""
+
+    connections: AddressCaps
+    exempt: tuple[IPNetwork, ...] = ()
+    body_timeout: float = BODY_TIMEOUT
+    body_min_rate: int = BODY_MIN_RATE
+
+    def counted(self, host: str) -> bool:
+        return not self.exempt or not _in_networks(host, self.exempt)
+
+
+@functools.lru_cache(maxsize=4096)
+def _in_networks(host: str, networks: tuple[IPNetwork, ...]) -> bool:
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(addr in net for net in networks)
+
+
+def _problem_answer(status: str, code: str, title: str, detail: str, *extra: str) -> bytes:
+    body = json.dumps({"type": f"https://errors.voting-service/{code}", "title": title,
+                       "status": int(status.split()[0]), "code": code, "detail": detail},
+                      ensure_ascii=False, separators=(",", ":")).encode()
+    head = [f"HTTP/1.1 {status}", "content-type: application/problem+json",
+            f"content-length: {len(body)}", *extra, "connection: close"]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+TOO_MANY_CONNECTIONS = _problem_answer(
+    "503 Service Unavailable", "too_many_connections",
+    "Too many open connections from this network",
+    "close some connections (a browser needs a few) and retry", "retry-after: 10")
+BODY_TOO_SLOW = _problem_answer(
+    "408 Request Timeout", "body_timeout", "The request body did not arrive in time",
+    "send the whole body promptly after the request head")
 
 
 class DirectRoute(Protocol):
@@ -264,25 +321,71 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         """A refusal waiting for the responses to the requests pipelined before it."""
         self._head_timer: asyncio.TimerHandle | None = None
         self._direct: DirectRoute | None = self.app_state.get(DIRECT_ROUTE)
-    # --- the head's deadline -------------------------------------------------------------
+        limits: ServerLimits | None = self.app_state.get(SERVER_LIMITS)
+        self._limits = limits
+        self._body_timeout = limits.body_timeout if limits else BODY_TIMEOUT
+        self._body_rate = float(limits.body_min_rate if limits else BODY_MIN_RATE)
+        self._body_since: float | None = None
+        """Loop time the body being read began (its head ended); ``None`` between bodies."""
+        self._body_read = 0
+        self._held: tuple[str, ...] | None = None
+        """The caps' keys this connection counts under; ``None``: not counted."""
+    # --- the deadlines of heads and bodies -----------------------------------------------
 
     def _check_head_deadline(self) -> None:
-        """The connection's one timer: close it if a head is overdue, else look again later."""
+        """The connection's one timer: close it if a head or a body is overdue, else look
+        again when the next deadline is due."""
         self._head_timer = None
         if self.transport.is_closing():
             return
         wait = self.head_timeout
+        now = self.loop.time()
         if self._head_since is not None:
-            wait = self._head_since + self.head_timeout - self.loop.time()
+            wait = self._head_since + self.head_timeout - now
             if wait <= 0:
                 log.info("request head not complete within %.1f s from %s; connection closed",
                          self.head_timeout, self.client[0] if self.client else "-")
                 self.transport.close()
                 return
+        if self._body_since is not None:
+            cycle: Any = self.cycle
+            if self.flow.read_paused or getattr(cycle, "waiting_for_100_continue", False):
+                # the app, not the client, is behind: the body's clock starts again
+                self._body_since, self._body_read = now, 0
+            left = self._body_since + self._body_timeout + self._body_read / self._body_rate - now
+            if left <= 0:
+                self._body_overdue()
+                return
+            wait = min(wait, left)
         self._head_timer = self.loop.call_later(wait, self._check_head_deadline)
+
+    def _body_overdue(self) -> None:
+        BODY_TIMEOUTS.inc()
+        log.info("request body not complete in time from %s (%d bytes in %.1f s); "
+                 "connection closed", self.client[0] if self.client else "-", self._body_read,
+                 self.loop.time() - (self._body_since or 0.0))
+        cycle: Any = self.cycle
+        if not getattr(cycle, "response_started", False):
+            self.transport.write(BODY_TOO_SLOW)
+        if cycle is not None:
+            cycle.disconnected = True  # an app still reading the body hears it at once
+        self.transport.close()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        limits = self._limits
+        if limits is not None:
+            host = self.client[0] if self.client else None
+            held, refusal = limits.connections.take(
+                host, host is not None and limits.counted(host))
+            if refusal is not None:
+                CONNECTIONS_REFUSED.labels(refusal.level).inc()
+                log.info("connection from %s refused: %d open from its %s", host or "-",
+                         refusal.limit, refusal.level)
+                transport.write(TOO_MANY_CONNECTIONS)
+                transport.close()
+                return
+            self._held = held
         self._head_since = self.loop.time()  # a connection that never speaks is a late head
         self._head_timer = self.loop.call_later(self.head_timeout, self._check_head_deadline)
 
@@ -290,6 +393,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+        if self._held is not None and self._limits is not None:
+            self._limits.connections.give_back(self._held)
+            self._held = None
         super().connection_lost(exc)
 
     # --- the head's size -----------------------------------------------------------------
@@ -330,6 +436,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refusal = self._measure()
         if self._refusal is not None:
             raise _Refused  # the parser stops; send_400_response answers with the bound
+        now = self.loop.time()
+        self._body_since, self._body_read = now, 0  # (a body-less request ends at once)
+        timer = self._head_timer
+        if timer is not None and timer.when() > now + self._body_timeout:
+            timer.cancel()  # the body is due before the connection's timer looks again
+            self._head_timer = self.loop.call_later(self._body_timeout,
+                                                    self._check_head_deadline)
         if self._direct is not None and self._take_direct(self._direct):
             return
         before = self.cycle
@@ -372,6 +485,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         return True
 
     def on_body(self, body: bytes) -> None:
+        self._body_read += len(body)
         cycle: Any = self.cycle
         if type(cycle) is DirectExchange:
             cycle.feed(body)
@@ -381,6 +495,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._head_left = MAX_HEAD
         self._counted = False
+        self._body_since = None
         cycle: Any = self.cycle
         if type(cycle) is DirectExchange:
             task = self.loop.create_task(cycle.run())
