@@ -70,10 +70,6 @@ the vote path, and a WAL fsync each on the disk Valkey's AOF shares. A vote is d
 Redis before it is acknowledged, so this only delays its row (by at most the interval)."""
 
 
-def entry_ms(stream_id: str) -> int:
-    return int(stream_id.split("-", 1)[0])
-
-
 @dataclass
 class Stats:
     flushed: int = 0
