@@ -4,8 +4,8 @@ The rest of the service (``cli serve``, the gunicorn worker, the app's lifespan,
 route) asks here and never imports ``web.protocol``, the one module that uses uvicorn's
 internals. Importing that module checks the installed uvicorn against the release it was
 tested on; if the check fails, one warning is logged and the service runs on uvicorn's stock
-``httptools`` protocol: every vote goes through the ASGI vote route (the same answers, 10–15
-µs more server CPU a vote; ``docs/capacity.md``), and request heads are bounded only by
+``httptools`` protocol: every vote goes through the ASGI vote route (the same answers, at
+the cost ``web/protocol.py`` and ``docs/capacity.md`` give), and request heads are bounded only by
 uvicorn's own limits (keep ``deploy/nginx`` in front until the pin and the module agree).
 """
 
