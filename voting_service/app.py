@@ -41,8 +41,9 @@ from .web import (
     ops,
     ops_api,
     pages,
+    server,
 )
-from .web.address_caps import AddressCaps
+from .web.address_caps import SERVER_LIMITS, AddressCaps, ServerLimits
 from .web.edge import EdgeMiddleware
 from .web.http import (
     JSON,
@@ -52,7 +53,6 @@ from .web.http import (
     on_unexpected,
     on_voting_error,
 )
-from .web.protocol import DIRECT_ROUTE, SERVER_LIMITS, ServerLimits
 from .web.security import SecurityMiddleware
 from .web.votes import DirectVotes, VoteRoute
 
@@ -208,9 +208,9 @@ def create_app(settings: Settings) -> Starlette:
         gc_tuning.settle()
         state: dict[str, Any] = {}
         state[SERVER_LIMITS] = server_limits(settings)
-        if settings.direct_votes and isinstance(app, VotingApp):
-            # uvicorn hands this to each connection's protocol (web.protocol.DIRECT_ROUTE)
-            state[DIRECT_ROUTE] = DirectVotes(app.vote_security, svc)
+        if settings.direct_votes and server.direct_votes() and isinstance(app, VotingApp):
+            # uvicorn hands this to each connection's protocol (web.server.DIRECT_ROUTE)
+            state[server.DIRECT_ROUTE] = DirectVotes(app.vote_security, svc)
         try:
             yield state
         finally:

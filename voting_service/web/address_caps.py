@@ -9,9 +9,19 @@ addresses of one /24 gets the network's larger cap, and one host the smaller one
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 from dataclasses import dataclass, field
 
+from ..settings import IPNetwork
 from ..vote import identity
+
+SERVER_LIMITS = "voting_service.server_limits"
+"""The lifespan state key of the worker's ``ServerLimits``, which uvicorn hands every
+connection's protocol (``web/protocol.py``) as ``app_state``; absent: no caps, and bodies
+get ``BODY_TIMEOUT``."""
+BODY_TIMEOUT = 10.0
+BODY_MIN_RATE = 16384
 
 
 @dataclass(frozen=True)
@@ -68,3 +78,27 @@ class AddressCaps:
     def count(self, ip: str) -> int:
         """How many ``ip`` holds (its address level)."""
         return self._counts.get(identity.network_prefixes(ip)[0], 0)
+
+
+@dataclass
+class ServerLimits:
+    """What one client may hold of a worker: its connections (by the peer's address; peers
+    in ``exempt``, the trusted proxies, count toward the total only) and the time its
+    request bodies may take."""
+
+    connections: AddressCaps
+    exempt: tuple[IPNetwork, ...] = ()
+    body_timeout: float = BODY_TIMEOUT
+    body_min_rate: int = BODY_MIN_RATE
+
+    def counted(self, host: str) -> bool:
+        return not self.exempt or not _in_networks(host, self.exempt)
+
+
+@functools.lru_cache(maxsize=4096)
+def _in_networks(host: str, networks: tuple[IPNetwork, ...]) -> bool:
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(addr in net for net in networks)

@@ -1,10 +1,24 @@
-"""uvicorn's HTTP protocol with bounded request heads, for a service reachable without nginx.
+"""uvicorn's HTTP protocol with bounded request heads and votes answered in the protocol.
 
-uvicorn's httptools protocol keeps reading a request head for as long as it grows, with
-any number of headers, and waits for it forever: its keep-alive timeout only runs between
-requests. gunicorn's ``limit_request_line``/``limit_request_fields``/
-``limit_request_field_size`` do not help, since with uvicorn workers uvicorn parses the
-requests, not gunicorn. So this subclass bounds the head itself:
+This is the only module that uses uvicorn's internals, and it runs only on the uvicorn
+release it was tested on (``TESTED_UVICORN``, pinned in ``constraints.txt``): importing it
+checks that release and every name it needs of uvicorn, and raises ``ImportError`` on a
+mismatch, so that ``web.server`` runs uvicorn's stock protocol instead (one warning).
+
+Why a subclass of uvicorn's private ``HttpToolsProtocol``: uvicorn's one official extension
+point for this is ``Config(http=<protocol class>)``, which the service uses (``web.server``
+hands uvicorn the class), but what it accepts is a whole ``asyncio.Protocol``; uvicorn
+offers no public hook to bound a request head or to answer a request without its ASGI
+cycle. A protocol of our own on ``httptools``, behind the same ``http=``, would touch no
+internals but would re-implement keep-alive, pipelining, flow control, ``Expect:
+100-continue``, upgrades and the ASGI cycle of every other route; a pure ASGI vote route
+loses the gain below. So the subclass overrides a few callbacks, and the pin and the check
+at import keep a new uvicorn from breaking or silently changing it.
+
+Request heads are bounded here because uvicorn's httptools protocol keeps reading a head for
+as long as it grows, with any number of headers, and waits for it forever (its keep-alive
+timeout only runs between requests); gunicorn's ``limit_request_*`` do not apply, since
+uvicorn parses the requests of its workers:
 
 - request line ≤ ``MAX_LINE`` bytes (else 414), each header line ≤ ``MAX_FIELD`` bytes and at
   most ``MAX_FIELDS`` headers (else 431), the whole head ≤ ``MAX_HEAD`` bytes (else 431,
@@ -16,44 +30,104 @@ requests, not gunicorn. So this subclass bounds the head itself:
 
 ``deploy/nginx`` stays the recommended front; these bounds match its defaults.
 
-It also sends each fixed-length answer in one write: uvicorn writes a response's head and
-its body separately, two system calls and two TCP segments for every vote; ``_OneWrite``
-holds the head until the body joins it (``transport.write`` was an eighth of a vote's CPU).
-And a route that encodes its own head (the vote route, whose headers are all its own
-constants and numbers) hands it to ``AnsweringCycle.answer``, skipping ``send``'s checks
-of each header and the two ASGI messages.
+Each fixed-length answer goes out in one write: uvicorn writes a response's head and its
+body separately, two system calls and two TCP segments; ``_OneWrite`` holds the head until
+the body joins it. A route that encodes its own head (the vote route, whose headers are all
+its own constants and numbers) hands it to ``AnsweringCycle.answer``, skipping ``send``'s
+checks of each header and the two ASGI messages.
 
 Votes skip ASGI altogether: the app's lifespan puts a ``DirectRoute`` in the lifespan state
-(``DIRECT_ROUTE``), which uvicorn gives every connection as ``app_state``. A plain ``POST``
-to its path, with no request in flight before it on the connection, is then answered by a
-``DirectExchange`` in the cycle's place: the body gathered as it comes, one task, one
-write. uvicorn's scope, request cycle, event and messages cost a vote about as much as its
-own work (a bare answer: 20 µs this way, 70 µs through ASGI). Anything else, including
-``Expect: 100-continue``, takes uvicorn's path to the same route in the ASGI app.
+(under ``route_key``), which uvicorn gives every connection as ``app_state``. A plain
+``POST`` to its path, with no request in flight before it on the connection, is then
+answered by a ``DirectExchange`` in the cycle's place: the body gathered as it comes, one
+task, one write. Anything else, including ``Expect: 100-continue``, takes uvicorn's path to
+the same route in the ASGI app. The gain, measured side by side by ``make bench`` (rows
+"vote, anonymous token" and "… ASGI route"): 10–15 µs less server CPU a vote
+(``docs/capacity.md``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import ipaddress
 import json
 import logging
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import (
+import uvicorn
+from uvicorn.protocols import utils as _utils
+from uvicorn.protocols.http import httptools_impl as _impl
+
+from .address_caps import BODY_MIN_RATE, BODY_TIMEOUT, SERVER_LIMITS, ServerLimits
+from .metrics import BODY_TIMEOUTS, CONNECTIONS_REFUSED
+
+TESTED_UVICORN = "0.55.0"
+"""The one uvicorn release this module was written and tested against (``constraints.txt``
+pins the same; ``tests/unit/test_server_contract.py`` checks that they agree)."""
+
+_NEEDED: tuple[tuple[Any, tuple[str, ...], tuple[str, ...]], ...] = (
+    # (owner, attributes it must have, state its own code must set or read)
+    (_impl, ("HttpToolsProtocol", "RequestResponseCycle", "STATUS_LINE"), ()),
+    (_utils, ("get_client_addr", "get_path_with_query_string"), ()),
+    (getattr(_impl, "HttpToolsProtocol", None), (
+        "connection_made", "connection_lost", "data_received", "on_message_begin",
+        "on_headers_complete", "on_body", "on_message_complete", "send_400_response",
+        "on_response_complete",
+    ), (
+        "app_state", "transport", "loop", "client", "headers", "parser", "url", "cycle",
+        "expect_100_continue", "limit_concurrency", "connections", "tasks", "root_path",
+        "scope", "flow", "access_log", "access_logger", "server_state", "pipeline",
+    )),
+    (getattr(_impl, "RequestResponseCycle", None), ("send", "receive", "run_asgi"), (
+        "flow", "disconnected", "response_started", "response_complete",
+        "waiting_for_100_continue", "access_log", "access_logger", "scope", "transport",
+        "default_headers", "keep_alive", "message_event", "on_response", "chunked_encoding",
+        "expected_content_length",
+    )),
+)
+
+
+def _state_names(klass: type) -> set[str]:
+    """The attribute names a class's own functions use: its instances' state is set in
+    ``__init__`` or later callbacks, so it is not on the class itself."""
+    names: set[str] = set()
+    for owner in klass.__mro__:
+        for value in vars(owner).values():
+            code = getattr(value, "__code__", None)
+            if code is not None:
+                names.update(code.co_names)
+    return names
+
+
+def contract_broken(version: str) -> str | None:
+    """Why this module must not run on the installed uvicorn, or ``None``: a release other
+    than the tested one, or a name this module needs that uvicorn no longer has."""
+    if version != TESTED_UVICORN:
+        return f"uvicorn {version} is installed, this protocol is tested on {TESTED_UVICORN}"
+    for owner, attributes, state in _NEEDED:
+        if owner is None:
+            return "uvicorn's httptools protocol or request cycle is missing"
+        missing = [name for name in attributes if not hasattr(owner, name)]
+        if state:
+            used = _state_names(owner)
+            missing += [name for name in state if name not in used]
+        if missing:
+            return f"uvicorn {version} lacks {', '.join(missing)} of {owner.__name__}"
+    return None
+
+
+_BROKEN = contract_broken(uvicorn.__version__)
+if _BROKEN is not None:
+    # ``web.server`` catches this and runs uvicorn's own protocol instead
+    raise ImportError(_BROKEN)
+
+from uvicorn.protocols.http.httptools_impl import (  # noqa: E402
     STATUS_LINE,
     HttpToolsProtocol,
     RequestResponseCycle,
 )
-from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
-
-from ..settings import IPNetwork
-from .address_caps import AddressCaps
-from .metrics import BODY_TIMEOUTS, CONNECTIONS_REFUSED
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -64,42 +138,6 @@ MAX_HEAD = 32 * 1024
 HEAD_TIMEOUT = 10.0
 
 _REASONS = {414: "URI Too Long", 431: "Request Header Fields Too Large"}
-
-DIRECT_ROUTE = "voting_service.direct_route"
-"""The lifespan state key of the app's ``DirectRoute`` (uvicorn hands the lifespan's state
-to every connection's protocol as ``app_state``)."""
-
-
-SERVER_LIMITS = "voting_service.server_limits"
-"""The lifespan state key of the worker's ``ServerLimits`` (absent: no caps, and bodies
-get ``BODY_TIMEOUT``)."""
-BODY_TIMEOUT = 10.0
-BODY_MIN_RATE = 16384
-
-
-@dataclass
-class ServerLimits:
-    """What one client may hold of a worker: its connections (``AddressCaps``, by the
-    peer's address: peers in ``exempt``, the trusted proxies, count toward the total only)
-    and the time its request bodies may take."""
-
-    connections: AddressCaps
-    exempt: tuple[IPNetwork, ...] = ()
-    body_timeout: float = BODY_TIMEOUT
-    body_min_rate: int = BODY_MIN_RATE
-
-    def counted(self, host: str) -> bool:
-        return not self.exempt or not _in_networks(host, self.exempt)
-
-
-@functools.lru_cache(maxsize=4096)
-def _in_networks(host: str, networks: tuple[IPNetwork, ...]) -> bool:
-    try:
-        addr = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return any(addr in net for net in networks)
-
 
 def _problem_answer(status: str, code: str, title: str, detail: str, *extra: str) -> bytes:
     body = json.dumps({"type": f"https://errors.voting-service/{code}", "title": title,
@@ -305,6 +343,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     one timer per connection rather than one per request)."""
 
     head_timeout: float = HEAD_TIMEOUT
+    route_key: str | None = None
+    """The lifespan state key of the app's ``DirectRoute`` (uvicorn hands the lifespan's
+    state to every connection's protocol as ``app_state``); ``None``: votes go to ASGI."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -320,7 +361,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._pending: tuple[int, str] | None = None
         """A refusal waiting for the responses to the requests pipelined before it."""
         self._head_timer: asyncio.TimerHandle | None = None
-        self._direct: DirectRoute | None = self.app_state.get(DIRECT_ROUTE)
+        self._direct: DirectRoute | None = (
+            None if self.route_key is None else self.app_state.get(self.route_key))
         limits: ServerLimits | None = self.app_state.get(SERVER_LIMITS)
         self._limits = limits
         self._body_timeout = limits.body_timeout if limits else BODY_TIMEOUT
@@ -551,7 +593,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def bounded_protocol(head_timeout: float) -> type[BoundedHttpToolsProtocol]:
-    """The protocol class with this deadline for request heads (uvicorn's ``http=``)."""
+def bounded_protocol(head_timeout: float, route_key: str | None = None,
+                     ) -> type[BoundedHttpToolsProtocol]:
+    """The protocol class with this deadline for request heads, answering the direct route
+    found under ``route_key`` in the lifespan state (for uvicorn's ``http=``)."""
     return type("BoundedHttpToolsProtocol", (BoundedHttpToolsProtocol,),
-                {"head_timeout": head_timeout})
+                {"head_timeout": head_timeout, "route_key": route_key})
