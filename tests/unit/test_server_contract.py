@@ -84,8 +84,8 @@ def test_on_a_mismatch_the_service_starts_on_the_stock_protocol(tamper: str, nam
     assert named in reason
     warnings = [line for line in done.stderr.splitlines() if line.startswith("WARNING")]
     assert warnings == [f"WARNING voting_service.web.server running uvicorn's stock HTTP "
-                        f"protocol: {reason}; votes go through ASGI and request heads are not "
-                        "bounded by the service (see web/server.py)"]
+                        f"protocol: {reason}; votes go through ASGI and request heads, bodies "
+                        "and connections are not bounded by the service (see web/server.py)"]
 
 
 def test_on_the_pinned_uvicorn_no_warning_and_the_own_protocol() -> None:
