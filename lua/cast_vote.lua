@@ -18,8 +18,13 @@
 -- ARGV[13] (optional) now, unix seconds: limit_and_cast.lua passes the TIME it read
 -- The ledger entry is one field, e = vote_id TAB voter TAB candidate TAB channel TAB ip TAB
 -- day TAB attribution (voting_service/vote/entry.py reads it; no part holds a tab).
--- Returns {status, answer}: status 0 accepted, 1 replay of an accepted vote, 2 already voted
--- for this candidate today, 3 daily quota used up, 4 voter blocked, 5 challenge already spent.
+-- Returns {status, answer}, status as voting_service/vote/scripts.py CastStatus names it:
+--   0 ACCEPTED         counted
+--   1 REPLAYED         a retry of an accepted vote: answer is the first answer
+--   2 ALREADY_VOTED    already voted for this candidate today
+--   3 QUOTA_USED_UP    the daily quota is used up
+--   4 BLOCKED          the voter is blocked
+--   5 CHALLENGE_SPENT  the proof-of-work challenge was already spent
 -- answer = "<candidate>|<votes left today>|<candidate votes in this shard>".
 local quota, tally, ledger, idem, blocked = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local challenge = KEYS[6]
@@ -28,23 +33,23 @@ local per_day, per_cand = tonumber(ARGV[4]), tonumber(ARGV[5])
 
 local first = redis.call('GET', idem)
 if first then
-  return {1, first}
+  return {1, first}  -- REPLAYED
 end
 local now = tonumber(ARGV[13] or redis.call('TIME')[1])
 local block_ends = redis.call('HGET', blocked, voter)
 if block_ends and (tonumber(block_ends) == 0 or tonumber(block_ends) > now) then
-  return {4, ''}
+  return {4, ''}  -- BLOCKED
 end
 if challenge and redis.call('EXISTS', challenge) == 1 then
-  return {5, ''}
+  return {5, ''}  -- CHALLENGE_SPENT
 end
 local counts = redis.call('HMGET', quota, '_n', cand)
 local used, for_cand = tonumber(counts[1] or '0'), tonumber(counts[2] or '0')
 if for_cand >= per_cand then
-  return {2, cand .. '|' .. math.max(per_day - used, 0) .. '|0'}
+  return {2, cand .. '|' .. math.max(per_day - used, 0) .. '|0'}  -- ALREADY_VOTED
 end
 if used >= per_day then
-  return {3, cand .. '|0|0'}
+  return {3, cand .. '|0|0'}  -- QUOTA_USED_UP
 end
 
 redis.call('HSET', quota, '_n', used + 1, cand, for_cand + 1)  -- both counts, one call
@@ -59,4 +64,4 @@ redis.call('XADD', ledger, '*', 'e', vote_id .. '\t' .. voter .. '\t' .. cand ..
   ARGV[8] .. '\t' .. ARGV[9] .. '\t' .. ARGV[10] .. '\t' .. ARGV[12])
 local answer = cand .. '|' .. (per_day - used - 1) .. '|' .. shard_votes
 redis.call('SET', idem, answer, 'EX', tonumber(ARGV[7]))
-return {0, answer}
+return {0, answer}  -- ACCEPTED

@@ -9,7 +9,8 @@
 -- ARGV[1] n     ARGV[2] m, the number of ip_limit.lua's ARGV
 -- ARGV[3..m+2]  ip_limit.lua's ARGV    ARGV[m+3..] cast_vote.lua's ARGV
 -- Returns {status, answer, limits}: cast_vote.lua's two values and ip_limit.lua's reply
--- ({} when n = 0); status 6 = refused by a limit (then cast_vote.lua did not run).
+-- ({} when n = 0); one status more than cast_vote.lua's (scripts.py CastStatus):
+--   6 LIMITED          refused by a network limit (cast_vote.lua did not run)
 -- Both read the one TIME taken here (one redis.call fewer per vote).
 local function ip_limit(KEYS, ARGV)
 --@ip_limit.lua
@@ -28,7 +29,7 @@ if n > 0 then
   limit_argv[m + 1] = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   limits = ip_limit({unpack(KEYS, 1, n)}, limit_argv)
   if limits[1] == 0 then
-    return {6, '', limits}
+    return {6, '', limits}  -- LIMITED
   end
   cast_argv[13] = t[1]
 end

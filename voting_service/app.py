@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -40,7 +41,9 @@ from .web import (
     ops,
     ops_api,
     pages,
+    server,
 )
+from .web.address_caps import SERVER_LIMITS, AddressCaps, ServerLimits
 from .web.edge import EdgeMiddleware
 from .web.http import (
     JSON,
@@ -50,7 +53,6 @@ from .web.http import (
     on_unexpected,
     on_voting_error,
 )
-from .web.protocol import DIRECT_ROUTE
 from .web.security import SecurityMiddleware
 from .web.votes import DirectVotes, VoteRoute
 
@@ -108,6 +110,30 @@ class VotingApp(Starlette):
 
 
 POOL_CLOSE_TIMEOUT = 5.0
+FD_RESERVE = 256
+"""Open files a worker keeps for itself beyond its clients' connections: Redis and
+PostgreSQL pools, the flusher's and the log's files, the metrics files."""
+
+
+def open_file_limit() -> int:
+    """The worker's open-file limit, raised to the hard limit first (the soft one is often
+    1,024, the hard one far more: without this a few thousand idle clients exhaust it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    return int(soft)
+
+
+def server_limits(settings: Settings) -> ServerLimits:
+    """The caps of ``web/protocol.py`` for one worker, from the settings; the total by
+    default what the open-file limit leaves once ``FD_RESERVE`` is kept."""
+    total = settings.conn_per_worker or max(64, open_file_limit() - FD_RESERVE)
+    return ServerLimits(
+        AddressCaps(settings.conn_per_address, settings.conn_per_network, total),
+        settings.trusted_proxies, settings.body_timeout, settings.body_min_rate)
 
 
 async def _stop(*tasks: asyncio.Task[Any]) -> None:
@@ -181,9 +207,10 @@ def create_app(settings: Settings) -> Starlette:
             settings.shards, settings.health_interval, publish, settings.redis_replica_acks))
         gc_tuning.settle()
         state: dict[str, Any] = {}
-        if settings.direct_votes and isinstance(app, VotingApp):
-            # uvicorn hands this to each connection's protocol (web.protocol.DIRECT_ROUTE)
-            state[DIRECT_ROUTE] = DirectVotes(app.vote_security, svc)
+        state[SERVER_LIMITS] = server_limits(settings)
+        if settings.direct_votes and server.direct_votes() and isinstance(app, VotingApp):
+            # uvicorn hands this to each connection's protocol (web.server.DIRECT_ROUTE)
+            state[server.DIRECT_ROUTE] = DirectVotes(app.vote_security, svc)
         try:
             yield state
         finally:

@@ -140,6 +140,15 @@ class TooManyCodeChecks(RateLimited):
     title = "Too many SMS code checks from this network"
 
 
+class TooManyStreams(VotingError):
+    status, code, title = 429, "too_many_streams", "Too many live streams open from this network"
+
+
+class StreamsFull(VotingError):
+    status, code, title = (
+        503, "streams_full", "This server holds as many live streams as it can; retry later")
+
+
 class InternalError(VotingError):
     status, code, title = 500, "internal_error", "Internal error"
 

@@ -91,6 +91,28 @@ def _head_timeout(env: Mapping[str, str]) -> float:
     return float(seconds)
 
 
+def _bounded(env: Mapping[str, str], name: str, default: str, cast: type[int] | type[float],
+             low: float, high: float) -> Any:
+    value = _number(env, name, default, cast)
+    if not low <= value <= high:
+        raise ConfigurationError(f"{name} must be between {low:g} and {high:g}")
+    return value
+
+
+def _caps_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """What one client may hold open: bodies' deadlines, connections, live streams."""
+    return {
+        "body_timeout": float(_bounded(env, "VOTING_BODY_TIMEOUT", "10", float, 0.1, 600)),
+        "body_min_rate": _bounded(env, "VOTING_BODY_MIN_RATE", "16384", int, 1, 1 << 30),
+        "conn_per_address": _bounded(env, "VOTING_CONN_PER_ADDRESS", "256", int, 0, 1 << 20),
+        "conn_per_network": _bounded(env, "VOTING_CONN_PER_NETWORK", "1024", int, 0, 1 << 20),
+        "conn_per_worker": _bounded(env, "VOTING_CONN_PER_WORKER", "0", int, 0, 1 << 20),
+        "sse_per_address": _bounded(env, "VOTING_SSE_PER_ADDRESS", "8", int, 0, 1 << 20),
+        "sse_per_network": _bounded(env, "VOTING_SSE_PER_NETWORK", "64", int, 0, 1 << 20),
+        "sse_per_worker": _bounded(env, "VOTING_SSE_PER_WORKER", "4000", int, 0, 1 << 20),
+    }
+
+
 def _flag(env: Mapping[str, str], name: str) -> bool:
     return env.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -140,6 +162,26 @@ class Settings:
     """Seconds between checks for campaign changes made by other workers."""
     head_timeout: float = 10.0
     """Seconds a connection may take to send a complete request head (``web/protocol.py``)."""
+    # --- what one client may hold open (web/address_caps.py, the HTTP protocol) ---------
+    body_timeout: float = 10.0
+    """Seconds after its head within which a request's body must have arrived, plus
+    ``received bytes / body_min_rate`` (a large upload at a fair rate is not cut off)."""
+    body_min_rate: int = 16384
+    """Bytes a second a long upload must keep up to earn more time than ``body_timeout``."""
+    conn_per_address: int = 256
+    """Open connections one address (IPv4 /32, IPv6 /64) may hold in one worker; 0: no cap.
+    Peers in ``trusted_proxies`` (nginx) are not capped by address: nginx's ``limit_conn``
+    caps its clients."""
+    conn_per_network: int = 1024
+    """Open connections one network (/24, /48) may hold in one worker; 0: no cap."""
+    conn_per_worker: int = 0
+    """Open connections a worker accepts in all; 0: its open-file limit less a reserve for
+    Redis, PostgreSQL and files."""
+    sse_per_address: int = 8
+    """``/live`` streams one address may hold open in one worker."""
+    sse_per_network: int = 64
+    sse_per_worker: int = 4000
+    """``/live`` streams one worker holds in all (each ~18 KiB of memory)."""
     sms_sender: str = "console"
     """``console`` prints SMS codes (local use only); ``http`` posts them to a gateway."""
     sms_http_url: str = ""
@@ -189,6 +231,7 @@ class Settings:
             vote_metrics=_on(env, "VOTING_METRICS"),
             direct_votes=_on(env, "VOTING_DIRECT_VOTES"),
             **_sms_settings(env),
+            **_caps_settings(env),
         )
 
     @property

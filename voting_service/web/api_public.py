@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from .. import digits
 from ..errors import (
     CandidateNotFound,
     Forbidden,
+    StreamsFull,
+    TooManyStreams,
 )
 from ..services import Services, services
+from ..vote import identity
 from ..vote.registry import LiveCampaign
 from . import votes
+from .address_caps import AddressCaps
 from .http import JSON
 from .live import LiveTallies
+from .metrics import SSE_REFUSED
 
 
 def campaign_view(live: LiveCampaign, now: float) -> dict[str, Any]:
@@ -132,11 +139,40 @@ async def live_tallies(request: Request) -> Response:
     if not live.c.show_counts:
         raise Forbidden("vote counts of this campaign are not public")
     feeds: LiveTallies = request.app.state.live
-    return StreamingResponse(
-        feeds.events(live.id),
+    client = request.client
+    ip = identity.client_ip(client.host if client else None,
+                            request.headers.get("x-forwarded-for"), svc.settings.trusted_proxies)
+    held, refusal = feeds.caps.take(ip)
+    if refusal is not None:
+        SSE_REFUSED.labels(refusal.level).inc()
+        retry = {"Retry-After": "30"}
+        if refusal.level == "total":
+            raise StreamsFull(headers=retry)
+        raise TooManyStreams(
+            f"at most {refusal.limit} live streams per {refusal.level} on each server; "
+            "one stream per page is enough", headers=retry)
+    return _HeldStream(
+        feeds.events(live.id), lambda: feeds.caps.give_back(held),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+class _HeldStream(StreamingResponse):
+    """A stream that gives its slot back when the response ends, however it ends (a client
+    gone before the first event never starts the body's generator, whose ``finally`` would
+    then never run)."""
+
+    def __init__(self, content: AsyncIterator[bytes], release: Callable[[], None],
+                 **options: Any) -> None:
+        super().__init__(content, **options)
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
 
 
 def live_feeds(svc: Services) -> LiveTallies:
@@ -145,7 +181,9 @@ def live_feeds(svc: Services) -> LiveTallies:
     async def snapshot(campaign_id: str) -> dict[str, Any]:
         return await tallies_body(svc, svc.registry.get(campaign_id))
 
-    return LiveTallies(snapshot)
+    s = svc.settings
+    return LiveTallies(snapshot, caps=AddressCaps(s.sse_per_address, s.sse_per_network,
+                                                  s.sse_per_worker))
 
 
 def resolve_voter(svc: Services, request: Request, live: LiveCampaign) -> tuple[str, str]:
@@ -158,9 +196,8 @@ def resolve_voter(svc: Services, request: Request, live: LiveCampaign) -> tuple[
 
 
 routes = [
-    # served by votes.VoteRoute ahead of the router; listed for an app built without it
-    # (and so that other methods get 405)
-    Route("/api/v1/campaigns/{cid}/votes", votes.endpoint, methods=["POST"]),
+    # answered by votes.VoteRoute ahead of the router; listed so that other methods get 405
+    Route("/api/v1/campaigns/{cid}/votes", votes.ahead_of_the_router, methods=["POST"]),
     Route("/api/v1/campaigns", list_campaigns),
     Route("/api/v1/campaigns/{cid}", get_campaign),
     Route("/api/v1/campaigns/{cid}/candidates", list_candidates),

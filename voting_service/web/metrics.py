@@ -53,6 +53,18 @@ VOTE_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
     registry=REGISTRY,
 )
+SSE_REFUSED = Counter(
+    "voting_sse_refused_total", "Live streams refused, by the cap reached (address, network, "
+    "total).", ["level"], registry=REGISTRY,
+)
+CONNECTIONS_REFUSED = Counter(
+    "voting_connections_refused_total", "Connections closed at once with a 503, by the cap "
+    "reached (address, network, total).", ["level"], registry=REGISTRY,
+)
+BODY_TIMEOUTS = Counter(
+    "voting_body_timeouts_total", "Requests whose body did not arrive in time (closed, 408).",
+    registry=REGISTRY,
+)
 SSE_CLIENTS = Gauge(
     "voting_sse_clients", "Open Server-Sent Events streams of live tallies.",
     multiprocess_mode="livesum", registry=REGISTRY,

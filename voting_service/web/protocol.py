@@ -1,10 +1,24 @@
-"""uvicorn's HTTP protocol with bounded request heads, for a service reachable without nginx.
+"""uvicorn's HTTP protocol with bounded request heads and votes answered in the protocol.
 
-uvicorn's httptools protocol keeps reading a request head for as long as it grows, with
-any number of headers, and waits for it forever: its keep-alive timeout only runs between
-requests. gunicorn's ``limit_request_line``/``limit_request_fields``/
-``limit_request_field_size`` do not help, since with uvicorn workers uvicorn parses the
-requests, not gunicorn. So this subclass bounds the head itself:
+This is the only module that uses uvicorn's internals, and it runs only on the uvicorn
+release it was tested on (``TESTED_UVICORN``, pinned in ``constraints.txt``): importing it
+checks that release and every name it needs of uvicorn, and raises ``ImportError`` on a
+mismatch, so that ``web.server`` runs uvicorn's stock protocol instead (one warning).
+
+Why a subclass of uvicorn's private ``HttpToolsProtocol``: uvicorn's one official extension
+point for this is ``Config(http=<protocol class>)``, which the service uses (``web.server``
+hands uvicorn the class), but what it accepts is a whole ``asyncio.Protocol``; uvicorn
+offers no public hook to bound a request head or to answer a request without its ASGI
+cycle. A protocol of our own on ``httptools``, behind the same ``http=``, would touch no
+internals but would re-implement keep-alive, pipelining, flow control, ``Expect:
+100-continue``, upgrades and the ASGI cycle of every other route; a pure ASGI vote route
+loses the gain below. So the subclass overrides a few callbacks, and the pin and the check
+at import keep a new uvicorn from breaking or silently changing it.
+
+Request heads are bounded here because uvicorn's httptools protocol keeps reading a head for
+as long as it grows, with any number of headers, and waits for it forever (its keep-alive
+timeout only runs between requests); gunicorn's ``limit_request_*`` do not apply, since
+uvicorn parses the requests of its workers:
 
 - request line ≤ ``MAX_LINE`` bytes (else 414), each header line ≤ ``MAX_FIELD`` bytes and at
   most ``MAX_FIELDS`` headers (else 431), the whole head ≤ ``MAX_HEAD`` bytes (else 431,
@@ -16,36 +30,104 @@ requests, not gunicorn. So this subclass bounds the head itself:
 
 ``deploy/nginx`` stays the recommended front; these bounds match its defaults.
 
-It also sends each fixed-length answer in one write: uvicorn writes a response's head and
-its body separately, two system calls and two TCP segments for every vote; ``_OneWrite``
-holds the head until the body joins it (``transport.write`` was an eighth of a vote's CPU).
-And a route that encodes its own head (the vote route, whose headers are all its own
-constants and numbers) hands it to ``AnsweringCycle.answer``, skipping ``send``'s checks
-of each header and the two ASGI messages.
+Each fixed-length answer goes out in one write: uvicorn writes a response's head and its
+body separately, two system calls and two TCP segments; ``_OneWrite`` holds the head until
+the body joins it. A route that encodes its own head (the vote route, whose headers are all
+its own constants and numbers) hands it to ``AnsweringCycle.answer``, skipping ``send``'s
+checks of each header and the two ASGI messages.
 
 Votes skip ASGI altogether: the app's lifespan puts a ``DirectRoute`` in the lifespan state
-(``DIRECT_ROUTE``), which uvicorn gives every connection as ``app_state``. A plain ``POST``
-to its path, with no request in flight before it on the connection, is then answered by a
-``DirectExchange`` in the cycle's place: the body gathered as it comes, one task, one
-write. uvicorn's scope, request cycle, event and messages cost a vote about as much as its
-own work (a bare answer: 20 µs this way, 70 µs through ASGI). Anything else, including
-``Expect: 100-continue``, takes uvicorn's path to the same route in the ASGI app.
+(under ``route_key``), which uvicorn gives every connection as ``app_state``. A plain
+``POST`` to its path, with no request in flight before it on the connection, is then
+answered by a ``DirectExchange`` in the cycle's place: the body gathered as it comes, one
+task, one write. Anything else, including ``Expect: 100-continue``, takes uvicorn's path to
+the same route in the ASGI app. The gain, measured side by side by ``make bench`` (rows
+"vote, anonymous token" and "… ASGI route"): 10–15 µs less server CPU a vote
+(``docs/capacity.md``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable
 from typing import Any, Protocol
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import (
+import uvicorn
+from uvicorn.protocols import utils as _utils
+from uvicorn.protocols.http import httptools_impl as _impl
+
+from .address_caps import BODY_MIN_RATE, BODY_TIMEOUT, SERVER_LIMITS, ServerLimits
+from .metrics import BODY_TIMEOUTS, CONNECTIONS_REFUSED
+
+TESTED_UVICORN = "0.55.0"
+"""The one uvicorn release this module was written and tested against (``constraints.txt``
+pins the same; ``tests/unit/test_server_contract.py`` checks that they agree)."""
+
+_NEEDED: tuple[tuple[Any, tuple[str, ...], tuple[str, ...]], ...] = (
+    # (owner, attributes it must have, state its own code must set or read)
+    (_impl, ("HttpToolsProtocol", "RequestResponseCycle", "STATUS_LINE"), ()),
+    (_utils, ("get_client_addr", "get_path_with_query_string"), ()),
+    (getattr(_impl, "HttpToolsProtocol", None), (
+        "connection_made", "connection_lost", "data_received", "on_message_begin",
+        "on_headers_complete", "on_body", "on_message_complete", "send_400_response",
+        "on_response_complete",
+    ), (
+        "app_state", "transport", "loop", "client", "headers", "parser", "url", "cycle",
+        "expect_100_continue", "limit_concurrency", "connections", "tasks", "root_path",
+        "scope", "flow", "access_log", "access_logger", "server_state", "pipeline",
+    )),
+    (getattr(_impl, "RequestResponseCycle", None), ("send", "receive", "run_asgi"), (
+        "flow", "disconnected", "response_started", "response_complete",
+        "waiting_for_100_continue", "access_log", "access_logger", "scope", "transport",
+        "default_headers", "keep_alive", "message_event", "on_response", "chunked_encoding",
+        "expected_content_length",
+    )),
+)
+
+
+def _state_names(klass: type) -> set[str]:
+    """The attribute names a class's own functions use: its instances' state is set in
+    ``__init__`` or later callbacks, so it is not on the class itself."""
+    names: set[str] = set()
+    for owner in klass.__mro__:
+        for value in vars(owner).values():
+            code = getattr(value, "__code__", None)
+            if code is not None:
+                names.update(code.co_names)
+    return names
+
+
+def contract_broken(version: str) -> str | None:
+    """Why this module must not run on the installed uvicorn, or ``None``: a release other
+    than the tested one, or a name this module needs that uvicorn no longer has."""
+    if version != TESTED_UVICORN:
+        return f"uvicorn {version} is installed, this protocol is tested on {TESTED_UVICORN}"
+    for owner, attributes, state in _NEEDED:
+        if owner is None:
+            return "uvicorn's httptools protocol or request cycle is missing"
+        missing = [name for name in attributes if not hasattr(owner, name)]
+        if state:
+            used = _state_names(owner)
+            missing += [name for name in state if name not in used]
+        if missing:
+            return f"uvicorn {version} lacks {', '.join(missing)} of {owner.__name__}"
+    return None
+
+
+_BROKEN = contract_broken(uvicorn.__version__)
+if _BROKEN is not None:
+    # ``web.server`` catches this and runs uvicorn's own protocol instead
+    raise ImportError(_BROKEN)
+
+from uvicorn.protocols.http.httptools_impl import (  # noqa: E402
     STATUS_LINE,
     HttpToolsProtocol,
     RequestResponseCycle,
 )
-from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +139,22 @@ HEAD_TIMEOUT = 10.0
 
 _REASONS = {414: "URI Too Long", 431: "Request Header Fields Too Large"}
 
-DIRECT_ROUTE = "voting_service.direct_route"
-"""The lifespan state key of the app's ``DirectRoute`` (uvicorn hands the lifespan's state
-to every connection's protocol as ``app_state``)."""
+def _problem_answer(status: str, code: str, title: str, detail: str, *extra: str) -> bytes:
+    body = json.dumps({"type": f"https://errors.voting-service/{code}", "title": title,
+                       "status": int(status.split()[0]), "code": code, "detail": detail},
+                      ensure_ascii=False, separators=(",", ":")).encode()
+    head = [f"HTTP/1.1 {status}", "content-type: application/problem+json",
+            f"content-length: {len(body)}", *extra, "connection: close"]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+TOO_MANY_CONNECTIONS = _problem_answer(
+    "503 Service Unavailable", "too_many_connections",
+    "Too many open connections from this network",
+    "close some connections (a browser needs a few) and retry", "retry-after: 10")
+BODY_TOO_SLOW = _problem_answer(
+    "408 Request Timeout", "body_timeout", "The request body did not arrive in time",
+    "send the whole body promptly after the request head")
 
 
 class DirectRoute(Protocol):
@@ -248,6 +343,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     one timer per connection rather than one per request)."""
 
     head_timeout: float = HEAD_TIMEOUT
+    route_key: str | None = None
+    """The lifespan state key of the app's ``DirectRoute`` (uvicorn hands the lifespan's
+    state to every connection's protocol as ``app_state``); ``None``: votes go to ASGI."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -263,26 +361,73 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._pending: tuple[int, str] | None = None
         """A refusal waiting for the responses to the requests pipelined before it."""
         self._head_timer: asyncio.TimerHandle | None = None
-        self._direct: DirectRoute | None = self.app_state.get(DIRECT_ROUTE)
-    # --- the head's deadline -------------------------------------------------------------
+        self._direct: DirectRoute | None = (
+            None if self.route_key is None else self.app_state.get(self.route_key))
+        limits: ServerLimits | None = self.app_state.get(SERVER_LIMITS)
+        self._limits = limits
+        self._body_timeout = limits.body_timeout if limits else BODY_TIMEOUT
+        self._body_rate = float(limits.body_min_rate if limits else BODY_MIN_RATE)
+        self._body_since: float | None = None
+        """Loop time the body being read began (its head ended); ``None`` between bodies."""
+        self._body_read = 0
+        self._held: tuple[str, ...] | None = None
+        """The caps' keys this connection counts under; ``None``: not counted."""
+    # --- the deadlines of heads and bodies -----------------------------------------------
 
     def _check_head_deadline(self) -> None:
-        """The connection's one timer: close it if a head is overdue, else look again later."""
+        """The connection's one timer: close it if a head or a body is overdue, else look
+        again when the next deadline is due."""
         self._head_timer = None
         if self.transport.is_closing():
             return
         wait = self.head_timeout
+        now = self.loop.time()
         if self._head_since is not None:
-            wait = self._head_since + self.head_timeout - self.loop.time()
+            wait = self._head_since + self.head_timeout - now
             if wait <= 0:
                 log.info("request head not complete within %.1f s from %s; connection closed",
                          self.head_timeout, self.client[0] if self.client else "-")
                 self.transport.close()
                 return
+        if self._body_since is not None:
+            cycle: Any = self.cycle
+            if self.flow.read_paused or getattr(cycle, "waiting_for_100_continue", False):
+                # the app, not the client, is behind: the body's clock starts again
+                self._body_since, self._body_read = now, 0
+            left = self._body_since + self._body_timeout + self._body_read / self._body_rate - now
+            if left <= 0:
+                self._body_overdue()
+                return
+            wait = min(wait, left)
         self._head_timer = self.loop.call_later(wait, self._check_head_deadline)
+
+    def _body_overdue(self) -> None:
+        BODY_TIMEOUTS.inc()
+        log.info("request body not complete in time from %s (%d bytes in %.1f s); "
+                 "connection closed", self.client[0] if self.client else "-", self._body_read,
+                 self.loop.time() - (self._body_since or 0.0))
+        cycle: Any = self.cycle
+        if not getattr(cycle, "response_started", False):
+            self.transport.write(BODY_TOO_SLOW)
+        if cycle is not None:
+            cycle.disconnected = True  # an app still reading the body hears it at once
+        self.transport.close()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        limits = self._limits
+        if limits is not None:
+            host = self.client[0] if self.client else None
+            held, refusal = limits.connections.take(
+                host, host is not None and limits.counted(host))
+            if refusal is not None:
+                CONNECTIONS_REFUSED.labels(refusal.level).inc()
+                log.info("connection from %s refused: %d open from its %s", host or "-",
+                         refusal.limit, refusal.level)
+                transport.write(TOO_MANY_CONNECTIONS)
+                transport.close()
+                return
+            self._held = held
         self._head_since = self.loop.time()  # a connection that never speaks is a late head
         self._head_timer = self.loop.call_later(self.head_timeout, self._check_head_deadline)
 
@@ -290,6 +435,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+        if self._held is not None and self._limits is not None:
+            self._limits.connections.give_back(self._held)
+            self._held = None
         super().connection_lost(exc)
 
     # --- the head's size -----------------------------------------------------------------
@@ -330,6 +478,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refusal = self._measure()
         if self._refusal is not None:
             raise _Refused  # the parser stops; send_400_response answers with the bound
+        now = self.loop.time()
+        self._body_since, self._body_read = now, 0  # (a body-less request ends at once)
+        timer = self._head_timer
+        if timer is not None and timer.when() > now + self._body_timeout:
+            timer.cancel()  # the body is due before the connection's timer looks again
+            self._head_timer = self.loop.call_later(self._body_timeout,
+                                                    self._check_head_deadline)
         if self._direct is not None and self._take_direct(self._direct):
             return
         before = self.cycle
@@ -372,6 +527,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         return True
 
     def on_body(self, body: bytes) -> None:
+        self._body_read += len(body)
         cycle: Any = self.cycle
         if type(cycle) is DirectExchange:
             cycle.feed(body)
@@ -381,6 +537,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._head_left = MAX_HEAD
         self._counted = False
+        self._body_since = None
         cycle: Any = self.cycle
         if type(cycle) is DirectExchange:
             task = self.loop.create_task(cycle.run())
@@ -436,7 +593,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def bounded_protocol(head_timeout: float) -> type[BoundedHttpToolsProtocol]:
-    """The protocol class with this deadline for request heads (uvicorn's ``http=``)."""
+def bounded_protocol(head_timeout: float, route_key: str | None = None,
+                     ) -> type[BoundedHttpToolsProtocol]:
+    """The protocol class with this deadline for request heads, answering the direct route
+    found under ``route_key`` in the lifespan state (for uvicorn's ``http=``)."""
     return type("BoundedHttpToolsProtocol", (BoundedHttpToolsProtocol,),
-                {"head_timeout": head_timeout})
+                {"head_timeout": head_timeout, "route_key": route_key})
