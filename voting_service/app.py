@@ -133,7 +133,9 @@ def server_limits(settings: Settings) -> ServerLimits:
     total = settings.conn_per_worker or max(64, open_file_limit() - FD_RESERVE)
     return ServerLimits(
         AddressCaps(settings.conn_per_address, settings.conn_per_network, total),
-        settings.trusted_proxies, settings.body_timeout, settings.body_min_rate)
+        settings.trusted_proxies, settings.body_timeout, settings.body_min_rate,
+        refused=lambda level: metrics.CONNECTIONS_REFUSED.labels(level).inc(),
+        timed_out=metrics.BODY_TIMEOUTS.inc)
 
 
 async def _stop(*tasks: asyncio.Task[Any]) -> None:

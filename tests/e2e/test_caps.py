@@ -95,6 +95,13 @@ def _new_campaign(svc: Service) -> str:
     return cid
 
 
+def _metric(svc: Service, sample: str) -> float:
+    """A sample of ``/metrics`` (summed over the workers), 0 when absent."""
+    text = httpx.get(svc.url + "/metrics", timeout=10).text
+    found = [line.rsplit(" ", 1)[1] for line in text.splitlines() if line.startswith(sample + " ")]
+    return float(found[0]) if found else 0.0
+
+
 def _workers(svc: Service) -> int:
     return int(getattr(svc, "workers", 1))
 
@@ -119,6 +126,7 @@ def test_a_trickled_body_is_cut_off_after_its_deadline(capped: Service, path: st
             sock.sendall(b" ")
         time.sleep(0.3)
     assert closed, "a trickling body was held open"
+    assert _metric(capped, "voting_body_timeouts_total") >= 1
     answer = _read_until_closed(sock)
     sock.close()
     if answer:  # the 408 may be lost to a reset when the client's bytes were unread
@@ -162,6 +170,7 @@ def test_connections_over_the_address_cap_are_refused_fast(capped: Service) -> N
             s.close()
     time.sleep(0.3)
     assert httpx.get(capped.url + "/healthz", timeout=10).status_code == 200
+    assert _metric(capped, 'voting_connections_refused_total{level="address"}') >= 4
 
 
 def test_a_network_is_capped_beyond_its_addresses(capped: Service) -> None:

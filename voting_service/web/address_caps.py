@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..settings import IPNetwork
@@ -80,6 +81,10 @@ class AddressCaps:
         return self._counts.get(identity.network_prefixes(ip)[0], 0)
 
 
+def _nothing(*_: object) -> None:
+    return None
+
+
 @dataclass
 class ServerLimits:
     """What one client may hold of a worker: its connections (by the peer's address; peers
@@ -90,6 +95,10 @@ class ServerLimits:
     exempt: tuple[IPNetwork, ...] = ()
     body_timeout: float = BODY_TIMEOUT
     body_min_rate: int = BODY_MIN_RATE
+    refused: Callable[[str], None] = _nothing
+    """Told the level (address, network, total) of each connection refused (a metric)."""
+    timed_out: Callable[[], None] = _nothing
+    """Told of each body cut off at its deadline (a metric)."""
 
     def counted(self, host: str) -> bool:
         return not self.exempt or not _in_networks(host, self.exempt)

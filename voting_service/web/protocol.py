@@ -60,7 +60,6 @@ from uvicorn.protocols import utils as _utils
 from uvicorn.protocols.http import httptools_impl as _impl
 
 from .address_caps import BODY_MIN_RATE, BODY_TIMEOUT, SERVER_LIMITS, ServerLimits
-from .metrics import BODY_TIMEOUTS, CONNECTIONS_REFUSED
 
 TESTED_UVICORN = "0.55.0"
 """The one uvicorn release this module was written and tested against (``constraints.txt``
@@ -402,7 +401,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer = self.loop.call_later(wait, self._check_head_deadline)
 
     def _body_overdue(self) -> None:
-        BODY_TIMEOUTS.inc()
+        if self._limits is not None:
+            self._limits.timed_out()
         log.info("request body not complete in time from %s (%d bytes in %.1f s); "
                  "connection closed", self.client[0] if self.client else "-", self._body_read,
                  self.loop.time() - (self._body_since or 0.0))
@@ -421,7 +421,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             held, refusal = limits.connections.take(
                 host, host is not None and limits.counted(host))
             if refusal is not None:
-                CONNECTIONS_REFUSED.labels(refusal.level).inc()
+                limits.refused(refusal.level)
                 log.info("connection from %s refused: %d open from its %s", host or "-",
                          refusal.limit, refusal.level)
                 transport.write(TOO_MANY_CONNECTIONS)
