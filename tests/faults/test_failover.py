@@ -35,6 +35,7 @@ import pytest
 
 from tests.conftest import campaign_payload, fresh_database
 from voting_service import embedded
+from voting_service.ledger import repair
 from voting_service.settings import Settings
 from voting_service.vote import keys, store
 from voting_service.vote.identity import VoterTokens
@@ -130,9 +131,11 @@ async def stack(request: pytest.FixtureRequest, tmp_path: Path,
     env.update({
         "REDIS_URL": cluster.url, "VOTING_REDIS_CLUSTER": "1",
         "VOTING_REDIS_REPLICA_ACKS": str(acks),
-        "DATABASE_URL": await fresh_database(pg_server, f"failover_{acks}"),
+        "DATABASE_URL": await fresh_database(
+            pg_server, f"failover_{acks}_{request.node.originalname[5:25]}"),
         "VOTING_SECRET_KEY": SECRET, "VOTING_PEPPER": PEPPER, "VOTING_SHARDS": str(SHARDS),
         "VOTING_ADMIN_TOKENS": "admin:failover-admin-token-0123456789",
+        "VOTING_DRIFT_REPAIR_INTERVAL": "2",
     })
     s = Stack(tmp_path, cluster, env["DATABASE_URL"], env, embedded.free_port())
     try:
@@ -337,6 +340,14 @@ async def _fill_replication(url: str, port: int) -> None:
         await client.aclose()
 
 
+async def _repairs(url: str) -> dict[str, dict[str, int]]:
+    client = store.connect(Settings(redis_url=url, redis_cluster=True))
+    try:
+        return await repair.counts(client)
+    finally:
+        await client.aclose()
+
+
 async def _retry(stack: Stack, votes: dict[str, tuple[str, str]]) -> Counter[int]:
     """Send each (vote_id -> (token, candidate)) again with its own vote_id: statuses."""
     statuses: Counter[int] = Counter()
@@ -435,3 +446,5 @@ async def test_lagging_replica_promoted_leaves_redis_equal_to_postgres(stack: St
     in_redis, in_pg, ledger, twice = await drained()
     assert twice == 0, "a 503'd vote in the ledger was counted again by its retry"
     assert in_redis == in_pg, "Redis and PostgreSQL disagree after the retries"
+    # and equal by the flusher's commits alone, not by the drift repair's mending
+    assert await _repairs(url) == {}, "the flusher committed what the new master lacked"

@@ -50,6 +50,7 @@ from . import marks, progress
 from .batch import Batch, RawEntry, Stream
 from .marks import Mark, MarkMoved
 from .partitions import Known
+from .repair import Repaired, Repairer
 
 log = logging.getLogger(__name__)
 
@@ -130,13 +131,15 @@ class Flusher:
         replica_acks: int = 0,
         replica_timeout_ms: int = 2000,
         pass_interval: float = PASS_INTERVAL,
+        repair_interval: float = 0.0,
     ) -> None:
         """``reader`` is a client whose socket timeout outlasts ``block_ms`` (idle reads
         block that long); without one, reads go through ``redis`` and block at most 0.5 s.
         ``replica_acks`` ≥ 1: nothing is committed to PostgreSQL before that many replicas
         of the server each entry was read from hold it (``WAIT``/``WAITAOF`` there).
         ``pass_interval``: see ``PASS_INTERVAL`` (``run`` only; ``step`` and ``drain`` never
-        wait)."""
+        wait). ``repair_interval`` > 0: every that many seconds, between two passes, the
+        drift repair of the shards held (``repair``)."""
         self.redis = redis
         self.reader = reader or redis
         if reader is not None:
@@ -150,6 +153,9 @@ class Flusher:
         self.replica_acks = replica_acks
         self.replica_timeout_ms = replica_timeout_ms
         self.pass_interval = pass_interval
+        self.repair_interval = repair_interval
+        self._repairer = Repairer(redis, self.name, shards)
+        self._repaired_at = time.monotonic()
         self.stats = Stats()
         self._partitions = Known()
         self._cluster = isinstance(redis, RedisCluster)
@@ -490,6 +496,22 @@ class Flusher:
         await self._reset()
         await self._adopt(list(self._owned))
 
+    # -- drift repair ---------------------------------------------------------------------
+
+    async def repair(self) -> list[Repaired]:
+        """Drift repair of the shards this flusher holds (``ledger.repair``); between two
+        passes, so nothing is committed to them meanwhile. A failure is logged, not raised:
+        flushing goes on."""
+        self._repaired_at = time.monotonic()
+        try:
+            return await self._repairer.run(await self._db(), self._campaigns,
+                                            sorted(self._owned - self._finished))
+        except (RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                TimeoutError) as exc:
+            log.warning("drift repair pass failed (%r); next one in %.0f s", exc,
+                        self.repair_interval)
+            return []
+
     # -- the loop ---------------------------------------------------------------------------
 
     async def step(self, stop: asyncio.Event | None = None, *, burst: bool = False) -> int:
@@ -497,6 +519,8 @@ class Flusher:
         now = time.monotonic()
         if now - self._refreshed_at >= REFRESH_SECONDS:
             await self.refresh(leases=now - self._leased_at >= self.lease_ttl_ms / 3000)
+        if 0 < self.repair_interval <= now - self._repaired_at and self._owned:
+            await self.repair()
         if self._regroup:
             await self._build_groups()
         if not self._groups:
