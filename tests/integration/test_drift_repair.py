@@ -84,4 +84,6 @@ async def test_drift_after_a_lost_write_is_repaired_from_the_ledger(harness: Har
     assert f'voting_drift_found_total{{campaign="{CID}"}} 1.0' in text
     assert f'voting_drift_repaired_total{{campaign="{CID}",what="votes"}} 1.0' in text
     svc.health = snapshot
-    assert ops_api.health_view(svc, CID)["repairs"] == {"found": 1, "tally": 1, "votes": 1}
+    view = ops_api.health_view(svc, CID)
+    assert view is not None
+    assert view["repairs"] == {"found": 1, "tally": 1, "votes": 1}
