@@ -507,7 +507,7 @@ class Flusher:
             return await self._repairer.run(await self._db(), self._campaigns,
                                             sorted(self._owned - self._finished))
         except (RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
-                TimeoutError) as exc:
+                TimeoutError, ValueError) as exc:  # ValueError: an entry it cannot read
             log.warning("drift repair pass failed (%r); next one in %.0f s", exc,
                         self.repair_interval)
             return []
