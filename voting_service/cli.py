@@ -399,7 +399,8 @@ def cmd_flusher(args: argparse.Namespace) -> int:
             reader = store.connect(settings, socket_timeout=flusher.BLOCK_MS / 1000 + 5)
             worker = flusher.Flusher(redis, settings.database_url, settings.shards,
                                      name=args.name, reader=reader,
-                                     replica_acks=settings.redis_replica_acks)
+                                     replica_acks=settings.redis_replica_acks,
+                                     repair_interval=settings.drift_repair_interval)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):

@@ -200,6 +200,12 @@ class Settings:
     """Votes answered by the HTTP protocol itself (``web/protocol.py``), not through ASGI;
     off only to measure what that saves (``make bench`` phase D)."""
 
+    # -- drift repair after a failover (issue 23 §5) --
+    drift_repair_interval: float = 30.0
+    """Seconds between a flusher's drift checks of the shards it holds; a difference two
+    checks in a row agree on is repaired in Redis from the ledger (``ledger/repair.py``).
+    0 turns the repair off (``voting-service reconcile``/``rebuild`` remain)."""
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
@@ -230,6 +236,7 @@ class Settings:
                 env.get("VOTING_METRICS_ALLOW", LOOPBACK), "VOTING_METRICS_ALLOW"),
             vote_metrics=_on(env, "VOTING_METRICS"),
             direct_votes=_on(env, "VOTING_DIRECT_VOTES"),
+            drift_repair_interval=_number(env, "VOTING_DRIFT_REPAIR_INTERVAL", "30", float),
             **_sms_settings(env),
             **_caps_settings(env),
         )

@@ -35,6 +35,7 @@ import pytest
 
 from tests.conftest import campaign_payload, fresh_database
 from voting_service import embedded
+from voting_service.ledger import repair
 from voting_service.settings import Settings
 from voting_service.vote import keys, store
 from voting_service.vote.identity import VoterTokens
@@ -59,6 +60,7 @@ class Outcomes:
     unknown: dict[str, str] = field(default_factory=dict)
     rejected: Counter[int] = field(default_factory=Counter)
     acked_at: list[tuple[float, int]] = field(default_factory=list)  # (monotonic, shard)
+    token: dict[str, str] = field(default_factory=dict)  # vote_id -> the voter's token
 
 
 @dataclass
@@ -129,9 +131,11 @@ async def stack(request: pytest.FixtureRequest, tmp_path: Path,
     env.update({
         "REDIS_URL": cluster.url, "VOTING_REDIS_CLUSTER": "1",
         "VOTING_REDIS_REPLICA_ACKS": str(acks),
-        "DATABASE_URL": await fresh_database(pg_server, f"failover_{acks}"),
+        "DATABASE_URL": await fresh_database(
+            pg_server, f"failover_{acks}_{request.node.originalname[5:25]}"),
         "VOTING_SECRET_KEY": SECRET, "VOTING_PEPPER": PEPPER, "VOTING_SHARDS": str(SHARDS),
         "VOTING_ADMIN_TOKENS": "admin:failover-admin-token-0123456789",
+        "VOTING_DRIFT_REPAIR_INTERVAL": "2",
     })
     s = Stack(tmp_path, cluster, env["DATABASE_URL"], env, embedded.free_port())
     try:
@@ -167,6 +171,7 @@ class Load:
             while not self.stop.is_set():
                 vote_id, cand = uuid.uuid4().hex, f"c{rng.randint(1, 20):03d}"
                 token = rng.choice(self.tokens)
+                self.out.token[vote_id] = token
                 try:
                     r = await http.post(f"/api/v1/campaigns/{CID}/votes",
                                         json={"candidate_id": cand, "vote_id": vote_id},
@@ -303,3 +308,143 @@ async def test_master_sigkill_fails_over_without_losing_acknowledged_votes(
         assert ack[cand] <= counted[cand] <= ack[cand] + unknown[cand], cand
     assert dict(counted) == in_pg
     assert in_redis == in_pg, "Redis and PostgreSQL disagree after the drain"
+
+
+FILLER_MB = 24
+"""Replication stream written past a stopped replica before its master dies: more than the
+kernel's socket buffers on both ends hold (a few MiB each), so what follows stays in the
+master's own output buffer and dies with it — the replica is stale, not merely paused."""
+
+
+def _tag_on(client: store.RedisCluster, port: int) -> str:
+    """A hash tag whose slot the master on ``port`` serves."""
+    for n in range(100_000):
+        node = client.get_node_from_key(f"{{filler:{n}}}")
+        if node is not None and int(node.port) == port:
+            return f"{{filler:{n}}}"
+    raise AssertionError(f"no slot of port {port} found")
+
+
+async def _fill_replication(url: str, port: int) -> None:
+    """``FILLER_MB`` MiB through the master on ``port`` (one key, rewritten)."""
+    client = store.connect(Settings(redis_url=url, redis_cluster=True), socket_timeout=30)
+    try:
+        assert isinstance(client, store.RedisCluster)
+        await client.initialize()
+        key = _tag_on(client, port) + ":filler"
+        blob = "x" * (1 << 20)
+        for _ in range(FILLER_MB):
+            await client.set(key, blob)
+        await client.delete(key)
+    finally:
+        await client.aclose()
+
+
+async def _repairs(url: str) -> dict[str, dict[str, int]]:
+    client = store.connect(Settings(redis_url=url, redis_cluster=True))
+    try:
+        return await repair.counts(client)
+    finally:
+        await client.aclose()
+
+
+async def _retry(stack: Stack, votes: dict[str, tuple[str, str]]) -> Counter[int]:
+    """Send each (vote_id -> (token, candidate)) again with its own vote_id: statuses."""
+    statuses: Counter[int] = Counter()
+    async with httpx.AsyncClient(base_url=stack.base, timeout=5.0) as http:
+        for vote_id, (token, cand) in votes.items():
+            r = await http.post(f"/api/v1/campaigns/{CID}/votes",
+                                json={"candidate_id": cand, "vote_id": vote_id},
+                                headers={"X-Voter-Token": token})
+            statuses[r.status_code] += 1
+    return statuses
+
+
+@pytest.mark.parametrize("stack", [1], indirect=True, ids=["replica-acks-1"])
+async def test_lagging_replica_promoted_leaves_redis_equal_to_postgres(stack: Stack) -> None:
+    """Issue 23 §5: the victim's replica is stopped (SIGSTOP) and left behind by more than
+    the socket buffers hold while votes keep coming (its master answers them 503: no replica
+    acknowledges); then the master gets ``kill -9``, the stale replica is resumed and
+    promoted, and the old master restarts (its AOF holds the 503'd votes) and rejoins as a
+    replica. After the drain Redis must equal PostgreSQL, and a 503'd vote that reached the
+    ledger must not be countable a second time by its retry."""
+    load = Load(stack)
+    shard_master = await _shard_masters(stack.cluster.url)
+    victim_port = next(port for port in sorted(set(shard_master.values()))
+                       if port != stack.cluster.nodes[0].port)
+    victim = next(n for n in stack.cluster.nodes if n.port == victim_port)
+    hit = {s for s, port in shard_master.items() if port == victim_port}
+    heir = next(n for n in stack.cluster.nodes if n is not victim
+                and f"master_port:{victim.port}" in n.info("replication").split())
+    survivor = next(n for n in stack.cluster.nodes if n is not victim and n in
+                    stack.cluster.masters())
+
+    tasks = [asyncio.create_task(load.client(i)) for i in range(CLIENTS)]
+    try:
+        await asyncio.sleep(PHASE)
+        heir.signal(signal.SIGSTOP)
+        stopped = True
+        try:
+            await _fill_replication(stack.cluster.url, victim_port)
+            lag_from = len(load.out.unknown)
+            await asyncio.sleep(PHASE)  # votes on the victim's slots: in its AOF, answered 503
+            lagged = len(load.out.unknown) - lag_from
+            killed_at = time.monotonic()
+            victim.kill()
+            heir.signal(signal.SIGCONT)
+            stopped = False
+        finally:
+            if stopped:
+                heir.signal(signal.SIGCONT)
+        while "role:master" not in heir.info("replication"):
+            if time.monotonic() - killed_at > 8:  # not elected (its data looked too old)
+                stack.cluster.cli(heir, "cluster", "failover", "takeover")
+            assert time.monotonic() - killed_at < 30, "the replica was not promoted"
+            await asyncio.sleep(0.05)
+        stack.cluster.wait_ok(30, via=survivor)
+        victim.start()  # with its AOF: the 503'd votes the promoted replica never got
+        recovered = False
+        while time.monotonic() - killed_at < 60:
+            if any(t > killed_at and s in hit for t, s in load.out.acked_at):
+                recovered = True
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(PHASE)
+    finally:
+        load.stop.set()
+        await asyncio.gather(*tasks)
+    assert recovered, "votes on the dead master's slots never came back"
+    assert "role:slave" in victim.info("replication"), "the old master did not rejoin"
+
+    url = survivor.url
+
+    async def drained() -> tuple[dict[str, int], dict[str, int], dict[str, str], int]:
+        deadline = time.monotonic() + 45
+        while True:
+            found = await _tallies(stack, url)
+            if found[0] == found[1] or time.monotonic() > deadline:
+                return found
+            await asyncio.sleep(0.5)
+
+    in_redis, in_pg, ledger, twice = await drained()
+    out = load.out
+    lost = set(out.acknowledged) - set(ledger)
+    ledgered_503 = {v: (out.token[v], c) for v, c in out.unknown.items() if v in ledger}
+    print(f"\nlagging failover: {len(out.acknowledged)} acknowledged, {len(out.unknown)} "
+          f"answered 503 or unanswered ({lagged} while the replica was stopped), "
+          f"{len(ledgered_503)} of those in the ledger; ledger {sum(in_pg.values())}, "
+          f"Redis {sum(in_redis.values())}; acknowledged lost: {len(lost)}")
+    assert out.acknowledged and lagged, "the load did not run"
+    assert not lost, f"{len(lost)} acknowledged votes lost"
+    assert twice == 0, "a vote is in the ledger twice"
+    assert not set(ledger) - set(out.acknowledged) - set(out.unknown), "votes nobody cast"
+    assert in_redis == in_pg, "Redis and PostgreSQL disagree after the drain"
+
+    # the voters whose 503'd votes are counted retry them: each is answered, counted once
+    statuses = await _retry(stack, ledgered_503)
+    assert set(statuses) <= {200}, statuses
+    in_redis, in_pg, ledger, twice = await drained()
+    assert twice == 0, "a 503'd vote in the ledger was counted again by its retry"
+    assert in_redis == in_pg, "Redis and PostgreSQL disagree after the retries"
+    # and equal by the flusher's commits alone, not by the drift repair's mending
+    assert await _repairs(url) == {}, "the flusher committed what the new master lacked"

@@ -38,16 +38,19 @@ from typing import Any, cast
 import asyncpg
 import msgspec
 from redis.asyncio import RedisCluster
+from redis.asyncio.cluster import PipelineCommand
 from redis.exceptions import NoScriptError, RedisError
 
 from ..models import Campaign
 from ..vote import keys, scripts
+from ..vote.barrier import Barrier, NotDurable
 from ..vote.store import AnyRedis
 from . import batch as batches
 from . import marks, progress
 from .batch import Batch, RawEntry, Stream
 from .marks import Mark, MarkMoved
 from .partitions import Known
+from .repair import Repaired, Repairer
 
 log = logging.getLogger(__name__)
 
@@ -124,12 +127,15 @@ class Flusher:
         replica_acks: int = 0,
         replica_timeout_ms: int = 2000,
         pass_interval: float = PASS_INTERVAL,
+        repair_interval: float = 0.0,
     ) -> None:
         """``reader`` is a client whose socket timeout outlasts ``block_ms`` (idle reads
         block that long); without one, reads go through ``redis`` and block at most 0.5 s.
         ``replica_acks`` ≥ 1: nothing is committed to PostgreSQL before that many replicas
-        of each node read from hold it (``WAITAOF``). ``pass_interval``: see
-        ``PASS_INTERVAL`` (``run`` only; ``step`` and ``drain`` never wait)."""
+        of the server each entry was read from hold it (``WAIT``/``WAITAOF`` there).
+        ``pass_interval``: see ``PASS_INTERVAL`` (``run`` only; ``step`` and ``drain`` never
+        wait). ``repair_interval`` > 0: every that many seconds, between two passes, the
+        drift repair of the shards held (``repair``)."""
         self.redis = redis
         self.reader = reader or redis
         if reader is not None:
@@ -143,6 +149,9 @@ class Flusher:
         self.replica_acks = replica_acks
         self.replica_timeout_ms = replica_timeout_ms
         self.pass_interval = pass_interval
+        self.repair_interval = repair_interval
+        self._repairer = Repairer(redis, self.name, shards)
+        self._repaired_at = time.monotonic()
         self.stats = Stats()
         self._partitions = Known()
         self._cluster = isinstance(redis, RedisCluster)
@@ -153,6 +162,8 @@ class Flusher:
         self._finished: set[Stream] = set()
         self._committed: dict[Stream, Mark] = {}
         self._pos: dict[Stream, str] = {}
+        self._source: dict[Stream, Any] = {}
+        """The Cluster node each stream's uncommitted entries were read from."""
         self._untrimmed: set[Stream] = set()
         self._groups: list[_Group] = []
         self._regroup = True
@@ -288,6 +299,7 @@ class Flusher:
     def _forget(self, s: Stream) -> None:
         self._committed.pop(s, None)
         self._pos.pop(s, None)
+        self._source.pop(s, None)
         self._untrimmed.discard(s)
 
     # -- reading ----------------------------------------------------------------------------
@@ -378,48 +390,72 @@ class Flusher:
             task, g.task = g.task, None
             part, last = task.result()  # a failed read raises: the pass starts over
             g.idle = not part
+            for st in part.moves:
+                self._source[st] = g.node
             out.merge(part, self._committed)
             self._pos.update(last)
         return out
 
     # -- writing ----------------------------------------------------------------------------
 
-    async def _replicas_hold(self, streams: list[Stream]) -> None:
-        """Before the commit: each node read from renews the leases of its streams (a write,
-        ordered after every entry read) and waits until ``replica_acks`` replicas have
-        written it to their AOF — and with it every entry of this batch."""
-        pipe = self.redis.pipeline(transaction=False)
-        lease = scripts.load("flusher_lease")
+    async def _replicas_hold(self, moves: dict[Stream, tuple[Mark, Mark]],
+                             sources: dict[Stream, Any]) -> None:
+        """Before the commit, on each server the batch was read from and on one connection
+        to it: ``flusher_hold.lua`` per stream (lease renewed, last entry read still there:
+        a write ordered after every entry of the batch), then ``WAIT``/``WAITAOF`` until
+        ``replica_acks`` replicas hold it. Nothing goes through the cluster client's own
+        routing: after a connection error it sent a keyless ``WAITAOF`` again to another
+        master, whose replicas acknowledged nothing of this batch (issue 23 §5)."""
         by_node: dict[str, tuple[Any, list[Stream]]] = {}
-        for s in streams:
-            node = (self.redis.get_node_from_key(keys.flusher_lease(*s))
-                    if isinstance(self.redis, RedisCluster) else None)
+        for s in sorted(moves):
+            node = sources.get(s) if self._cluster else None
+            if self._cluster and node is None:
+                raise OSError(f"stream {s} has no server it was read from: not committed")
             by_node.setdefault(node.name if node is not None else "", (node, []))[1].append(s)
-        plan: list[str] = []
-        for _, (node, mine) in sorted(by_node.items()):
-            for s in mine:
-                pipe.execute_command("EVAL", lease.source, 1, keys.flusher_lease(*s),
-                                     self.name, self.lease_ttl_ms)
-                plan.append("lease")
-            extra = {"target_nodes": node} if node is not None else {}
-            pipe.execute_command("WAITAOF", 0, self.replica_acks, self.replica_timeout_ms,
-                                 **extra)
-            plan.append("wait")
-        for kind, result in zip(plan, await pipe.execute(), strict=True):
-            if kind == "lease" and int(result) != 1:
+        await asyncio.gather(*(self._hold_on(node, mine, moves)
+                               for node, mine in by_node.values()))
+
+    async def _hold_on(self, node: Any, streams: list[Stream],
+                       moves: dict[Stream, tuple[Mark, Mark]]) -> None:
+        """``_replicas_hold`` on one server (``node`` ``None``: the single node)."""
+        hold = scripts.load("flusher_hold")
+        barrier = Barrier(replicas=self.replica_acks)
+        commands: list[tuple[Any, ...]] = [
+            ("EVAL", hold.source, 2, keys.flusher_lease(*s), keys.ledger(*s), self.name,
+             self.lease_ttl_ms, marks.to_id(moves[s][1])) for s in streams]
+        commands += barrier.commands(self.replica_timeout_ms / 1000)
+        if node is not None:
+            queued = [PipelineCommand(i, *c) for i, c in enumerate(commands)]
+            await node.execute_pipeline(queued)  # one connection, no retry elsewhere
+            replies = [c.result for c in queued]
+        else:
+            pipe = self.redis.pipeline(transaction=False)  # one connection
+            for c in commands:
+                pipe.execute_command(*c)
+            replies = list(await pipe.execute(raise_on_error=False))
+        for s, reply in zip(streams, replies, strict=False):
+            if isinstance(reply, Exception):
+                raise OSError(f"holding {s} failed: {reply!r}: not committed, retried")
+            if int(reply) == 0:
                 raise MarkMoved("a shard's lease went to another flusher")
-            if kind == "wait" and int(result[1]) < self.replica_acks:
-                raise OSError(f"only {result[1]} of {self.replica_acks} replicas hold the "
-                              "entries: not committed, retried")
+            if int(reply) < 0:
+                raise OSError(f"{node.name if node is not None else 'redis'} lacks the "
+                              f"entries read from {s}: read from a stale master, read again")
+        try:
+            barrier.acknowledged(replies[len(streams):])
+        except NotDurable as exc:
+            raise OSError(f"too few replicas hold the entries ({exc}): not committed, "
+                          "retried") from exc
 
     async def _write(self, b: Batch) -> None:
         conn = await self._db()
         hold = None
         if self.replica_acks > 0:
-            streams = sorted(b.moves)
+            moves = dict(b.moves)
+            sources = {s: self._source.get(s) for s in moves}
 
             async def hold() -> None:
-                await self._replicas_hold(streams)
+                await self._replicas_hold(moves, sources)
 
         await batches.commit(conn, b, hold, self._partitions)
         for s, (_, new) in b.moves.items():
@@ -456,6 +492,22 @@ class Flusher:
         await self._reset()
         await self._adopt(list(self._owned))
 
+    # -- drift repair ---------------------------------------------------------------------
+
+    async def repair(self) -> list[Repaired]:
+        """Drift repair of the shards this flusher holds (``ledger.repair``); between two
+        passes, so nothing is committed to them meanwhile. A failure is logged, not raised:
+        flushing goes on."""
+        self._repaired_at = time.monotonic()
+        try:
+            return await self._repairer.run(await self._db(), self._campaigns,
+                                            sorted(self._owned - self._finished))
+        except (RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                TimeoutError, ValueError) as exc:  # ValueError: an entry it cannot read
+            log.warning("drift repair pass failed (%r); next one in %.0f s", exc,
+                        self.repair_interval)
+            return []
+
     # -- the loop ---------------------------------------------------------------------------
 
     async def step(self, stop: asyncio.Event | None = None, *, burst: bool = False) -> int:
@@ -463,6 +515,8 @@ class Flusher:
         now = time.monotonic()
         if now - self._refreshed_at >= REFRESH_SECONDS:
             await self.refresh(leases=now - self._leased_at >= self.lease_ttl_ms / 3000)
+        if 0 < self.repair_interval <= now - self._repaired_at and self._owned:
+            await self.repair()
         if self._regroup:
             await self._build_groups()
         if not self._groups:

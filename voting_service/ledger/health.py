@@ -22,7 +22,7 @@ import asyncpg
 
 from ..vote import keys
 from ..vote.store import AnyRedis
-from . import durability, reconcile
+from . import durability, reconcile, repair
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,10 @@ class Health:
     campaigns: Mapping[str, CampaignHealth] = field(default_factory=dict)
     ledger_rows: int | None = None
     """Rows the flushers have inserted into the ledger (PostgreSQL's own statistics)."""
+    repairs: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    """Campaign → the flushers' drift repairs so far: ``found`` (shards found drifting and
+    repaired), ``tally`` (votes the tallies moved by), ``votes`` (votes given back their
+    quota and idempotency record); ``ledger.repair``."""
 
     @classmethod
     def unknown(cls) -> Health:
@@ -107,10 +111,15 @@ class Health:
             "backlog": self.backlog, "lag_seconds": round(self.lag_seconds, 3),
             "campaigns": {
                 cid: {"backlog": c.backlog, "lag_seconds": round(c.lag_seconds, 3),
-                      "drift": c.drift, "drifting": list(c.drifting)}
+                      "drift": c.drift, "drifting": list(c.drifting),
+                      "repairs": self.repaired(cid)}
                 for cid, c in self.campaigns.items()
             },
         }
+
+    def repaired(self, campaign_id: str) -> dict[str, int]:
+        found = self.repairs.get(campaign_id, {})
+        return {k: int(found.get(k, 0)) for k in ("found", "tally", "votes")}
 
 
 async def ledger_heads(
@@ -182,6 +191,7 @@ async def measure(
     campaigns: dict[str, CampaignHealth] = {}
     postgres_up = False
     rows: int | None = None
+    repairs: dict[str, dict[str, int]] = {}
     async with contextlib.AsyncExitStack() as stack:
         conn: asyncpg.Connection | None = None
         if connect is not None:
@@ -194,12 +204,17 @@ async def measure(
             except Exception as exc:
                 log.warning("health: PostgreSQL is unreachable: %r", exc)
         if redis_up:
+            try:
+                async with asyncio.timeout(TIMEOUT):
+                    repairs = await repair.counts(redis)
+            except Exception as exc:
+                log.warning("drift repair counts not read: %r", exc)
             for cid in campaign_ids:
                 try:
                     campaigns[cid] = await _campaign(redis, conn, cid, shards)
                 except Exception as exc:
                     log.warning("health of %s not measured: %r", cid, exc)
-    return Health(time.time(), redis_up, postgres_up, found, campaigns, rows)
+    return Health(time.time(), redis_up, postgres_up, found, campaigns, rows, repairs)
 
 
 async def watch(

@@ -107,15 +107,17 @@ class _ShardState:
 
 
 async def _shard_states(
-    redis: AnyRedis, campaign_id: str, shards: int, limit: int
+    redis: AnyRedis, campaign_id: str, shards: int | list[int], limit: int
 ) -> list[_ShardState]:
+    """``shards``: how many (all of them), or which."""
+    which = list(range(shards)) if isinstance(shards, int) else shards
     script = scripts.read_shard_state()
     replies = []
-    for shard in range(shards):  # one atomic read per slot; the script is a read
+    for shard in which:  # one atomic read per slot; the script is a read
         keys_ = [keys.tally(campaign_id, shard), keys.ledger(campaign_id, shard)]
         replies.append(await script(redis, keys_, [limit]))
     states = []
-    for shard, (flat, length, last, entries, sec, usec) in enumerate(replies):
+    for shard, (flat, length, last, entries, sec, usec) in zip(which, replies, strict=True):
         tally = {str(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
         if last:
             ms, _, seq = str(last).partition("-")

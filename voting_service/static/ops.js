@@ -309,6 +309,10 @@
         row(T.h_drift, num(h.drift), drifted ? "bad" : "ok");
         if (drifted) warn(fmt(T.w_drift, { n: num(h.drift) }), true);
       } else row(T.h_drift, T.h_unknown, "");
+      if (h.repairs && h.repairs.found) {  /* drift repaired by the flushers (issue 23) */
+        row(T.h_repairs, fmt(T.repairs, { f: num(h.repairs.found), t: num(h.repairs.tally),
+                                          v: num(h.repairs.votes) }), "warn");
+      }
       if (h.age_seconds > 30) warn(fmt(T.w_stale, { s: num(Math.round(h.age_seconds)) }), false);
       box.appendChild(list);
       if (warns.firstChild) box.appendChild(warns);

@@ -16,6 +16,9 @@ CONFIG_VERSION = "cfg:version"
 """Counter bumped on every admin change; workers poll it to reload the snapshot."""
 FLUSHER_HEARTBEAT = "flusher:heartbeat:"
 FLUSHER_MEMBERS = "flusher:members"
+DRIFT_REPAIRS = "drift:repairs"
+"""Hash ``<campaign>:found`` / ``:tally`` / ``:votes`` → counts of the flushers' drift
+repairs (``ledger.repair``), for ``/metrics`` and the console."""
 """Sorted set: live flushers by name, scored with the unix ms their membership lapses; each
 takes about its share of the shard streams."""
 

@@ -121,6 +121,20 @@ class HealthCollector(Collector):
                 drift.add_metric([cid], camp.drift)
         yield backlog
         yield drift
+        found = CounterMetricFamily(
+            "voting_drift_found", "Shard groups the flushers found drifting from the ledger"
+            " (after a failover) and repaired.", labels=["campaign"])
+        repaired = CounterMetricFamily(
+            "voting_drift_repaired", "Votes the drift repairs fixed in Redis: what=tally"
+            " (tallies moved by), what=votes (quota and idempotency record given back).",
+            labels=["campaign", "what"])
+        for cid in sorted(set(h.campaigns) | set(h.repairs)):
+            done = h.repaired(cid)
+            found.add_metric([cid], done["found"])
+            repaired.add_metric([cid, "tally"], done["tally"])
+            repaired.add_metric([cid, "votes"], done["votes"])
+        yield found
+        yield repaired
         yield GaugeMetricFamily(
             "voting_flusher_lag_seconds", "Age of the oldest ledger entry not yet committed.",
             value=h.lag_seconds)

@@ -113,6 +113,7 @@ def health_view(svc: Services, campaign_id: str) -> dict[str, Any] | None:
         "durability": found["redis"]["durability"], "postgres_up": found["postgres"]["up"],
         "backlog": mine.get("backlog"), "lag_seconds": mine.get("lag_seconds"),
         "drift": mine.get("drift"), "drifting": mine.get("drifting", []),
+        "repairs": health.repaired(campaign_id),
     }
 
 

@@ -125,6 +125,8 @@ JS: dict[Lang, dict[str, str]] = {
         "h_durable": "可靠", "h_not_durable": "不可靠",
         "w_stale": "健康数据已有 {s} 秒没有更新，以上数字可能已过时。",
         "all_ok": "一切正常。", "seconds": "{n} 秒", "entries": "{n} 条",
+        "h_repairs": "偏差自动修复",
+        "repairs": "{f} 次：计票修正 {t} 票，恢复 {v} 票的配额与幂等记录",
     },
     "en": {
         "confirm_pause": "Pause voting? Every worker stops taking votes within 2 seconds.",
@@ -159,6 +161,9 @@ JS: dict[Lang, dict[str, str]] = {
         "h_durable": "durable", "h_not_durable": "NOT durable",
         "w_stale": "The health figures are {s} s old and may be out of date.",
         "all_ok": "All is well.", "seconds": "{n} s", "entries": "{n}",
+        "h_repairs": "Drift repaired",
+        "repairs": "{f} time(s): tallies moved by {t}, {v} vote(s) given back quota and"
+                   " idempotency record",
     },
 }
 
