@@ -14,6 +14,7 @@ synchronous step, so atomic too): a Redis outage does not open the door.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -45,10 +46,17 @@ class Reservation:
     """Attempts left in the tightest window after this one."""
 
 
+IN_FLIGHT = 8
+"""Throttle calls a worker has in flight at once: a burst of hundreds of attempts queues
+here instead of exhausting the Redis client's connections (which would have sent the
+count to the in-memory fallback and let more attempts through)."""
+
+
 @dataclass
 class AuthThrottle:
     limits: Limits = field(default_factory=Limits)
     _local: dict[str, tuple[int, float]] = field(default_factory=dict)
+    _gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(IN_FLIGHT))
 
     def address_keys(self, kind: str, ip: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
         prefix, network = identity.ip_prefixes(ip)
@@ -78,15 +86,17 @@ class AuthThrottle:
     async def refund(self, redis: AnyRedis, reservation: Reservation) -> None:
         for group_keys in reservation.groups:
             try:
-                await scripts.load("refund_attempt")(redis, list(group_keys), [])
+                async with self._gate:
+                    await scripts.load("refund_attempt")(redis, list(group_keys), [])
             except (RedisError, OSError):
                 self._local_refund(group_keys)
 
     async def _reserve(self, redis: AnyRedis, group_keys: tuple[str, ...],
                        limits: tuple[int, ...]) -> tuple[bool, int]:
         try:
-            ok, value = await scripts.load("reserve_attempt")(
-                redis, list(group_keys), [self.limits.window, *limits])
+            async with self._gate:
+                ok, value = await scripts.load("reserve_attempt")(
+                    redis, list(group_keys), [self.limits.window, *limits])
             return bool(ok), max(int(value), 1 if not ok else 0)
         except (RedisError, OSError) as exc:
             log.warning("credential throttle counts in memory (Redis: %r)", exc)
