@@ -156,14 +156,6 @@ class WeakPassword(VotingError):
     status, code, title = 400, "weak_password", "The new password is too short or too long"
 
 
-class WrongCredentials(VotingError):
-    status, code, title = 401, "wrong_credentials", "Name, password or code is wrong"
-
-
-class AccountDisabled(VotingError):
-    status, code, title = 403, "account_disabled", "This staff account is disabled"
-
-
 class TooManyAttempts(VotingError):
     """Failed sign-ins or bearer tokens past the limit of an address, network or account;
     ``Retry-After`` says when the window ends (right credentials wait too)."""
