@@ -96,6 +96,12 @@ async def test_bad_account_forms_are_problems_or_messages(
     assert r.status_code == 403 and r.json()["code"] == "forbidden"  # not oneself
     r = await admin.post("/ops/staff/accounts/nobody.here/disable")
     assert r.status_code == 404 and r.json()["code"] == "not_found"
+    # another site cannot make an admin's browser create or disable anything
+    r = await admin.post("/ops/staff/accounts", data={"name": "evil.one", "role": "admin"},
+                         headers={"Sec-Fetch-Site": "cross-site"})
+    assert r.status_code == 403
+    assert await harness.pg.fetchval(
+        "SELECT count(*) FROM staff_accounts WHERE name = 'evil.one'") == 0
 
 
 async def test_the_auditor_reads_the_audit_log_and_nothing_else(
