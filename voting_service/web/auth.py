@@ -70,10 +70,12 @@ class Bearers:
         if time.monotonic() - self._loaded > REFRESH:
             async with self._lock:
                 if time.monotonic() - self._loaded > REFRESH:
-                    with contextlib.suppress(*DB_DOWN):  # keep the last copy meanwhile
+                    try:
                         async with svc.db() as conn:
                             self._table = await store.valid_tokens(conn)
-                        self._loaded = time.monotonic()
+                    except DB_DOWN as exc:  # keep the last copy; try again in a second
+                        log.warning("machine tokens not reloaded: %r", exc)
+                    self._loaded = time.monotonic()
         return self._table.get(token_hash)
 
     async def check(self, svc: Services, token_hash: bytes) -> tuple[str, str] | None:
