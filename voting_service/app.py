@@ -20,6 +20,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from . import gc_tuning
+from .accounts import store as accounts_store
 from .errors import VotingError
 from .fraud import blocklist, invalidation, sms
 from .ledger import campaigns, db, durability, health
@@ -39,7 +40,9 @@ from .web import (
     metrics,
     openapi,
     ops,
+    ops_accounts,
     ops_api,
+    ops_staff,
     pages,
     server,
 )
@@ -207,6 +210,10 @@ def create_app(settings: Settings) -> Starlette:
         health_watcher = asyncio.create_task(health.watch(
             redis, svc.db if pool is not None else None, lambda: list(registry.campaigns),
             settings.shards, settings.health_interval, publish, settings.redis_replica_acks))
+        background = [refresher, blocks_watcher, timeline_shipper, health_watcher]
+        if pool is not None:
+            background.append(asyncio.create_task(
+                accounts_store.prune_forever(pool, settings.audit_retention_days)))
         gc_tuning.settle()
         state: dict[str, Any] = {}
         state[SERVER_LIMITS] = server_limits(settings)
@@ -219,7 +226,7 @@ def create_app(settings: Settings) -> Starlette:
             timeline_shipper.cancel()
             with contextlib.suppress(Exception):  # the last second's counts
                 await svc.timeline.ship()
-            await _stop(refresher, blocks_watcher, timeline_shipper, health_watcher)
+            await _stop(*background)
             await app.state.live.close()
             await batcher.close()
             if pool is not None:
@@ -240,6 +247,8 @@ def create_app(settings: Settings) -> Starlette:
         *api_results.routes,
         *api_fraud.routes,
         *ops.routes,
+        *ops_accounts.routes,
+        *ops_staff.routes,
         *ops_api.routes,
         *pages.routes,
         *metrics.routes,

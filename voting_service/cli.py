@@ -487,6 +487,47 @@ def _local_secrets(data_dir: Path) -> dict[str, str]:
     return values
 
 
+LOCAL_ADMIN = "admin"
+
+
+async def _local_admin(database_url: str, data_dir: Path) -> str:
+    """The first local admin of ``up``: created with a generated password (kept in
+    ``local-admin.json``, mode 0600, for the next ``make run`` to print) when the database
+    has no admin yet; returns how to sign in."""
+    import asyncpg
+
+    from .accounts import passwords, store
+    from .ledger import db
+
+    path = data_dir / "local-admin.json"
+    saved: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    conn = await asyncpg.connect(database_url)
+    try:
+        account = await store.account_by_name(conn, saved.get("name", LOCAL_ADMIN))
+        if account is None and not await store.any_admin(conn):
+            password = passwords.generate()
+            hashed = await passwords.ahash(password)
+            async with conn.transaction():
+                account = await store.create_account(conn, LOCAL_ADMIN, "admin", hashed,
+                                                     "cli:up")
+                await db.audit(conn, "cli:up", "account.create", LOCAL_ADMIN,
+                               {"role": "admin", "local": True})
+            saved = {"name": LOCAL_ADMIN, "password": password}
+            path.write_text(json.dumps(saved, indent=2))
+            path.chmod(0o600)
+    finally:
+        await conn.close()
+    if account is None:
+        return "staff accounts exist already: sign in with yours (voting-service staff list)\n"
+    if saved and passwords.verify(account.password_hash, saved.get("password", "")):
+        how = f"name {account.name}, password {saved['password']}"
+    else:
+        how = f"name {account.name}, the password you set"
+    second = ("then the code of your authenticator app" if account.enrolled else
+              "then enrol an authenticator app by the QR code shown at the first sign-in")
+    return f"sign in (local use only): {how}; {second}\n"
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     """Everything on one machine: embedded servers, migrations, demo data, web and flusher."""
     from . import embedded
@@ -521,6 +562,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         me = [sys.executable, "-m", "voting_service.cli"]
         local_stack.write(data_dir, env, os.getpid())  # for the CLI commands beside us
         subprocess.run([*me, "migrate"], env=env, check=True)
+        sign_in = asyncio.run(_local_admin(env["DATABASE_URL"], data_dir))
         if not args.no_demo:
             subprocess.run([*me, "demo"], env=env, check=True)
         children.append(subprocess.Popen(
@@ -529,10 +571,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         children.append(subprocess.Popen([*me, "flusher"], env=env, start_new_session=True))
         tokens = dict(t.strip().split(":", 1)[::-1] for t in env["VOTING_ADMIN_TOKENS"].split(",")
                       if ":" in t)
-        shown = "".join(f"{role} token (local use only): {token}\n"
+        shown = "".join(f"{role} bearer token for scripts (local use only): {token}\n"
                         for token, role in tokens.items() if role in ("admin", "ops"))
         print(f"\nvoting-service is up: http://{netloc(args.host, args.port)}/\n"
-              f"ops console: http://{netloc(args.host, args.port)}/ops\n{shown}"
+              f"ops console: http://{netloc(args.host, args.port)}/ops\n{sign_in}{shown}"
               f"data kept in {data_dir}; Ctrl-C stops everything\n"
               "the CLI beside it (export, reconcile, flusher --check, campaign load ...) "
               "uses this stack\n", flush=True)
@@ -571,6 +613,122 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(_with_db(run))
+
+
+def _cli_actor() -> str:
+    import getpass
+
+    return f"cli:{getpass.getuser()}"
+
+
+async def _pg_only(fn: Callable[[Any, Settings], Awaitable[int]]) -> int:
+    """Run ``fn(conn, settings)`` with one PostgreSQL connection (accounts need no Redis)."""
+    settings = _settings()
+    conn = await _connect_pg(settings)
+    try:
+        return await fn(conn, settings)
+    finally:
+        await conn.close()
+
+
+def _new_password(args: argparse.Namespace) -> tuple[str, bool]:
+    """The password from stdin (``--password-stdin``), else a generated one to print."""
+    from .accounts import passwords
+
+    if getattr(args, "password_stdin", False):
+        password = sys.stdin.readline().rstrip("\n")
+        passwords.check_new(password)
+        return password, False
+    return passwords.generate(), True
+
+
+def cmd_staff(args: argparse.Namespace) -> int:
+    """Staff accounts of the ops console: create (an admin on a real deployment), list,
+    disable, enable, reset the second factor or the password."""
+    from .accounts import passwords, store
+    from .ledger import db
+
+    async def run(conn: Any, settings: Settings) -> int:
+        actor = _cli_actor()
+        if args.staff_command == "list":
+            for a in await store.accounts(conn):
+                print(f"{a.name}\t{a.role}\t{'enrolled' if a.enrolled else 'not enrolled'}"
+                      f"\t{'disabled' if a.disabled else 'active'}")
+            return 0
+        if args.staff_command == "create":
+            password, generated = _new_password(args)
+            hashed = passwords.hash_password(password)
+            async with conn.transaction():
+                account = await store.create_account(conn, args.name, args.role, hashed, actor)
+                await db.audit(conn, actor, "account.create", account.name,
+                               {"role": account.role})
+            print(f"created {account.role} account {account.name}")
+            if generated:
+                print(f"password (shown once): {password}")
+            print("second factor: enrolled by QR code at the first sign-in to /ops")
+            return 0
+        account = await store.require_account(conn, args.name)
+        async with conn.transaction():
+            if args.staff_command == "disable":
+                ended = await store.set_disabled(conn, account.id, True)
+            elif args.staff_command == "enable":
+                ended = await store.set_disabled(conn, account.id, False)
+            elif args.staff_command == "reset-enrolment":
+                ended = await store.reset_enrolment(conn, account.id)
+            else:
+                password, generated = _new_password(args)
+                ended = await store.set_password(conn, account.id,
+                                                 passwords.hash_password(password))
+                if generated:
+                    print(f"new password of {account.name} (shown once): {password}")
+            await db.audit(conn, actor, f"account.{args.staff_command.replace('-', '_')}",
+                           account.name, {"sessions_ended": ended})
+        print(f"{account.name}: {args.staff_command} done, {ended} session(s) ended")
+        return 0
+
+    return asyncio.run(_pg_only(run))
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Named bearer tokens of machines (CI, scripts, Prometheus): create, list, revoke."""
+    from .accounts import store
+    from .ledger import db
+
+    async def run(conn: Any, settings: Settings) -> int:
+        actor = _cli_actor()
+        if args.token_command == "list":
+            for t in await store.tokens(conn):
+                state = f"revoked {t['revoked_at']}" if t["revoked_at"] else "active"
+                print(f"{t['name']}\t{t['role']}\t{state}\tby {t['created_by']}")
+            return 0
+        async with conn.transaction():
+            if args.token_command == "create":
+                token, view = await store.create_token(conn, args.name, args.role, actor)
+                await db.audit(conn, actor, "token.create", view["name"], {"role": view["role"]})
+                print(f"created {view['role']} token {view['name']} (shown once):\n{token}")
+                return 0
+            revoked = await store.revoke_token(conn, args.name)
+            if revoked is None:
+                raise CliError(f"no live token named {args.name!r}")
+            await db.audit(conn, actor, "token.revoke", revoked["name"], {})
+        print(f"revoked token {revoked['name']} (every worker refuses it within a second)")
+        return 0
+
+    return asyncio.run(_pg_only(run))
+
+
+def cmd_audit_prune(args: argparse.Namespace) -> int:
+    """Delete audit rows past ``VOTING_AUDIT_RETENTION_DAYS`` (at least 180) and old
+    sessions; the web workers do the same every hour."""
+    from .accounts import store
+
+    async def run(conn: Any, settings: Settings) -> int:
+        done = await store.prune(conn, settings.audit_retention_days)
+        print(f"deleted {done['audit']} audit row(s) older than "
+              f"{settings.audit_retention_days} days and {done['sessions']} old session(s)")
+        return 0
+
+    return asyncio.run(_pg_only(run))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -633,6 +791,35 @@ def build_parser() -> argparse.ArgumentParser:
                      help="default: xlsx for an --output ending in .xlsx, else csv")
     exp.add_argument("--output", help="file to write (default for csv: stdout)")
     exp.set_defaults(fn=cmd_export)
+    staff = sub.add_parser("staff", help="staff accounts of the ops console")
+    staff_sub = staff.add_subparsers(dest="staff_command", required=True)
+    create = staff_sub.add_parser("create", help="a new account (default: an admin)")
+    create.add_argument("name")
+    create.add_argument("--role", choices=["admin", "ops", "auditor"], default="admin")
+    create.add_argument("--password-stdin", action="store_true",
+                        help="read the password from stdin (else one is generated)")
+    staff_sub.add_parser("list", help="every account")
+    for verb, text in (("disable", "disable (ends its sessions)"), ("enable", "enable again"),
+                       ("reset-enrolment", "forget the second factor (enrol again)"),
+                       ("reset-password", "a new password (ends its sessions)")):
+        p = staff_sub.add_parser(verb, help=text)
+        p.add_argument("name")
+        if verb == "reset-password":
+            p.add_argument("--password-stdin", action="store_true")
+    staff.set_defaults(fn=cmd_staff)
+    tok = sub.add_parser("token", help="named bearer tokens of machines")
+    tok_sub = tok.add_subparsers(dest="token_command", required=True)
+    tcreate = tok_sub.add_parser("create", help="a new token, printed once")
+    tcreate.add_argument("name")
+    tcreate.add_argument("--role", choices=["admin", "ops"], required=True)
+    tok_sub.add_parser("list", help="every token (never the token itself)")
+    trevoke = tok_sub.add_parser("revoke", help="revoke a token by name")
+    trevoke.add_argument("name")
+    tok.set_defaults(fn=cmd_token)
+    aud = sub.add_parser("audit", help="the audit log")
+    aud_sub = aud.add_subparsers(dest="audit_command", required=True)
+    aud_sub.add_parser("prune", help="delete rows past the retention (at least 180 days)")
+    aud.set_defaults(fn=cmd_audit_prune)
     return parser
 
 
@@ -653,7 +840,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     name = " ".join([parser.prog, args.command, *filter(None, [
-        getattr(args, "campaign_command", None)])])
+        getattr(args, f"{args.command}_command", None)])])
     try:
         code = args.fn(args)
     except (CliError, ConfigurationError, VotingError, msgspec.MsgspecError) as exc:

@@ -158,3 +158,15 @@ class Unavailable(VotingError):
         503, "unavailable",
         "Temporarily unavailable; retry with the same vote_id (it is counted at most once)",
     )
+
+
+# staff accounts and machine tokens (issue 25 §3, issue 23 §4)
+class WeakPassword(VotingError):
+    status, code, title = 400, "weak_password", "The new password is too short or too long"
+
+
+class TooManyAttempts(VotingError):
+    """Failed sign-ins or bearer tokens past the limit of an address, network or account;
+    ``Retry-After`` says when the window ends (right credentials wait too)."""
+
+    status, code, title = 429, "too_many_attempts", "Too many failed attempts; try again later"

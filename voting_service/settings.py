@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,18 +39,51 @@ class ConfigurationError(Exception):
     pass
 
 
-def _parse_admin_tokens(raw: str) -> dict[str, str]:
-    """``role:token,role:token`` → {token: role}."""
-    tokens: dict[str, str] = {}
+def _admin_token_items(raw: str) -> list[tuple[str, str, str]]:
+    """``[name=]role:token,...`` → [(name or "", role, token)]."""
+    items = []
     for item in filter(None, (part.strip() for part in raw.split(","))):
-        role, sep, token = item.partition(":")
-        if not sep or role not in ("admin", "ops") or len(token) < 16:
+        head, sep, token = item.partition(":")
+        name, named, role = head.rpartition("=")
+        if not sep or role not in ("admin", "ops") or len(token) < 16 or (
+                named and not re.fullmatch(r"[a-z][a-z0-9._-]{1,47}", name)):
             raise ConfigurationError(
-                "VOTING_ADMIN_TOKENS must be 'admin:<token>' or 'ops:<token>' items, "
-                "tokens of at least 16 characters"
+                "VOTING_ADMIN_TOKENS must be '[name=]admin:<token>' or '[name=]ops:<token>'"
+                " items, tokens of at least 16 characters, names of a-z 0-9 . _ -"
             )
-        tokens[token] = role
-    return tokens
+        items.append((name, role, token))
+    return items
+
+
+def _parse_admin_tokens(raw: str) -> dict[str, str]:
+    """``[name=]role:token,...`` → {token: role}."""
+    return {token: role for _, role, token in _admin_token_items(raw)}
+
+
+def _admin_token_names(raw: str) -> dict[str, str]:
+    """{token: name} of the bootstrap tokens given a name (``ci=admin:<token>``)."""
+    return {token: name for name, _, token in _admin_token_items(raw) if name}
+
+
+AUDIT_RETENTION_FLOOR = 180
+"""Days: the audit log is kept at least this long, whatever the setting says."""
+
+
+def _account_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    days = _number(env, "VOTING_AUDIT_RETENTION_DAYS", "365", int)
+    if days < AUDIT_RETENTION_FLOOR:
+        raise ConfigurationError(
+            f"VOTING_AUDIT_RETENTION_DAYS must be at least {AUDIT_RETENTION_FLOOR}")
+    values: dict[str, Any] = {"audit_retention_days": days}
+    for name, key, default in (("VOTING_AUTH_PER_ADDRESS", "auth_per_address", "5"),
+                               ("VOTING_AUTH_PER_NETWORK", "auth_per_network", "25"),
+                               ("VOTING_AUTH_PER_ACCOUNT", "auth_per_account", "10"),
+                               ("VOTING_AUTH_WINDOW", "auth_window", "900")):
+        value = _number(env, name, default, int)
+        if not 1 <= value <= 100_000:
+            raise ConfigurationError(f"{name} must be between 1 and 100000")
+        values[key] = value
+    return values
 
 
 def _parse_proxies(raw: str, name: str = "VOTING_TRUSTED_PROXIES") -> tuple[IPNetwork, ...]:
@@ -205,6 +239,20 @@ class Settings:
     """Seconds between a flusher's drift checks of the shards it holds; a difference two
     checks in a row agree on is repaired in Redis from the ledger (``ledger/repair.py``).
     0 turns the repair off (``voting-service reconcile``/``rebuild`` remain)."""
+    # --- staff accounts, machine tokens, credential throttles (issue 25 §3, issue 23 §4) ---
+    admin_token_names: Mapping[str, str] = field(default_factory=dict)
+    """Names of the ``VOTING_ADMIN_TOKENS`` bootstrap tokens (token → name), for the audit
+    log; an unnamed one is ``env-<fingerprint>``."""
+    audit_retention_days: int = 365
+    """Days the audit log keeps a row (``VOTING_AUDIT_RETENTION_DAYS``, at least 180)."""
+    auth_per_address: int = 5
+    """Failed sign-ins (or bearer tokens) per address (IPv4 /32, IPv6 /64) per window."""
+    auth_per_network: int = 25
+    """The same per network (IPv4 /24, IPv6 /48): a guesser rotating addresses."""
+    auth_per_account: int = 10
+    """Failed passwords and codes at one staff account per window: its lock-out."""
+    auth_window: int = 900
+    """Seconds of each of those windows (from its first failure)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -224,6 +272,7 @@ class Settings:
             secret_key=Secret(secret_key),
             pepper=Secret(pepper),
             admin_tokens=_parse_admin_tokens(env.get("VOTING_ADMIN_TOKENS", "")),
+            admin_token_names=_admin_token_names(env.get("VOTING_ADMIN_TOKENS", "")),
             trusted_proxies=_parse_proxies(env.get("VOTING_TRUSTED_PROXIES", "")),
             shards=shards,
             data_dir=Path(env.get("VOTING_DATA_DIR", ".voting-data")),
@@ -239,6 +288,7 @@ class Settings:
             drift_repair_interval=_number(env, "VOTING_DRIFT_REPAIR_INTERVAL", "30", float),
             **_sms_settings(env),
             **_caps_settings(env),
+            **_account_settings(env),
         )
 
     @property

@@ -8,12 +8,14 @@ import re
 import uuid
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, expect
 
-from tests.conftest import ADMIN, ADMIN_TOKEN, OPS_TOKEN
+from tests.conftest import ADMIN
 from tests.e2e.conftest import Problems, Service, new_phone, screenshot_path
+from tests.staff_support import PASSWORD, make_account, next_code
 from voting_service.demo import demo_campaign
 
 pytestmark = pytest.mark.e2e
@@ -30,15 +32,35 @@ async def desk(browser: Browser) -> BrowserContext:
     return ctx
 
 
-async def sign_in(ctx: BrowserContext, problems: Problems, url: str, token: str) -> Page:
+async def staff(service: Service, role: str = "admin", enrolled: bool = True
+                ) -> tuple[str, str]:
+    """A fresh staff account in the service's database: (name, TOTP secret)."""
+    name = f"{role}.{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(service.database_url)
+    try:
+        secret = await make_account(conn, name, role, enrolled)
+    finally:
+        await conn.close()
+    return name, secret
+
+
+async def sign_in(ctx: BrowserContext, problems: Problems, service: Service, path: str,
+                  role: str = "admin", account: tuple[str, str] | None = None) -> Page:
+    """Name and password (Enter submits), then the authenticator's code."""
+    name, secret = account or await staff(service, role)
     page = problems.watch(await ctx.new_page())
-    await page.goto(url)
-    field = page.locator('input[name="token"]')
+    await page.goto(service.url + path)
+    await page.locator('input[name="name"]').fill(name)
+    field = page.locator('input[name="password"]')
     await expect(field).to_have_attribute("type", "password")
-    await field.fill(token)
+    await field.fill(PASSWORD)
     await field.press("Enter")
+    code = page.locator('input[name="code"]')
+    await expect(code).to_have_attribute("autocomplete", "one-time-code")
+    await code.fill(next_code(secret))
+    await code.press("Enter")
     await expect(page.locator('[data-testid="logout"]')).to_be_visible()
-    assert token not in page.url
+    assert PASSWORD not in page.url and secret not in page.url
     return page
 
 
@@ -100,7 +122,7 @@ async def test_sign_in_with_enter_then_live_figures_follow_the_votes(
     await expect(login.locator("html")).to_have_attribute("lang", "en")
     await login.close()
 
-    page = await sign_in(desk, problems, f"{service.url}/ops/c/{cid}", ADMIN_TOKEN)
+    page = await sign_in(desk, problems, service, f"/ops/c/{cid}")
     await expect(page.locator('[data-testid="candidate-row"]')).to_have_count(60)
     await expect(page.locator('[data-testid="total"]')).to_have_text("0")
     cookies = {c["name"]: c["value"] for c in await desk.cookies() if "name" in c and "value" in c}
@@ -153,7 +175,7 @@ async def test_pause_and_resume_from_the_console_reach_the_public_api(
     service: Service, desk: BrowserContext, problems: Problems
 ) -> None:
     cid = service.create_campaign()["id"]
-    page = await sign_in(desk, problems, f"{service.url}/ops/c/{cid}", ADMIN_TOKEN)
+    page = await sign_in(desk, problems, service, f"/ops/c/{cid}")
     await page.locator('[data-testid="pause"]').click()
     await expect(page.locator("#ops-modal")).to_be_visible()
     await page.locator('[data-testid="confirm"]').click()
@@ -185,7 +207,7 @@ async def test_the_ops_role_sees_figures_but_no_write_control(
     assert service.cast(cid, "c002").status_code == 200
     phone = await new_phone(browser)
     try:
-        page = await sign_in(phone, problems, f"{service.url}/ops/c/{cid}", OPS_TOKEN)
+        page = await sign_in(phone, problems, service, f"/ops/c/{cid}", "ops")
         await expect(page.locator('[data-testid="total"]')).to_have_text("1")
         await expect(page.locator('[data-testid="readonly"]')).to_be_visible()
         for control in ("pause", "resume", "confirm-strike", "block-add", "strike"):
@@ -201,7 +223,7 @@ async def test_the_ops_role_sees_figures_but_no_write_control(
         await page.screenshot(path=str(screenshot_path(tmp_path, "ops-phone-390.png")))
 
         await page.locator('[data-testid="logout"]').click()
-        await expect(page.locator('input[name="token"]')).to_be_visible()
+        await expect(page.locator('input[name="password"]')).to_be_visible()
         async with httpx.AsyncClient(base_url=service.url) as anonymous:
             assert (await anonymous.get("/ops/api/campaigns")).status_code == 401
     finally:

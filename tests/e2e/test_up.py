@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -270,7 +271,14 @@ def test_the_cli_beside_up_uses_its_stack(data_dir: Path, launch: Callable[[], U
         up = launch()
         up.wait_ready(client)
         log = up.log_tail(20000)
-        assert "admin token (local use only): " in log and "ops token (local use only): " in log
+        assert "admin bearer token for scripts (local use only): " in log
+        assert "ops bearer token for scripts (local use only): " in log
+        # the first local admin: the printed password signs in, then enrols the second factor
+        shown = re.search(r"sign in \(local use only\): name (\S+), password (\S+);", log)
+        assert shown is not None, log[-2000:]
+        r = client.post(f"{up.base}/ops/login",
+                        data={"name": shown[1], "password": shown[2], "next": "/ops"})
+        assert r.status_code == 303 and r.headers["location"].startswith("/ops/enrol"), r.text
         cid = client.get(f"{up.base}/api/v1/campaigns").json()[0]["id"]
 
         checked = _cli(workdir, "flusher", "--check")

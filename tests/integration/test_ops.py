@@ -14,7 +14,6 @@ import pytest
 
 from tests.conftest import (
     ADMIN_TOKEN,
-    OPS_TOKEN,
     Backend,
     Harness,
     client_for,
@@ -24,11 +23,12 @@ from tests.conftest import (
 )
 from tests.integration.antifraud_support import eventually
 from tests.integration.test_antifraud_suspicious import history
+from tests.staff_support import PASSWORD, make_account, next_code, sign_in
 from voting_service.app import create_app
 from voting_service.ledger import health
 from voting_service.services import Services
 from voting_service.vote import keys
-from voting_service.web.ops_session import COOKIE, LOGIN_FAILURES
+from voting_service.web.ops_session import COOKIE
 
 
 def svc_of(h: Harness) -> Services:
@@ -36,15 +36,11 @@ def svc_of(h: Harness) -> Services:
     return svc
 
 
-async def sign_in(client: httpx.AsyncClient, token: str, **headers: str) -> httpx.Response:
-    return await client.post("/ops/login", data={"token": token, "next": "/ops"},
-                             headers=headers)
-
-
-async def signed_in(h: Harness, token: str = ADMIN_TOKEN,
+async def signed_in(h: Harness, name: str = "wang.admin", role: str = "admin",
                     ip: str = "198.51.100.20") -> httpx.AsyncClient:
+    secret = await make_account(h.pg, name, role)
     client = client_for(h.app, ip)
-    r = await sign_in(client, token)
+    r = await sign_in(client, name, secret)
     assert r.status_code == 303, r.text
     return client
 
@@ -60,7 +56,7 @@ async def admin(harness: Harness) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def ops(harness: Harness) -> AsyncIterator[httpx.AsyncClient]:
-    client = await signed_in(harness, OPS_TOKEN, "198.51.100.21")
+    client = await signed_in(harness, "li.ops", "ops", "198.51.100.21")
     try:
         yield client
     finally:
@@ -75,18 +71,28 @@ def problem_code(r: httpx.Response) -> str:
 
 async def test_sign_in_sets_a_strict_httponly_expiring_cookie(harness: Harness) -> None:
     await harness.create_campaign()
+    secret = await make_account(harness.pg, "zhang.wei")
     r = await harness.client.get("/ops")
     assert r.status_code == 200
-    assert '<input id="token" name="token" type="password"' in r.text
+    assert '<input id="name" name="name" type="text"' in r.text
+    assert '<input id="password" name="password" type="password"' in r.text
     assert 'method="post" action="/ops/login"' in r.text
     assert r.headers["cache-control"] == "no-store"
     assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
 
-    r = await sign_in(harness.client, ADMIN_TOKEN)
+    r = await harness.client.post("/ops/login", data={
+        "name": "zhang.wei", "password": PASSWORD, "next": "/ops"})
+    assert r.status_code == 303 and r.headers["location"].startswith("/ops/2fa")
+    step = r.headers["set-cookie"]
+    assert "Max-Age=600" in step  # the password step lasts ten minutes
+    # the password alone opens nothing
+    assert (await harness.client.get("/ops/api/campaigns")).status_code == 401
+    assert 'data-cid="t2026"' not in (await harness.client.get("/ops")).text
+
+    r = await harness.client.post("/ops/2fa", data={"code": next_code(secret), "next": "/ops"})
     assert r.status_code == 303 and r.headers["location"] == "/ops"
     cookie = r.headers["set-cookie"]
-    assert cookie.startswith(f"{COOKIE}=")
-    assert ADMIN_TOKEN not in cookie
+    assert cookie.startswith(f"{COOKIE}=") and PASSWORD not in cookie and secret not in cookie
     parts = {p.strip().split("=")[0].lower(): p.strip() for p in cookie.split(";")}
     assert "httponly" in parts and parts["samesite"].lower() == "samesite=strict"
     assert parts["max-age"] == "Max-Age=28800" and parts["path"] == "Path=/ops"
@@ -94,43 +100,115 @@ async def test_sign_in_sets_a_strict_httponly_expiring_cookie(harness: Harness) 
 
     r = await harness.client.get("/ops")
     assert r.status_code == 200 and 'data-cid="t2026"' in r.text
-    assert 'data-testid="role"' in r.text
+    assert 'data-testid="role"' in r.text and "zhang.wei" in r.text
+    rows = await harness.pg.fetch("SELECT actor, action, target FROM audit_log"
+                                  " WHERE action LIKE 'console.%' ORDER BY id")
+    assert [(x["actor"], x["action"]) for x in rows] == [
+        ("admin:zhang.wei@console", "console.sign_in")]
+
+
+async def test_a_wrong_code_or_a_replayed_one_signs_nobody_in(harness: Harness) -> None:
+    secret = await make_account(harness.pg, "chen.jing", "ops")
+    r = await harness.client.post("/ops/login", data={"name": "chen.jing",
+                                                      "password": PASSWORD})
+    assert r.status_code == 303
+    wrong = "000000" if next_code(secret) != "000000" else "111111"
+    r = await harness.client.post("/ops/2fa", data={"code": wrong})
+    assert r.status_code == 401 and 'data-testid="login-error"' in r.text
+    assert (await harness.client.get("/ops/api/campaigns")).status_code == 401
+    code = next_code(secret)
+    r = await harness.client.post("/ops/2fa", data={"code": code})
+    assert r.status_code == 303
+    async with client_for(harness.app, "198.51.100.5") as other:
+        r = await other.post("/ops/login", data={"name": "chen.jing", "password": PASSWORD})
+        assert r.status_code == 303
+        r = await other.post("/ops/2fa", data={"code": code})  # seen over a shoulder
+        assert r.status_code == 401
+    failed = await harness.pg.fetch("SELECT target, request FROM audit_log"
+                                    " WHERE action = 'console.sign_in_failed' ORDER BY id")
+    assert [(x["target"], msgspec.json.decode(x["request"])["reason"]) for x in failed] == [
+        ("chen.jing", "code"), ("chen.jing", "code")]
 
 
 async def test_a_token_in_the_url_signs_nobody_in(harness: Harness) -> None:
     r = await harness.client.get(f"/ops?token={ADMIN_TOKEN}")
     assert r.status_code == 200 and "set-cookie" not in r.headers
-    assert 'name="token"' in r.text
+    assert 'name="password"' in r.text
     r = await harness.client.get("/ops/api/campaigns")
     assert (r.status_code, problem_code(r)) == (401, "unauthorized")
+    # nor does a bearer token posted as a password: machines do not sign in to the console
+    r = await harness.client.post("/ops/login", data={"name": "admin", "password": ADMIN_TOKEN})
+    assert r.status_code == 401 and "set-cookie" not in r.headers
 
 
 async def test_the_cookie_is_secure_behind_a_trusted_tls_proxy(
     backend: Backend, pg_url: str, harness: Harness
 ) -> None:
+    secret = await make_account(harness.pg, "zhou.min")
     settings = make_settings(backend, pg_url,
                              trusted_proxies=(ipaddress.ip_network("203.0.113.0/24"),))
     app = create_app(settings)
     async with app.router.lifespan_context(app), client_for(app) as client:
-        r = await sign_in(client, ADMIN_TOKEN, **{"X-Forwarded-Proto": "https"})
-        assert r.status_code == 303
+        tls = {"X-Forwarded-Proto": "https"}
+        r = await client.post("/ops/login", data={"name": "zhou.min", "password": PASSWORD},
+                              headers=tls)
+        assert r.status_code == 303 and "secure" in r.headers["set-cookie"].lower()
+        # httpx keeps a Secure cookie off plain http: hand it over as the browser would
+        step = r.cookies[COOKIE]
+        client.cookies.clear()
+        r = await client.post("/ops/2fa", data={"code": next_code(secret)},
+                              headers=tls | {"Cookie": f"{COOKIE}={step}"})
+        assert r.status_code == 303 and r.headers["location"] == "/ops"
         assert "secure" in r.headers["set-cookie"].lower()
     async with client_for(harness.app) as untrusted:  # no trusted proxy: the header is ignored
-        r = await sign_in(untrusted, ADMIN_TOKEN, **{"X-Forwarded-Proto": "https"})
+        r = await sign_in(untrusted, "zhou.min", secret, **{"X-Forwarded-Proto": "https"})
         assert "secure" not in r.headers["set-cookie"].lower()
 
 
-async def test_wrong_tokens_are_throttled_per_address(harness: Harness) -> None:
+async def test_wrong_passwords_are_throttled_per_address_and_per_account(
+    harness: Harness
+) -> None:
+    secret = await make_account(harness.pg, "sun.li")
+    limit = harness.settings.auth_per_address
     async with client_for(harness.app, "198.51.100.77") as client:
-        for _ in range(LOGIN_FAILURES):
-            r = await sign_in(client, "not-the-token-0123456789")
+        for _ in range(limit):
+            r = await sign_in(client, "sun.li", secret, password="not-the-password-0")
             assert r.status_code == 401, r.text
             assert "set-cookie" not in r.headers
-        r = await sign_in(client, ADMIN_TOKEN)  # even the right token waits now
+        r = await sign_in(client, "sun.li", secret)  # even the right password waits now
         assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
         assert "set-cookie" not in r.headers
     async with client_for(harness.app, "198.51.100.78") as neighbour:
-        assert (await sign_in(neighbour, ADMIN_TOKEN)).status_code == 303
+        assert (await sign_in(neighbour, "sun.li", secret)).status_code == 303
+    # the account locks whichever networks the guesses come from
+    tried = limit
+    for i in range(harness.settings.auth_per_account - tried):
+        async with client_for(harness.app, f"192.0.{i + 2}.9") as far:
+            r = await sign_in(far, "sun.li", secret, password="not-the-password-0")
+            assert r.status_code == 401
+    async with client_for(harness.app, "203.0.113.200") as fresh:
+        r = await sign_in(fresh, "sun.li", secret)
+        assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
+
+
+async def test_a_disabled_account_is_refused_and_its_sessions_end(
+    harness: Harness, admin: httpx.AsyncClient
+) -> None:
+    secret = await make_account(harness.pg, "ma.ops", "ops")
+    async with client_for(harness.app, "198.51.100.40") as person:
+        assert (await sign_in(person, "ma.ops", secret)).status_code == 303
+        assert (await person.get("/ops/api/campaigns")).status_code == 200
+        r = await admin.post("/ops/staff/accounts/ma.ops/disable",
+                             headers={"Accept": "text/html"})
+        assert r.status_code == 200 and 'data-testid="staff-done"' in r.text
+        r = await person.get("/ops/api/campaigns")
+        assert (r.status_code, problem_code(r)) == (401, "unauthorized")
+    async with client_for(harness.app, "198.51.100.41") as again:
+        r = await again.post("/ops/login", data={"name": "ma.ops", "password": PASSWORD})
+        assert r.status_code == 403 and "set-cookie" not in r.headers
+    actions = [x["action"] for x in await harness.pg.fetch(
+        "SELECT action FROM audit_log WHERE target = 'ma.ops' ORDER BY id")]
+    assert actions == ["console.sign_in", "account.disable", "console.sign_in_failed"]
 
 
 async def test_logout_ends_the_session_even_for_a_kept_cookie(
@@ -145,18 +223,10 @@ async def test_logout_ends_the_session_even_for_a_kept_cookie(
         thief.cookies.set(COOKIE, kept, path="/ops")
         r = await thief.get("/ops/api/campaigns")
         assert (r.status_code, problem_code(r)) == (401, "unauthorized")
-
-
-async def test_a_session_ends_when_its_token_is_withdrawn(
-    backend: Backend, pg_url: str, harness: Harness, admin: httpx.AsyncClient
-) -> None:
-    kept = admin.cookies.get(COOKIE, path="/ops")
-    assert kept
-    settings = make_settings(backend, pg_url, admin_tokens={OPS_TOKEN: "ops"})
-    app = create_app(settings)
-    async with app.router.lifespan_context(app), client_for(app) as client:
-        client.cookies.set(COOKIE, kept, path="/ops")
-        assert (await client.get("/ops/api/campaigns")).status_code == 401
+    row = await harness.pg.fetchrow(
+        "SELECT actor, request FROM audit_log WHERE action = 'console.sign_out'")
+    assert row["actor"] == "admin:wang.admin@console"
+    assert msgspec.json.decode(row["request"])["address"] == "198.51.100.20"
 
 
 async def test_pause_and_resume_take_effect_and_are_audited(
@@ -287,7 +357,7 @@ async def test_strike_out_blocklist_and_download_from_the_console(
     actors = {row["action"]: row["actor"] for row in await harness.pg.fetch(
         "SELECT action, actor FROM audit_log")}
     for action in ("invalidation.create", "blocklist.add", "blocklist.remove",
-                   "results.export", "console.login"):
+                   "results.export", "console.sign_in"):
         assert actors[action].startswith("admin:") and actors[action].endswith("@console")
 
 
@@ -311,13 +381,14 @@ async def test_two_workers_add_up_and_a_pause_reaches_both(
         accepted = sum(f.get("o|accepted", 0) for f in live["seconds"].values())
         assert accepted == 3
 
-        # wrong tokens count on every worker: the throttle lives in Redis
+        # wrong passwords count on every worker: the throttle lives in Redis
+        secret = await make_account(harness.pg, "two.workers")
         async with client_for(harness.app, "198.51.100.90") as a, \
                 client_for(other, "198.51.100.90") as b:
-            for i in range(LOGIN_FAILURES):
-                r = await sign_in(a if i % 2 else b, "wrong-token-0123456789")
+            for i in range(harness.settings.auth_per_address):
+                r = await sign_in(a if i % 2 else b, "two.workers", secret, "wrong-password-0")
                 assert r.status_code == 401
-            assert (await sign_in(b, ADMIN_TOKEN)).status_code == 429
+            assert (await sign_in(b, "two.workers", secret)).status_code == 429
 
         assert (await admin.post("/ops/api/c/t2026/status",
                                  json={"status": "paused"})).status_code == 200

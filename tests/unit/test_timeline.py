@@ -6,10 +6,7 @@ import time
 
 from voting_service.vote import keys, timeline
 from voting_service.vote.outcomes import Outcome
-from voting_service.web.ops_session import Sessions
-
-ADMIN_TOKEN = "admin-token-0123456789abcdef"
-OPS_TOKEN = "ops-token-0123456789abcdefgh"
+from voting_service.web.ops_session import Session, Sessions
 
 
 def outcome(outcome: str, mode: str = "anonymous", channel: str = "", cid: str = "c1") -> Outcome:
@@ -73,21 +70,22 @@ def test_timeline_keys_share_one_slot_per_campaign() -> None:
     assert len({key_slot(n.encode()) for n in names}) == 1
 
 
-def test_session_cookies_are_signed_and_follow_the_configured_tokens() -> None:
-    tokens = {ADMIN_TOKEN: "admin", OPS_TOKEN: "ops"}
-    sessions = Sessions(["new-key-0123456789", "old-key-0123456789"], tokens)
-    assert sessions.role_of(ADMIN_TOKEN) == "admin" and sessions.role_of("nope") is None
-    value, issued = sessions.issue(OPS_TOKEN, "ops")
-    assert OPS_TOKEN not in value
+def test_session_cookies_are_signed_and_name_the_person() -> None:
+    sessions = Sessions(["new-key-0123456789", "old-key-0123456789"])
+    ends = float(int(time.time()) + 8 * 3600)  # the cookie keeps whole seconds
+    issued = Session("sid-0123456789abcdef", "ops", "wang.li", 7, ends)
+    value = sessions.sign(issued)
     read = sessions.read(value)
-    assert read is not None and read.role == "ops" and not read.can_write
-    assert read.id == issued.id and read.expires_at > time.time() + 7 * 3600
+    assert read == issued and read.actor == "ops:wang.li@console" and not read.can_write
+    assert read.can_read_console and not read.can_read_audit
     flipped = "A" if value[-2] != "A" else "B"
     assert sessions.read(value[:-2] + flipped + value[-1]) is None
-    assert sessions.read("") is None and sessions.read("x" * 600) is None
+    assert sessions.read("") is None and sessions.read("x" * 1100) is None
     # signed with an older key still reads while that key is listed
-    old = Sessions(["old-key-0123456789"], tokens).issue(ADMIN_TOKEN, "admin")[0]
+    old = Sessions(["old-key-0123456789"]).sign(issued)
     assert sessions.read(old) is not None
-    # the token left VOTING_ADMIN_TOKENS, or changed role: the session is over
-    assert Sessions(["new-key-0123456789"], {ADMIN_TOKEN: "admin"}).read(value) is None
-    assert Sessions(["new-key-0123456789"], {OPS_TOKEN: "admin"}).read(value) is None
+    assert Sessions(["other-key-0123456789"]).read(value) is None
+    # a claim past its end reads as nothing, whatever the signature
+    assert sessions.read(sessions.sign(Session("s", "admin", "a", 1, time.time() - 1))) is None
+    auditor = Session("s2", "auditor", "zhao", 9, time.time() + 60)
+    assert auditor.can_read_audit and not auditor.can_read_console and not auditor.can_write

@@ -182,11 +182,18 @@ def timeline_snapshot(campaign_id: str, minute: int) -> str:
     return f"{timeline_tag(campaign_id)}:snap:{minute}"
 
 
-def ops_login_failures(prefix: str) -> str:
-    """Counter of wrong console tokens from one address (IPv4 /32, IPv6 /64), expiring."""
-    return f"{{ops:login:{prefix}}}:fails"
+def auth_address(kind: str, network: str, prefix: str) -> str:
+    """Counter of credential attempts of one kind (``console``, ``bearer``) from one address
+    (IPv4 /32, IPv6 /64), tagged by its network so address and network share one call."""
+    return f"{{auth:{kind}:{network}}}:a:{prefix}"
 
 
-def ops_session_ended(session_id: str) -> str:
-    """String: this console session was logged out (kept until it would have expired)."""
-    return f"{{ops:session:{session_id}}}:ended"
+def auth_network(kind: str, network: str) -> str:
+    """Counter of credential attempts of one kind from one network (IPv4 /24, IPv6 /48)."""
+    return f"{{auth:{kind}:{network}}}:n"
+
+
+def auth_account(name: str) -> str:
+    """Counter of sign-in attempts (passwords and second-factor codes) at one staff account:
+    the lock-out, whichever addresses they come from."""
+    return f"{{auth:account:{name}}}:n"

@@ -25,7 +25,8 @@ from ..models import (
     merge_rules,
 )
 from ..services import Services, services
-from .http import JSON, authorize, decode, json_body, read_body
+from .auth import authorize
+from .http import JSON, decode, json_body, read_body
 
 ADMIN = ("admin",)
 READERS = ("admin", "ops")
@@ -51,7 +52,7 @@ async def _publish(svc: Services, conn: asyncpg.Connection, cid: str) -> Campaig
 
 async def create_campaign(request: Request) -> Response:
     svc = services(request)
-    actor = authorize(request, svc.settings.admin_tokens, *ADMIN)
+    actor = await authorize(request, svc, *ADMIN)
     body = await json_body(request, CampaignIn, CAMPAIGN_BODY_LIMIT)
     check_campaign(body)
     async with svc.db() as conn:
@@ -88,7 +89,7 @@ async def update_campaign(svc: Services, actor: str, cid: str, patch: CampaignPa
 
 async def patch_campaign(request: Request) -> Response:
     svc = services(request)
-    actor = authorize(request, svc.settings.admin_tokens, *ADMIN)
+    actor = await authorize(request, svc, *ADMIN)
     patch = await json_body(request, CampaignPatch, CAMPAIGN_BODY_LIMIT)
     campaign = await update_campaign(svc, actor, request.path_params["cid"], patch)
     return JSON(admin_view(campaign))
@@ -96,7 +97,7 @@ async def patch_campaign(request: Request) -> Response:
 
 async def get_campaign(request: Request) -> Response:
     svc = services(request)
-    authorize(request, svc.settings.admin_tokens, *READERS)
+    await authorize(request, svc, *READERS)
     async with svc.db() as conn:
         campaign = await db.load_campaign(conn, request.path_params["cid"])
     if campaign is None:
@@ -106,7 +107,7 @@ async def get_campaign(request: Request) -> Response:
 
 async def list_campaigns(request: Request) -> Response:
     svc = services(request)
-    authorize(request, svc.settings.admin_tokens, *READERS)
+    await authorize(request, svc, *READERS)
     async with svc.db() as conn:
         rows = await conn.fetch(
             f"SELECT id, title, status, {db.WINDOW_COLUMNS} FROM campaigns ORDER BY id"
@@ -116,7 +117,7 @@ async def list_campaigns(request: Request) -> Response:
 
 async def create_channel(request: Request) -> Response:
     svc = services(request)
-    actor = authorize(request, svc.settings.admin_tokens, *ADMIN)
+    actor = await authorize(request, svc, *ADMIN)
     cid = request.path_params["cid"]
     body = await json_body(request, ChannelIn, 64 * 1024)
     secret = secrets.token_urlsafe(32)
@@ -142,7 +143,7 @@ async def rotate_channel_secret(request: Request) -> Response:
     """A new partner signing secret; the one it replaces keeps working for ``grace_seconds``
     (two valid secrets during a rotation, so partners can switch without downtime)."""
     svc = services(request)
-    actor = authorize(request, svc.settings.admin_tokens, *ADMIN)
+    actor = await authorize(request, svc, *ADMIN)
     cid, chid = request.path_params["cid"], request.path_params["channel"]
     raw = await read_body(request, 1024)
     body = decode(raw, SecretRotation) if raw.strip() else SecretRotation()
@@ -165,14 +166,14 @@ async def rotate_channel_secret(request: Request) -> Response:
 
 async def list_channels(request: Request) -> Response:
     svc = services(request)
-    authorize(request, svc.settings.admin_tokens, *READERS)
+    await authorize(request, svc, *READERS)
     live = svc.registry.get(request.path_params["cid"], drafts=True)
     return JSON(admin_view(live.c)["channels"])
 
 
 async def get_results(request: Request) -> Response:
     svc = services(request)
-    authorize(request, svc.settings.admin_tokens, *READERS)
+    await authorize(request, svc, *READERS)
     cid = request.path_params["cid"]
     async with svc.db() as conn:
         await db.require_campaign(conn, cid)
@@ -182,7 +183,7 @@ async def get_results(request: Request) -> Response:
 async def export_results(request: Request) -> Response:
     """The results as a file for the expert panel: ``?format=csv`` (ranking) or ``xlsx``."""
     svc = services(request)
-    actor = authorize(request, svc.settings.admin_tokens, *READERS)
+    actor = await authorize(request, svc, *READERS)
     return await export_response(svc, actor, request.path_params["cid"],
                                  request.query_params.get("format", "csv"))
 
@@ -206,7 +207,7 @@ async def export_response(svc: Services, actor: str, cid: str, fmt: str) -> Resp
 
 async def get_audit(request: Request) -> Response:
     svc = services(request)
-    authorize(request, svc.settings.admin_tokens, *ADMIN)
+    await authorize(request, svc, *ADMIN)
     async with svc.db() as conn:
         rows = await conn.fetch(
             "SELECT id, at, actor, action, target, request FROM audit_log"

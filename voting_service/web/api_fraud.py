@@ -18,7 +18,8 @@ from ..fraud import blocklist, invalidation, suspicious
 from ..ledger import db
 from ..models import BlockIn, InvalidationIn, parse_time
 from ..services import services
-from .http import JSON, authorize, json_body
+from .auth import authorize
+from .http import JSON, json_body
 
 ADMIN = ("admin",)
 READERS = ("admin", "ops")
@@ -42,7 +43,7 @@ def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
 
 async def add_block(request: Request) -> Response:
     svc = services(request)
-    actor = authorize(request, svc.settings.admin_tokens, *ADMIN)
+    actor = await authorize(request, svc, *ADMIN)
     body = await json_body(request, BlockIn, 8 * 1024)
     async with svc.db() as conn:
         entry = await blocklist.add(conn, svc.redis, svc.settings.shards, actor, body)
@@ -53,7 +54,7 @@ async def add_block(request: Request) -> Response:
 
 async def list_blocks(request: Request) -> Response:
     svc = services(request)
-    authorize(request, svc.settings.admin_tokens, *READERS)
+    await authorize(request, svc, *READERS)
     q = request.query_params
     kind = q.get("kind")
     if kind not in (None, "voter", "ip"):
@@ -68,7 +69,7 @@ async def list_blocks(request: Request) -> Response:
 
 async def remove_block(request: Request) -> Response:
     svc = services(request)
-    actor = authorize(request, svc.settings.admin_tokens, *ADMIN)
+    actor = await authorize(request, svc, *ADMIN)
     raw = request.path_params["entry"]
     entry_id = digits.whole_number(raw)
     if entry_id is None or entry_id >= 2**63:
@@ -84,7 +85,7 @@ async def remove_block(request: Request) -> Response:
 
 async def get_suspicious(request: Request) -> Response:
     svc = services(request)
-    authorize(request, svc.settings.admin_tokens, *READERS)
+    await authorize(request, svc, *READERS)
     live = svc.registry.get(request.path_params["cid"], drafts=True)
     now = dt.datetime.now(dt.UTC)
     until = min(_when(request, "until") or now, now)
@@ -105,7 +106,7 @@ async def get_suspicious(request: Request) -> Response:
 
 async def create_invalidation(request: Request) -> Response:
     svc = services(request)
-    actor = authorize(request, svc.settings.admin_tokens, *ADMIN)
+    actor = await authorize(request, svc, *ADMIN)
     cid = request.path_params["cid"]
     body = await json_body(request, InvalidationIn, 512 * 1024)
     async with svc.db() as conn:
@@ -117,7 +118,7 @@ async def create_invalidation(request: Request) -> Response:
 
 async def list_invalidations(request: Request) -> Response:
     svc = services(request)
-    authorize(request, svc.settings.admin_tokens, *READERS)
+    await authorize(request, svc, *READERS)
     cid = request.path_params["cid"]
     async with svc.db() as conn:
         await db.require_campaign(conn, cid)

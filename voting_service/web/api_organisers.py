@@ -15,7 +15,8 @@ from ..errors import CandidateNotFound, InvalidRequest
 from ..ledger import campaigns, candidate_import, db, publication, sheets
 from ..models import CandidatePatch, PublicationIn
 from ..services import Services, services
-from .http import JSON, authorize, decode, json_body, read_body
+from .auth import authorize
+from .http import JSON, decode, json_body, read_body
 
 ADMIN = ("admin",)
 READERS = ("admin", "ops")
@@ -32,7 +33,7 @@ async def _refresh(svc: Services, cid: str) -> None:
 
 async def put_quotas(request: Request) -> Response:
     svc = services(request)
-    actor = authorize(request, svc.settings.admin_tokens, *ADMIN)
+    actor = await authorize(request, svc, *ADMIN)
     cid = request.path_params["cid"]
     quotas = decode(await read_body(request, 256 * 1024), Quotas)
     async with svc.db() as conn:
@@ -46,7 +47,7 @@ async def put_quotas(request: Request) -> Response:
 
 async def get_quotas(request: Request) -> Response:
     svc = services(request)
-    authorize(request, svc.settings.admin_tokens, *READERS)
+    await authorize(request, svc, *READERS)
     cid = request.path_params["cid"]
     async with svc.db() as conn:
         await db.require_campaign(conn, cid)
@@ -56,7 +57,7 @@ async def get_quotas(request: Request) -> Response:
 async def import_candidates(request: Request) -> Response:
     """The body is the spreadsheet: ``text/csv`` (UTF-8, BOM or not, GB18030) or XLSX."""
     svc = services(request)
-    actor = authorize(request, svc.settings.admin_tokens, *ADMIN)
+    actor = await authorize(request, svc, *ADMIN)
     cid = request.path_params["cid"]
     dry_run = request.query_params.get("dry_run", "0") not in ("0", "", "false")
     kind, charset = sheets.media_kind(request.headers.get("content-type", ""))
@@ -82,7 +83,7 @@ async def import_candidates(request: Request) -> Response:
 async def patch_candidate(request: Request) -> Response:
     """``{"status": "withdrawn", "reason": …}``: no new votes; the votes cast stay counted."""
     svc = services(request)
-    actor = authorize(request, svc.settings.admin_tokens, *ADMIN)
+    actor = await authorize(request, svc, *ADMIN)
     cid, cand = request.path_params["cid"], request.path_params["candidate"]
     body = await json_body(request, CandidatePatch, 8 * 1024)
     if body.status == "withdrawn" and not body.reason.strip():
@@ -109,7 +110,7 @@ async def patch_candidate(request: Request) -> Response:
 
 async def publish_results(request: Request) -> Response:
     svc = services(request)
-    actor = authorize(request, svc.settings.admin_tokens, *ADMIN)
+    actor = await authorize(request, svc, *ADMIN)
     cid = request.path_params["cid"]
     raw = await read_body(request, 8 * 1024)
     body = decode(raw, PublicationIn) if raw.strip() else PublicationIn()

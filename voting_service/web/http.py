@@ -15,13 +15,11 @@ from starlette.responses import Response
 
 from .. import digits
 from ..errors import (
-    Forbidden,
     InternalError,
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
-    Unauthorized,
     Unavailable,
     VotingError,
 )
@@ -145,16 +143,3 @@ def role_of(tokens: Mapping[str, str], token: str) -> str | None:
 def fingerprint(token: str) -> str:
     """What the audit log shows of a token: enough to tell tokens apart, useless to a thief."""
     return hashlib.sha256(token.encode()).hexdigest()[:8]
-
-
-def authorize(request: Request, tokens: Mapping[str, str], *roles: str) -> str:
-    """Check the admin bearer token; return the actor (role + token fingerprint) for audit."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthorized(headers={"WWW-Authenticate": "Bearer"})
-    role = role_of(tokens, token)
-    if role is None:
-        raise Unauthorized("unknown admin token", headers={"WWW-Authenticate": "Bearer"})
-    if role not in roles:
-        raise Forbidden(f"role {role!r} may not do this")
-    return f"{role}:{fingerprint(token)}"

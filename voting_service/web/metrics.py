@@ -35,7 +35,7 @@ from ..ledger.health import Health
 from ..services import services
 from ..vote.identity import client_ip
 from ..vote.outcomes import Outcome
-from .http import authorize, on_backend_down
+from .http import on_backend_down
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -68,6 +68,14 @@ BODY_TIMEOUTS = Counter(
 SSE_CLIENTS = Gauge(
     "voting_sse_clients", "Open Server-Sent Events streams of live tallies.",
     multiprocess_mode="livesum", registry=REGISTRY,
+)
+AUTH_CHECKS = Counter(
+    "voting_auth_checks", "Credentials checked (password, second-factor code, bearer token) "
+    "after the failed-attempt throttles let them through.", ["kind"], registry=REGISTRY,
+)
+AUTH_REFUSED = Counter(
+    "voting_auth_throttled", "Credential attempts refused unchecked by the throttles (429).",
+    ["kind"], registry=REGISTRY,
 )
 REDIS_ERRORS = Counter(
     "voting_redis_errors", "Requests answered 503 because Redis failed or did not answer.",
@@ -173,7 +181,9 @@ async def metrics(request: Request) -> Response:
     """Only for ``VOTING_METRICS_ALLOW`` addresses or an ops/admin bearer token."""
     svc = services(request)
     if request.headers.get("authorization"):
-        authorize(request, svc.settings.admin_tokens, "admin", "ops")
+        from .auth import authorize  # auth counts its checks in this module's registry
+
+        await authorize(request, svc, "admin", "ops")
     else:
         peer = request.client.host if request.client else None
         ip = ipaddress.ip_address(client_ip(

@@ -61,8 +61,10 @@ ID = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"}
 TEXT = {"type": "string", "maxLength": 64}
 WHEN = {"type": "string", "format": "date-time"}
 VOTE_ERRORS = (400, 401, 403, 404, 409, 413, 429, 503)
-ADMIN_READ = (400, 401, 403, 404, 503)
-ADMIN_WRITE = (400, 401, 403, 404, 409, 413, 503)
+ADMIN_READ = (400, 401, 403, 404, 429, 503)
+ADMIN_WRITE = (400, 401, 403, 404, 409, 413, 429, 503)
+"""Admin answers; 429 ``too_many_attempts``: failed bearer tokens from the address or its
+network past the limit (``fraud.auth_limits``)."""
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 NDJSON_TYPE = "application/x-ndjson"
 C = "/api/v1/campaigns/{cid}"
@@ -152,7 +154,7 @@ OPERATIONS: tuple[Op, ...] = (
        "admin", s.QuotaUsage, errors=ADMIN_READ, security=ADMIN),
     Op("POST", A + "/campaigns/{cid}/candidates/import",
        "Replace the candidate list from a CSV or XLSX file (all rows or none)", "admin",
-       s.ImportReport, errors=(400, 401, 403, 404, 409, 413, 422, 503), security=ADMIN,
+       s.ImportReport, errors=(400, 401, 403, 404, 409, 413, 422, 429, 503), security=ADMIN,
        upload=("text/csv", XLSX_TYPE),
        params=(Param("dry_run", {"type": "string", "enum": ["0", "1"]},
                      description="1: check the file and report, change nothing"),),
@@ -186,7 +188,9 @@ SECURITY_SCHEMES = {
                       "description": "HS256 with the channel's secret; iss = channel, "
                                      "sub = platform user, aud = campaign, exp ≤ 24 h."},
     "adminBearer": {"type": "http", "scheme": "bearer",
-                    "description": "A VOTING_ADMIN_TOKENS token: role admin, or read-only ops."},
+                    "description": "A machine token (created in the console or by `voting-service "
+                                   "token create`) or a VOTING_ADMIN_TOKENS bootstrap token: "
+                                   "role admin, or read-only ops."},
 }
 
 

@@ -14,31 +14,25 @@ import re
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
 from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from ..errors import InvalidRequest, Unavailable
-from ..ledger import db
+from ..errors import Unavailable
 from ..services import Services, services
 from ..vote import timeline
 from ..vote.registry import LiveCampaign
 from . import i18n, ops_words
 from .api_admin import export_response
 from .assets import accepts_gzip, assets
-from .http import read_body
 from .ops_session import (
     Session,
-    address_of,
-    clear_cookie,
     console,
     current,
-    end,
     is_https,
-    set_cookie,
 )
 from .pages import env
 from .security import page_csp
@@ -87,7 +81,13 @@ def _login(request: Request, words: i18n.Words, status: int = 200, message: str 
 
 
 async def _session(request: Request, svc: Services) -> Session | None:
-    return await current(request, svc, console(request, svc).sessions)
+    """The console reader's session (admin, ops); an auditor's too, for the pages to send
+    them to the audit log, the one page an auditor reads."""
+    return await current(request, svc, console(request, svc).sessions, auditor=True)
+
+
+def _to_audit(words: i18n.Words) -> Response:
+    return RedirectResponse("/ops/audit" + _lang_query(words), status_code=303)
 
 
 def window_text(live: LiveCampaign, lang: i18n.Lang) -> str:
@@ -121,6 +121,8 @@ async def index(request: Request) -> Response:
     session = await _session(request, svc)
     if session is None:
         return _login(request, words)
+    if not session.can_read_console:
+        return _to_audit(words)
     now = time.time()
     rows = await campaign_rows(svc, now)
     for row in rows:
@@ -129,59 +131,6 @@ async def index(request: Request) -> Response:
               "status": {k[7:]: v for k, v in words.messages.items() if k.startswith("status_")}}
     return _render(request, "ops_list.html", words, session=session, campaigns=rows,
                    config=_json(config))
-
-
-def _form(raw: bytes) -> dict[str, str]:
-    try:
-        parsed = parse_qs(raw.decode("utf-8"), max_num_fields=8)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidRequest("malformed form") from exc
-    return {k: v[0] for k, v in parsed.items() if v}
-
-
-async def login(request: Request) -> Response:
-    """Check a posted token; throttled per address (the check comes before the token's)."""
-    svc = services(request)
-    c = console(request, svc)
-    form = _form(await read_body(request, 4096))
-    words = _words(request, form.get("lang"))
-    next_path = form.get("next", "/ops")
-    if not _NEXT.fullmatch(next_path):
-        next_path = "/ops"
-    address = address_of(request, svc)
-    wait = await c.throttle.wait(svc, address)
-    if wait:
-        return _login(request, words, 429, words("login_locked", m=max(1, round(wait / 60))),
-                      next_path, {"Retry-After": str(wait)})
-    token = form.get("token", "").strip()
-    role = c.sessions.role_of(token)
-    if role is None:
-        left = await c.throttle.failed(svc, address)
-        message = (words("login_wrong", n=left) if left else
-                   words("login_locked", m=round(c.throttle.window / 60)))
-        return _login(request, words, 401, message, next_path)
-    value, session = c.sessions.issue(token, role)
-    with contextlib.suppress(Exception):  # sign-in works while PostgreSQL is down
-        async with svc.db() as conn:
-            await db.audit(conn, session.actor, "console.login", "",
-                           {"session": session.id[:8], "address": address})
-    response = RedirectResponse(next_path + _lang_query(words), status_code=303)
-    set_cookie(response, request, svc, value, c.sessions.max_age)
-    return response
-
-
-async def logout(request: Request) -> Response:
-    svc = services(request)
-    words = _words(request)
-    session = await _session(request, svc)
-    if session is not None:
-        try:
-            await end(svc, session)
-        except Exception as exc:  # the cookie still goes; say the server could not end it
-            raise Unavailable("Redis is unreachable: the session could not be ended") from exc
-    response = RedirectResponse("/ops" + _lang_query(words), status_code=303)
-    clear_cookie(response, request, svc)
-    return response
 
 
 def embed_snippet(base: str, campaign_id: str, channel_id: str) -> str:
@@ -200,6 +149,8 @@ async def campaign(request: Request) -> Response:
     session = await _session(request, svc)
     if session is None:
         return _login(request, words)
+    if not session.can_read_console:
+        return _to_audit(words)
     live = svc.registry.campaigns.get(request.path_params["cid"])
     if live is None:
         return _render(request, "ops_missing.html", words, 404, session=session)
@@ -232,7 +183,7 @@ async def campaign(request: Request) -> Response:
 async def export_file(request: Request) -> Response:
     svc = services(request)
     session = await _session(request, svc)
-    if session is None:
+    if session is None or not session.can_read_console:
         return _login(request, _words(request), 401, next_path="/ops")
     return await export_response(svc, session.actor, request.path_params["cid"],
                                  request.query_params.get("format", "csv"))
@@ -240,8 +191,6 @@ async def export_file(request: Request) -> Response:
 
 routes = [
     Route("/ops", index),
-    Route("/ops/login", login, methods=["POST"]),
-    Route("/ops/logout", logout, methods=["POST"]),
     Route("/ops/c/{cid}", campaign),
     Route("/ops/c/{cid}/export", export_file),
 ]

@@ -50,11 +50,14 @@ class ConsoleBlockIn(msgspec.Struct, forbid_unknown_fields=True):
 
 async def _session(request: Request, write: bool = False) -> tuple[Services, Session]:
     svc = services(request)
-    session = await current(request, svc, console(request, svc).sessions, write=write)
+    session = await current(request, svc, console(request, svc).sessions, write=write,
+                            auditor=True)
     if session is None:
         raise Unauthorized("sign in to the ops console first")
+    if not session.can_read_console:
+        raise Forbidden("the auditor role reads the audit log only")
     if write and not session.can_write:
-        raise Forbidden("the ops role reads only; this needs an admin token")
+        raise Forbidden("the ops role reads only; this needs an admin account")
     return svc, session
 
 

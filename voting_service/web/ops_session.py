@@ -1,97 +1,118 @@
-"""Ops console sessions: log in once with an admin or ops token, then a signed cookie.
+"""Ops console sessions: one per person, signed in with a staff account (issue 25 §3).
 
-The token is posted once (a password field, never a URL) and the browser keeps only a
-signed, expiring (8 h) ``HttpOnly; SameSite=Strict`` cookie naming the role and the token's
-fingerprint. A session ends when it expires, when its token leaves ``VOTING_ADMIN_TOKENS``
-or changes role, or at logout (``keys.ops_session_ended`` in Redis until it would have
-expired). Wrong tokens are counted per address (``count_failure.lua``); past
-``LOGIN_FAILURES`` in ``LOGIN_WINDOW`` seconds that address may not try again until the
-window ends, right token or not.
+Sign-in takes the account's name and password, then a TOTP code (or, on the first sign-in
+after the account was created or its enrolment reset, enrols the authenticator app first:
+``ops_accounts``). Each step is a session row in PostgreSQL (``staff_sessions``, only the
+SHA-256 of its id stored); the browser holds the id in a signed ``HttpOnly;
+SameSite=Strict`` cookie (``Secure`` behind TLS) with the account's name and role. A
+session ends when it expires (8 h; 10 min for a half-finished sign-in), at sign-out, and
+when its account is disabled, its enrolment reset or its password changed: every request
+reads the row, so that takes effect on every worker at once.
+
+If PostgreSQL cannot say whether a full session still lives, a read goes on with what the
+signed cookie says (the console matters most when something is in trouble) and a write is
+a 503.
+
+``Session``, ``current`` and ``console`` are what every console page builds on: the role
+checks (``can_write``), ``Session.actor`` for the audit log (``<role>:<name>@console``).
+An ``auditor`` reads the audit log and nothing else, so ``current`` gives an auditor's
+session only to callers that ask for it (``auditor=True``).
 """
 
 from __future__ import annotations
 
-import logging
-import secrets
+import hashlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..accounts import store
 from ..errors import Unavailable
+from ..fraud.auth_limits import AuthThrottle
 from ..services import Services
-from ..vote import identity, keys, scripts
 from . import security
-from .http import fingerprint, role_of
-
-log = logging.getLogger(__name__)
+from .auth import DB_DOWN, auth_of, client_ip
 
 COOKIE = "vs_ops"
 COOKIE_PATH = "/ops"
 SESSION_SECONDS = 8 * 3600
-LOGIN_FAILURES = 5
-LOGIN_WINDOW = 900
+STEP_SECONDS = 600
+"""A sign-in's password step stays valid this long for the code (or the enrolment)."""
 WRITERS = frozenset({"admin"})
+AUDIT_READERS = frozenset({"admin", "auditor"})
+CONSOLE_READERS = frozenset({"admin", "ops"})
 
 
 @dataclass(frozen=True)
 class Session:
     id: str
     role: str
-    fingerprint: str
+    name: str
+    """The staff account's name: the person."""
+    account_id: int
     expires_at: float
+    stage: str = "full"
+    """``full``; or ``second_factor`` / ``enrol`` while a sign-in waits for its code."""
 
     @property
     def actor(self) -> str:
-        """As the admin API writes it in the audit log (role + token fingerprint), marked as
-        coming from the console."""
-        return f"{self.role}:{self.fingerprint}@console"
+        """As the audit log names the person: role and account name, from the console."""
+        return f"{self.role}:{self.name}@console"
 
     @property
     def can_write(self) -> bool:
         return self.role in WRITERS
 
+    @property
+    def can_read_console(self) -> bool:
+        """Campaigns, figures, suspicious groups: everyone but the auditor."""
+        return self.role in CONSOLE_READERS
+
+    @property
+    def can_read_audit(self) -> bool:
+        return self.role in AUDIT_READERS
+
+    @property
+    def fingerprint(self) -> str:
+        """A short handle of the session (the audit log's ``session`` field)."""
+        return hashlib.sha256(self.id.encode()).hexdigest()[:8]
+
 
 class Sessions:
     """Signs and reads session cookies; the first secret key signs, every listed one reads."""
 
-    def __init__(self, secret_keys: Sequence[str], tokens: Mapping[str, str],
-                 max_age: int = SESSION_SECONDS) -> None:
+    def __init__(self, secret_keys: Sequence[str], max_age: int = SESSION_SECONDS) -> None:
         # itsdangerous signs with the last key of its list (oldest to newest): reverse ours
         self._serializer = URLSafeTimedSerializer(list(secret_keys)[::-1], salt="ops-session")
-        self._tokens = tokens
-        self._roles = {fingerprint(token): role for token, role in tokens.items()}
         self.max_age = max_age
 
-    def role_of(self, token: str) -> str | None:
-        return role_of(self._tokens, token) if token else None
-
-    def issue(self, token: str, role: str, now: float | None = None) -> tuple[str, Session]:
-        sid = secrets.token_urlsafe(16)
-        session = Session(sid, role, fingerprint(token),
-                          (time.time() if now is None else now) + self.max_age)
-        return self._serializer.dumps({"s": sid, "r": role, "f": session.fingerprint}), session
+    def sign(self, session: Session) -> str:
+        return self._serializer.dumps({"s": session.id, "a": session.account_id,
+                                       "n": session.name, "r": session.role,
+                                       "g": session.stage, "e": int(session.expires_at)})
 
     def read(self, value: str | None) -> Session | None:
-        """The session a cookie carries, if its signature, age and token still hold."""
-        if not value or len(value) > 512:
+        """The session a cookie claims, if its signature and age hold (not yet whether it
+        is live: ``current`` asks PostgreSQL)."""
+        if not value or len(value) > 1024:
             return None
         try:
-            data, signed_at = self._serializer.loads(value, max_age=self.max_age,
-                                                     return_timestamp=True)
+            data = self._serializer.loads(value, max_age=self.max_age)
         except BadSignature:
             return None
         if not isinstance(data, dict):
             return None
-        sid, role, fp = data.get("s"), data.get("r"), data.get("f")
-        if not isinstance(sid, str) or not isinstance(fp, str) or self._roles.get(fp) != role:
-            return None  # the token was removed from VOTING_ADMIN_TOKENS or changed role
-        return Session(sid, str(role), fp, signed_at.timestamp() + self.max_age)
+        sid, account, name, role, stage, ends = (data.get(k) for k in "sanrge")
+        if not (isinstance(sid, str) and isinstance(account, int) and isinstance(name, str)
+                and isinstance(role, str) and isinstance(stage, str)
+                and isinstance(ends, int)) or ends <= time.time():
+            return None
+        return Session(sid, role, name, account, float(ends), stage)
 
 
 def is_https(request: Request, svc: Services) -> bool:
@@ -112,95 +133,61 @@ def clear_cookie(response: Response, request: Request, svc: Services) -> None:
 
 
 async def current(request: Request, svc: Services, sessions: Sessions,
-                  write: bool = False) -> Session | None:
-    """The request's live session, or ``None``. If Redis cannot say whether it was logged
-    out, a read goes on (the console matters most when Redis is in trouble) and a write is
-    a 503."""
-    session = sessions.read(request.cookies.get(COOKIE))
-    if session is None:
+                  write: bool = False, *, auditor: bool = False,
+                  stage: str = "full") -> Session | None:
+    """The request's live session at ``stage``, or ``None``. An auditor's only with
+    ``auditor=True`` (pages other than the audit log never see one)."""
+    claimed = sessions.read(request.cookies.get(COOKIE))
+    if claimed is None or claimed.stage != stage:
         return None
     try:
-        ended = await svc.redis.exists(keys.ops_session_ended(session.id))
-    except (RedisError, OSError) as exc:
-        if write:
-            raise Unavailable("Redis is unreachable; try again in a moment") from exc
-        return session
-    return None if ended else session
+        async with svc.db() as conn:
+            row = await store.read_session(conn, claimed.id)
+    except DB_DOWN as exc:
+        if write or stage != "full":
+            raise Unavailable("PostgreSQL is unreachable; try again in a moment") from exc
+        found: Session | None = claimed
+    else:
+        found = None if row is None or row.stage != stage else Session(
+            claimed.id, row.role, row.name, row.account_id, row.expires_at.timestamp(),
+            row.stage)
+    if found is None or (found.role == "auditor" and not auditor):
+        return None
+    return found
+
+
+async def open_session(svc: Services, account: store.Account, stage: str,
+                       address: str) -> Session:
+    seconds = SESSION_SECONDS if stage == "full" else STEP_SECONDS
+    async with svc.db() as conn:
+        sid, ends = await store.open_session(conn, account.id, stage, seconds, address)
+    return Session(sid, account.role, account.name, account.id, ends.timestamp(), stage)
 
 
 async def end(svc: Services, session: Session) -> None:
-    ttl = max(1, int(session.expires_at - time.time()) + 1)
-    await svc.redis.set(keys.ops_session_ended(session.id), "1", ex=ttl)
+    async with svc.db() as conn:
+        await store.end_session(conn, session.id)
 
 
 def address_of(request: Request, svc: Services) -> str:
-    """The client's address as the limits see it (IPv4 /32, IPv6 /64)."""
-    client = request.client
-    ip = identity.client_ip(client.host if client else None,
-                            request.headers.get("x-forwarded-for"), svc.settings.trusted_proxies)
-    return identity.ip_prefixes(ip)[0]
-
-
-class Throttle:
-    """Wrong tokens per address. Redis holds the count for every worker; while Redis is
-    unreachable each worker counts in memory, so a Redis outage does not open the door."""
-
-    def __init__(self, failures: int = LOGIN_FAILURES, window: int = LOGIN_WINDOW) -> None:
-        self.failures = failures
-        self.window = window
-        self._local: dict[str, tuple[int, float]] = {}
-
-    def _local_count(self, address: str, now: float) -> tuple[int, float]:
-        n, ends = self._local.get(address, (0, 0.0))
-        return (0, 0.0) if ends <= now else (n, ends)
-
-    async def wait(self, svc: Services, address: str) -> int:
-        """Seconds this address must wait before trying a token; 0 = it may try now."""
-        now = time.time()
-        n, ends = self._local_count(address, now)
-        if n >= self.failures:
-            return max(1, int(ends - now))
-        try:
-            pipe = svc.redis.pipeline(transaction=False)
-            pipe.get(keys.ops_login_failures(address))
-            pipe.ttl(keys.ops_login_failures(address))
-            count, ttl = await pipe.execute()
-        except (RedisError, OSError):
-            return 0
-        if count is not None and int(count) >= self.failures:
-            return max(1, int(ttl))
-        return 0
-
-    async def failed(self, svc: Services, address: str) -> int:
-        """Count a wrong token; returns the tries left in this window."""
-        now = time.time()
-        try:
-            n, _ = await scripts.load("count_failure")(
-                svc.redis, [keys.ops_login_failures(address)], [self.window])
-        except (RedisError, OSError) as exc:
-            log.warning("login throttle counts in memory (Redis: %r)", exc)
-            if len(self._local) > 10_000:
-                self._local = {a: v for a, v in self._local.items() if v[1] > now}
-            local, ends = self._local_count(address, now)
-            n = local + 1
-            self._local[address] = (n, ends or now + self.window)
-        return max(0, self.failures - int(n))
+    """The client's address as the audit log and the throttles see it."""
+    return client_ip(request, svc)
 
 
 @dataclass
 class Console:
-    """What the console's routes share in one app: the session signer, the throttle, and
-    the last suspicious-group search per campaign (a heavy query, shared by every open
-    console for ``SUSPICIOUS_FOR`` seconds)."""
+    """What the console's routes share in one app: the session signer, the failed-sign-in
+    throttle (per address, network and account), and the last suspicious-group search per
+    campaign (a heavy query, shared by every open console for ``SUSPICIOUS_FOR`` seconds)."""
 
     sessions: Sessions
-    throttle: Throttle
+    throttle: AuthThrottle
     suspicious: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
 
 
 def console(request: Request, svc: Services) -> Console:
     found: Console | None = getattr(request.app.state, "ops_console", None)
     if found is None:
-        found = Console(Sessions(svc.settings.secret_keys, svc.settings.admin_tokens), Throttle())
+        found = Console(Sessions(svc.settings.secret_keys), auth_of(request, svc).throttle)
         request.app.state.ops_console = found
     return found

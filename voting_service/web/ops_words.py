@@ -12,17 +12,18 @@ from typing import Any
 from ..vote.registry import LiveCampaign
 from . import i18n
 from .i18n import Lang
+from .ops_staff_words import STAFF_MESSAGES
 
 REASONS = ("already_voted", "daily_quota_exhausted", "rate_limited", "challenge_failed",
            "blocked", "voting_closed", "unavailable")
 """Refusals the console charts one by one; any other code is shown as ``other``."""
 
 MESSAGES: dict[Lang, dict[str, str]] = {
-    "zh": {
+    "zh": {**STAFF_MESSAGES["zh"],
         "html_lang": "zh-CN", "other_lang": "English", "site": "投票运营台",
-        "login_title": "登录运营台", "token": "管理令牌",
-        "login_hint": "请输入管理员（admin）或值守（ops）令牌。令牌只用于登录，不会出现在网址中。",
-        "login": "登录", "login_wrong": "令牌不正确，还可尝试 {n} 次。",
+        "login_title": "登录运营台",
+        "login_hint": "每位值班人员使用本人账号登录：账号、密码，再加身份验证器的验证码。",
+        "login": "登录", "login_wrong": "账号或密码不正确，还可尝试 {n} 次。",
         "login_locked": "尝试次数过多，请 {m} 分钟后再试。",
         "login_unavailable": "暂时无法登录（Redis 不可用），请稍后再试。",
         "logout": "退出登录", "role_admin": "管理员", "role_ops": "值守（只读）",
@@ -47,16 +48,16 @@ MESSAGES: dict[Lang, dict[str, str]] = {
         "block_value": "投票人 ID 或 IP/网段", "block_reason": "原因",
         "block_scope": "范围", "scope_campaign": "仅本活动", "scope_all": "全部活动",
         "block_hours": "有效期（小时，空=永久）", "block_add": "加入黑名单",
-        "ops_readonly": "值守角色只读：暂停、作废和黑名单修改需要管理员令牌。",
+        "ops_readonly": "值守角色只读：暂停、作废和黑名单修改需要管理员账号。",
         "noscript": "运营台需要开启 JavaScript。",
         "not_found": "没有这个投票活动。",
     },
-    "en": {
+    "en": {**STAFF_MESSAGES["en"],
         "html_lang": "en", "other_lang": "中文", "site": "Vote operations",
-        "login_title": "Sign in to the console", "token": "Admin token",
-        "login_hint": "Enter an admin or ops token. It is used to sign in only and never "
-                      "appears in a URL.",
-        "login": "Sign in", "login_wrong": "Wrong token. {n} tries left.",
+        "login_title": "Sign in to the console",
+        "login_hint": "Everyone on duty signs in with their own account: name, password, "
+                      "then the code of their authenticator app.",
+        "login": "Sign in", "login_wrong": "Wrong name or password. {n} tries left.",
         "login_locked": "Too many tries. Please wait {m} minutes.",
         "login_unavailable": "Signing in is not possible right now (Redis is unreachable).",
         "logout": "Sign out", "role_admin": "admin", "role_ops": "ops (read-only)",
@@ -85,7 +86,7 @@ MESSAGES: dict[Lang, dict[str, str]] = {
         "block_scope": "Scope", "scope_campaign": "this campaign", "scope_all": "every campaign",
         "block_hours": "Hours (empty = for good)", "block_add": "Block",
         "ops_readonly": "The ops role reads only: pausing, striking out and blocking need an "
-                        "admin token.",
+                        "admin account.",
         "noscript": "The console needs JavaScript.",
         "not_found": "There is no such campaign.",
     },
