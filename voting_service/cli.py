@@ -498,6 +498,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     servers: list[Any] = []
     children: list[subprocess.Popen[bytes]] = []
     stopping = False
+    pointer: Path | None = None
 
     def stop(signum: int, frame: object) -> None:
         nonlocal stopping
@@ -519,6 +520,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             print(f"embedded PostgreSQL on {pg.url}", flush=True)
         me = [sys.executable, "-m", "voting_service.cli"]
         local_stack.write(data_dir, env, os.getpid())  # for the CLI commands beside us
+        pointer = local_stack.point(env, data_dir, os.getpid())  # ... and in other folders
         subprocess.run([*me, "migrate"], env=env, check=True)
         if not args.no_demo:
             subprocess.run([*me, "demo"], env=env, check=True)
@@ -533,8 +535,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"\nvoting-service is up: http://{netloc(args.host, args.port)}/\n"
               f"ops console: http://{netloc(args.host, args.port)}/ops\n{shown}"
               f"data kept in {data_dir}; Ctrl-C stops everything\n"
-              "the CLI beside it (export, reconcile, flusher --check, campaign load ...) "
-              "uses this stack\n", flush=True)
+              "the CLI (export, reconcile, flusher --check, campaign load ...) uses this "
+              "stack from any folder"
+              + (f" (recorded in {pointer})" if pointer else "") + "\n", flush=True)
         while not stopping:
             if any(c.poll() is not None for c in children):
                 print("a child process exited; stopping", flush=True)
@@ -553,6 +556,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         for server in reversed(servers):
             server.stop()
         local_stack.remove(data_dir, os.getpid())
+        local_stack.unpoint(env, os.getpid())
         print("stopped", flush=True)
 
 

@@ -69,7 +69,8 @@ GROUP BY candidate_id, channel, channel_signed, day
 
 @dataclass(frozen=True)
 class Ranked:
-    rank: int
+    rank: int | None
+    """``None``: withdrawn, the votes count but take no rank (listed after the ranking)."""
     number: int
     candidate_id: str
     name: str
@@ -198,11 +199,15 @@ async def collect(
         if last is None or row["last_at"] > last:
             last = row["last_at"]
     total = sum(per_candidate.values())
-    ordered = sorted(candidates, key=lambda r: (-per_candidate[r["id"]], r["number"], r["id"]))
+    ordered = sorted(candidates, key=lambda r: (r["status"] != "active", -per_candidate[r["id"]],
+                                                r["number"], r["id"]))
     ranking: list[Ranked] = []
     for i, r in enumerate(ordered):
         votes = per_candidate[r["id"]]
-        rank = ranking[-1].rank if ranking and ranking[-1].votes == votes else i + 1
+        rank: int | None = None
+        if r["status"] == "active":
+            same = ranking and ranking[-1].rank is not None and ranking[-1].votes == votes
+            rank = ranking[-1].rank if same else i + 1
         ranking.append(Ranked(
             rank, r["number"], r["id"], r["name"], r["gender"], r["region"], r["industry"],
             r["employer"], r["occupation"], votes, share(votes, total), r["recommender"],
@@ -252,7 +257,7 @@ def neutralise(value: str) -> str:
 
 
 def _ranking_row(r: Ranked, text: Callable[[str], Any]) -> list[Any]:
-    return [r.rank, r.number, text(r.candidate_id), text(r.name), text(r.gender),
+    return ["" if r.rank is None else r.rank, r.number, text(r.candidate_id), text(r.name), text(r.gender),
             text(r.region), text(r.industry), text(r.employer), text(r.occupation), r.votes,
             r.share, text(r.recommender), KINDS.get(r.recommender_kind, r.recommender_kind),
             text(r.deed_type), text("；".join(r.honors)), STATUS.get(r.status, r.status)]
@@ -267,7 +272,7 @@ BALANCE_DIMENSIONS = (("地区", "region"), ("行业", "industry"), ("性别", "
 def balance(ranking: list[Ranked], top: int = BALANCE_TOP) -> list[Row]:
     """For each dimension, how the top ``top`` by valid votes spread beside the whole field:
     what a pure vote ranking would leave out shows as 0 in the top with a share in the field."""
-    head = ranking[:top]
+    head = [r for r in ranking if r.rank is not None][:top]
     rows: list[Row] = []
     for label, attr in BALANCE_DIMENSIONS:
         field_counts: dict[str, int] = defaultdict(int)

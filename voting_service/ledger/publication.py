@@ -51,11 +51,23 @@ async def require_published(conn: asyncpg.Connection, campaign_id: str) -> dict[
     return results
 
 
+RANKED = "active"
+"""Only candidates still standing take a rank; a withdrawn (or removed) candidate keeps the
+votes cast for them, listed after the ranking with ``rank: null``."""
+
+
 def rank(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Ordered by votes (then number); equal votes share a rank (1, 2, 2, 4)."""
-    rows.sort(key=lambda r: (-r["votes"], r["number"], r["candidate_id"]))
+    """The active candidates by votes (then number), equal votes sharing a rank (1, 2, 2,
+    4); then the others, by votes, with ``rank`` ``None``."""
+    rows.sort(key=lambda r: (r["status"] != RANKED, -r["votes"], r["number"], r["candidate_id"]))
+    previous: dict[str, Any] | None = None
     for i, row in enumerate(rows):
-        row["rank"] = rows[i - 1]["rank"] if i and rows[i - 1]["votes"] == row["votes"] else i + 1
+        if row["status"] != RANKED:
+            row["rank"] = None
+            continue
+        same = previous is not None and previous["votes"] == row["votes"]
+        row["rank"] = previous["rank"] if same and previous else i + 1
+        previous = row
     return rows
 
 
