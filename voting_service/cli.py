@@ -371,7 +371,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     except public_ledger.Mismatch as exc:
         print(f"MISMATCH {exc}", file=sys.stderr)
         return 1
-    checked = " and the results' totals" if results is not None else ""
+    checked = (" and the results' totals and ranks (withdrawn candidates: votes counted,"
+               " no rank)" if results is not None else "")
     print(f"OK {chain.campaign_id}: {chain.votes} votes over {len(chain.days)} days,"
           f" digest {chain.digest}{checked} match")
     return 0

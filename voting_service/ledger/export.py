@@ -39,7 +39,8 @@ RANKING_HEADER = ("排名", "编号", "候选人ID", "姓名", "性别", "地区
 KINDS = {"city": "设区市", "provincial_unit": "省级单位", "": ""}
 STATUS = {"active": "", "withdrawn": "已退出"}
 BALANCE_TOP = 40
-"""The balance sheet compares the top 40 by valid votes with the whole field."""
+"""The balance sheet compares the top 40 by valid votes with the whole field (both of the
+candidates still standing: a withdrawn candidate takes no rank and is in neither)."""
 DIRECT = "direct"
 """Key of votes that came without a channel (as in the ``results`` breakdowns)."""
 UNSET = "（未填写）"
@@ -257,7 +258,7 @@ def neutralise(value: str) -> str:
 
 
 def _ranking_row(r: Ranked, text: Callable[[str], Any]) -> list[Any]:
-    return ["" if r.rank is None else r.rank, r.number, text(r.candidate_id), text(r.name), text(r.gender),
+    return [r.rank, r.number, text(r.candidate_id), text(r.name), text(r.gender),
             text(r.region), text(r.industry), text(r.employer), text(r.occupation), r.votes,
             r.share, text(r.recommender), KINDS.get(r.recommender_kind, r.recommender_kind),
             text(r.deed_type), text("；".join(r.honors)), STATUS.get(r.status, r.status)]
@@ -272,18 +273,19 @@ BALANCE_DIMENSIONS = (("地区", "region"), ("行业", "industry"), ("性别", "
 def balance(ranking: list[Ranked], top: int = BALANCE_TOP) -> list[Row]:
     """For each dimension, how the top ``top`` by valid votes spread beside the whole field:
     what a pure vote ranking would leave out shows as 0 in the top with a share in the field."""
-    head = [r for r in ranking if r.rank is not None][:top]
+    standing = [r for r in ranking if r.rank is not None]  # withdrawn: not in the field
+    head = standing[:top]
     rows: list[Row] = []
     for label, attr in BALANCE_DIMENSIONS:
         field_counts: dict[str, int] = defaultdict(int)
         top_counts: dict[str, int] = defaultdict(int)
-        for r in ranking:
+        for r in standing:
             field_counts[getattr(r, attr)] += 1
         for r in head:
             top_counts[getattr(r, attr)] += 1
         for key in sorted(field_counts, key=lambda k: (-field_counts[k], k)):
             in_top, in_field = share(top_counts[key], len(head)), share(field_counts[key],
-                                                                      len(ranking))
+                                                                      len(standing))
             rows.append((label, key or UNSET, top_counts[key], in_top, field_counts[key],
                          in_field, in_top - in_field))
     return rows
