@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import secrets
 from typing import Any
 
@@ -79,10 +80,19 @@ async def update_campaign(svc: Services, actor: str, cid: str, patch: CampaignPa
                     FROZEN & changes.keys())))
             if patch.rules is not None:
                 changes["rules"] = merge_rules(current.rules, patch.rules)
+            now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+            if (patch.status == "closed" and current.status != "closed"
+                    and patch.closes_at is None and current.opens_at < now < current.closes_at):
+                # closed early: the window ends when it really closed (pages, exports, 公示)
+                changes["closes_at"] = now
             updated = msgspec.structs.replace(current, **changes)
             check_campaign(updated)
             await campaigns.save(conn, svc.redis, updated, svc.settings.shards)
-            await db.audit(conn, actor, action, cid, msgspec.to_builtins(patch))
+            logged = msgspec.to_builtins(patch)
+            if "closes_at" in changes and patch.closes_at is None:
+                logged |= {"closes_at": changes["closes_at"].isoformat(),
+                           "planned_closes_at": current.closes_at.isoformat()}
+            await db.audit(conn, actor, action, cid, logged)
         return await _publish(svc, conn, cid)
 
 

@@ -26,7 +26,7 @@ from starlette.routing import Route
 from .. import digits
 from ..errors import Unavailable
 from ..ledger import public_ledger, publication
-from ..models import Candidate
+from ..models import Candidate, region_order
 from ..services import Services, services
 from ..vote.registry import LiveCampaign, Registry
 from . import i18n
@@ -231,7 +231,7 @@ async def campaign_page(request: Request) -> Response:
                    industry, sort, _base(request), int(now)),
         **_campaign_context(live, words, counts, now),
         cards=cards, shown=sum(not x["hidden"] for x in cards),
-        regions=_distinct([x.region for x in live.c.candidates]),
+        regions=region_order([x.region for x in live.c.candidates]),
         industries=_distinct([x.industry for x in live.c.candidates]),
         query={"q": text, "region": region, "industry": industry, "sort": sort},
         canonical=f"{_base(request)}/c/{live.id}",
@@ -328,8 +328,14 @@ async def results_page(request: Request) -> Response:
     svc = services(request)
     words = _lang(request)
     live = svc.registry.public(request.path_params["cid"])
-    if live is None or live.c.published_at is None:
+    if live is None:
         return not_found(request, words)
+    if live.c.published_at is None:
+        lang_query = "?lang=en" if request.query_params.get("lang") == "en" else ""
+        return render(request, "error.html", words, status=404,
+                      cache_key=(request.url.path, "unpublished", request.query_params.get("lang")),
+                      heading=words("not_published"), message=words("not_published_text"),
+                      back=f"/c/{live.id}{lang_query}", back_text=words("back_to_vote"))
     vote_id = (request.query_params.get("vote") or "").strip()[:64]
     async with svc.db() as conn:
         results = await publication.published(conn, live.id)
