@@ -39,6 +39,7 @@ from .web import (
     openapi,
     ops,
     ops_api,
+    ops_year,
     pages,
 )
 from .web.edge import EdgeMiddleware
@@ -210,6 +211,7 @@ def create_app(settings: Settings) -> Starlette:
         *api_organisers.routes,
         *api_results.routes,
         *api_fraud.routes,
+        *ops_year.routes,
         *ops.routes,
         *ops_api.routes,
         *pages.routes,

@@ -187,3 +187,8 @@ def ops_login_failures(prefix: str) -> str:
 def ops_session_ended(session_id: str) -> str:
     """String: this console session was logged out (kept until it would have expired)."""
     return f"{{ops:session:{session_id}}}:ended"
+
+
+def ops_upload(token: str) -> str:
+    """A spreadsheet the console checked (dry run), kept until the organiser confirms it."""
+    return f"ops:upload:{token}"

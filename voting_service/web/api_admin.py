@@ -54,6 +54,12 @@ async def create_campaign(request: Request) -> Response:
     svc = services(request)
     actor = authorize(request, svc.settings.admin_tokens, *ADMIN)
     body = await json_body(request, CampaignIn, CAMPAIGN_BODY_LIMIT)
+    campaign = await new_campaign(svc, actor, body)
+    return JSON(admin_view(campaign), status_code=201)
+
+
+async def new_campaign(svc: Services, actor: str, body: CampaignIn) -> Campaign:
+    """Create a campaign (audited as ``actor``; the API and the console)."""
     check_campaign(body)
     async with svc.db() as conn:
         async with conn.transaction():
@@ -61,8 +67,7 @@ async def create_campaign(request: Request) -> Response:
                 raise Conflict(f"campaign {body.id!r} exists; PATCH it instead")
             await campaigns.save(conn, svc.redis, body, svc.settings.shards)
             await db.audit(conn, actor, "campaign.create", body.id, msgspec.to_builtins(body))
-        campaign = await _publish(svc, conn, body.id)
-    return JSON(admin_view(campaign), status_code=201)
+        return await _publish(svc, conn, body.id)
 
 
 async def update_campaign(svc: Services, actor: str, cid: str, patch: CampaignPatch,
@@ -129,6 +134,11 @@ async def create_channel(request: Request) -> Response:
     actor = authorize(request, svc.settings.admin_tokens, *ADMIN)
     cid = request.path_params["cid"]
     body = await json_body(request, ChannelIn, 64 * 1024)
+    return JSON(await add_channel(svc, actor, cid, body), status_code=201)
+
+
+async def add_channel(svc: Services, actor: str, cid: str, body: ChannelIn) -> dict[str, Any]:
+    """A media channel; the answer carries its partner signing secret (shown once)."""
     secret = secrets.token_urlsafe(32)
     async with svc.db() as conn:
         async with conn.transaction():
@@ -141,11 +151,8 @@ async def create_channel(request: Request) -> Response:
             await db.audit(conn, actor, "channel.create", f"{cid}/{body.id}",
                            msgspec.to_builtins(body))
         await _publish(svc, conn, cid)
-    return JSON(
-        {"id": body.id, "name": body.name, "allowed_origins": body.allowed_origins,
-         "secret": secret},
-        status_code=201,
-    )
+    return {"id": body.id, "name": body.name, "allowed_origins": body.allowed_origins,
+            "secret": secret}
 
 
 async def rotate_channel_secret(request: Request) -> Response:
@@ -156,6 +163,11 @@ async def rotate_channel_secret(request: Request) -> Response:
     cid, chid = request.path_params["cid"], request.path_params["channel"]
     raw = await read_body(request, 1024)
     body = decode(raw, SecretRotation) if raw.strip() else SecretRotation()
+    return JSON(await rotate_secret(svc, actor, cid, chid, body))
+
+
+async def rotate_secret(svc: Services, actor: str, cid: str, chid: str,
+                        body: SecretRotation) -> dict[str, Any]:
     secret = secrets.token_urlsafe(32)
     async with svc.db() as conn:
         async with conn.transaction():
@@ -170,7 +182,7 @@ async def rotate_channel_secret(request: Request) -> Response:
             await db.audit(conn, actor, "channel.rotate_secret", f"{cid}/{chid}",
                            msgspec.to_builtins(body))
         await _publish(svc, conn, cid)
-    return JSON({"id": chid, "secret": secret, "previous_valid_until": until})
+    return {"id": chid, "secret": secret, "previous_valid_until": until}
 
 
 async def list_channels(request: Request) -> Response:

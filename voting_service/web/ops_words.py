@@ -12,6 +12,7 @@ from typing import Any
 from ..vote.registry import LiveCampaign
 from . import i18n
 from .i18n import Lang
+from .organiser_words import ORGANISER
 
 REASONS = ("already_voted", "daily_quota_exhausted", "rate_limited", "challenge_failed",
            "blocked", "voting_closed", "unavailable")
@@ -161,6 +162,10 @@ JS: dict[Lang, dict[str, str]] = {
         "all_ok": "All is well.", "seconds": "{n} s", "entries": "{n}",
     },
 }
+
+
+for _lang, _more in ORGANISER.items():  # the organisers' pages (web/organiser_words.py)
+    MESSAGES[_lang].update(_more)
 
 
 def words(query_lang: str | None, accept_language: str | None) -> i18n.Words:
