@@ -36,7 +36,14 @@ from ..errors import (
     Published,
 )
 from ..ledger import candidate_import, export, gongshi, publication, sheets
-from ..models import CampaignIn, CampaignPatch, CandidatePatch, ChannelIn, SecretRotation
+from ..models import (
+    CampaignIn,
+    CampaignPatch,
+    CandidatePatch,
+    ChannelIn,
+    SecretRotation,
+    check_campaign,
+)
 from ..services import Services, services
 from ..vote import keys
 from ..vote.registry import LiveCampaign
@@ -165,6 +172,12 @@ def checked(doc: dict[str, Any], type_: type[T], words: i18n.Words) -> tuple[T |
             else:
                 trial[name] = _STAND_INS[name]
         else:
+            if errors and isinstance(value, CampaignIn):
+                try:  # the API's checks across fields, on what the form got right
+                    check_campaign(value)
+                except InvalidRequest as exc:
+                    name, text = field_error(words, str(exc))
+                    errors.setdefault(name or "form", text)
             return (None if errors else value), errors
     return None, errors
 
@@ -215,7 +228,10 @@ def _flash(request: Request, words: i18n.Words) -> str:
 
 
 def _nav(live: LiveCampaign, here: str) -> dict[str, Any]:
-    return {"nav_cid": live.id, "nav_here": here}
+    """The campaign's tabs, and the page the language link reloads (a GET, also after a
+    form was posted)."""
+    path = f"/ops/c/{live.id}" + ("" if here == "live" else f"/{here}")
+    return {"nav_cid": live.id, "nav_here": here, "lang_path": path}
 
 
 # --- campaign create and edit ----------------------------------------------------------------
