@@ -164,6 +164,18 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return asyncio.run(_with_db(run))
 
 
+def cmd_purge_objections(args: argparse.Namespace) -> int:
+    """Delete objection submitters' personal data past their retention (audited)."""
+    from .ledger import objections
+
+    async def run(conn: Any, redis: Any, settings: Settings) -> int:
+        n = await objections.purge(conn)
+        print(f"personal data of {n} objection(s) deleted")
+        return 0
+
+    return asyncio.run(_with_db(run))
+
+
 def cmd_rebuild(args: argparse.Namespace) -> int:
     from .ledger import campaigns, db, reconcile
     from .vote.registry import LiveCampaign
@@ -628,6 +640,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec = sub.add_parser("reconcile", help="compare Redis tallies with the ledger")
     rec.add_argument("--campaign")
     rec.set_defaults(fn=cmd_reconcile)
+    pur = sub.add_parser("purge-objections",
+                         help="delete objection submitters' data past their retention")
+    pur.set_defaults(fn=cmd_purge_objections)
     reb = sub.add_parser("rebuild", help="restore Redis tallies and quotas from PostgreSQL")
     reb.add_argument("--force", action="store_true", help="even while votes are flowing")
     reb.set_defaults(fn=cmd_rebuild)

@@ -135,6 +135,7 @@ def _organiser_settings(env: Mapping[str, str]) -> dict[str, Any]:
         raise ConfigurationError("VOTING_GONGSHI_WORKING_DAYS must be between 1 and 60")
     return {
         "gongshi_working_days": days,
+        "objection_retention_days": _number(env, "VOTING_OBJECTION_RETENTION_DAYS", "365", int),
         "holidays": _dates(env, "VOTING_HOLIDAYS"),
         "extra_workdays": _dates(env, "VOTING_EXTRA_WORKDAYS"),
         "organiser_phone": env.get("VOTING_ORGANISER_PHONE", "").strip()[:100],
@@ -193,6 +194,9 @@ class Settings:
     """Public holidays that are not working days (``VOTING_HOLIDAYS``: dates, comma-separated)."""
     extra_workdays: tuple[dt.date, ...] = ()
     """Weekend days worked instead (调休; ``VOTING_EXTRA_WORKDAYS``)."""
+    objection_retention_days: int = 365
+    """Days after the 公示 ends that objection submitters' personal data are kept
+    (``VOTING_OBJECTION_RETENTION_DAYS``); ``voting-service purge-objections`` deletes them."""
     organiser_phone: str = ""
     organiser_address: str = ""
     organiser_email: str = ""

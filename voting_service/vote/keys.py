@@ -192,3 +192,8 @@ def ops_session_ended(session_id: str) -> str:
 def ops_upload(token: str) -> str:
     """A spreadsheet the console checked (dry run), kept until the organiser confirms it."""
     return f"ops:upload:{token}"
+
+
+def objection_rate(prefix: str, window: str) -> str:
+    """Objections sent from one address or network in the current window."""
+    return f"objection:{window}:{prefix}"

@@ -332,3 +332,13 @@ class Words:
             end=self.moment(closes, with_year=not same_year or self.lang == "en"),
             tz=self.tz_name(timezone),
         )
+
+
+def _merge_objection_words() -> None:
+    from .objection_words import OBJECTION  # the 公示 and objections (issue 24 §2)
+
+    for lang in LANGS:
+        MESSAGES[lang].update(OBJECTION[lang])
+
+
+_merge_objection_words()

@@ -35,7 +35,7 @@ from ..errors import (
     NotClosed,
     Published,
 )
-from ..ledger import candidate_import, export, gongshi, publication, sheets
+from ..ledger import candidate_import, export, gongshi, objections, publication, sheets
 from ..models import (
     CampaignIn,
     CampaignPatch,
@@ -716,7 +716,83 @@ async def results_page(request: Request) -> Response:
         return page.response
 
 
+# --- objections (异议) during the 公示 ---------------------------------------------------------
+
+
+async def objections_page(request: Request) -> Response:
+    """Every objection; the submitters' names, phones, addresses and attachments only for
+    the admin role (the ops role sees the objections and their handling)."""
+    try:
+        svc, session, words = await _who(request)
+        live = _live(svc, request, words, session)
+        async with svc.db() as conn:
+            rows = await objections.listing(conn, live.id, personal=session.can_write)
+        names = {x.id: f"{x.number} {x.name}" for x in live.c.candidates}
+        for row in rows:
+            row["candidate"] = names.get(row["candidate_id"], row["candidate_id"])
+            row["when"] = _shown(words, row["submitted_at"], live.c.timezone)
+        return _render(request, "ops_objections.html", words, session=session, live=live,
+                       c=live.c, rows=rows, flash=_flash(request, words),
+                       **_nav(live, "objections"))
+    except Page as page:
+        return page.response
+
+
+def _objection_id(request: Request) -> int:
+    raw = request.path_params["oid"]
+    if not raw.isdigit() or int(raw) >= 2**63:
+        raise Page(Response(status_code=404))
+    return int(raw)
+
+
+async def objection_step(request: Request) -> Response:
+    """``answer`` (with the organisers' answer) or ``close``; audited, never with the
+    submitter's data."""
+    try:
+        svc, session, words = await _who(request, write=True)
+        live = _live(svc, request, words, session)
+        oid = _objection_id(request)
+        step = request.path_params["step"]
+        text = (await _fields(request)).get("answer", "").strip()
+        try:
+            async with svc.db() as conn:
+                if step == "answer":
+                    if not text:
+                        return _done(f"/ops/c/{live.id}/objections", words,
+                                     done="e_required_answer")
+                    await objections.answer(conn, session.actor, live.id, oid, text[:5000])
+                elif step == "close":
+                    await objections.close(conn, session.actor, live.id, oid)
+                else:
+                    return _render(request, "ops_missing.html", words, 404, session=session)
+        except Conflict:
+            return _done(f"/ops/c/{live.id}/objections", words, done="o_is_closed")
+        return _done(f"/ops/c/{live.id}/objections", words, done="saved")
+    except Page as page:
+        return page.response
+
+
+async def objection_file(request: Request) -> Response:
+    try:
+        svc, session, words = await _who(request, write=True)  # personal data: admin only
+        live = _live(svc, request, words, session)
+        async with svc.db() as conn:
+            found = await objections.attachment(conn, live.id, _objection_id(request))
+        if found is None:
+            return _render(request, "ops_missing.html", words, 404, session=session)
+        body, _name, kind = found
+        ext = objections.ATTACHMENT_TYPES.get(kind, ".bin")
+        return Response(body, media_type=kind, headers={
+            "Content-Disposition": f'attachment; filename="objection{ext}"',
+            "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+    except Page as page:
+        return page.response
+
+
 routes = [
+    Route("/ops/c/{cid}/objections", objections_page),
+    Route("/ops/c/{cid}/objections/{oid}/file", objection_file),
+    Route("/ops/c/{cid}/objections/{oid}/{step}", objection_step, methods=["POST"]),
     Route("/ops/new", new_page, methods=["GET", "POST"]),
     Route("/ops/c/{cid}/setup", setup_page, methods=["GET", "POST"]),
     Route("/ops/c/{cid}/channels", channel_add, methods=["POST"]),
