@@ -159,8 +159,37 @@ async def test_an_organiser_runs_the_year_in_the_browser(
     await expect(ranking.last.locator("td").first).to_have_text("—")
     await shot(page, tmp_path, "org-results.png")
 
-    # the public 公示 page
-    await page.goto(f"{service.url}/c/{cid}/results")
-    await expect(page.locator(".note")).to_have_text("公示期为5个工作日")
-    await expect(page.locator("#vs-valid-total")).to_have_text("3")
+    # the public 公示 page, and an objection to a candidate (a mistake first)
+    citizen = problems.watch(await desk.new_page())
+    await citizen.goto(f"{service.url}/c/{cid}/results")
+    await expect(citizen.locator(".note")).to_have_text("公示期为5个工作日")
+    await expect(citizen.locator("#vs-valid-total")).to_have_text("3")
+    await expect(citizen.locator('[data-testid="period"]')).to_contain_text("5 个工作日")
+    await citizen.select_option("#o-cand", ids["王建国"])
+    await citizen.fill("#o-name", "李明")
+    await citizen.fill("#o-phone", "1380013800")
+    await citizen.fill("#o-address", "南京市玄武区中山路1号")
+    await citizen.fill("#o-text", "该候选人申报的主要荣誉与实际不符，请核查。")
+    await citizen.click('[data-testid="objection-submit"]')
+    await expect(citizen.locator('[data-testid="oerr-phone"]')).to_have_text(
+        "请填写正确的 11 位手机号码。")
+    await expect(citizen.locator("#o-text")).to_have_value(
+        "该候选人申报的主要荣誉与实际不符，请核查。")
+    await citizen.fill("#o-phone", "13800138000")
+    await citizen.click('[data-testid="objection-submit"]')
+    await expect(citizen.locator('[data-testid="objection-sent"]')).to_contain_text("异议已收到")
+    await shot(citizen, tmp_path, "org-objection-form.png")
+
+    # the organiser answers it and closes it
+    await page.click('[data-testid="org-nav"] >> text=异议')
+    row = page.locator('[data-testid="objection-row"]')
+    await expect(row).to_have_count(1)
+    await expect(row).to_contain_text("李明")
+    await row.locator('[data-testid="answer-text"]').fill("经核查，荣誉证书真实有效。")
+    await row.locator('[data-testid="answer"]').click()
+    await expect(page.locator('[data-testid="flash"]')).to_have_text("已保存。")
+    await expect(row.locator('[data-f="status"]')).to_have_text("已答复")
+    await shot(page, tmp_path, "org-objections.png")
+    await row.locator('[data-testid="close-objection"]').click()
+    await expect(row.locator('[data-f="status"]')).to_have_text("已办结")
     assert problems.messages == []
