@@ -160,11 +160,21 @@ async def test_quotas_import_withdraw_and_the_years_steps(
     assert 'data-step="gongshi" data-state="now"' in page.text and "公示期 5 个工作日" in page.text
     r = await admin.post(f"/ops/c/{CID}/year/announce", data={})
     assert r.status_code == 409 and "公示期要到" in r.text
+    english = await admin.get(f"/ops/c/{CID}/year", params={"lang": "en"})
+    assert "Announce the selection" in english.text and "Results published" in english.text
+    # once the 公示 is over (published long ago), the announcement closes the year
+    await harness.pg.execute("UPDATE publications SET published_at = now() - interval '40 days'"
+                             " WHERE campaign_id = $1", CID)
+    r = await admin.post(f"/ops/c/{CID}/year/announce", data={"note": "正式发布"})
+    assert r.status_code == 303, r.text
+    page = await admin.get(f"/ops/c/{CID}/year")
+    assert 'data-step="announced" data-state="done"' in page.text
+    assert 'data-testid="announce"' not in page.text
     results = (await harness.client.get(f"/api/v1/campaigns/{CID}/results")).json()
     assert results["note"] == "公示期为5个工作日"
     assert [c["rank"] for c in results["candidates"]][-1] is None
     audit = (await harness.client.get("/api/v1/admin/audit", headers=ADMIN)).json()
     done = [a["action"] for a in audit if a["actor"].endswith("@console")]
-    for action in ("results.publish", "campaign.close", "campaign.open", "candidate.withdrawn",
-                   "candidates.import", "quotas.set"):
+    for action in ("results.announce", "results.publish", "campaign.close", "campaign.open",
+                   "candidate.withdrawn", "candidates.import", "quotas.set"):
         assert action in done, (action, done)
