@@ -164,6 +164,18 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return asyncio.run(_with_db(run))
 
 
+def cmd_purge_objections(args: argparse.Namespace) -> int:
+    """Delete objection submitters' personal data past their retention (audited)."""
+    from .ledger import objections
+
+    async def run(conn: Any, redis: Any, settings: Settings) -> int:
+        n = await objections.purge(conn)
+        print(f"personal data of {n} objection(s) deleted")
+        return 0
+
+    return asyncio.run(_with_db(run))
+
+
 def cmd_rebuild(args: argparse.Namespace) -> int:
     from .ledger import campaigns, db, reconcile
     from .vote.registry import LiveCampaign
@@ -371,7 +383,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     except public_ledger.Mismatch as exc:
         print(f"MISMATCH {exc}", file=sys.stderr)
         return 1
-    checked = " and the results' totals" if results is not None else ""
+    checked = (" and the results' totals and ranks (withdrawn candidates: votes counted,"
+               " no rank)" if results is not None else "")
     print(f"OK {chain.campaign_id}: {chain.votes} votes over {len(chain.days)} days,"
           f" digest {chain.digest}{checked} match")
     return 0
@@ -540,6 +553,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     servers: list[Any] = []
     children: list[subprocess.Popen[bytes]] = []
     stopping = False
+    pointer: Path | None = None
 
     def stop(signum: int, frame: object) -> None:
         nonlocal stopping
@@ -561,6 +575,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             print(f"embedded PostgreSQL on {pg.url}", flush=True)
         me = [sys.executable, "-m", "voting_service.cli"]
         local_stack.write(data_dir, env, os.getpid())  # for the CLI commands beside us
+        pointer = local_stack.point(env, data_dir, os.getpid())  # ... and in other folders
         subprocess.run([*me, "migrate"], env=env, check=True)
         sign_in = asyncio.run(_local_admin(env["DATABASE_URL"], data_dir))
         if not args.no_demo:
@@ -576,8 +591,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"\nvoting-service is up: http://{netloc(args.host, args.port)}/\n"
               f"ops console: http://{netloc(args.host, args.port)}/ops\n{sign_in}{shown}"
               f"data kept in {data_dir}; Ctrl-C stops everything\n"
-              "the CLI beside it (export, reconcile, flusher --check, campaign load ...) "
-              "uses this stack\n", flush=True)
+              "the CLI (export, reconcile, flusher --check, campaign load ...) uses this "
+              "stack from any folder"
+              + (f" (recorded in {pointer})" if pointer else "") + "\n", flush=True)
         while not stopping:
             if any(c.poll() is not None for c in children):
                 print("a child process exited; stopping", flush=True)
@@ -596,6 +612,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         for server in reversed(servers):
             server.stop()
         local_stack.remove(data_dir, os.getpid())
+        local_stack.unpoint(env, os.getpid())
         print("stopped", flush=True)
 
 
@@ -782,6 +799,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec = sub.add_parser("reconcile", help="compare Redis tallies with the ledger")
     rec.add_argument("--campaign")
     rec.set_defaults(fn=cmd_reconcile)
+    pur = sub.add_parser("purge-objections",
+                         help="delete objection submitters' data past their retention")
+    pur.set_defaults(fn=cmd_purge_objections)
     reb = sub.add_parser("rebuild", help="restore Redis tallies and quotas from PostgreSQL")
     reb.add_argument("--force", action="store_true", help="even while votes are flowing")
     reb.set_defaults(fn=cmd_rebuild)

@@ -69,10 +69,21 @@ CandidateStatus = Literal["active", "withdrawn"]
 RecommenderKind = Literal["", "city", "provincial_unit"]
 MediaUrl = Annotated[str, text_meta(500)]
 
-CITIES = frozenset({"南京市", "无锡市", "徐州市", "常州市", "苏州市", "南通市", "连云港市",
-                    "淮安市", "盐城市", "扬州市", "镇江市", "泰州市", "宿迁市"})
+CITY_ORDER: tuple[str, ...] = ("南京市", "无锡市", "徐州市", "常州市", "苏州市", "南通市",
+                               "连云港市", "淮安市", "盐城市", "扬州市", "镇江市", "泰州市",
+                               "宿迁市")
+"""The 13 cities (设区市) in the province's official order."""
+CITIES = frozenset(CITY_ORDER)
 """The 13 cities (设区市) that recommend candidates; every other recommender is a provincial
 unit (省级单位)."""
+
+
+def region_order(values: list[str]) -> list[str]:
+    """Distinct non-empty regions: the 13 cities in the official order, then the others as
+    they came."""
+    seen = {v: i for i, v in enumerate(dict.fromkeys(values)) if v}
+    rank = {city: i for i, city in enumerate(CITY_ORDER)}
+    return sorted(seen, key=lambda v: (rank.get(v, len(rank)), seen[v]))
 
 
 class Strict(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=False):

@@ -5,6 +5,7 @@ Values are passed into the parts that need them; nothing else reads ``os.environ
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import os
 import re
@@ -171,6 +172,34 @@ def _sms_settings(env: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def _dates(env: Mapping[str, str], name: str) -> tuple[dt.date, ...]:
+    found = []
+    for item in env.get(name, "").replace(" ", ",").split(","):
+        if not item.strip():
+            continue
+        try:
+            found.append(dt.date.fromisoformat(item.strip()))
+        except ValueError as exc:
+            raise ConfigurationError(f"{name}: {item.strip()!r} is not a date (YYYY-MM-DD)"
+                                     ) from exc
+    return tuple(sorted(set(found)))
+
+
+def _organiser_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    days = _number(env, "VOTING_GONGSHI_WORKING_DAYS", "5", int)
+    if not 1 <= days <= 60:
+        raise ConfigurationError("VOTING_GONGSHI_WORKING_DAYS must be between 1 and 60")
+    return {
+        "gongshi_working_days": days,
+        "objection_retention_days": _number(env, "VOTING_OBJECTION_RETENTION_DAYS", "365", int),
+        "holidays": _dates(env, "VOTING_HOLIDAYS"),
+        "extra_workdays": _dates(env, "VOTING_EXTRA_WORKDAYS"),
+        "organiser_phone": env.get("VOTING_ORGANISER_PHONE", "").strip()[:100],
+        "organiser_address": env.get("VOTING_ORGANISER_ADDRESS", "").strip()[:300],
+        "organiser_email": env.get("VOTING_ORGANISER_EMAIL", "").strip()[:200],
+    }
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: str | None = None
@@ -253,6 +282,21 @@ class Settings:
     """Failed passwords and codes at one staff account per window: its lock-out."""
     auth_window: int = 900
     """Seconds of each of those windows (from its first failure)."""
+    # --- the organisers' year (issue 24): 公示 period and the organisers' contact --------
+    gongshi_working_days: int = 5
+    """Working days the 公示 lasts after publication (``VOTING_GONGSHI_WORKING_DAYS``)."""
+    holidays: tuple[dt.date, ...] = ()
+    """Public holidays that are not working days (``VOTING_HOLIDAYS``: dates, comma-separated)."""
+    extra_workdays: tuple[dt.date, ...] = ()
+    """Weekend days worked instead (调休; ``VOTING_EXTRA_WORKDAYS``)."""
+    objection_retention_days: int = 365
+    """Days after the 公示 ends that objection submitters' personal data are kept
+    (``VOTING_OBJECTION_RETENTION_DAYS``); ``voting-service purge-objections`` deletes them."""
+    organiser_phone: str = ""
+    organiser_address: str = ""
+    organiser_email: str = ""
+    """The organisers' contact on the results page (``VOTING_ORGANISER_PHONE``, ``…_ADDRESS``,
+    ``…_EMAIL``)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -289,6 +333,7 @@ class Settings:
             **_sms_settings(env),
             **_caps_settings(env),
             **_account_settings(env),
+            **_organiser_settings(env),
         )
 
     @property

@@ -18,7 +18,7 @@ import jwt
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, Request, Route, expect
 
-from tests.conftest import ADMIN
+from tests.conftest import ADMIN, campaign_payload
 from tests.e2e.conftest import (
     PHONE,
     MediaSite,
@@ -190,13 +190,61 @@ async def test_exhausted_quota_says_when_it_resets(
 
     await page.click("button[data-vote=c001]")
     await expect(toast).to_have_text("投票成功！今日还可投 1 票")
-    await page.click("button[data-vote=c002]")
-    await expect(toast).to_have_text("投票成功！今天的票已全部投出，明天再来吧")
+    # the same voter spends the last vote elsewhere (another tab, the API): this page still
+    # offers its buttons until the service refuses
+    token = await page.evaluate(f"localStorage.getItem('vs:t:{cid}')")
+    assert token and service.cast(cid, "c004", token=str(token)).status_code == 200
     await page.click("button[data-vote=c003]")
     # the quota resets at midnight in the campaign's time zone (Beijing)
     await expect(toast).to_have_text("今天的票已用完，明天 00:00（北京时间）恢复")
-    await expect(page.locator("button[data-vote=c003]")).to_have_text("投票")
+    used = page.locator("button[data-vote]", has_text="今日票已用完")
+    await expect(used).to_have_count(11)  # every button but the one voted for
+    await expect(page.locator("button[data-vote]:enabled")).to_have_count(0)
+    await expect(page.locator("button[data-vote=c001]")).to_have_text("今日已投")
+    await page.reload()
+    await expect(used).to_have_count(11)
+    await expect(page.locator("button[data-vote]:enabled")).to_have_count(0)
     assert service.votes(cid)["c003"] == 0
+    assert problems.messages == []
+
+
+async def test_last_vote_of_the_day_disables_every_button_in_english(
+    service: Service, phone: BrowserContext, problems: Problems
+) -> None:
+    cid = service.create_campaign(rules={"votes_per_day": 2})["id"]
+    page = await open_page(phone, problems, f"{service.url}/c/{cid}?lang=en")
+    toast = page.locator("#vs-toast")
+    await expect(page.locator(".hero .rules")).to_have_text(
+        "You have 2 votes a day, at most 1 per candidate per day")
+    await page.click("button[data-vote=c001]")
+    await expect(toast).to_have_text("Thank you! 1 vote left today")
+    await expect(page.locator("[data-id=c001] .cnt")).to_have_text("1 vote")
+    await page.click("button[data-vote=c002]")
+    await expect(toast).to_have_text(
+        "Thank you! That was your last vote today; come back tomorrow")
+    await expect(page.locator("button[data-vote]", has_text="None left today")).to_have_count(10)
+    await page.reload()
+    await expect(page.locator("button[data-vote]", has_text="None left today")).to_have_count(10)
+    await expect(page.locator("button[data-vote]", has_text="Voted today")).to_have_count(2)
+    await page.fill("#vs-q", "11")
+    await expect(page.locator("#vs-count")).to_have_text("1 candidate")
+    assert problems.messages == []
+
+
+async def test_region_filter_lists_the_cities_in_official_order(
+    service: Service, phone: BrowserContext, problems: Problems
+) -> None:
+    regions = ["宿迁市", "省总工会", "南京市", "镇江市", "无锡市", "连云港市", "苏州市"]
+    cid = f"e2e{uuid.uuid4().hex[:10]}"
+    payload = campaign_payload(cid=cid, candidates=len(regions))
+    for cand, region in zip(payload["candidates"], regions, strict=True):
+        cand["region"] = region
+    r = service.client.post("/api/v1/admin/campaigns", json=payload, headers=ADMIN)
+    assert r.status_code == 201, r.text
+    page = await open_page(phone, problems, f"{service.url}/c/{cid}")
+    options = await page.locator("#vs-region option").all_inner_texts()
+    assert options[1:] == ["南京市", "无锡市", "苏州市", "连云港市", "镇江市", "宿迁市",
+                           "省总工会"]
     assert problems.messages == []
 
 

@@ -84,6 +84,7 @@ class Up:
                if not k.startswith("VOTING_") and k not in ("REDIS_URL", "DATABASE_URL",
                                                              "REDIS_CLUSTER_URL")}
         env["VOTING_DATA_DIR"] = str(data_dir)
+        env["XDG_STATE_HOME"] = str(data_dir.parent / "state")  # not the user's own pointer
         env["PYTHONUNBUFFERED"] = "1"
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
@@ -256,17 +257,21 @@ def test_up_votes_survive_a_restart(data_dir: Path, launch: Callable[[], Up]) ->
         assert again.interrupt() == 0, again.log_tail()
 
 
-def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _cli(cwd: Path, *args: str, state: Path) -> subprocess.CompletedProcess[str]:
     """A command run beside `up` the way a user types it: no variables set at all."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("VOTING_") and k not in ("REDIS_URL", "DATABASE_URL")}
+    env["XDG_STATE_HOME"] = str(state)
     return subprocess.run([sys.executable, "-m", "voting_service.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
 
 
 def test_the_cli_beside_up_uses_its_stack(data_dir: Path, launch: Callable[[], Up]) -> None:
     workdir = data_dir.parent
+    state = workdir / "state"
     (workdir / ".voting-data").symlink_to(data_dir, target_is_directory=True)
+    elsewhere = workdir / "spreadsheets"  # an organiser's own folder: no .voting-data there
+    elsewhere.mkdir()
     with httpx.Client(timeout=10) as client:
         up = launch()
         up.wait_ready(client)
@@ -280,20 +285,24 @@ def test_the_cli_beside_up_uses_its_stack(data_dir: Path, launch: Callable[[], U
                         data={"name": shown[1], "password": shown[2], "next": "/ops"})
         assert r.status_code == 303 and r.headers["location"].startswith("/ops/enrol"), r.text
         cid = client.get(f"{up.base}/api/v1/campaigns").json()[0]["id"]
+        pointer = json.loads((state / "voting-service" / "local-stack.json").read_text())
+        assert pointer["data_dir"] == str(data_dir.resolve())
 
-        checked = _cli(workdir, "flusher", "--check")
+        checked = _cli(workdir, "flusher", "--check", state=state)
         assert checked.returncode == 0, checked.stderr
         assert "using the local stack" in checked.stderr
-        reconciled = _cli(workdir, "reconcile")
+        reconciled = _cli(workdir, "reconcile", state=state)
         assert reconciled.returncode == 0, reconciled.stderr
         assert f"{cid}: no drift" in reconciled.stdout
-        exported = _cli(workdir, "export", "--campaign", cid)
+        exported = _cli(elsewhere, "export", "--campaign", cid, state=state)
         assert exported.returncode == 0, exported.stderr
+        assert f"using the local stack of `voting-service up` (pid {up.process.pid}) in " \
+            f"{data_dir.resolve()}" in exported.stderr, exported.stderr
         assert exported.stdout.lstrip("\ufeff").count("\n") >= 10, exported.stdout[:300]
 
         payload = campaign_payload(cid="beside2026", candidates=4)
-        (workdir / "beside.json").write_text(json.dumps(payload, ensure_ascii=False))
-        loaded = _cli(workdir, "campaign", "load", "beside.json")
+        (elsewhere / "beside.json").write_text(json.dumps(payload, ensure_ascii=False))
+        loaded = _cli(elsewhere, "campaign", "load", "beside.json", state=state)
         assert loaded.returncode == 0, loaded.stderr
         r = poll(lambda: client.get(f"{up.base}/api/v1/campaigns/beside2026"),
                  lambda r: r.status_code == 200, within=5)
@@ -301,6 +310,9 @@ def test_the_cli_beside_up_uses_its_stack(data_dir: Path, launch: Callable[[], U
 
         assert up.interrupt() == 0, up.log_tail()
         assert not (data_dir / "local-stack.json").exists()
-        after = _cli(workdir, "reconcile")
+        assert not (state / "voting-service" / "local-stack.json").exists()
+        after = _cli(workdir, "reconcile", state=state)
         assert after.returncode == 2 and "Traceback" not in after.stderr, after.stderr
         assert "make run" in after.stderr
+        away = _cli(elsewhere, "reconcile", state=state)
+        assert away.returncode == 2 and "make run" in away.stderr, away.stderr

@@ -50,7 +50,18 @@ async def test_backlog_lag_and_drift_follow_the_ledger(harness: Harness) -> None
     assert after.campaigns["t2026"].backlog == 0
     assert after.campaigns["t2026"].lag_seconds == 0.0
     assert after.campaigns["t2026"].drift == 0
+    assert after.ledger_rows is not None and before.ledger_rows is not None
+    # the rows are in the day partitions; PostgreSQL reports a backend's counts a moment
+    # after its commit, so wait for them (a reading of the partitioned parent stays at 0)
+    for _ in range(200):
+        if after.ledger_rows is not None and \
+                after.ledger_rows >= before.ledger_rows + cast_votes:
+            break
+        await asyncio.sleep(0.1)
+        after = await snapshot(harness)
     assert after.ledger_rows is not None
+    assert after.ledger_rows - before.ledger_rows >= cast_votes, (before.ledger_rows,
+                                                                  after.ledger_rows)
 
     # a tally that no ledger row backs is drift, and named
     await harness.redis.hincrby(keys.tally("t2026", 3), "c002", 2)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import datetime as dt
 import io
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import openpyxl
@@ -500,18 +502,72 @@ async def test_xlsx_export_has_the_facts_breakdowns_and_balance(h: Harness) -> N
     b = await book()
     about = {str(k).split(" ")[0]: v for k, v in rows(b, "说明")}
     assert str(about["结果性质"]).startswith("临时结果") and "provisional" in about["结果性质"]
-    first = rows(b, "排名")[0]
-    assert first[2] == "c001" and first[11:] == ("省总工会", "省级单位", "技术创新",
-                                                "劳动模范；技术能手", "已退出")
+    ranking = rows(b, "排名")
+    assert ranking[0][:3] == (1, 2, "c002")
+    last = ranking[-1]  # withdrawn: the votes stay, no rank, after the ranked candidates
+    assert last[0] is None and last[2] == "c001" and last[9] == 3
+    assert last[11:] == ("省总工会", "省级单位", "技术创新", "劳动模范；技术能手", "已退出")
     by_rec = {x[0]: (x[1], x[2]) for x in rows(b, "按推荐单位")}
     assert by_rec["省总工会"] == (9, 3) and sum(v for _, v in by_rec.values()) == 15
     assert {x[0]: x[2] for x in rows(b, "按事迹类型")} == {"技术创新": 15, "传承技艺": 0}
     balance = {(x[0], x[1]): x[2:] for x in rows(b, "均衡")}
-    # the top 40 of 45 leaves out 5 candidates; the field has 5 传承技艺, votes put 0 on top
-    assert balance[("事迹类型", "传承技艺")] == (0, 0.0, 5, 11.11, -11.11)
-    assert balance[("事迹类型", "技术创新")][:3] == (40, 100.0, 40)
+    # the top 40 of the 44 still standing (c001 withdrew) leaves out 4; the field has 5
+    # 传承技艺, votes put 1 on top
+    assert balance[("事迹类型", "传承技艺")] == (1, 2.5, 5, 11.36, -8.86)
+    assert balance[("事迹类型", "技术创新")][:3] == (39, 97.5, 39)
     assert balance[("性别", "男")][0] + balance[("性别", "女")][0] == 40
 
     await h.client.patch(ADMIN_API, json={"status": "closed"}, headers=ADMIN)
     about = {str(k).split(" ")[0]: v for k, v in rows(await book(), "说明")}
     assert str(about["结果性质"]).startswith("投票已结束")
+
+
+# --- issue 24 §3: withdrawn candidates take no rank; an early close; results not yet out ------
+
+
+async def test_a_withdrawn_leader_keeps_votes_but_takes_no_rank(h: Harness) -> None:
+    await h.create_campaign(candidates=4, rules=NO_LIMITS)
+    await cast(h, [["c001", "c002"], ["c001", "c003"], ["c001"]])
+    r = await h.client.patch(f"{ADMIN_API}/candidates/c001", headers=ADMIN,
+                             json={"status": "withdrawn", "reason": "本人申请退出"})
+    assert r.status_code == 200, r.text
+    page = await h.client.get(f"/c/{CID}/results")
+    assert page.status_code == 404 and "结果尚未公布" in page.text and "页面不存在" not in page.text
+    assert "Results" not in page.text and f'href="/c/{CID}"' in page.text
+    english = await h.client.get(f"/c/{CID}/results?lang=en")
+    assert "The results are not published yet" in english.text
+    planned = (await h.client.get(ADMIN_API, headers=ADMIN)).json()["closes_at"]
+    r = await h.client.patch(ADMIN_API, json={"status": "closed"}, headers=ADMIN)
+    assert r.status_code == 200, r.text
+    closed_at = r.json()["closes_at"]
+    assert closed_at < planned, "closed early: the window ends when it really closed"
+    audit = (await h.client.get("/api/v1/admin/audit", headers=ADMIN)).json()[0]
+    assert audit["request"]["planned_closes_at"][:19] == planned[:19]
+    await drain(h)
+
+    export = await h.client.get(f"{ADMIN_API}/export", params={"format": "csv"}, headers=OPS)
+    rows = list(csv.reader(io.StringIO(export.content.decode("utf-8-sig"))))[1:]
+    assert [(x[0], x[2], x[9]) for x in rows] == [
+        ("1", "c002", "1"), ("1", "c003", "1"), ("3", "c004", "0"), ("", "c001", "3")]
+
+    r = await h.client.post(f"{ADMIN_API}/publication", headers=ADMIN, json={})
+    assert r.status_code == 201, r.text
+    results = (await h.client.get(f"/api/v1/campaigns/{CID}/results")).json()
+    assert [(c["candidate_id"], c["votes"], c["rank"], c["status"])
+            for c in results["candidates"]] == [
+        ("c002", 1, 1, "active"), ("c003", 1, 1, "active"), ("c004", 0, 3, "active"),
+        ("c001", 3, None, "withdrawn")]
+    assert results["total"] == 5
+    page = await h.client.get(f"/c/{CID}/results")
+    assert page.status_code == 200
+    withdrawn_row = page.text[page.text.index('data-id="c001"'):]
+    assert withdrawn_row.split("</tr>")[0].count('<td class="rk">—</td>') == 1
+    ledger = (await h.client.get(f"/api/v1/campaigns/{CID}/ledger")).content.splitlines()
+    assert public_ledger.verify(ledger, results).votes == 5
+    tampered = json.loads(json.dumps(results))
+    tampered["candidates"][3]["rank"] = 1  # the old defect: the withdrawn leader ranked 1
+    with pytest.raises(public_ledger.Mismatch, match="c001"):
+        public_ledger.verify(ledger, tampered)
+    closed_page = await h.client.get(f"/c/{CID}")
+    local = dt.datetime.fromisoformat(closed_at).astimezone(ZoneInfo("Asia/Shanghai"))
+    assert f"{local.month}月{local.day}日 {local:%H:%M}" in closed_page.text

@@ -39,7 +39,8 @@ RANKING_HEADER = ("排名", "编号", "候选人ID", "姓名", "性别", "地区
 KINDS = {"city": "设区市", "provincial_unit": "省级单位", "": ""}
 STATUS = {"active": "", "withdrawn": "已退出"}
 BALANCE_TOP = 40
-"""The balance sheet compares the top 40 by valid votes with the whole field."""
+"""The balance sheet compares the top 40 by valid votes with the whole field (both of the
+candidates still standing: a withdrawn candidate takes no rank and is in neither)."""
 DIRECT = "direct"
 """Key of votes that came without a channel (as in the ``results`` breakdowns)."""
 UNSET = "（未填写）"
@@ -69,7 +70,8 @@ GROUP BY candidate_id, channel, channel_signed, day
 
 @dataclass(frozen=True)
 class Ranked:
-    rank: int
+    rank: int | None
+    """``None``: withdrawn, the votes count but take no rank (listed after the ranking)."""
     number: int
     candidate_id: str
     name: str
@@ -198,11 +200,15 @@ async def collect(
         if last is None or row["last_at"] > last:
             last = row["last_at"]
     total = sum(per_candidate.values())
-    ordered = sorted(candidates, key=lambda r: (-per_candidate[r["id"]], r["number"], r["id"]))
+    ordered = sorted(candidates, key=lambda r: (r["status"] != "active", -per_candidate[r["id"]],
+                                                r["number"], r["id"]))
     ranking: list[Ranked] = []
     for i, r in enumerate(ordered):
         votes = per_candidate[r["id"]]
-        rank = ranking[-1].rank if ranking and ranking[-1].votes == votes else i + 1
+        rank: int | None = None
+        if r["status"] == "active":
+            same = ranking and ranking[-1].rank is not None and ranking[-1].votes == votes
+            rank = ranking[-1].rank if same else i + 1
         ranking.append(Ranked(
             rank, r["number"], r["id"], r["name"], r["gender"], r["region"], r["industry"],
             r["employer"], r["occupation"], votes, share(votes, total), r["recommender"],
@@ -267,18 +273,19 @@ BALANCE_DIMENSIONS = (("地区", "region"), ("行业", "industry"), ("性别", "
 def balance(ranking: list[Ranked], top: int = BALANCE_TOP) -> list[Row]:
     """For each dimension, how the top ``top`` by valid votes spread beside the whole field:
     what a pure vote ranking would leave out shows as 0 in the top with a share in the field."""
-    head = ranking[:top]
+    standing = [r for r in ranking if r.rank is not None]  # withdrawn: not in the field
+    head = standing[:top]
     rows: list[Row] = []
     for label, attr in BALANCE_DIMENSIONS:
         field_counts: dict[str, int] = defaultdict(int)
         top_counts: dict[str, int] = defaultdict(int)
-        for r in ranking:
+        for r in standing:
             field_counts[getattr(r, attr)] += 1
         for r in head:
             top_counts[getattr(r, attr)] += 1
         for key in sorted(field_counts, key=lambda k: (-field_counts[k], k)):
             in_top, in_field = share(top_counts[key], len(head)), share(field_counts[key],
-                                                                      len(ranking))
+                                                                      len(standing))
             rows.append((label, key or UNSET, top_counts[key], in_top, field_counts[key],
                          in_field, in_top - in_field))
     return rows

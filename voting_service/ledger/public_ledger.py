@@ -316,6 +316,7 @@ def compare(chain: Chain, results: dict[str, Any]) -> None:
         if listed.get(cand, 0) != chain.valid.get(cand, 0):
             raise Mismatch(f"candidate {cand}: results say {listed.get(cand, 0)} valid votes,"
                            f" the ledger has {chain.valid.get(cand, 0)}")
+    check_ranks(results.get("candidates", []))
     total = sum(chain.valid.values())
     if results.get("total") != total:
         raise Mismatch(f"results total {results.get('total')}, the ledger has {total} valid")
@@ -329,3 +330,17 @@ def compare(chain: Chain, results: dict[str, Any]) -> None:
         if counted != item.get("votes"):
             raise Mismatch(f"reason {item.get('reason')!r}: results say {item.get('votes')}"
                            f" struck votes, the ledger has {counted} for invalidations {ids}")
+
+
+def check_ranks(candidates: list[dict[str, Any]]) -> None:
+    """Only ``active`` candidates take a rank (competition ranking by votes: 1, 2, 2, 4); a
+    withdrawn or removed candidate keeps their votes in the totals with ``rank`` null."""
+    standing = sorted((c.get("votes", 0) for c in candidates if c.get("status") == "active"),
+                      reverse=True)
+    expected = {v: standing.index(v) + 1 for v in set(standing)}
+    for c in candidates:
+        want = expected.get(c.get("votes", 0)) if c.get("status") == "active" else None
+        if c.get("rank") != want:
+            raise Mismatch(f"candidate {c.get('candidate_id')} ({c.get('status')}, "
+                           f"{c.get('votes')} votes): results give rank {c.get('rank')!r},"
+                           f" expected {want!r}")

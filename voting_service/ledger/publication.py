@@ -11,6 +11,7 @@ import datetime as dt
 import json
 from collections import Counter
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
@@ -51,11 +52,23 @@ async def require_published(conn: asyncpg.Connection, campaign_id: str) -> dict[
     return results
 
 
+RANKED = "active"
+"""Only candidates still standing take a rank; a withdrawn (or removed) candidate keeps the
+votes cast for them, listed after the ranking with ``rank: null``."""
+
+
 def rank(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Ordered by votes (then number); equal votes share a rank (1, 2, 2, 4)."""
-    rows.sort(key=lambda r: (-r["votes"], r["number"], r["candidate_id"]))
+    """The active candidates by votes (then number), equal votes sharing a rank (1, 2, 2,
+    4); then the others, by votes, with ``rank`` ``None``."""
+    rows.sort(key=lambda r: (r["status"] != RANKED, -r["votes"], r["number"], r["candidate_id"]))
+    previous: dict[str, Any] | None = None
     for i, row in enumerate(rows):
-        row["rank"] = rows[i - 1]["rank"] if i and rows[i - 1]["votes"] == row["votes"] else i + 1
+        if row["status"] != RANKED:
+            row["rank"] = None
+            continue
+        same = previous is not None and previous["votes"] == row["votes"]
+        row["rank"] = previous["rank"] if same and previous else i + 1
+        previous = row
     return rows
 
 
@@ -70,7 +83,10 @@ async def publish(
     if await is_published(conn, campaign_id):
         raise Published(f"the results of {campaign_id!r} are already published")
     if not (campaign.status == "closed" or now >= campaign.closes_at):
-        raise NotClosed(f"voting closes at {campaign.closes_at.isoformat()}; publish after that")
+        local = campaign.closes_at.astimezone(ZoneInfo(campaign.timezone))
+        raise NotClosed(f"voting closes at {local:%Y-%m-%d %H:%M} {campaign.timezone}"
+                        f" ({campaign.closes_at.isoformat()}); close it first or publish after"
+                        " that", extra={"closes_at": campaign.closes_at.isoformat()})
     behind = await reconcile.unflushed(redis, conn, campaign_id, shards)
     if behind:
         raise LedgerBehind(f"{len(behind)} vote(s) are not in the ledger yet",
@@ -123,3 +139,31 @@ async def publish(
     await partitions.seal(conn, days=(dt.date.fromisoformat(d["day"]) for d in chain.days))
     await campaigns.publish(conn, redis, campaign_id)  # the pages link to the results
     return results
+
+
+async def publication_row(conn: asyncpg.Connection, campaign_id: str
+                          ) -> asyncpg.Record | None:
+    """When the results were published and announced (``None``: not published)."""
+    return await conn.fetchrow(
+        "SELECT published_at, note, announced_at, announced_by, announce_note"
+        " FROM publications WHERE campaign_id = $1", campaign_id)
+
+
+async def announce(conn: asyncpg.Connection, campaign_id: str, actor: str, note: str,
+                   now: dt.datetime | None = None) -> dt.datetime:
+    """The year's last step, after the 公示: the selection is announced (once, audited)."""
+    now = now or dt.datetime.now(dt.UTC)
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT announced_at FROM publications WHERE campaign_id = $1 FOR UPDATE",
+            campaign_id)
+        if row is None:
+            await db.require_campaign(conn, campaign_id)
+            raise NotPublished(f"the results of {campaign_id!r} are not published yet")
+        if row["announced_at"] is not None:
+            raise Published(f"{campaign_id!r} was announced at {row['announced_at']}")
+        await conn.execute(
+            "UPDATE publications SET announced_at = $2, announced_by = $3, announce_note = $4"
+            " WHERE campaign_id = $1", campaign_id, now, actor, note)
+        await db.audit(conn, actor, "results.announce", campaign_id, {"note": note})
+    return now

@@ -9,6 +9,8 @@
   var $ = function (s, r) { return (r || document).querySelector(s); };
   var $$ = function (s, r) { return Array.prototype.slice.call((r || document).querySelectorAll(s)); };
   var fmt = function (s, o) { return s.replace(/\{(\w+)\}/g, function (_, k) { return o[k] == null ? "" : o[k]; }); };
+  /* "1 vote", not "1 votes": a key's _one form where the language has one. */
+  var fmtN = function (key, o) { return fmt(o.n === 1 && T[key + "_one"] ? T[key + "_one"] : T[key], o); };
   var sleep = function (ms) { return new Promise(function (r) { setTimeout(r, ms); }); };
   var num = function (n) { return Number(n).toLocaleString(C.locale); };
 
@@ -76,6 +78,7 @@
     if (state === "busy") { btn.setAttribute("aria-busy", "true"); btn.textContent = T.voting; }
     else if (state === "voted") { btn.disabled = true; btn.classList.add("done"); btn.textContent = T.voted; }
     else if (state === "closed") { btn.disabled = true; btn.textContent = T.vote; }
+    else if (state === "quota") { btn.disabled = true; btn.classList.add("done"); btn.textContent = T.quota_button; }
     else { btn.disabled = false; btn.textContent = T.vote; }
     btn.setAttribute("aria-label", btn.textContent + "：" + who(card));
   }
@@ -86,6 +89,8 @@
     if (votes < prev) return;
     card.setAttribute("data-v", votes);
     b.textContent = num(votes);
+    var u = $(".cnt .u", card);
+    if (u) u.textContent = votes === 1 && T.votes_unit_one ? T.votes_unit_one : T.votes_unit;
   }
   function bumpTotal(by) {
     var t = $("#vs-total");
@@ -106,7 +111,8 @@
     var r = await fetch(url, { method: method, headers: h, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin", cache: "no-store" });
     var data = {};
     try { data = await r.json(); } catch (e) { /* not JSON */ }
-    return { status: r.status, body: data || {}, wait: +(r.headers.get("Retry-After") || 0) };
+    var limit = /;t=(\d+)/.exec(r.headers.get("RateLimit") || "");
+    return { status: r.status, body: data || {}, wait: +(r.headers.get("Retry-After") || 0), reset: limit ? +limit[1] : 0 };
   }
   function online() {
     return new Promise(function (resolve) {
@@ -252,6 +258,23 @@
 
   /* ---------- voting ---------- */
   var pending = {}, quotaUntil = 0, quotaText = "", needProof = C.challenge !== "off", queue = Promise.resolve();
+  /* The day's votes used up: every button says so, until the reset (kept across reloads). */
+  var quotaKey = "vs:q:" + C.cid, quotaTimer;
+  function quotaButtons() {
+    $$("button[data-vote]").forEach(function (x) {
+      if (quotaUntil > Date.now()) { if (!x.disabled) setButton(x, "quota"); }
+      else if (x.textContent === T.quota_button) setButton(x, votedToday().indexOf(x.getAttribute("data-vote")) >= 0 ? "voted" : "");
+    });
+  }
+  function quotaUsed(seconds) {
+    if (!(seconds > 0)) return;
+    quotaUntil = Date.now() + seconds * 1000;
+    quotaText = resetText(seconds);
+    sset(quotaKey, String(quotaUntil));
+    quotaButtons();
+    clearTimeout(quotaTimer);
+    quotaTimer = setTimeout(quotaButtons, Math.min(seconds * 1000 + 500, 2147483000));
+  }
   function newId() {
     var a = new Uint8Array(16);
     crypto.getRandomValues(a);
@@ -302,7 +325,8 @@
       else setCount(card, (+card.getAttribute("data-v") || 0) + 1);
       bumpTotal(1);
       var left = r.body.votes_left_today;
-      say(left > 0 ? fmt(T.ok, { n: left }) : T.ok_last, "ok", card);
+      say(left > 0 ? fmtN("ok", { n: left }) : T.ok_last, "ok", card);
+      if (left === 0 && r.reset) { setButton(btn, "voted"); quotaUsed(r.reset); }
       return "voted";
     }
     if (code === "already_voted") { delete pending[id]; rememberVoted(id); say(T.already, "warn", card); return "voted"; }
@@ -312,7 +336,8 @@
       quotaUntil = Date.now() + secs * 1000;
       quotaText = resetText(secs);
       say(quotaText, "warn", card);
-      return "";
+      quotaUsed(secs);
+      return "quota";
     }
     if (code === "voting_closed") {
       delete pending[id];
@@ -342,6 +367,11 @@
   votedToday().forEach(function (id) {
     $$('button[data-vote="' + id.replace(/[^\w-]/g, "") + '"]').forEach(function (b) { setButton(b, "voted"); });
   });
+  (function () {
+    var until = +sget(quotaKey) || 0;
+    if (until > Date.now()) quotaUsed((until - Date.now()) / 1000);
+    else if (until) sset(quotaKey, null);
+  })();
 
   /* ---------- search, filters, sort ---------- */
   var list = $("#vs-list");
@@ -366,7 +396,7 @@
       });
       if (more) more.hidden = limit === 0 || !!text || n <= limit;
       var count = $("#vs-count"), empty = $("#vs-empty");
-      if (count) count.textContent = fmt(T.count, { n: n });
+      if (count) count.textContent = fmtN("count", { n: n });
       if (empty) empty.hidden = n > 0;
       if (!C.embed && window.history && history.replaceState) {
         var p = new URLSearchParams(location.search);

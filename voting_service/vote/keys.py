@@ -197,3 +197,11 @@ def auth_account(name: str) -> str:
     """Counter of sign-in attempts (passwords and second-factor codes) at one staff account:
     the lock-out, whichever addresses they come from."""
     return f"{{auth:account:{name}}}:n"
+def ops_upload(token: str) -> str:
+    """A spreadsheet the console checked (dry run), kept until the organiser confirms it."""
+    return f"ops:upload:{token}"
+
+
+def objection_rate(prefix: str, window: str) -> str:
+    """Objections sent from one address or network in the current window."""
+    return f"objection:{window}:{prefix}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import secrets
 from typing import Any
 
@@ -54,6 +55,12 @@ async def create_campaign(request: Request) -> Response:
     svc = services(request)
     actor = await authorize(request, svc, *ADMIN)
     body = await json_body(request, CampaignIn, CAMPAIGN_BODY_LIMIT)
+    campaign = await new_campaign(svc, actor, body)
+    return JSON(admin_view(campaign), status_code=201)
+
+
+async def new_campaign(svc: Services, actor: str, body: CampaignIn) -> Campaign:
+    """Create a campaign (audited as ``actor``; the API and the console)."""
     check_campaign(body)
     async with svc.db() as conn:
         async with conn.transaction():
@@ -61,8 +68,7 @@ async def create_campaign(request: Request) -> Response:
                 raise Conflict(f"campaign {body.id!r} exists; PATCH it instead")
             await campaigns.save(conn, svc.redis, body, svc.settings.shards)
             await db.audit(conn, actor, "campaign.create", body.id, msgspec.to_builtins(body))
-        campaign = await _publish(svc, conn, body.id)
-    return JSON(admin_view(campaign), status_code=201)
+        return await _publish(svc, conn, body.id)
 
 
 async def update_campaign(svc: Services, actor: str, cid: str, patch: CampaignPatch,
@@ -80,10 +86,19 @@ async def update_campaign(svc: Services, actor: str, cid: str, patch: CampaignPa
                     FROZEN & changes.keys())))
             if patch.rules is not None:
                 changes["rules"] = merge_rules(current.rules, patch.rules)
+            now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+            if (patch.status == "closed" and current.status != "closed"
+                    and patch.closes_at is None and current.opens_at < now < current.closes_at):
+                # closed early: the window ends when it really closed (pages, exports, 公示)
+                changes["closes_at"] = now
             updated = msgspec.structs.replace(current, **changes)
             check_campaign(updated)
             await campaigns.save(conn, svc.redis, updated, svc.settings.shards)
-            await db.audit(conn, actor, action, cid, msgspec.to_builtins(patch))
+            logged = msgspec.to_builtins(patch)
+            if "closes_at" in changes and patch.closes_at is None:
+                logged |= {"closes_at": changes["closes_at"].isoformat(),
+                           "planned_closes_at": current.closes_at.isoformat()}
+            await db.audit(conn, actor, action, cid, logged)
         return await _publish(svc, conn, cid)
 
 
@@ -120,6 +135,11 @@ async def create_channel(request: Request) -> Response:
     actor = await authorize(request, svc, *ADMIN)
     cid = request.path_params["cid"]
     body = await json_body(request, ChannelIn, 64 * 1024)
+    return JSON(await add_channel(svc, actor, cid, body), status_code=201)
+
+
+async def add_channel(svc: Services, actor: str, cid: str, body: ChannelIn) -> dict[str, Any]:
+    """A media channel; the answer carries its partner signing secret (shown once)."""
     secret = secrets.token_urlsafe(32)
     async with svc.db() as conn:
         async with conn.transaction():
@@ -132,11 +152,8 @@ async def create_channel(request: Request) -> Response:
             await db.audit(conn, actor, "channel.create", f"{cid}/{body.id}",
                            msgspec.to_builtins(body))
         await _publish(svc, conn, cid)
-    return JSON(
-        {"id": body.id, "name": body.name, "allowed_origins": body.allowed_origins,
-         "secret": secret},
-        status_code=201,
-    )
+    return {"id": body.id, "name": body.name, "allowed_origins": body.allowed_origins,
+            "secret": secret}
 
 
 async def rotate_channel_secret(request: Request) -> Response:
@@ -147,6 +164,11 @@ async def rotate_channel_secret(request: Request) -> Response:
     cid, chid = request.path_params["cid"], request.path_params["channel"]
     raw = await read_body(request, 1024)
     body = decode(raw, SecretRotation) if raw.strip() else SecretRotation()
+    return JSON(await rotate_secret(svc, actor, cid, chid, body))
+
+
+async def rotate_secret(svc: Services, actor: str, cid: str, chid: str,
+                        body: SecretRotation) -> dict[str, Any]:
     secret = secrets.token_urlsafe(32)
     async with svc.db() as conn:
         async with conn.transaction():
@@ -161,7 +183,7 @@ async def rotate_channel_secret(request: Request) -> Response:
             await db.audit(conn, actor, "channel.rotate_secret", f"{cid}/{chid}",
                            msgspec.to_builtins(body))
         await _publish(svc, conn, cid)
-    return JSON({"id": chid, "secret": secret, "previous_valid_until": until})
+    return {"id": chid, "secret": secret, "previous_valid_until": until}
 
 
 async def list_channels(request: Request) -> Response:

@@ -36,13 +36,19 @@ async def put_quotas(request: Request) -> Response:
     actor = await authorize(request, svc, *ADMIN)
     cid = request.path_params["cid"]
     quotas = decode(await read_body(request, 256 * 1024), Quotas)
+    return JSON(await save_quotas(svc, actor, cid, quotas))
+
+
+async def save_quotas(svc: Services, actor: str, cid: str, quotas: dict[str, int]
+                      ) -> dict[str, object]:
+    """Replace the quota table (audited as ``actor``; the API and the console)."""
     async with svc.db() as conn:
         async with conn.transaction():
             await db.require_campaign(conn, cid)
             await publication.ensure_unpublished(conn, cid, "the quota table")
             await candidate_import.set_quotas(conn, cid, quotas)
             await db.audit(conn, actor, "quotas.set", cid, quotas)
-        return JSON(await candidate_import.quota_usage(conn, cid))
+        return dict(await candidate_import.quota_usage(conn, cid))
 
 
 async def get_quotas(request: Request) -> Response:
@@ -64,6 +70,13 @@ async def import_candidates(request: Request) -> Response:
     if not kind:
         raise InvalidRequest(f"Content-Type is text/csv or {sheets.XLSX_TYPE}")
     body = await read_body(request, IMPORT_LIMIT)
+    report = await import_sheet(svc, actor, cid, body, kind, charset, dry_run)
+    return JSON(report.as_json())
+
+
+async def import_sheet(svc: Services, actor: str, cid: str, body: bytes, kind: str,
+                       charset: str | None, dry_run: bool) -> candidate_import.Report:
+    """Read and import (or only check) one spreadsheet; ``Rejected`` lists its problems."""
     if not body:
         raise InvalidRequest("the body is the spreadsheet file; it is empty")
     try:
@@ -77,7 +90,7 @@ async def import_candidates(request: Request) -> Response:
             shards=svc.settings.shards, dry_run=dry_run, actor=actor)
     if not dry_run:
         await svc.registry.refresh(force=True)
-    return JSON(report.as_json())
+    return report
 
 
 async def patch_candidate(request: Request) -> Response:
@@ -86,6 +99,12 @@ async def patch_candidate(request: Request) -> Response:
     actor = await authorize(request, svc, *ADMIN)
     cid, cand = request.path_params["cid"], request.path_params["candidate"]
     body = await json_body(request, CandidatePatch, 8 * 1024)
+    return JSON(await change_candidate(svc, actor, cid, cand, body))
+
+
+async def change_candidate(svc: Services, actor: str, cid: str, cand: str,
+                           body: CandidatePatch) -> dict[str, object]:
+    """Withdraw (or reinstate) a candidate, audited as ``actor``."""
     if body.status == "withdrawn" and not body.reason.strip():
         raise InvalidRequest("a withdrawal needs a reason")
     async with svc.db() as conn, conn.transaction():
@@ -105,7 +124,7 @@ async def patch_candidate(request: Request) -> Response:
                        msgspec.to_builtins(body))
     await _refresh(svc, cid)
     live = svc.registry.get(cid, drafts=True)
-    return JSON(msgspec.to_builtins(live.candidates[cand]))
+    return dict(msgspec.to_builtins(live.candidates[cand]))
 
 
 async def publish_results(request: Request) -> Response:
@@ -114,12 +133,16 @@ async def publish_results(request: Request) -> Response:
     cid = request.path_params["cid"]
     raw = await read_body(request, 8 * 1024)
     body = decode(raw, PublicationIn) if raw.strip() else PublicationIn()
+    return JSON(await publish_campaign(svc, actor, cid, body.note), status_code=201)
+
+
+async def publish_campaign(svc: Services, actor: str, cid: str, note: str) -> dict[str, object]:
     async with svc.db() as conn:
         results = await publication.publish(
             conn, svc.redis, cid, shards=svc.settings.shards, pepper=str(svc.settings.pepper),
-            actor=actor, note=body.note)
+            actor=actor, note=note)
     await svc.registry.refresh(force=True)
-    return JSON(results, status_code=201)
+    return results
 
 
 routes = [

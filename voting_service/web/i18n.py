@@ -85,6 +85,9 @@ MESSAGES: dict[Lang, dict[str, str]] = {
         "full_page": "打开完整投票页面",
         "not_found": "页面不存在",
         "not_found_text": "没有找到这个投票或候选人，请检查链接是否完整。",
+        "not_published": "结果尚未公布",
+        "not_published_text": "投票结束后，主办方公布结果（公示）时，名单将显示在这里。",
+        "back_to_vote": "返回投票页",
         "home": "返回首页",
         "embed_refused": "该嵌入渠道未登记，无法显示投票。",
         "sms_title": "验证手机号",
@@ -107,8 +110,10 @@ MESSAGES: dict[Lang, dict[str, str]] = {
         "window": "Voting: {start} to {end} ({tz})",
         "tz_beijing": "Beijing time",
         "rules": "You have {n} votes a day, at most {k} per candidate per day",
+        "rules_one": "You have 1 vote a day, at most {k} per candidate per day",
         "total": "Votes so far:",
         "votes_unit": "votes",
+        "votes_unit_one": "vote",
         "total_unit": "",
         "status_open": "Voting is open",
         "status_upcoming": "Voting has not started yet",
@@ -126,6 +131,7 @@ MESSAGES: dict[Lang, dict[str, str]] = {
         "by_votes": "By votes",
         "apply": "Filter",
         "count": "{n} candidates",
+        "count_one": "1 candidate",
         "none_found": "No candidate matches your search",
         "number": "No. {n}",
         "vote": "Vote",
@@ -164,6 +170,10 @@ MESSAGES: dict[Lang, dict[str, str]] = {
         "full_page": "Open the full voting page",
         "not_found": "Page not found",
         "not_found_text": "This vote or candidate does not exist. Please check the link.",
+        "not_published": "The results are not published yet",
+        "not_published_text": ("When the vote has ended and the organisers publish the results,"
+                               " they will be shown here."),
+        "back_to_vote": "Back to the vote",
         "home": "Home",
         "embed_refused": "This embedding channel is not registered.",
         "sms_title": "Verify your phone",
@@ -209,6 +219,8 @@ JS: dict[Lang, dict[str, str]] = {
         "voting": "投票中…",
         "vote": "投票",
         "count": "共 {n} 位候选人",
+        "votes_unit": "票",
+        "quota_button": "今日票已用完",
         "copied": "链接已复制，快去分享吧",
         "bad_phone": "请输入正确的 11 位手机号",
         "sms_sent": "验证码已发送，请注意查收",
@@ -218,6 +230,7 @@ JS: dict[Lang, dict[str, str]] = {
     },
     "en": {
         "ok": "Thank you! {n} votes left today",
+        "ok_one": "Thank you! 1 vote left today",
         "ok_last": "Thank you! That was your last vote today; come back tomorrow",
         "already": "You have already voted for this candidate today",
         "quota": "No votes left today. They come back at {when} ({tz})",
@@ -247,6 +260,10 @@ JS: dict[Lang, dict[str, str]] = {
         "voting": "Voting…",
         "vote": "Vote",
         "count": "{n} candidates",
+        "count_one": "1 candidate",
+        "votes_unit": "votes",
+        "votes_unit_one": "vote",
+        "quota_button": "None left today",
         "copied": "Link copied",
         "bad_phone": "Please enter an 11-digit mobile number",
         "sms_sent": "The code is on its way",
@@ -289,6 +306,9 @@ class Words:
         self.js: Mapping[str, str] = js[lang]
 
     def __call__(self, key: str, **values: object) -> str:
+        """``n=1`` picks the key's ``_one`` form where the language has one ("1 vote")."""
+        if values.get("n") == 1 and f"{key}_one" in self.messages:
+            key = f"{key}_one"
         text = self.messages[key]
         return text.format(**values) if values else text
 
@@ -312,3 +332,13 @@ class Words:
             end=self.moment(closes, with_year=not same_year or self.lang == "en"),
             tz=self.tz_name(timezone),
         )
+
+
+def _merge_objection_words() -> None:
+    from .objection_words import OBJECTION  # the 公示 and objections (issue 24 §2)
+
+    for lang in LANGS:
+        MESSAGES[lang].update(OBJECTION[lang])
+
+
+_merge_objection_words()

@@ -176,7 +176,7 @@ async def campaign(request: Request) -> Response:
         state=live.state(now), window=window_text(live, words.lang), total=total,
         rows=[{"x": x, "votes": counts.get(x.id, 0),
                "share": counts.get(x.id, 0) / total if total else 0.0} for x in rows],
-        channels=channels, config=_json(config),
+        channels=channels, config=_json(config), nav_cid=live.id, nav_here="live",
     )
 
 

@@ -13,6 +13,7 @@ from ..vote.registry import LiveCampaign
 from . import i18n
 from .i18n import Lang
 from .ops_staff_words import STAFF_MESSAGES
+from .organiser_words import ORGANISER
 
 REASONS = ("already_voted", "daily_quota_exhausted", "rate_limited", "challenge_failed",
            "blocked", "voting_closed", "unavailable")
@@ -167,6 +168,10 @@ JS: dict[Lang, dict[str, str]] = {
                    " idempotency record",
     },
 }
+
+
+for _lang, _more in ORGANISER.items():  # the organisers' pages (web/organiser_words.py)
+    MESSAGES[_lang].update(_more)
 
 
 def words(query_lang: str | None, accept_language: str | None) -> i18n.Words:

@@ -25,8 +25,8 @@ from starlette.routing import Route
 
 from .. import digits
 from ..errors import Unavailable
-from ..ledger import public_ledger, publication
-from ..models import Candidate
+from ..ledger import gongshi, objections, public_ledger, publication
+from ..models import Candidate, region_order
 from ..services import Services, services
 from ..vote.registry import LiveCampaign, Registry
 from . import i18n
@@ -231,7 +231,7 @@ async def campaign_page(request: Request) -> Response:
                    industry, sort, _base(request), int(now)),
         **_campaign_context(live, words, counts, now),
         cards=cards, shown=sum(not x["hidden"] for x in cards),
-        regions=_distinct([x.region for x in live.c.candidates]),
+        regions=region_order([x.region for x in live.c.candidates]),
         industries=_distinct([x.industry for x in live.c.candidates]),
         query={"q": text, "region": region, "industry": industry, "sort": sort},
         canonical=f"{_base(request)}/c/{live.id}",
@@ -328,36 +328,91 @@ async def results_page(request: Request) -> Response:
     svc = services(request)
     words = _lang(request)
     live = svc.registry.public(request.path_params["cid"])
-    if live is None or live.c.published_at is None:
+    if live is None:
         return not_found(request, words)
+    if live.c.published_at is None:
+        lang_query = "?lang=en" if request.query_params.get("lang") == "en" else ""
+        return render(request, "error.html", words, status=404,
+                      cache_key=(request.url.path, "unpublished", request.query_params.get("lang")),
+                      heading=words("not_published"), message=words("not_published_text"),
+                      back=f"/c/{live.id}{lang_query}", back_text=words("back_to_vote"))
+    context = await results_context(request, svc, live, words)
+    if context is None:
+        return not_found(request, words)
+    return render(request, "results.html", words,
+                  cache_key=(live.id, context["results"]["published_at"],
+                             request.query_params.get("lang"), context["vote_id"],
+                             _base(request), context["period"]["state"],
+                             context["objection"]["sent"]),
+                  **context)
+
+
+async def results_context(request: Request, svc: Services, live: LiveCampaign,
+                          words: i18n.Words) -> dict[str, Any] | None:
+    """What the results page shows (also under an objection form sent back with errors)."""
     vote_id = (request.query_params.get("vote") or "").strip()[:64]
     async with svc.db() as conn:
         results = await publication.published(conn, live.id)
         found = (await public_ledger.lookup(conn, live.id, str(svc.settings.pepper), vote_id)
                  if _VOTE_ID.fullmatch(vote_id) else [])
+        period = objection_period(svc, live, results)
+        counts = (await objections.counts(conn, live.id)
+                  if results is not None and period["state"] == "over" else {})
     if results is None:
-        return not_found(request, words)
+        return None
     names = {x.id: x for x in live.c.candidates}
     lang_query = "?lang=en" if request.query_params.get("lang") == "en" else ""
     published = dt.datetime.fromisoformat(results["published_at"]).astimezone(live.zone)
     total = results["total"]
     rows = [r | {"share": f"{r['votes'] * 100 / total:.2f}" if total else "0.00",
                  "url": f"/c/{live.id}/{r['candidate_id']}{lang_query}"
-                 if r["candidate_id"] in names else ""}
+                 if r["candidate_id"] in names else "",
+                 "objections": counts.get(r["candidate_id"], 0)}
             for r in results["candidates"]]
-    return render(
-        request, "results.html", words,
-        cache_key=(live.id, results["published_at"], request.query_params.get("lang"),
-                   vote_id, _base(request)),
+    s = svc.settings
+    return {
         **_campaign_context(live, words, None, time.time()),
-        results=results, rows=rows, back=f"/c/{live.id}{lang_query}",
-        published=words("published_at", at=published.strftime("%Y-%m-%d %H:%M")),
-        vote_id=vote_id, found=[r.as_json() | {"name": names[r.candidate].name
-                                                if r.candidate in names else r.candidate}
-                                for r in found],
-        ledger_url=f"/api/v1/campaigns/{live.id}/ledger",
-        canonical=f"{_base(request)}/c/{live.id}/results",
-    )
+        "results": results, "rows": rows, "back": f"/c/{live.id}{lang_query}",
+        "published": words("published_at", at=published.strftime("%Y-%m-%d %H:%M")),
+        "vote_id": vote_id,
+        "found": [r.as_json() | {"name": names[r.candidate].name
+                                 if r.candidate in names else r.candidate} for r in found],
+        "ledger_url": f"/api/v1/campaigns/{live.id}/ledger",
+        "canonical": f"{_base(request)}/c/{live.id}/results",
+        "period": period | {"text": _period_text(words, live, period, s.gongshi_working_days)},
+        "contact": {"phone": s.organiser_phone, "address": s.organiser_address,
+                    "email": s.organiser_email},
+        "sms_needed": s.sms_sender != "console",
+        "choices": [x for x in live.c.candidates],
+        "objection": {"typed": {}, "errors": {}, "code_sent": "",
+                      "sent": sent if (sent := request.query_params.get("sent", "")).isdigit()
+                      and len(sent) < 12 else None},
+        "lang_query": lang_query,
+    }
+
+
+def objection_period(svc: Services, live: LiveCampaign,
+                     results: dict[str, Any] | None) -> dict[str, Any]:
+    """The 公示 of a published campaign: its start, end and whether it is on now."""
+    if results is None:
+        return {"state": "none", "start": None, "end": None}
+    start = dt.datetime.fromisoformat(results["published_at"])
+    s = svc.settings
+    end = gongshi.ends_at(start, live.c.timezone, s.gongshi_working_days, s.holidays,
+                          s.extra_workdays)
+    return {"state": "on" if time.time() < end.timestamp() else "over", "start": start,
+            "end": end}
+
+
+def _period_text(words: i18n.Words, live: LiveCampaign, period: dict[str, Any],
+                 days: int) -> str:
+    if period["state"] == "none":
+        return ""
+    start = words.moment(period["start"].astimezone(live.zone))
+    end = words.moment((period["end"] - dt.timedelta(minutes=1)).astimezone(live.zone))
+    if period["state"] == "over":
+        return words("gongshi_over", end=end)
+    return words("gongshi_period", start=start, end=end, n=days)
 
 
 _VOTE_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")

@@ -222,8 +222,9 @@ class ResultRow(msgspec.Struct):
     votes: int
     status: CandidateStatus | Literal["removed"]
     """``removed``: no longer listed, yet votes for it are in the ledger."""
-    rank: int
-    """Equal votes share a rank (1, 2, 2, 4)."""
+    rank: int | None
+    """Equal votes share a rank (1, 2, 2, 4); ``null`` for a candidate who is not
+    ``active`` (withdrawn or removed: their votes count, they take no rank)."""
 
 
 class ReasonCount(msgspec.Struct):
