@@ -20,7 +20,7 @@ from starlette.types import ASGIApp
 
 from . import gc_tuning
 from .errors import VotingError
-from .fraud import blocklist, invalidation, sms
+from .fraud import blocklist, invalidation, sms, sms_budget
 from .ledger import campaigns, db, durability, health
 from .services import Services, services
 from .settings import IPNetwork, Settings
@@ -143,7 +143,7 @@ def create_app(settings: Settings) -> Starlette:
         svc = Services(
             settings, redis, batcher, registry,
             VoterTokens(settings.secret_keys, str(settings.pepper)), pool,
-            sms=sms.sender_from(settings),
+            sms=sms.sender_from(settings), sms_budget=sms_budget.Budget.from_settings(settings),
         )
         with contextlib.suppress(Exception):  # Redis down at start: the watcher retries
             await svc.ip_blocks.refresh(redis)

@@ -187,3 +187,30 @@ def ops_login_failures(prefix: str) -> str:
 def ops_session_ended(session_id: str) -> str:
     """String: this console session was logged out (kept until it would have expired)."""
     return f"{{ops:session:{session_id}}}:ended"
+
+
+# --- issue 25: the SMS budget (one slot: the budget is one atomic check) -----------------
+SMS_BUDGET_TAG = "{smsbudget}"
+
+
+def sms_budget_day(day: str) -> str:
+    """Counter: messages sent on one Asia/Shanghai day, by every sender and campaign."""
+    return f"{SMS_BUDGET_TAG}:d:{day}"
+
+
+def sms_budget_hour(day: str, hour: str) -> str:
+    return f"{SMS_BUDGET_TAG}:h:{day}:{hour}"
+
+
+def sms_budget_prefix(day: str, prefix: str) -> str:
+    """Counter: messages to the numbers of one 7-digit prefix (10,000 numbers, no person)."""
+    return f"{SMS_BUDGET_TAG}:p:{day}:{prefix}"
+
+
+def sms_budget_outcomes(day: str) -> str:
+    """Hash outcome → count of one day (sent, throttled, refused_day, …)."""
+    return f"{SMS_BUDGET_TAG}:o:{day}"
+
+
+def sms_budget_alarms(day: str) -> str:
+    return f"{SMS_BUDGET_TAG}:a:{day}"
