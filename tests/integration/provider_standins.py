@@ -256,6 +256,9 @@ class WechatStandIn(StandIn):
     used: set[str] = field(default_factory=set)
     busy: bool = False
     limited: bool = False
+    authorized: list[dict[str, str]] = field(default_factory=list)
+    """Visits of the authorisation page (``/connect/oauth2/authorize``)."""
+    next_openid: str = "oStandInBrowserUser0001"
 
     def issue(self, code: str, openid: str) -> None:
         self.codes[code] = openid
@@ -283,6 +286,8 @@ def wechat_oauth(app_id: str, secret: str) -> Iterator[WechatStandIn]:
         def do_GET(self) -> None:
             parts = urlsplit(self.path)
             q = {k: v[0] for k, v in parse_qs(parts.query).items()}
+            if parts.path == "/connect/oauth2/authorize":
+                return self._authorize(q)
             state.received.append(q)
             if parts.path != "/sns/oauth2/access_token":
                 return self._answer({"errcode": 40066, "errmsg": "invalid url"})
@@ -307,6 +312,24 @@ def wechat_oauth(app_id: str, secret: str) -> Iterator[WechatStandIn]:
             self._answer({"access_token": "ACCESS_TOKEN_STANDIN", "expires_in": 7200,
                           "refresh_token": "REFRESH_TOKEN_STANDIN", "openid": openid,
                           "scope": "snsapi_base", "is_snapshotuser": 0})
+
+        def _authorize(self, q: dict[str, str]) -> None:
+            """What WeChat's browser does for ``snsapi_base``: no question asked, straight
+            back to ``redirect_uri`` with a fresh code (``state`` passed through)."""
+            state.authorized.append(q)
+            if (q.get("appid") != app_id or q.get("response_type") != "code"
+                    or q.get("scope") != "snsapi_base" or not q.get("redirect_uri")):
+                self.send_response(400)
+                self.end_headers()
+                return
+            code = f"code{len(state.authorized)}x{int(time.time())}"
+            state.issue(code, state.next_openid)
+            sep = "&" if "?" in q["redirect_uri"] else "?"
+            target = f"{q['redirect_uri']}{sep}code={code}&state={q.get('state', '')}"
+            self.send_response(302)
+            self.send_header("Location", target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
     with serving(Handler) as url:
         state.url = url
