@@ -40,6 +40,7 @@ from .web import (
     openapi,
     ops,
     ops_api,
+    ops_sms,
     pages,
 )
 from .web.edge import EdgeMiddleware
@@ -213,6 +214,7 @@ def create_app(settings: Settings) -> Starlette:
         *api_results.routes,
         *api_fraud.routes,
         *ops.routes,
+        *ops_sms.routes,
         *ops_api.routes,
         *pages.routes,
         *metrics.routes,

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ADMIN, OPS, Backend, Harness, campaign_payload, client_for
+from tests.conftest import ADMIN, OPS, OPS_TOKEN, Backend, Harness, campaign_payload, client_for
 from tests.integration.antifraud_support import (
     CID,
     NO_LIMITS,
@@ -198,6 +198,21 @@ async def test_daily_budget_alarms_at_80_percent_and_refuses_at_100(
         assert r.status_code == 200
         assert 'voting_sms_sends_total{outcome="sent",sender="aliyun"}' in r.text
         assert "voting_sms_spend_yuan_total" in r.text
+        # and in the console, for anyone on duty
+        r = await h.client.get("/ops/sms")
+        assert 'name="token"' in r.text and "sms-spend" not in r.text, "sign-in first"
+        async with client_for(h.app, "198.51.100.200") as console:
+            r = await console.post("/ops/login", data={"token": OPS_TOKEN, "next": "/ops"})
+            assert r.status_code == 303, r.text
+            r = await console.get("/ops/sms")
+        assert r.status_code == 200
+        html = r.text
+        assert 'data-testid="sms-sender">aliyun<' in html
+        assert '<tr data-period="day" data-state="full">' in html
+        assert '<td class="n" data-f="sent">5</td>' in html
+        assert 'data-testid="sms-spend">0.25<' in html
+        assert ('<tr data-outcome="refused_day"><td><code>refused_day</code></td>'
+                '<td class="n">4') in html
 
 
 async def test_hourly_budget_and_prefix_cap(
