@@ -167,6 +167,16 @@ class PublicationIn(Strict):
     note: Annotated[str, text_meta(2000)] = ""
 
 
+class Notice(Strict):
+    """What the public pages' footer says about the campaign (issue 25 §4)."""
+
+    organisers: Annotated[list[ShortText], msgspec.Meta(max_length=10)] = msgspec.field(
+        default_factory=list)
+    """主办单位, in the order the organisers want them named."""
+    contact: Annotated[str, text_meta(300)] = ""
+    """A contact line for questions about the vote (phone, e-mail, address)."""
+
+
 class CampaignIn(Input):
     _times = ("opens_at", "closes_at")
     id: Id
@@ -178,6 +188,7 @@ class CampaignIn(Input):
     show_counts: bool = True
     rules: Rules = msgspec.field(default_factory=Rules)
     candidates: list[Candidate] = msgspec.field(default_factory=list)
+    notice: Notice = msgspec.field(default_factory=Notice)
 
 
 class CampaignPatch(Input):
@@ -191,6 +202,7 @@ class CampaignPatch(Input):
     rules: dict[str, Any] | None = None
     """Only the rules named change; the others keep their values (merged in ``merge_rules``)."""
     candidates: list[Candidate] | None = None
+    notice: Notice | None = None
 
 
 def merge_rules(current: Rules, changes: dict[str, Any]) -> Rules:
@@ -235,6 +247,7 @@ class Campaign(Strict):
     channels: list[Channel] = msgspec.field(default_factory=list)
     published_at: dt.datetime | None = None
     """When the results were published (公示); then the campaign is frozen."""
+    notice: Notice = msgspec.field(default_factory=Notice)
 
 
 class VoteIn(Strict):

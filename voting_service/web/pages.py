@@ -8,6 +8,7 @@ page is reused for about a second by everyone asking for the same thing.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import gzip
 import json
 import re
@@ -28,6 +29,7 @@ from ..errors import Unavailable
 from ..ledger import public_ledger, publication
 from ..models import Candidate
 from ..services import Services, services
+from ..settings import Settings
 from ..vote import wechat
 from ..vote.registry import LiveCampaign, Registry
 from . import api_wechat, i18n
@@ -99,7 +101,8 @@ def render(
     hit = cache.get(key) if key is not None else None
     if hit is None:
         text = env.get_template(template).render(
-            t=words, static=assets().url, lang_url=_lang_url(request, words), **context
+            t=words, static=assets().url, lang_url=_lang_url(request, words),
+            site=site_notice(services(request).settings), **context
         )
         body = text.encode()
         hit = (status, body, gzip.compress(body, 6), page_csp(frame_ancestors))
@@ -108,6 +111,18 @@ def render(
                 cache.clear()
             cache[key] = hit
     return _html(request, *hit)
+
+
+@functools.cache
+def _site_notice(icp: str, psb: str, contact: str) -> dict[str, str]:
+    return {"icp": icp, "psb": psb, "contact": contact,
+            "psb_code": "".join(ch for ch in psb if ch.isascii() and ch.isdigit())}
+
+
+def site_notice(settings: Settings) -> dict[str, str]:
+    """The site's filings and contact for every footer: ICP备案号 (linked to the MIIT's
+    register), 公安备案号 (linked to its record by number) and the contact line."""
+    return _site_notice(settings.site_icp, settings.site_psb, settings.site_contact)
 
 
 _KEPT_PARAMS = ("q", "region", "industry", "sort", "channel", "candidate", "origin")
