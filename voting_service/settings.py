@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -177,6 +178,10 @@ def _wechat_settings(env: Mapping[str, str]) -> dict[str, Any]:
     app_id = env.get("VOTING_WECHAT_APP_ID", "").strip()
     secret = env.get("VOTING_WECHAT_APP_SECRET", "")
     callback = _url(env, "VOTING_WECHAT_CALLBACK_BASE", "")
+    verify = env.get("VOTING_WECHAT_MP_VERIFY", "").strip()
+    if verify and not re.fullmatch(r"MP_verify_[A-Za-z0-9]{1,64}\.txt", verify):
+        raise ConfigurationError(
+            "VOTING_WECHAT_MP_VERIFY must be the file name WeChat gives, MP_verify_<code>.txt")
     given = [bool(app_id), bool(secret.strip()), bool(callback)]
     if any(given) and not all(given):
         raise ConfigurationError(
@@ -186,6 +191,7 @@ def _wechat_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "wechat_app_id": app_id,
         "wechat_app_secret": Secret(secret),
         "wechat_callback_base": callback,
+        "wechat_mp_verify": verify,
         "wechat_api_base": _url(env, "VOTING_WECHAT_API_BASE", "https://api.weixin.qq.com"),
         "wechat_authorize_url": _url(env, "VOTING_WECHAT_AUTHORIZE_URL",
                                      "https://open.weixin.qq.com/connect/oauth2/authorize"),
@@ -245,6 +251,9 @@ class Settings:
     wechat_api_base: str = "https://api.weixin.qq.com"
     """Where ``/sns/oauth2/access_token`` is asked (a local stand-in in tests)."""
     wechat_authorize_url: str = "https://open.weixin.qq.com/connect/oauth2/authorize"
+    wechat_mp_verify: str = ""
+    """``MP_verify_<code>.txt``: served at the site's root with ``<code>`` as its content,
+    so the account can check the 网页授权域名."""
     sms_sign_name: str = ""
     """The approved signature (签名) of ``aliyun`` and ``tencent`` messages."""
     sms_template_id: str = ""

@@ -212,3 +212,21 @@ def test_wechat_settings_come_together() -> None:
     assert s.wechat_enabled and s.wechat_callback_base == "https://vote.example.cn"
     assert s.wechat_api_base == "https://api.weixin.qq.com"
     assert APP_SECRET not in repr(s)
+
+
+async def test_the_domain_check_file_is_served_when_configured(
+        harness: Harness, backend: Backend, pg_url: str, standin: WechatStandIn) -> None:
+    r = await harness.client.get("/MP_verify_a1B2c3D4e5F6g7H8.txt")
+    assert (r.status_code, problem_code(r)) == (404, "not_found"), "off unless configured"
+    settings = wechat_settings(backend, pg_url, standin.url,
+                               wechat_mp_verify="MP_verify_a1B2c3D4e5F6g7H8.txt")
+    app = create_app(settings)
+    async with app.router.lifespan_context(app), client_for(app) as client:
+        r = await client.get("/MP_verify_a1B2c3D4e5F6g7H8.txt")
+        assert (r.status_code, r.text) == (200, "a1B2c3D4e5F6g7H8")
+        assert r.headers["content-type"].startswith("text/plain")
+        r = await client.get("/MP_verify_other.txt")
+        assert r.status_code == 404
+    with pytest.raises(ConfigurationError, match="MP_verify"):
+        Settings.from_env({"VOTING_SECRET_KEY": "k" * 20, "VOTING_PEPPER": "p" * 20,
+                           "VOTING_WECHAT_MP_VERIFY": "../etc/passwd"})

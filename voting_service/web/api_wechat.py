@@ -15,10 +15,16 @@ from __future__ import annotations
 import re
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from ..errors import Forbidden, VotingError, WechatCodeInvalid, WechatNotConfigured
+from ..errors import (
+    Forbidden,
+    NotFound,
+    VotingError,
+    WechatCodeInvalid,
+    WechatNotConfigured,
+)
 from ..services import Services, services
 from ..vote import identity, wechat
 from ..vote.registry import LiveCampaign
@@ -112,7 +118,17 @@ def _failed(request: Request, exc: VotingError, pending: wechat.Pending | None) 
     return response
 
 
+async def mp_verify(request: Request) -> Response:
+    """The domain check file WeChat asks for before it accepts the 网页授权域名."""
+    name = services(request).settings.wechat_mp_verify
+    if not name or request.url.path != f"/{name}":
+        raise NotFound()
+    code = name.removeprefix("MP_verify_").removesuffix(".txt")
+    return PlainTextResponse(code, headers={"Cache-Control": "no-store"})
+
+
 routes = [
+    Route("/MP_verify_{code}.txt", mp_verify, methods=["GET"]),
     Route(wechat.START_PATH, start, methods=["GET"]),
     Route(wechat.CALLBACK_PATH, callback, methods=["GET"]),
 ]
