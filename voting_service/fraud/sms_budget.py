@@ -46,6 +46,8 @@ ALARMS = Counter("voting_sms_budget_alarms", "Times a budget passed 80 % (once p
                  "hour).", ["period"], registry=REGISTRY)
 USED = Gauge("voting_sms_budget_used_ratio", "Share of the SMS budget used, at the last send.",
              ["period"], multiprocess_mode="livemax", registry=REGISTRY)
+for _period in ("day", "hour"):  # present from the start, for the alert and the dashboard
+    USED.labels(_period)
 
 
 @dataclass(frozen=True)
