@@ -22,7 +22,7 @@ from starlette.types import ASGIApp
 from . import gc_tuning
 from .accounts import store as accounts_store
 from .errors import VotingError
-from .fraud import blocklist, invalidation, sms
+from .fraud import blocklist, invalidation, sms, sms_budget
 from .ledger import campaigns, db, durability, health
 from .services import Services, services
 from .settings import IPNetwork, Settings
@@ -37,12 +37,15 @@ from .web import (
     api_public,
     api_results,
     api_voter,
+    api_wechat,
     metrics,
+    notices,
     objection_pages,
     openapi,
     ops,
     ops_accounts,
     ops_api,
+    ops_sms,
     ops_staff,
     ops_year,
     pages,
@@ -176,7 +179,7 @@ def create_app(settings: Settings) -> Starlette:
         svc = Services(
             settings, redis, batcher, registry,
             VoterTokens(settings.secret_keys, str(settings.pepper)), pool,
-            sms=sms.sender_from(settings),
+            sms=sms.sender_from(settings), sms_budget=sms_budget.Budget.from_settings(settings),
         )
         with contextlib.suppress(Exception):  # Redis down at start: the watcher retries
             await svc.ip_blocks.refresh(redis)
@@ -244,6 +247,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/readyz", readyz),
         *api_public.routes,
         *api_voter.routes,
+        *api_wechat.routes,
         *api_admin.routes,
         *api_organisers.routes,
         *api_results.routes,
@@ -253,7 +257,9 @@ def create_app(settings: Settings) -> Starlette:
         *ops.routes,
         *ops_accounts.routes,
         *ops_staff.routes,
+        *ops_sms.routes,
         *ops_api.routes,
+        *notices.routes,
         *pages.routes,
         *metrics.routes,
         *openapi.routes,

@@ -363,6 +363,43 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return asyncio.run(_with_db(run))
 
 
+def cmd_purge(args: argparse.Namespace) -> int:
+    """Retention (``ledger/purge``): with ``--dry-run`` only say what each published
+    campaign's purge would change; otherwise purge those due, audited as ``cli:<user>``."""
+    import datetime as dt
+    import getpass
+
+    from .ledger import purge
+
+    async def run(conn: Any, redis: Any, settings: Settings) -> int:
+        days = args.days if args.days is not None else settings.retention_days
+        if days < 0:
+            print("--days must be 0 or more", file=sys.stderr)
+            return 2
+        now = dt.datetime.now(dt.UTC)
+        found = await purge.plans(conn, days, args.campaign)
+        if args.campaign and not found:
+            print(f"{args.campaign}: not published, nothing to purge", file=sys.stderr)
+            return 1
+        try:
+            user = getpass.getuser()
+        except (OSError, KeyError):
+            user = str(os.getuid())
+        for plan in found:
+            if args.dry_run or not plan.due(now):
+                print(("(dry run) " if args.dry_run else "") + plan.line(now))
+                continue
+            counts = await purge.purge(conn, redis, plan, str(settings.pepper),
+                                       settings.shards, f"cli:{user}")
+            print(f"{plan.campaign_id}: purged " + ", ".join(f"{k} {v}"
+                                                            for k, v in counts.items()))
+        if not found:
+            print("no published campaign")
+        return 0
+
+    return asyncio.run(_with_db(run))
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     """Recompute a downloaded ledger's digests (and the published totals): files only."""
     from .ledger import public_ledger
@@ -792,6 +829,12 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("campaign")
     pub.add_argument("--note", default="", help="text shown with the results")
     pub.set_defaults(fn=cmd_publish)
+    pur = sub.add_parser("purge", help="retention: pseudonymise voters and drop addresses "
+                         "of campaigns published VOTING_RETENTION_DAYS ago")
+    pur.add_argument("--campaign", help="only this campaign")
+    pur.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
+    pur.add_argument("--days", type=int, help="days after publication (default: the setting)")
+    pur.set_defaults(fn=cmd_purge)
     ver = sub.add_parser("verify", help="recount a downloaded public ledger (no database)")
     ver.add_argument("ledger", help="the ledger file (GET /api/v1/campaigns/{cid}/ledger)")
     ver.add_argument("--results", help="the results JSON (GET …/results) to check against")

@@ -170,3 +170,61 @@ class TooManyAttempts(VotingError):
     ``Retry-After`` says when the window ends (right credentials wait too)."""
 
     status, code, title = 429, "too_many_attempts", "Too many failed attempts; try again later"
+# --- issue 25: WeChat sign-in, SMS providers and budgets ----------------------------------
+
+
+class WechatNotConfigured(VotingError):
+    status, code, title = 404, "wechat_not_configured", "WeChat sign-in is not set up here"
+
+
+class WechatStateInvalid(VotingError):
+    status, code, title = (
+        400, "wechat_state_invalid",
+        "The WeChat sign-in was not started here or took too long; open the vote page again",
+    )
+
+
+class WechatCodeInvalid(VotingError):
+    status, code, title = 400, "wechat_code_invalid", "WeChat did not accept the sign-in code"
+
+
+class WechatCodeUsed(VotingError):
+    status, code, title = 400, "wechat_code_used", "This WeChat sign-in code was already used"
+
+
+class WechatRateLimited(VotingError):
+    status, code, title = 429, "wechat_rate_limited", "WeChat is limiting sign-ins; retry soon"
+
+
+class WechatUnavailable(VotingError):
+    status, code, title = 503, "wechat_unavailable", "WeChat sign-in is unavailable right now"
+
+
+class SmsBudgetExhausted(VotingError):
+    status, code, title = (
+        429, "sms_budget_exhausted", "The service's SMS budget is used up for now",
+    )
+
+
+class SmsPrefixLimited(VotingError):
+    status, code, title = (
+        429, "sms_prefix_limited", "Too many SMS codes to numbers like this one today",
+    )
+
+
+class SmsThrottled(VotingError):
+    status, code, title = 429, "sms_throttled", "The SMS provider is limiting this number"
+
+
+class SmsNumberRefused(VotingError):
+    status, code, title = 400, "sms_number_invalid", "The SMS provider refused this number"
+
+
+class SmsOutOfBalance(VotingError):
+    status, code, title = (
+        503, "sms_out_of_balance", "SMS cannot be sent right now (the account is out of balance)",
+    )
+
+
+class SmsProviderError(VotingError):
+    status, code, title = 503, "sms_provider_error", "The SMS provider did not take the message"

@@ -63,7 +63,7 @@ ShortText = Annotated[str, text_meta(200)]
 LongText = Annotated[str, text_meta(20000)]
 VoteId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
 Status = Literal["draft", "open", "paused", "closed"]
-IdentityMode = Literal["anonymous", "partner", "sms"]
+IdentityMode = Literal["anonymous", "partner", "sms", "wechat"]
 ChallengeMode = Literal["off", "on", "adaptive"]
 CandidateStatus = Literal["active", "withdrawn"]
 RecommenderKind = Literal["", "city", "provincial_unit"]
@@ -178,6 +178,16 @@ class PublicationIn(Strict):
     note: Annotated[str, text_meta(2000)] = ""
 
 
+class Notice(Strict):
+    """What the public pages' footer says about the campaign (issue 25 §4)."""
+
+    organisers: Annotated[list[ShortText], msgspec.Meta(max_length=10)] = msgspec.field(
+        default_factory=list)
+    """主办单位, in the order the organisers want them named."""
+    contact: Annotated[str, text_meta(300)] = ""
+    """A contact line for questions about the vote (phone, e-mail, address)."""
+
+
 class CampaignIn(Input):
     _times = ("opens_at", "closes_at")
     id: Id
@@ -189,6 +199,7 @@ class CampaignIn(Input):
     show_counts: bool = True
     rules: Rules = msgspec.field(default_factory=Rules)
     candidates: list[Candidate] = msgspec.field(default_factory=list)
+    notice: Notice = msgspec.field(default_factory=Notice)
 
 
 class CampaignPatch(Input):
@@ -202,6 +213,7 @@ class CampaignPatch(Input):
     rules: dict[str, Any] | None = None
     """Only the rules named change; the others keep their values (merged in ``merge_rules``)."""
     candidates: list[Candidate] | None = None
+    notice: Notice | None = None
 
 
 def merge_rules(current: Rules, changes: dict[str, Any]) -> Rules:
@@ -246,6 +258,7 @@ class Campaign(Strict):
     channels: list[Channel] = msgspec.field(default_factory=list)
     published_at: dt.datetime | None = None
     """When the results were published (公示); then the campaign is frozen."""
+    notice: Notice = msgspec.field(default_factory=Notice)
 
 
 class VoteIn(Strict):

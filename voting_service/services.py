@@ -12,6 +12,7 @@ from starlette.requests import Request
 from .errors import Unavailable
 from .fraud.blocklist import NetworkBlocks
 from .fraud.sms import ConsoleSender, Sender
+from .fraud.sms_budget import Budget
 from .ledger.health import Health
 from .settings import Settings
 from .vote.addresses import ClientAddresses
@@ -36,6 +37,8 @@ class Services:
     ip_blocks: NetworkBlocks = field(default_factory=NetworkBlocks)
     """Blocked IP networks, reloaded every second (``blocklist``)."""
     sms: Sender = field(default_factory=ConsoleSender)
+    sms_budget: Budget | None = None
+    """The SMS budget every send takes from (``VOTING_SMS_*_BUDGET``)."""
     outcomes: Outcomes = field(default_factory=Outcomes)
     """Observers of every vote's outcome (metrics, the ops timeline)."""
     timeline: Timeline | None = None

@@ -160,8 +160,9 @@ def _on(env: Mapping[str, str], name: str) -> bool:
 def _sms_settings(env: Mapping[str, str]) -> dict[str, Any]:
     sender = env.get("VOTING_SMS_SENDER", "console").strip().lower() or "console"
     url = env.get("VOTING_SMS_HTTP_URL", "").strip()
-    if sender not in ("console", "http"):
-        raise ConfigurationError("VOTING_SMS_SENDER must be 'console' or 'http'")
+    if sender not in SMS_SENDERS:
+        raise ConfigurationError(
+            "VOTING_SMS_SENDER must be one of " + ", ".join(repr(x) for x in SMS_SENDERS))
     if sender == "http" and not url.startswith(("http://", "https://")):
         raise ConfigurationError("VOTING_SMS_SENDER=http needs VOTING_SMS_HTTP_URL (http[s]://…)")
     return {
@@ -169,6 +170,99 @@ def _sms_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "sms_http_url": url,
         "sms_http_token": Secret(env.get("VOTING_SMS_HTTP_TOKEN", "")),
         "sms_http_timeout": _number(env, "VOTING_SMS_HTTP_TIMEOUT", "5", float),
+        **_sms_provider_settings(env, sender),
+    }
+
+
+# --- issue 25: WeChat sign-in, SMS providers and budgets, public notices, retention -------
+
+SMS_SENDERS = ("console", "http", "aliyun", "tencent")
+
+
+def _url(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, default).strip().rstrip("/")
+    if value and not value.startswith(("http://", "https://")):
+        raise ConfigurationError(f"{name} must be an http(s):// address")
+    return value
+
+
+def _count(env: Mapping[str, str], name: str, default: str) -> int:
+    value = _number(env, name, default, int)
+    if value < 0:
+        raise ConfigurationError(f"{name} must be 0 (no limit) or more")
+    return int(value)
+
+
+def _sms_provider_settings(env: Mapping[str, str], sender: str) -> dict[str, Any]:
+    """Alibaba Cloud and Tencent Cloud SMS, and the budget every sender spends from."""
+    values: dict[str, Any] = {
+        "sms_sign_name": env.get("VOTING_SMS_SIGN_NAME", "").strip(),
+        "sms_template_id": env.get("VOTING_SMS_TEMPLATE_ID", "").strip(),
+        "aliyun_access_key_id": env.get("VOTING_ALIYUN_ACCESS_KEY_ID", "").strip(),
+        "aliyun_access_key_secret": Secret(env.get("VOTING_ALIYUN_ACCESS_KEY_SECRET", "")),
+        "aliyun_sms_endpoint": _url(env, "VOTING_ALIYUN_SMS_ENDPOINT",
+                                    "https://dysmsapi.aliyuncs.com"),
+        "aliyun_region": env.get("VOTING_ALIYUN_REGION", "cn-hangzhou").strip(),
+        "tencent_secret_id": env.get("VOTING_TENCENT_SECRET_ID", "").strip(),
+        "tencent_secret_key": Secret(env.get("VOTING_TENCENT_SECRET_KEY", "")),
+        "tencent_sms_app_id": env.get("VOTING_TENCENT_SMS_APP_ID", "").strip(),
+        "tencent_sms_endpoint": _url(env, "VOTING_TENCENT_SMS_ENDPOINT",
+                                     "https://sms.tencentcloudapi.com"),
+        "tencent_region": env.get("VOTING_TENCENT_REGION", "ap-guangzhou").strip(),
+        "sms_daily_budget": _count(env, "VOTING_SMS_DAILY_BUDGET", "20000"),
+        "sms_hourly_budget": _count(env, "VOTING_SMS_HOURLY_BUDGET", "3000"),
+        "sms_prefix_daily_cap": _count(env, "VOTING_SMS_PREFIX_DAILY_CAP", "200"),
+        "sms_price": float(_number(env, "VOTING_SMS_PRICE", "0.045", float)),
+    }
+    needed = {
+        "aliyun": ("VOTING_ALIYUN_ACCESS_KEY_ID", "VOTING_ALIYUN_ACCESS_KEY_SECRET",
+                   "VOTING_SMS_SIGN_NAME", "VOTING_SMS_TEMPLATE_ID"),
+        "tencent": ("VOTING_TENCENT_SECRET_ID", "VOTING_TENCENT_SECRET_KEY",
+                    "VOTING_TENCENT_SMS_APP_ID", "VOTING_SMS_SIGN_NAME",
+                    "VOTING_SMS_TEMPLATE_ID"),
+    }.get(sender, ())
+    missing = [name for name in needed if not env.get(name, "").strip()]
+    if missing:
+        raise ConfigurationError(f"VOTING_SMS_SENDER={sender} needs " + ", ".join(missing))
+    if values["sms_price"] < 0:
+        raise ConfigurationError("VOTING_SMS_PRICE must be 0 or more (yuan a message)")
+    return values
+
+
+def _wechat_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """The official account's web authorisation (网页授权): all three or none."""
+    app_id = env.get("VOTING_WECHAT_APP_ID", "").strip()
+    secret = env.get("VOTING_WECHAT_APP_SECRET", "")
+    callback = _url(env, "VOTING_WECHAT_CALLBACK_BASE", "")
+    verify = env.get("VOTING_WECHAT_MP_VERIFY", "").strip()
+    if verify and not re.fullmatch(r"MP_verify_[A-Za-z0-9]{1,64}\.txt", verify):
+        raise ConfigurationError(
+            "VOTING_WECHAT_MP_VERIFY must be the file name WeChat gives, MP_verify_<code>.txt")
+    given = [bool(app_id), bool(secret.strip()), bool(callback)]
+    if any(given) and not all(given):
+        raise ConfigurationError(
+            "WeChat sign-in needs VOTING_WECHAT_APP_ID, VOTING_WECHAT_APP_SECRET and "
+            "VOTING_WECHAT_CALLBACK_BASE together")
+    return {
+        "wechat_app_id": app_id,
+        "wechat_app_secret": Secret(secret),
+        "wechat_callback_base": callback,
+        "wechat_mp_verify": verify,
+        "wechat_api_base": _url(env, "VOTING_WECHAT_API_BASE", "https://api.weixin.qq.com"),
+        "wechat_authorize_url": _url(env, "VOTING_WECHAT_AUTHORIZE_URL",
+                                     "https://open.weixin.qq.com/connect/oauth2/authorize"),
+    }
+
+
+def _notice_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    days = _number(env, "VOTING_RETENTION_DAYS", "180", int)
+    if not 1 <= days <= 3650:
+        raise ConfigurationError("VOTING_RETENTION_DAYS must be between 1 and 3650")
+    return {
+        "site_icp": env.get("VOTING_SITE_ICP", "").strip(),
+        "site_psb": env.get("VOTING_SITE_PSB", "").strip(),
+        "site_contact": env.get("VOTING_SITE_CONTACT", "").strip(),
+        "retention_days": int(days),
     }
 
 
@@ -252,6 +346,48 @@ class Settings:
     sms_http_token: Secret = field(default_factory=lambda: Secret(""))
     """Sent to the gateway as ``Authorization: Bearer <token>`` when set."""
     sms_http_timeout: float = 5.0
+    # --- issue 25: WeChat sign-in, SMS providers and budgets, public notices, retention ---
+    wechat_app_id: str = ""
+    """The official account's AppID; empty = no WeChat sign-in."""
+    wechat_app_secret: Secret = field(default_factory=lambda: Secret(""))
+    wechat_callback_base: str = ""
+    """``https://vote.example.cn``: its domain is the account's 网页授权域名."""
+    wechat_api_base: str = "https://api.weixin.qq.com"
+    """Where ``/sns/oauth2/access_token`` is asked (a local stand-in in tests)."""
+    wechat_authorize_url: str = "https://open.weixin.qq.com/connect/oauth2/authorize"
+    wechat_mp_verify: str = ""
+    """``MP_verify_<code>.txt``: served at the site's root with ``<code>`` as its content,
+    so the account can check the 网页授权域名."""
+    sms_sign_name: str = ""
+    """The approved signature (签名) of ``aliyun`` and ``tencent`` messages."""
+    sms_template_id: str = ""
+    """The approved template: Aliyun ``SMS_…`` with ``${code}``; Tencent's numeric id, ``{1}``."""
+    aliyun_access_key_id: str = ""
+    aliyun_access_key_secret: Secret = field(default_factory=lambda: Secret(""))
+    aliyun_sms_endpoint: str = "https://dysmsapi.aliyuncs.com"
+    aliyun_region: str = "cn-hangzhou"
+    tencent_secret_id: str = ""
+    tencent_secret_key: Secret = field(default_factory=lambda: Secret(""))
+    tencent_sms_app_id: str = ""
+    """``SmsSdkAppId`` of the Tencent Cloud SMS application."""
+    tencent_sms_endpoint: str = "https://sms.tencentcloudapi.com"
+    tencent_region: str = "ap-guangzhou"
+    sms_daily_budget: int = 20000
+    """Messages all senders may send in one Asia/Shanghai day; 0 = no budget."""
+    sms_hourly_budget: int = 3000
+    """Messages in one clock hour; 0 = no budget."""
+    sms_prefix_daily_cap: int = 200
+    """Messages a day to the numbers of one 7-digit prefix (号段 + area block); 0 = no cap."""
+    sms_price: float = 0.045
+    """Yuan a message: what ``voting_sms_spend_yuan_total`` and the console count."""
+    site_icp: str = ""
+    """ICP备案号 shown in every public footer, linked to beian.miit.gov.cn."""
+    site_psb: str = ""
+    """公安备案号 (e.g. 苏公网安备32010202000001号) shown in every public footer."""
+    site_contact: str = ""
+    """Who answers questions about the vote and personal data (footer, privacy notice)."""
+    retention_days: int = 180
+    """Days after publication until ``purge`` pseudonymises voters and drops addresses."""
     health_interval: float = 5.0
     """Seconds between health snapshots (backlog, lag, drift) taken by every web worker."""
     metrics_allow: tuple[IPNetwork, ...] = _parse_proxies(LOOPBACK)
@@ -334,8 +470,14 @@ class Settings:
             **_caps_settings(env),
             **_account_settings(env),
             **_organiser_settings(env),
+            **_wechat_settings(env),
+            **_notice_settings(env),
         )
 
     @property
     def secret_keys(self) -> list[str]:
         return str(self.secret_key).split()
+
+    @property
+    def wechat_enabled(self) -> bool:
+        return bool(self.wechat_app_id and self.wechat_app_secret and self.wechat_callback_base)

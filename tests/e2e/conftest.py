@@ -156,10 +156,11 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 @contextlib.contextmanager
 def running_service(
     single_url: str, migrated: str, log: Path, *, env: dict[str, str] | None = None,
-    args: tuple[str, ...] = (),
+    args: tuple[str, ...] = (), port: int | None = None,
 ) -> Iterator[Service]:
-    """``voting-service serve`` as a process on the test servers, stopped on the way out."""
-    port = free_port()
+    """``voting-service serve`` as a process on the test servers, stopped on the way out
+    (on ``port`` when the test must know its address beforehand, e.g. for a callback)."""
+    port = port or free_port()
     environ = {
         **os.environ,
         "REDIS_URL": single_url,

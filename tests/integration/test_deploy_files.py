@@ -182,7 +182,14 @@ def test_kubernetes_topology() -> None:
         allowed = {p["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
                    for rule in spec["ingress"] for p in rule["from"]}
         assert {"voting-web", "voting-flusher"} <= allowed
-        assert allowed <= {"voting-web", "voting-flusher", app, "valkey-cluster-init"}
+        assert allowed <= {"voting-web", "voting-flusher", "voting-purge", app,
+                           "valkey-cluster-init"}
+    # the retention purge runs daily, as non-root, with the service's config and secrets
+    purge = by_kind("CronJob", "voting-purge")["spec"]
+    pod = purge["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["command"] == ["voting-service", "purge"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert purge["concurrencyPolicy"] == "Forbid"
 
 
 # ---- Containerfile ---------------------------------------------------------------------

@@ -23,7 +23,8 @@ def exposed() -> set[str]:
     text = exposition(lambda: snapshot).decode()
     names = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
     families = {f.name for f in text_string_to_metric_families(text)}
-    return names | families | {"voting_votes_total", "voting_redis_errors_total"}
+    return names | families | {"voting_votes_total", "voting_redis_errors_total",
+                                "voting_sms_sends_total"}
 
 
 def test_alert_rules_cover_the_operators_alerts() -> None:

@@ -41,6 +41,8 @@ from ..vote import identity, keys, scripts
 from ..vote.pipeline import Pipeline
 from ..vote.registry import Day, LiveCampaign
 from ..vote.store import AnyRedis
+from . import sms_budget
+from .sms_providers import AliyunSender, TencentSender
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +105,15 @@ def message_text(campaign: LiveCampaign, code: str) -> str:
 
 
 class Sender(Protocol):
+    name: str
+
     async def send(self, phone: str, code: str, text: str) -> None: ...
 
 
 class ConsoleSender:
     """Prints codes to standard output: for local runs and tests only."""
+
+    name = "console"
 
     async def send(self, phone: str, code: str, text: str) -> None:
         print(f"[sms] to {masked(phone)}: {text} (code {code})", file=sys.stdout, flush=True)
@@ -116,6 +122,8 @@ class ConsoleSender:
 class HttpSender:
     """Posts ``{phone, code, text, ttl_seconds}`` as JSON to an SMS gateway (or an adapter in
     front of one); any 2xx answer counts as sent."""
+
+    name = "http"
 
     def __init__(self, url: str, token: str, timeout: float) -> None:
         self.url = url
@@ -136,9 +144,17 @@ class HttpSender:
 
 
 def sender_from(settings: Settings) -> Sender:
-    if settings.sms_sender == "http":
-        return HttpSender(settings.sms_http_url, str(settings.sms_http_token),
-                          settings.sms_http_timeout)
+    s = settings
+    if s.sms_sender == "http":
+        return HttpSender(s.sms_http_url, str(s.sms_http_token), s.sms_http_timeout)
+    if s.sms_sender == "aliyun":
+        return AliyunSender(s.aliyun_sms_endpoint, s.aliyun_access_key_id,
+                            str(s.aliyun_access_key_secret), s.aliyun_region, s.sms_sign_name,
+                            s.sms_template_id, s.sms_http_timeout)
+    if s.sms_sender == "tencent":
+        return TencentSender(s.tencent_sms_endpoint, s.tencent_secret_id,
+                             str(s.tencent_secret_key), s.tencent_region, s.tencent_sms_app_id,
+                             s.sms_sign_name, s.sms_template_id, s.sms_http_timeout)
     return ConsoleSender()
 
 
@@ -186,7 +202,7 @@ def _address_meter(ip: str, rate: Callable[[str, str | None], str],
 
 async def start(
     redis: AnyRedis, batcher: Pipeline, sender: Sender, pepper: str, campaign: LiveCampaign,
-    raw_phone: str, ip: str,
+    raw_phone: str, ip: str, budget: sms_budget.Budget | None = None,
 ) -> Sent:
     phone = normalize_phone(raw_phone)
     now = time.time()
@@ -198,6 +214,8 @@ async def start(
         _address_meter(ip, keys.sms_ip_rate, keys.sms_ip_day, day.date, [
             ADDRESS_PER_MINUTE, ADDRESS_PER_DAY, NETWORK_PER_MINUTE, NETWORK_PER_DAY]),
     ], day, now, TooManyCodes)
+    if budget is not None:  # after the phone's and address's meters: they spend none of it
+        await sms_budget.take(batcher, budget, phone, now)
     code = f"{secrets.randbelow(10**6):06d}"
     digest = code_digest(pepper, cid, pid, code)
     try:  # a new code replaces the last one, with fresh tries
@@ -206,10 +224,15 @@ async def start(
         raise Unavailable() from exc
     try:
         await sender.send(phone, code, message_text(campaign, code))
-    except Exception:
+    except Exception as exc:
         with contextlib.suppress(RedisError, OSError):
             await redis.delete(keys.sms_code(pid))
+            await sms_budget.record(redis, sender.name, getattr(exc, "code", "error"),
+                                    0.0, now)
         raise
+    with contextlib.suppress(RedisError, OSError):  # the code is out: counting is secondary
+        await sms_budget.record(redis, sender.name, "sent",
+                                budget.price if budget is not None else 0.0, now)
     return Sent(CODE_TTL, 60 // PHONE_PER_MINUTE)
 
 

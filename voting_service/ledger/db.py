@@ -13,7 +13,15 @@ import asyncpg
 import msgspec
 
 from ..errors import CampaignNotFound, CandidateHasVotes
-from ..models import Campaign, CampaignIn, Candidate, Channel, Rules, recommender_kind_of
+from ..models import (
+    Campaign,
+    CampaignIn,
+    Candidate,
+    Channel,
+    Notice,
+    Rules,
+    recommender_kind_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +72,13 @@ async def migrate(conn: asyncpg.Connection, upto: int | None = None) -> list[int
 
 
 UPSERT_CAMPAIGN = """
-INSERT INTO campaigns (id, title, timezone, opens_at, closes_at, status, show_counts, rules)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)
+INSERT INTO campaigns (id, title, timezone, opens_at, closes_at, status, show_counts, rules,
+    notice)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb)
 ON CONFLICT (id) DO UPDATE SET title = EXCLUDED.title, timezone = EXCLUDED.timezone,
     opens_at = EXCLUDED.opens_at, closes_at = EXCLUDED.closes_at, status = EXCLUDED.status,
-    show_counts = EXCLUDED.show_counts, rules = EXCLUDED.rules, updated_at = now()
+    show_counts = EXCLUDED.show_counts, rules = EXCLUDED.rules, notice = EXCLUDED.notice,
+    updated_at = now()
 """
 UPSERT_CANDIDATE = """
 INSERT INTO candidates (campaign_id, id, number, name, gender, region, industry, employer,
@@ -108,7 +118,7 @@ WINDOW_COLUMNS = """
 """A campaign's window as Python can hold it in any zone: PostgreSQL keeps times past the
 calendar's ends (a window accepted before times were checked), ``datetime`` cannot."""
 SELECT_CAMPAIGN = f"""
-SELECT id, title, timezone, status, show_counts, rules, {WINDOW_COLUMNS}
+SELECT id, title, timezone, status, show_counts, rules, notice, {WINDOW_COLUMNS}
 FROM campaigns WHERE id = $1
 """
 INSERT_AUDIT = "INSERT INTO audit_log (actor, action, target, request) VALUES ($1, $2, $3, $4)"
@@ -153,6 +163,7 @@ async def save_campaign(
         await conn.execute(
             UPSERT_CAMPAIGN, c.id, c.title, c.timezone, c.opens_at, c.closes_at, c.status,
             c.show_counts, msgspec.json.encode(c.rules).decode(),
+            msgspec.json.encode(c.notice).decode(),
         )
         await conn.executemany(
             UPSERT_CANDIDATE,
@@ -187,6 +198,7 @@ async def load_campaign(conn: asyncpg.Connection, campaign_id: str) -> Campaign 
         id=row["id"], title=row["title"], timezone=row["timezone"], opens_at=row["opens_at"],
         closes_at=row["closes_at"], status=row["status"], show_counts=row["show_counts"],
         rules=msgspec.json.decode(row["rules"], type=Rules),
+        notice=msgspec.json.decode(row["notice"], type=Notice),
         candidates=[
             msgspec.convert({k: r[k] for k in CANDIDATE_FIELDS}, Candidate, from_attributes=True)
             for r in cands

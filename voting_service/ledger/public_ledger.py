@@ -19,6 +19,8 @@ from typing import Any
 import asyncpg
 
 FORMAT = "voting-service-ledger/1"
+PURGED = "p:"
+"""Marks a ``votes.voter_id`` that retention replaced by the voter's ledger pseudonym."""
 RECORDS = """
 SELECT day, vote_id, voter_id, candidate_id, channel, valid, invalidation_id
 FROM votes WHERE campaign_id = $1
@@ -65,6 +67,8 @@ class Pseudonyms:
     def __call__(self, voter_id: str) -> str:
         known = self._seen.get(voter_id)
         if known is None:
+            if voter_id.startswith(PURGED):  # already this pseudonym (``ledger/purge``)
+                return voter_id[len(PURGED):]
             known = hmac.new(self._key, voter_id.encode(), hashlib.sha256).hexdigest()[:32]
             if len(self._seen) < 200_000:  # a day's busiest voters, bounded memory
                 self._seen[voter_id] = known

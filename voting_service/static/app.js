@@ -141,8 +141,16 @@
     if (partnerToken) return { Authorization: "Bearer " + partnerToken };
     return token ? { "X-Voter-Token": token } : {};
   }
+  /* Inside WeChat the voter cookie set by the WeChat sign-in is the credential: the first
+     try goes with it, a 401 sends the page through WeChat's silent authorisation. */
+  var inWechat = !!C.wechat && /MicroMessenger/i.test(navigator.userAgent), wxTried = false;
   async function credential(card) {
     if (partnerToken) return "";
+    if (inWechat) {
+      if (!wxTried) { wxTried = true; return ""; }
+      location.href = C.wechat;
+      throw { quiet: true };
+    }
     var token = sget(tokenKey);
     if (token) return token;
     if (C.identity.indexOf("anonymous") >= 0) {
@@ -150,7 +158,7 @@
     } else if (C.identity.indexOf("sms") >= 0) {
       token = await smsFlow(card);
     } else {
-      throw { msg: T.login };
+      throw { msg: C.identity.indexOf("wechat") >= 0 ? T.wechat_only : T.login };
     }
     sset(tokenKey, token);
     return token;

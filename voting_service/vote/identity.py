@@ -26,7 +26,7 @@ from ..settings import IPNetwork
 VOTER_TOKEN_MAX_AGE = 90 * 24 * 3600
 VERIFIED_CACHE_SIZE = 200_000
 PARTNER_MAX_LIFETIME = 24 * 3600
-VERIFIED_MODES = frozenset({"sms"})
+VERIFIED_MODES = frozenset({"sms", "wechat"})
 """Identity modes whose voter tokens carry a voter id checked at issue (not a random one)."""
 
 

@@ -197,6 +197,8 @@ def auth_account(name: str) -> str:
     """Counter of sign-in attempts (passwords and second-factor codes) at one staff account:
     the lock-out, whichever addresses they come from."""
     return f"{{auth:account:{name}}}:n"
+
+
 def ops_upload(token: str) -> str:
     """A spreadsheet the console checked (dry run), kept until the organiser confirms it."""
     return f"ops:upload:{token}"
@@ -205,3 +207,28 @@ def ops_upload(token: str) -> str:
 def objection_rate(prefix: str, window: str) -> str:
     """Objections sent from one address or network in the current window."""
     return f"objection:{window}:{prefix}"
+# --- issue 25: the SMS budget (one slot: the budget is one atomic check) -----------------
+SMS_BUDGET_TAG = "{smsbudget}"
+
+
+def sms_budget_day(day: str) -> str:
+    """Counter: messages sent on one Asia/Shanghai day, by every sender and campaign."""
+    return f"{SMS_BUDGET_TAG}:d:{day}"
+
+
+def sms_budget_hour(day: str, hour: str) -> str:
+    return f"{SMS_BUDGET_TAG}:h:{day}:{hour}"
+
+
+def sms_budget_prefix(day: str, prefix: str) -> str:
+    """Counter: messages to the numbers of one 7-digit prefix (10,000 numbers, no person)."""
+    return f"{SMS_BUDGET_TAG}:p:{day}:{prefix}"
+
+
+def sms_budget_outcomes(day: str) -> str:
+    """Hash outcome → count of one day (sent, throttled, refused_day, …)."""
+    return f"{SMS_BUDGET_TAG}:o:{day}"
+
+
+def sms_budget_alarms(day: str) -> str:
+    return f"{SMS_BUDGET_TAG}:a:{day}"

@@ -110,7 +110,7 @@ async def sms_start(request: Request) -> Response:
     ip = request_ip(svc, request)
     svc.ip_blocks.check(live.id, ip)
     sent = await sms.start(svc.redis, svc.batcher, svc.sms, str(svc.settings.pepper), live,
-                           body.phone, ip)
+                           body.phone, ip, svc.sms_budget)
     return JSON({"sent": True, "expires_in": sent.expires_in, "resend_after": sent.resend_after},
                 status_code=202, headers=NO_STORE)
 

@@ -31,6 +31,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..errors import Unauthorized, Unavailable
+from ..fraud import sms_budget
 from ..ledger.health import Health
 from ..services import services
 from ..vote.identity import client_ip
@@ -165,6 +166,7 @@ class HealthCollector(Collector):
 class _Own(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from REGISTRY.collect()
+        yield from sms_budget.REGISTRY.collect()
 
 
 def exposition(health: Callable[[], Health]) -> bytes:

@@ -8,7 +8,7 @@ OBJECTION: dict[str, dict[str, str]] = {
     "zh": {
         "gongshi": "公示期", "gongshi_period": "公示期：{start} 至 {end}（{n} 个工作日）",
         "gongshi_over": "公示期已于 {end} 结束。",
-        "contact": "主办方联系方式", "contact_phone": "电话", "contact_address": "地址", "contact_email": "电子邮箱",
+        "organiser_contact": "主办方联系方式", "contact_phone": "电话", "contact_address": "地址", "contact_email": "电子邮箱",
         "objection_title": "对候选人提出异议",
         "objection_help": "异议须以真实姓名提出，并留下联系电话和通信地址，以便主办方书面答复。个人信息只用于答复异议，答复结束后按规定删除。",
         "o_candidate": "候选人", "o_choose": "请选择", "o_name": "真实姓名", "o_phone": "手机号码",
@@ -26,7 +26,7 @@ OBJECTION: dict[str, dict[str, str]] = {
     "en": {
         "gongshi": "Public notice (公示)", "gongshi_period": "Public notice: {start} to {end} ({n} working days)",
         "gongshi_over": "The public notice ended on {end}.",
-        "contact": "The organisers' contact", "contact_phone": "Phone", "contact_address": "Address", "contact_email": "E-mail",
+        "organiser_contact": "The organisers' contact", "contact_phone": "Phone", "contact_address": "Address", "contact_email": "E-mail",
         "objection_title": "Object to a candidate",
         "objection_help": "Objections are made under your real name, with a phone number and a postal address so the organisers can answer in writing. Your details serve only to answer you and are deleted afterwards.",
         "o_candidate": "Candidate", "o_choose": "Choose", "o_name": "Real name", "o_phone": "Mobile number",

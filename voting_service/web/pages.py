@@ -8,6 +8,7 @@ page is reused for about a second by everyone asking for the same thing.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import gzip
 import json
 import re
@@ -28,10 +29,13 @@ from ..errors import Unavailable
 from ..ledger import gongshi, objections, public_ledger, publication
 from ..models import Candidate, region_order
 from ..services import Services, services
+from ..settings import Settings
+from ..vote import wechat
 from ..vote.registry import LiveCampaign, Registry
-from . import i18n
+from . import api_wechat, i18n
 from .assets import accepts_gzip, assets, photo, static_file
 from .security import channel_origins, is_https, normalize_origin, page_csp
+from .votes import VOTER_COOKIE
 
 env = jinja2.Environment(
     loader=jinja2.PackageLoader("voting_service", "templates"),
@@ -97,7 +101,8 @@ def render(
     hit = cache.get(key) if key is not None else None
     if hit is None:
         text = env.get_template(template).render(
-            t=words, static=assets().url, lang_url=_lang_url(request, words), **context
+            t=words, static=assets().url, lang_url=_lang_url(request, words),
+            site=site_notice(services(request).settings), **context
         )
         body = text.encode()
         hit = (status, body, gzip.compress(body, 6), page_csp(frame_ancestors))
@@ -106,6 +111,18 @@ def render(
                 cache.clear()
             cache[key] = hit
     return _html(request, *hit)
+
+
+@functools.cache
+def _site_notice(icp: str, psb: str, contact: str) -> dict[str, str]:
+    return {"icp": icp, "psb": psb, "contact": contact,
+            "psb_code": "".join(ch for ch in psb if ch.isascii() and ch.isdigit())}
+
+
+def site_notice(settings: Settings) -> dict[str, str]:
+    """The site's filings and contact for every footer: ICP备案号 (linked to the MIIT's
+    register), 公安备案号 (linked to its record by number) and the contact line."""
+    return _site_notice(settings.site_icp, settings.site_psb, settings.site_contact)
 
 
 _KEPT_PARAMS = ("q", "region", "industry", "sort", "channel", "candidate", "origin")
@@ -167,7 +184,7 @@ def _distinct(values: list[str]) -> list[str]:
 
 def _campaign_context(
     live: LiveCampaign, words: i18n.Words, counts: dict[str, int] | None, now: float,
-    channel: str = "", embed: bool = False, parent_origin: str = "",
+    channel: str = "", embed: bool = False, parent_origin: str = "", wechat_start: str = "",
 ) -> dict[str, Any]:
     c = live.c
     state = live.state(now)
@@ -177,7 +194,7 @@ def _campaign_context(
         "locale": words("locale"), "identity": list(c.rules.identity),
         "challenge": c.rules.challenge, "counts": counts is not None, "status": state,
         "channel": channel, "embed": embed, "parentOrigin": parent_origin,
-        "pow": assets().url("pow.js"), "t": dict(words.js),
+        "pow": assets().url("pow.js"), "t": dict(words.js), "wechat": wechat_start,
     }
     return {
         "c": c, "state": state, "open": state == "open",
@@ -210,6 +227,9 @@ async def campaign_page(request: Request) -> Response:
     live = svc.registry.public(request.path_params["cid"])
     if live is None:
         return not_found(request, words)
+    redirect = _wechat_redirect(request, svc, live)
+    if redirect is not None:
+        return redirect
     counts, as_of = await _counts(svc, live)
     q = request.query_params
     text = (q.get("q") or "").strip()[:50]
@@ -229,13 +249,33 @@ async def campaign_page(request: Request) -> Response:
         request, "campaign.html", words,
         cache_key=(live.id, svc.registry.version, as_of, q.get("lang"), text, region,
                    industry, sort, _base(request), int(now)),
-        **_campaign_context(live, words, counts, now),
+        **_campaign_context(live, words, counts, now,
+                            wechat_start=_wechat_start(svc, live, f"/c/{live.id}")),
         cards=cards, shown=sum(not x["hidden"] for x in cards),
         regions=region_order([x.region for x in live.c.candidates]),
         industries=_distinct([x.industry for x in live.c.candidates]),
         query={"q": text, "region": region, "industry": industry, "sort": sort},
         canonical=f"{_base(request)}/c/{live.id}",
     )
+
+
+def _wechat_start(svc: Services, live: LiveCampaign, path: str) -> str:
+    """Where the page sends a voter inside WeChat to sign in ("" when not offered)."""
+    if not api_wechat.offered(svc, live):
+        return ""
+    return f"{wechat.START_PATH}?{urlencode({'campaign_id': live.id, 'next': path})}"
+
+
+def _wechat_redirect(request: Request, svc: Services, live: LiveCampaign) -> Response | None:
+    """Inside WeChat's browser, a visitor without a voter cookie goes to WeChat's silent
+    authorisation first (``?wechat=0`` stays: the way back after a failed sign-in)."""
+    if (api_wechat.offered(svc, live) and wechat.in_wechat(request.headers.get("user-agent"))
+            and request.query_params.get("wechat") != "0"
+            and VOTER_COOKIE + live.id not in request.cookies
+            and live.state(time.time()) != "closed"):
+        back = api_wechat.next_path(live, request.url.path)
+        return api_wechat.to_wechat(request, svc, live, back)
+    return None
 
 
 def _base(request: Request) -> str:
@@ -256,6 +296,9 @@ async def candidate_page(request: Request) -> Response:
     cand = live.candidates.get(request.path_params["candidate"])
     if cand is None:
         return not_found(request, words)
+    redirect = _wechat_redirect(request, svc, live)
+    if redirect is not None:
+        return redirect
     counts, as_of = await _counts(svc, live)
     now = time.time()
     lang_query = "?lang=en" if request.query_params.get("lang") == "en" else ""
@@ -266,7 +309,8 @@ async def candidate_page(request: Request) -> Response:
         request, "candidate.html", words,
         cache_key=(live.id, svc.registry.version, cand.id, as_of, request.query_params.get("lang"),
                    _base(request), int(now)),
-        **_campaign_context(live, words, counts, now),
+        **_campaign_context(live, words, counts, now,
+                            wechat_start=_wechat_start(svc, live, f"/c/{live.id}/{cand.id}")),
         x=card, deeds=[p.strip() for p in cand.deeds.splitlines() if p.strip()],
         back=f"/c/{live.id}{lang_query}",
         canonical=f"{_base(request)}/c/{live.id}/{cand.id}", image=image,
