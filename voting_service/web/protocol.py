@@ -42,7 +42,7 @@ Votes skip ASGI altogether: the app's lifespan puts a ``DirectRoute`` in the lif
 answered by a ``DirectExchange`` in the cycle's place: the body gathered as it comes, one
 task, one write. Anything else, including ``Expect: 100-continue``, takes uvicorn's path to
 the same route in the ASGI app. The gain, measured side by side by ``make bench`` (rows
-"vote, anonymous token" and "… ASGI route"): 10–15 µs less server CPU a vote
+"vote, anonymous token" and "… ASGI route"): 8–15 µs less server CPU a vote
 (``docs/capacity.md``).
 """
 
