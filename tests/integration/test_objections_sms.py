@@ -11,6 +11,10 @@ from voting_service.settings import Settings
 
 
 class Recorder:
+    """The SMS gateway's side of the ``http`` sender: what it was asked to send."""
+
+    name = "http"
+
     def __init__(self) -> None:
         self.sent: list[tuple[str, str]] = []
 
