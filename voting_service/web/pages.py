@@ -24,8 +24,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import digits
-from ..errors import Unavailable
-from ..ledger import public_ledger, publication
+from ..errors import CampaignNotFound, NotPublished, Unavailable
+from ..ledger import public_ledger
 from ..models import Candidate
 from ..services import Services, services
 from ..vote.registry import LiveCampaign, Registry
@@ -331,12 +331,14 @@ async def results_page(request: Request) -> Response:
     if live is None or live.c.published_at is None:
         return not_found(request, words)
     vote_id = (request.query_params.get("vote") or "").strip()[:64]
-    async with svc.db() as conn:
-        results = await publication.published(conn, live.id)
-        found = (await public_ledger.lookup(conn, live.id, str(svc.settings.pepper), vote_id)
-                 if _VOTE_ID.fullmatch(vote_id) else [])
-    if results is None:
+    try:
+        results = (await svc.frozen.results(live.id)).results
+    except (NotPublished, CampaignNotFound):
         return not_found(request, words)
+    found = []
+    if _VOTE_ID.fullmatch(vote_id):
+        async with svc.db("public") as conn:
+            found = await public_ledger.lookup(conn, live.id, str(svc.settings.pepper), vote_id)
     names = {x.id: x for x in live.c.candidates}
     lang_query = "?lang=en" if request.query_params.get("lang") == "en" else ""
     published = dt.datetime.fromisoformat(results["published_at"]).astimezone(live.zone)

@@ -12,7 +12,10 @@ requests, not gunicorn. So this subclass bounds the head itself:
   the connection;
 - a head must be complete within ``head_timeout`` seconds of the connection or of its
   first byte (``VOTING_HEAD_TIMEOUT``), else the connection is closed: a silent or
-  trickling client holds nothing for long.
+  trickling client holds nothing for long;
+- a client that leaves the answer unread, its write buffer full, for ``write_timeout``
+  seconds (``VOTING_WRITE_TIMEOUT``) is cut off (``abort``: a close would wait for the
+  buffer to drain, forever): a download or a stream read by no one ends.
 
 ``deploy/nginx`` stays the recommended front; these bounds match its defaults.
 
@@ -54,6 +57,7 @@ MAX_FIELD = 8 * 1024
 MAX_FIELDS = 100
 MAX_HEAD = 32 * 1024
 HEAD_TIMEOUT = 10.0
+WRITE_TIMEOUT = 30.0
 
 _REASONS = {414: "URI Too Long", 431: "Request Header Fields Too Large"}
 
@@ -248,9 +252,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     one timer per connection rather than one per request)."""
 
     head_timeout: float = HEAD_TIMEOUT
+    write_timeout: float = WRITE_TIMEOUT
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._paused_since: float | None = None
+        """Loop time the transport's write buffer last filled up; ``None`` while it drains."""
+        self._write_timer: asyncio.TimerHandle | None = None
         self._head_left: int | None = MAX_HEAD
         """Head bytes still allowed; ``None`` while a body is read."""
         self._counted = False
@@ -290,7 +298,37 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
         super().connection_lost(exc)
+
+    # --- the write deadline ---------------------------------------------------------------
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._paused_since = self.loop.time()
+        if self._write_timer is None:
+            self._write_timer = self.loop.call_later(self.write_timeout,
+                                                     self._check_write_deadline)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._paused_since = None
+
+    def _check_write_deadline(self) -> None:
+        """One timer while the buffer is full: abort once it stayed full too long."""
+        self._write_timer = None
+        since = self._paused_since
+        if since is None:
+            return
+        wait = since + self.write_timeout - self.loop.time()
+        if wait > 0:
+            self._write_timer = self.loop.call_later(wait, self._check_write_deadline)
+            return
+        log.info("client read nothing for %.1f s from %s; connection aborted",
+                 self.write_timeout, self.client[0] if self.client else "-")
+        self.transport.abort()
 
     # --- the head's size -----------------------------------------------------------------
 
@@ -436,7 +474,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def bounded_protocol(head_timeout: float) -> type[BoundedHttpToolsProtocol]:
-    """The protocol class with this deadline for request heads (uvicorn's ``http=``)."""
+def bounded_protocol(head_timeout: float, write_timeout: float = WRITE_TIMEOUT
+                     ) -> type[BoundedHttpToolsProtocol]:
+    """The protocol class with these deadlines for request heads and for clients that stop
+    reading (uvicorn's ``http=``)."""
     return type("BoundedHttpToolsProtocol", (BoundedHttpToolsProtocol,),
-                {"head_timeout": head_timeout})
+                {"head_timeout": head_timeout, "write_timeout": write_timeout})
