@@ -58,11 +58,12 @@ def byte_range(header: str, size: int) -> tuple[int, int] | Literal[False] | Non
     if not first_text.isdigit() or (last_text and not last_text.isdigit()):
         return None
     first = int(first_text)
-    last = int(last_text) if last_text else size - 1
-    if last < first:
+    last = int(last_text) if last_text else None
+    if last is not None and last < first:
         return None
     if first >= size:
         return False
+    last = size - 1 if last is None else last
     return first, min(last, size - 1)
 
 

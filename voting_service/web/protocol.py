@@ -38,7 +38,10 @@ own work (a bare answer: 20 µs this way, 70 µs through ASGI). Anything else, i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 from collections.abc import Awaitable
 from typing import Any, Protocol
 
@@ -328,6 +331,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return
         log.info("client read nothing for %.1f s from %s; connection aborted",
                  self.write_timeout, self.client[0] if self.client else "-")
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:  # a reset: the kernel drops the queued bytes too, at once
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.transport.abort()
 
     # --- the head's size -----------------------------------------------------------------
