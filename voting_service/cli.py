@@ -287,6 +287,9 @@ def cmd_candidates_import(args: argparse.Namespace) -> int:
     path = Path(args.file)
     kind = "xlsx" if path.suffix.lower() == ".xlsx" else "csv"
     try:
+        if path.stat().st_size > sheets.MAX_FILE_BYTES:  # before reading it into memory
+            raise sheets.SheetError(f"文件超过 {sheets.MAX_FILE_BYTES // 1024 // 1024} MiB"
+                                    " (file_too_large)", "file_too_large")
         sheet = sheets.read(path.read_bytes(), kind)
     except sheets.SheetError as exc:
         print(f"{path}: {exc}", file=sys.stderr)

@@ -69,7 +69,7 @@ async def import_candidates(request: Request) -> Response:
         sheet = await asyncio.to_thread(sheets.read, body, kind, charset)  # votes keep moving
     except sheets.SheetError as exc:
         raise candidate_import.Rejected(
-            [candidate_import.RowError(None, None, str(exc), "bad_file")]) from exc
+            [candidate_import.RowError(None, None, str(exc), exc.code)]) from exc
     async with svc.db() as conn:
         report = await candidate_import.run(
             conn, svc.redis, cid, sheet, pepper=str(svc.settings.pepper),
