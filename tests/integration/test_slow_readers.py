@@ -204,13 +204,18 @@ async def test_the_frozen_ledger_has_a_strong_etag_and_byte_ranges(served: Serve
         r = await http.get(f"/api/v1/campaigns/{CID}/results",
                            headers={"If-None-Match": results.headers["etag"]})
         assert r.status_code == 304
-    # another pod (an empty cache) copies the file from PostgreSQL: the same bytes and tag
+    # another pod (an empty cache) copies the file from PostgreSQL: the same bytes and tag;
+    # for a campaign published before its digest was recorded, it records it
+    await served.h.pg.execute("UPDATE publications SET ledger_bytes = NULL,"
+                              " ledger_sha256 = NULL WHERE campaign_id = $1", CID)
     other = make_settings(Backend("single", served.h.settings.redis_url or "", False),
                           served.h.settings.database_url or "")
     app = create_app(other)
     async with app.router.lifespan_context(app), client_for(app) as client:
         again = await client.get(LEDGER)
         assert again.content == body and again.headers["etag"] == etag
+    assert await served.h.pg.fetchval(
+        "SELECT ledger_sha256 FROM publications WHERE campaign_id = $1", CID) == etag.strip('"')
 
 
 async def test_each_pool_budget_runs_out_on_its_own(served: Served) -> None:
