@@ -65,12 +65,14 @@ class Services:
     @asynccontextmanager
     async def db(self, budget: Budget = "admin") -> AsyncIterator[asyncpg.Connection]:
         """A connection of ``budget``'s pool; an unreachable database, or a budget whose
-        connections stay taken for ``db_acquire_timeout`` s, is a 503, never a hang."""
+        connections stay taken for its acquire timeout, is a 503, never a hang."""
         pool = self.pools.get(budget, self.pool)
         if pool is None:
             raise Unavailable("the database is not configured")
+        wait = (self.settings.db_admin_acquire_timeout if budget == "admin"
+                else self.settings.db_acquire_timeout)
         try:
-            conn = await pool.acquire(timeout=self.settings.db_acquire_timeout)
+            conn = await pool.acquire(timeout=wait)
         except TimeoutError as exc:
             raise Unavailable(f"no database connection free for {budget} requests",
                               headers={"Retry-After": "1"}) from exc

@@ -126,6 +126,8 @@ def _slow_reader_settings(env: Mapping[str, str]) -> dict[str, Any]:
             raise ConfigurationError(f"{name} must be between 1 and 100")
         out[key] = int(size)
     for name, key, default, top in (("VOTING_DB_ACQUIRE_TIMEOUT", "db_acquire_timeout", "2", 60),
+                                    ("VOTING_DB_ADMIN_ACQUIRE_TIMEOUT",
+                                     "db_admin_acquire_timeout", "60", 600),
                                     ("VOTING_WRITE_TIMEOUT", "write_timeout", "30", 3600)):
         seconds = _number(env, name, default, float)
         if not 0.1 <= seconds <= top:
@@ -187,7 +189,11 @@ class Settings:
     db_pool_health: int = 2
     """Connections per worker for ``/readyz`` and the health snapshots."""
     db_acquire_timeout: float = 2.0
-    """Seconds a request waits for a connection of its budget before answering 503."""
+    """Seconds a public or health request waits for a connection of its budget before
+    answering 503: anyone can send them, so a queue of them must not grow for long."""
+    db_admin_acquire_timeout: float = 60.0
+    """The same for the admin budget: few, authenticated callers, whose bursts (200
+    strike-outs at once) wait their turn rather than fail."""
     write_timeout: float = 30.0
     """Seconds a connection may leave the server's bytes unread (its write buffer full)
     before it is cut off (``web/protocol.py``): a reader that stops holds nothing for long."""

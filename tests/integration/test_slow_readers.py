@@ -70,9 +70,9 @@ async def _published(h: Harness, votes: int = VOTES) -> None:
 async def served(backend: Backend, pg_url: str, pg: asyncpg.Connection,
                  tmp_path: Any) -> AsyncIterator[Served]:
     """The app behind the service's protocol on a listening socket, as ``serve`` runs it,
-    with a 2 s write deadline."""
+    with a 2 s write deadline and a 1 s wait for an admin connection."""
     settings = make_settings(backend, pg_url, ledger_cache_dir=tmp_path / "ledgers",
-                             write_timeout=2.0)
+                             write_timeout=2.0, db_admin_acquire_timeout=1.0)
     redis = store.connect(settings)
     await redis.flushall()
     app = create_app(settings)

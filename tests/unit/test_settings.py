@@ -175,7 +175,7 @@ def test_metrics_settings() -> None:
 def test_slow_reader_settings() -> None:
     s = Settings.from_env(env())
     assert (s.db_pool_public, s.db_pool_admin, s.db_pool_health) == (4, 4, 2)
-    assert (s.db_acquire_timeout, s.write_timeout) == (2.0, 30.0)
+    assert (s.db_acquire_timeout, s.db_admin_acquire_timeout, s.write_timeout) == (2.0, 60, 30)
     assert s.ledger_cache == Path(".voting-data") / "published"
     s = Settings.from_env({**env(), "VOTING_DB_POOL_PUBLIC": "8", "VOTING_DB_POOL_HEALTH": "1",
                            "VOTING_WRITE_TIMEOUT": "5", "VOTING_LEDGER_CACHE_DIR": "/var/x"})
