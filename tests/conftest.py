@@ -102,6 +102,7 @@ def make_settings(backend: Backend, pg_url: str, **overrides: Any) -> Settings:
 
     values.setdefault("secret_key", Secret("test-secret-key-0123456789"))
     values.setdefault("pepper", Secret("test-pepper-0123456789"))
+    values.setdefault("ledger_cache_dir", Path(tempfile.mkdtemp(prefix="voting-ledgers-")))
     return Settings(**values)
 
 

@@ -85,7 +85,7 @@ async def readyz(request: Request) -> Response:
     except Exception as exc:
         checks["redis"] = f"down: {exc!r}"
     try:
-        async with asyncio.timeout(1.0), svc.db() as conn:
+        async with asyncio.timeout(1.0), svc.db("health") as conn:
             await conn.fetchval("SELECT 1")
         checks["postgres"] = "ok"
     except Exception as exc:
@@ -174,12 +174,20 @@ def create_app(settings: Settings) -> Starlette:
             await batcher.start()
         registry = Registry(redis, settings.shards, settings.config_refresh, settings.redis_timeout)
         pool = None
+        pools: dict[str, asyncpg.Pool] = {}
         if settings.database_url:
-            pool = await db.connect_pool(settings.database_url, min_size=0, max_size=5)
+            # one pool per budget: readers that hold theirs never starve admin or health
+            for budget, size in (("public", settings.db_pool_public),
+                                 ("admin", settings.db_pool_admin),
+                                 ("health", settings.db_pool_health)):
+                pools[budget] = await db.connect_pool(settings.database_url, min_size=0,
+                                                      max_size=size)
+            pool = pools["admin"]
         svc = Services(
             settings, redis, batcher, registry,
             VoterTokens(settings.secret_keys, str(settings.pepper)), pool,
-            sms=sms.sender_from(settings), sms_budget=sms_budget.Budget.from_settings(settings),
+            pools=pools, sms=sms.sender_from(settings),
+            sms_budget=sms_budget.Budget.from_settings(settings),
         )
         with contextlib.suppress(Exception):  # Redis down at start: the watcher retries
             await svc.ip_blocks.refresh(redis)
@@ -213,7 +221,8 @@ def create_app(settings: Settings) -> Starlette:
             svc.health = snapshot
 
         health_watcher = asyncio.create_task(health.watch(
-            redis, svc.db if pool is not None else None, lambda: list(registry.campaigns),
+            redis, (lambda: svc.db("health")) if pool is not None else None,
+            lambda: list(registry.campaigns),
             settings.shards, settings.health_interval, publish, settings.redis_replica_acks))
         background = [refresher, blocks_watcher, timeline_shipper, health_watcher]
         if pool is not None:
@@ -234,12 +243,12 @@ def create_app(settings: Settings) -> Starlette:
             await _stop(*background)
             await app.state.live.close()
             await batcher.close()
-            if pool is not None:
+            for each in pools.values():
                 try:  # a connection still held (a request cut short) must not hang the stop
-                    await asyncio.wait_for(pool.close(), POOL_CLOSE_TIMEOUT)
+                    await asyncio.wait_for(each.close(), POOL_CLOSE_TIMEOUT)
                 except TimeoutError:
                     log.warning("PostgreSQL pool did not close in time; terminating it")
-                    pool.terminate()
+                    each.terminate()
             await redis.aclose()
 
     routes = [

@@ -299,6 +299,9 @@ def cmd_candidates_import(args: argparse.Namespace) -> int:
     path = Path(args.file)
     kind = "xlsx" if path.suffix.lower() == ".xlsx" else "csv"
     try:
+        if path.stat().st_size > sheets.MAX_FILE_BYTES:  # before reading it into memory
+            raise sheets.SheetError(f"文件超过 {sheets.MAX_FILE_BYTES // 1024 // 1024} MiB"
+                                    " (file_too_large)", "file_too_large")
         sheet = sheets.read(path.read_bytes(), kind)
     except sheets.SheetError as exc:
         print(f"{path}: {exc}", file=sys.stderr)
@@ -512,7 +515,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     uvicorn.run(
         "voting_service.app:app_from_env", factory=True, host=args.host, port=args.port,
-        loop="uvloop", http=http_protocol(settings.head_timeout),
+        loop="uvloop", http=http_protocol(settings.head_timeout, settings.write_timeout),
         access_log=args.access_log, lifespan="on",
         proxy_headers=False,  # VOTING_TRUSTED_PROXIES alone decides (identity.client_ip)
         timeout_graceful_shutdown=10,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Literal
 
 import asyncpg
 from starlette.requests import Request
@@ -13,6 +14,7 @@ from .errors import Unavailable
 from .fraud.blocklist import NetworkBlocks
 from .fraud.sms import ConsoleSender, Sender
 from .fraud.sms_budget import Budget
+from .ledger.frozen import Frozen
 from .ledger.health import Health
 from .settings import Settings
 from .vote.addresses import ClientAddresses
@@ -24,6 +26,10 @@ from .vote.registry import Registry
 from .vote.store import AnyRedis
 from .vote.timeline import Timeline
 
+PoolBudget = Literal["public", "admin", "health"]
+"""Which of a worker's PostgreSQL pools a request draws on."""
+BUDGETS: tuple[PoolBudget, ...] = ("public", "admin", "health")
+
 
 @dataclass
 class Services:
@@ -34,6 +40,10 @@ class Services:
     registry: Registry
     tokens: VoterTokens
     pool: asyncpg.Pool | None = None
+    """The admin budget's pool (also ``pools["admin"]``)."""
+    pools: dict[str, asyncpg.Pool] = field(default_factory=dict)
+    """One pool per budget (``BUDGETS``), so that one class of requests holding all of its
+    connections never makes another wait; without an entry a budget uses ``pool``."""
     ip_blocks: NetworkBlocks = field(default_factory=NetworkBlocks)
     """Blocked IP networks, reloaded every second (``blocklist``)."""
     sms: Sender = field(default_factory=ConsoleSender)
@@ -49,23 +59,33 @@ class Services:
     """Verified partner JWTs, remembered until they lapse or their channel's secret changes."""
     addresses: ClientAddresses = field(init=False)
     """The client address of a request, by ``VOTING_TRUSTED_PROXIES``."""
+    frozen: Frozen = field(init=False)
+    """Published results and ledger files, read without a connection held for a client."""
 
     def __post_init__(self) -> None:
         self.addresses = ClientAddresses(self.settings.trusted_proxies)
+        self.frozen = Frozen(self.settings.ledger_cache, lambda: self.db("public"))
 
     @asynccontextmanager
-    async def db(self) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection; an unreachable database is a 503, not a 500."""
-        if self.pool is None:
+    async def db(self, budget: PoolBudget = "admin") -> AsyncIterator[asyncpg.Connection]:
+        """A connection of ``budget``'s pool; an unreachable database, or a budget whose
+        connections stay taken for its acquire timeout, is a 503, never a hang."""
+        pool = self.pools.get(budget, self.pool)
+        if pool is None:
             raise Unavailable("the database is not configured")
+        wait = (self.settings.db_admin_acquire_timeout if budget == "admin"
+                else self.settings.db_acquire_timeout)
         try:
-            conn = await self.pool.acquire()
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            conn = await pool.acquire(timeout=wait)
+        except TimeoutError as exc:
+            raise Unavailable(f"no database connection free for {budget} requests",
+                              headers={"Retry-After": "1"}) from exc
+        except (OSError, asyncpg.PostgresError) as exc:
             raise Unavailable("the database is unreachable") from exc
         try:
             yield conn
         finally:
-            await self.pool.release(conn)
+            await pool.release(conn)
 
 
 def services(request: Request) -> Services:

@@ -294,6 +294,29 @@ def _organiser_settings(env: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def _slow_reader_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """Pool budgets, the acquire and write deadlines, the frozen ledgers' cache (§1)."""
+    out: dict[str, Any] = {}
+    for name, key, default in (("VOTING_DB_POOL_PUBLIC", "db_pool_public", "4"),
+                               ("VOTING_DB_POOL_ADMIN", "db_pool_admin", "4"),
+                               ("VOTING_DB_POOL_HEALTH", "db_pool_health", "2")):
+        size = _number(env, name, default, int)
+        if not 1 <= size <= 100:
+            raise ConfigurationError(f"{name} must be between 1 and 100")
+        out[key] = int(size)
+    for name, key, default, top in (("VOTING_DB_ACQUIRE_TIMEOUT", "db_acquire_timeout", "2", 60),
+                                    ("VOTING_DB_ADMIN_ACQUIRE_TIMEOUT",
+                                     "db_admin_acquire_timeout", "60", 600),
+                                    ("VOTING_WRITE_TIMEOUT", "write_timeout", "30", 3600)):
+        seconds = _number(env, name, default, float)
+        if not 0.1 <= seconds <= top:
+            raise ConfigurationError(f"{name} must be between 0.1 and {top} seconds")
+        out[key] = float(seconds)
+    cache = env.get("VOTING_LEDGER_CACHE_DIR", "").strip()
+    out["ledger_cache_dir"] = Path(cache) if cache else None
+    return out
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: str | None = None
@@ -398,6 +421,26 @@ class Settings:
     direct_votes: bool = True
     """Votes answered by the HTTP protocol itself (``web/protocol.py``), not through ASGI;
     off only to measure what that saves (``make bench`` phase D)."""
+    # --- slow readers and database budgets (issue 23 §1) -------------------------------
+    db_pool_public: int = 4
+    """PostgreSQL connections per worker for public reads (results, vote look-ups, the
+    ledger's first copy to local disk): a crowd of readers cannot take admin's or health's."""
+    db_pool_admin: int = 4
+    """Connections per worker for the admin API and the ops console."""
+    db_pool_health: int = 2
+    """Connections per worker for ``/readyz`` and the health snapshots."""
+    db_acquire_timeout: float = 2.0
+    """Seconds a public or health request waits for a connection of its budget before
+    answering 503: anyone can send them, so a queue of them must not grow for long."""
+    db_admin_acquire_timeout: float = 60.0
+    """The same for the admin budget: few, authenticated callers, whose bursts (200
+    strike-outs at once) wait their turn rather than fail."""
+    write_timeout: float = 30.0
+    """Seconds a connection may leave the server's bytes unread (its write buffer full)
+    before it is cut off (``web/protocol.py``): a reader that stops holds nothing for long."""
+    ledger_cache_dir: Path | None = None
+    """Where each pod keeps its copy of the frozen ledgers (``ledger/frozen.py``);
+    ``None`` = ``<data_dir>/published``."""
 
     # -- drift repair after a failover (issue 23 §5) --
     drift_repair_interval: float = 30.0
@@ -466,6 +509,7 @@ class Settings:
             vote_metrics=_on(env, "VOTING_METRICS"),
             direct_votes=_on(env, "VOTING_DIRECT_VOTES"),
             drift_repair_interval=_number(env, "VOTING_DRIFT_REPAIR_INTERVAL", "30", float),
+            **_slow_reader_settings(env),
             **_sms_settings(env),
             **_caps_settings(env),
             **_account_settings(env),
@@ -473,6 +517,10 @@ class Settings:
             **_wechat_settings(env),
             **_notice_settings(env),
         )
+
+    @property
+    def ledger_cache(self) -> Path:
+        return self.ledger_cache_dir or self.data_dir / "published"
 
     @property
     def secret_keys(self) -> list[str]:

@@ -25,8 +25,9 @@ class VotingWorker(UvicornWorker):  # type: ignore[misc,unused-ignore]
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        settings = Settings.from_env()
         self.CONFIG_KWARGS = {  # type: ignore[misc]
             **VotingWorker.CONFIG_KWARGS,
-            "http": http_protocol(Settings.from_env().head_timeout),
+            "http": http_protocol(settings.head_timeout, settings.write_timeout),
         }
         super().__init__(*args, **kwargs)

@@ -82,7 +82,7 @@ async def served(
                 return await answer(scope, arg, body)
 
             route.answer = counted
-        http = server.http_protocol(5.0)
+        http = server.http_protocol(5.0, settings.write_timeout)
         assert (http == "httptools") is stock
         config = Config(app=app, lifespan="off", proxy_headers=False, http=http)
         config.load()

@@ -170,3 +170,18 @@ def test_metrics_settings() -> None:
         Settings.from_env(env(VOTING_METRICS_ALLOW="*"))
     with pytest.raises(ConfigurationError, match="VOTING_METRICS_ALLOW"):
         Settings.from_env(env(VOTING_METRICS_ALLOW="10.0.0.0/99"))
+
+
+def test_slow_reader_settings() -> None:
+    s = Settings.from_env(env())
+    assert (s.db_pool_public, s.db_pool_admin, s.db_pool_health) == (4, 4, 2)
+    assert (s.db_acquire_timeout, s.db_admin_acquire_timeout, s.write_timeout) == (2.0, 60, 30)
+    assert s.ledger_cache == Path(".voting-data") / "published"
+    s = Settings.from_env({**env(), "VOTING_DB_POOL_PUBLIC": "8", "VOTING_DB_POOL_HEALTH": "1",
+                           "VOTING_WRITE_TIMEOUT": "5", "VOTING_LEDGER_CACHE_DIR": "/var/x"})
+    assert (s.db_pool_public, s.db_pool_health, s.write_timeout) == (8, 1, 5.0)
+    assert s.ledger_cache == Path("/var/x")
+    for name, value in (("VOTING_DB_POOL_ADMIN", "0"), ("VOTING_DB_POOL_PUBLIC", "101"),
+                        ("VOTING_WRITE_TIMEOUT", "0"), ("VOTING_DB_ACQUIRE_TIMEOUT", "x")):
+        with pytest.raises(ConfigurationError, match=name):
+            Settings.from_env({**env(), name: value})

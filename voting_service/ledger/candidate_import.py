@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,13 +78,52 @@ class Report:
                 "created": self.created, "updated": self.updated, "removed": self.removed}
 
 
+MAX_ERRORS = 200
+"""Errors an answer lists (with the total): a file of 5,020 bad rows × 64 columns made a
+39.5 MB answer when every one was listed."""
+ECHO = 40
+"""Characters of the file's own text an error message repeats."""
+
+
+def _echo(text: str) -> str:
+    return text if len(text) <= ECHO else text[:ECHO] + "…"
+
+
+class Errors(list[RowError]):
+    """The errors found: the first ``MAX_ERRORS`` kept, all of them counted."""
+
+    def __init__(self, errors: Iterable[RowError] = ()) -> None:
+        super().__init__()
+        self.total = 0
+        self.extend(errors)
+
+    def append(self, error: RowError) -> None:
+        self.total += 1
+        if len(self) < MAX_ERRORS:
+            super().append(error)
+
+    def extend(self, errors: Iterable[RowError]) -> None:
+        for error in errors:
+            self.append(error)
+
+    def __iadd__(self, errors: Iterable[RowError]) -> Errors:  # type: ignore[override,misc]
+        self.extend(errors)
+        return self
+
+    def __bool__(self) -> bool:
+        return self.total > 0
+
+
 class Rejected(ImportRejected):
     def __init__(self, errors: list[RowError]) -> None:
+        found = errors if isinstance(errors, Errors) else Errors(errors)
+        total = found.total
+        more = f"，仅列出前 {len(found)} 处" if total > len(found) else ""
         super().__init__(
-            f"{len(errors)} 处错误，文件未导入 ({len(errors)} error(s), nothing imported)",
-            extra={"errors": [dataclasses.asdict(e) for e in errors]},
+            f"{total} 处错误，文件未导入{more} ({total} error(s), nothing imported)",
+            extra={"errors": [dataclasses.asdict(e) for e in found], "errors_total": total},
         )
-        self.errors = errors
+        self.errors = found
 
 
 def _header_key(text: str) -> str:
@@ -126,11 +166,12 @@ def _header(sheet: sheets.Sheet) -> tuple[int, list[str | None], list[RowError]]
                     fields.append(None)
                     continue
                 if name is None:
-                    errors.append(RowError(line, raw, f"未知的列“{raw}”（第 {col} 列）"
-                                           " (unknown_column)", "unknown_column"))
+                    errors.append(RowError(line, _echo(raw), f"未知的列“{_echo(raw)}”"
+                                           f"（第 {col} 列） (unknown_column)",
+                                           "unknown_column"))
                 elif name in fields:
-                    errors.append(RowError(line, raw, f"列“{raw}”重复 (duplicate_column)",
-                                           "duplicate_column"))
+                    errors.append(RowError(line, _echo(raw), f"列“{_echo(raw)}”重复"
+                                           " (duplicate_column)", "duplicate_column"))
                 fields.append(name)
             missing = [LABELS[f] for f in REQUIRED if f not in fields]
             if missing:
@@ -152,7 +193,8 @@ class Parsed:
 
 def parse(sheet: sheets.Sheet, pepper: str) -> Parsed:
     """Rows checked on their own and against each other (numbers, the same person)."""
-    start, fields, errors = _header(sheet)
+    start, fields, found = _header(sheet)
+    errors = Errors(found)
     if start < 0 or errors:
         return Parsed([], errors)
     rows: list[Row] = []
@@ -245,12 +287,12 @@ def check_quotas(recommenders: list[tuple[int, str]], quotas: dict[str, int]) ->
         if rec not in quotas:
             if seen[rec] == 1:
                 errors.append(RowError(line, "推荐单位",
-                                       f"推荐单位“{rec}”不在名额分配表中 (unknown_recommender)",
-                                       "unknown_recommender"))
+                                       f"推荐单位“{_echo(rec)}”不在名额分配表中"
+                                       " (unknown_recommender)", "unknown_recommender"))
         elif seen[rec] == quotas[rec] + 1:
             errors.append(RowError(
                 line, "推荐单位",
-                f"推荐单位“{rec}”超出名额：名额 {quotas[rec]} 人，文件中 {counts[rec]} 人"
+                f"推荐单位“{_echo(rec)}”超出名额：名额 {quotas[rec]} 人，文件中 {counts[rec]} 人"
                 f"（从此行起超出） (over_quota)", "over_quota"))
     return errors
 
@@ -332,7 +374,8 @@ async def _run(
     pepper: str, shards: int, dry_run: bool, actor: str, quotas: dict[str, int] | None,
 ) -> Report:
     parsed = parse(sheet, pepper)
-    rows, errors = parsed.rows, parsed.errors
+    rows = parsed.rows
+    errors = parsed.errors if isinstance(parsed.errors, Errors) else Errors(parsed.errors)
     async with conn.transaction():
         if await conn.fetchval("SELECT 1 FROM campaigns WHERE id = $1 FOR UPDATE",
                                campaign_id) is None:

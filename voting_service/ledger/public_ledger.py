@@ -28,6 +28,8 @@ ORDER BY day, cast_at, vote_id, voter_id
 """
 INSERT_PART = "INSERT INTO published_ledger (campaign_id, part, body) VALUES ($1, $2, $3)"
 PARTS = "SELECT body FROM published_ledger WHERE campaign_id = $1 ORDER BY part"
+PART_NUMBERS = "SELECT part FROM published_ledger WHERE campaign_id = $1 ORDER BY part"
+PART = "SELECT body FROM published_ledger WHERE campaign_id = $1 AND part = $2"
 LOOKUP = """
 SELECT day, vote_id, voter_id, candidate_id, channel, valid, invalidation_id
 FROM votes WHERE campaign_id = $1 AND vote_id = $2
@@ -112,6 +114,10 @@ class Chain:
     votes: int = 0
     valid: Counter[str] = field(default_factory=Counter)
     struck: Counter[int] = field(default_factory=Counter)
+    file_bytes: int = 0
+    """Length of the ledger file ``freeze`` wrote (0 before)."""
+    file_sha256: str = ""
+    """SHA-256 of that file: the strong ETag every pod serves it under."""
     _day: str = ""
     _count: int = 0
     _hash: Any = None
@@ -190,10 +196,14 @@ async def freeze(
     again, and it cannot drift from the digests published with it."""
     chain = Chain(campaign_id)
     part = 0
+    whole = hashlib.sha256()
     async for chunk in ndjson(records(conn, campaign_id, pepper), chain, published_at,
                               lines_per_chunk):
         await conn.execute(INSERT_PART, campaign_id, part, zlib.compress(chunk, 6))
+        whole.update(chunk)
+        chain.file_bytes += len(chunk)
         part += 1
+    chain.file_sha256 = whole.hexdigest()
     return chain
 
 

@@ -129,9 +129,10 @@ async def publish(
         }
         await conn.execute(
             "INSERT INTO publications (campaign_id, published_at, actor, note, results, days,"
-            " digest) VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7)",
+            " digest, ledger_bytes, ledger_sha256)"
+            " VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, $9)",
             campaign_id, now, actor, note, json.dumps(results, ensure_ascii=False),
-            json.dumps(chain.days), chain.digest,
+            json.dumps(chain.days), chain.digest, chain.file_bytes, chain.file_sha256,
         )
         await db.audit(conn, actor, "results.publish", campaign_id,
                        {"note": note, "total": results["total"], "digest": chain.digest})

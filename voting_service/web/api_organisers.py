@@ -83,7 +83,7 @@ async def import_sheet(svc: Services, actor: str, cid: str, body: bytes, kind: s
         sheet = await asyncio.to_thread(sheets.read, body, kind, charset)  # votes keep moving
     except sheets.SheetError as exc:
         raise candidate_import.Rejected(
-            [candidate_import.RowError(None, None, str(exc), "bad_file")]) from exc
+            [candidate_import.RowError(None, None, str(exc), exc.code)]) from exc
     async with svc.db() as conn:
         report = await candidate_import.run(
             conn, svc.redis, cid, sheet, pepper=str(svc.settings.pepper),

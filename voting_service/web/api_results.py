@@ -3,28 +3,31 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from ..errors import InvalidRequest
-from ..ledger import public_ledger, publication
+from ..ledger import public_ledger
 from ..services import services
+from .frozen_files import FrozenFileResponse, etag_matches
 from .http import JSON
 
 _VOTE_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
 
 async def get_results(request: Request) -> Response:
-    svc = services(request)
-    async with svc.db() as conn:
-        results = await publication.require_published(conn, request.path_params["cid"])
-    return JSON(results, headers={"Cache-Control": "public, max-age=60"})
+    """The frozen results, from this worker's memory after the first read."""
+    frozen = await services(request).frozen.results(request.path_params["cid"])
+    headers = {"Cache-Control": "public, max-age=60", "ETag": frozen.etag}
+    if etag_matches(request.headers.get("if-none-match", ""), frozen.etag, weak=True):
+        return Response(status_code=304, headers=headers)
+    return Response(frozen.body, headers=headers, media_type="application/json")
 
 
-async def get_ledger(request: Request) -> Response:
+async def get_ledger(request: Request) -> Any:
     """Every accepted vote as NDJSON (``docs/verification.md``); ``?vote_id=`` finds one."""
     svc = services(request)
     cid = request.path_params["cid"]
@@ -33,20 +36,14 @@ async def get_ledger(request: Request) -> Response:
     if vote_id is not None:
         if not _VOTE_ID.fullmatch(vote_id):
             raise InvalidRequest("vote_id is 8 to 64 letters, digits, _ or -")
-        async with svc.db() as conn:
-            await publication.require_published(conn, cid)
+        await svc.frozen.results(cid)  # not published: 404
+        async with svc.db("public") as conn:
             found = await public_ledger.lookup(conn, cid, pepper, vote_id)
         return JSON({"campaign_id": cid, "vote_id": vote_id,
                      "records": [r.as_json() for r in found]})
-    async with svc.db() as conn:
-        await publication.require_published(conn, cid)
-
-    async def body() -> AsyncIterator[bytes]:
-        async with svc.db() as conn:
-            async for chunk in public_ledger.download(conn, cid):
-                yield chunk
-
-    return StreamingResponse(body(), media_type="application/x-ndjson", headers={
+    file = await svc.frozen.ledger(cid)
+    # served from the pod's copy of the frozen file: no connection held while the client reads
+    return FrozenFileResponse(file.path, file.size, file.etag, "application/x-ndjson", {
         "Content-Disposition": f'attachment; filename="{cid}-ledger.ndjson"',
         "Cache-Control": "public, max-age=300",
     })

@@ -153,7 +153,7 @@ async def submit(request: Request) -> Response:
         end: dt.datetime = context["period"]["end"]
         purge_after = end + dt.timedelta(days=svc.settings.objection_retention_days)
         name = re.sub(r"[^\w.\-]+", "_", (file.filename or "") if file else "")[:100]
-        async with svc.db() as conn:
+        async with svc.db("public") as conn:
             oid = await objections.submit(conn, live.id, objections.Submission(
                 values["candidate"], values["name"], phone, values["address"], values["text"],
                 verified, attachment, name, kind), purge_after)

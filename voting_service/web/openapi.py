@@ -159,8 +159,10 @@ OPERATIONS: tuple[Op, ...] = (
        params=(Param("dry_run", {"type": "string", "enum": ["0", "1"]},
                      description="1: check the file and report, change nothing"),),
        problems=((422, s.ImportProblem),),
-       codes=("published", "import_rejected (errors: bad_file, no_header, "
-              "over_quota, unknown_recommender, candidate_has_votes, …)")),
+       codes=("published", "import_rejected (errors: bad_file, file_too_large, "
+              "xlsx_too_large, xlsx_ratio, too_many_rows, too_many_cells, cell_too_long, "
+              "no_header, over_quota, unknown_recommender, candidate_has_votes, …; the first "
+              "200 listed, errors_total counts them all)")),
     Op("PATCH", A + "/campaigns/{cid}/candidates/{candidate}",
        "Withdraw a candidate (no new votes; the votes cast stay counted) or reinstate",
        "admin", models.Candidate, body=models.CandidatePatch, errors=ADMIN_WRITE,

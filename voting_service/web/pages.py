@@ -25,8 +25,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import digits
-from ..errors import Unavailable
-from ..ledger import gongshi, objections, public_ledger, publication
+from ..errors import CampaignNotFound, NotPublished, Unavailable
+from ..ledger import gongshi, objections, public_ledger
 from ..models import Candidate, region_order
 from ..services import Services, services
 from ..settings import Settings
@@ -395,15 +395,16 @@ async def results_context(request: Request, svc: Services, live: LiveCampaign,
                           words: i18n.Words) -> dict[str, Any] | None:
     """What the results page shows (also under an objection form sent back with errors)."""
     vote_id = (request.query_params.get("vote") or "").strip()[:64]
-    async with svc.db() as conn:
-        results = await publication.published(conn, live.id)
-        found = (await public_ledger.lookup(conn, live.id, str(svc.settings.pepper), vote_id)
-                 if _VOTE_ID.fullmatch(vote_id) else [])
-        period = objection_period(svc, live, results)
-        counts = (await objections.counts(conn, live.id)
-                  if results is not None and period["state"] == "over" else {})
-    if results is None:
+    try:
+        results = (await svc.frozen.results(live.id)).results
+    except (NotPublished, CampaignNotFound):
         return None
+    period = objection_period(svc, live, results)
+    found = []
+    async with svc.db("public") as conn:  # short reads; nothing waits on the client here
+        if _VOTE_ID.fullmatch(vote_id):
+            found = await public_ledger.lookup(conn, live.id, str(svc.settings.pepper), vote_id)
+        counts = await objections.counts(conn, live.id) if period["state"] == "over" else {}
     names = {x.id: x for x in live.c.candidates}
     lang_query = "?lang=en" if request.query_params.get("lang") == "en" else ""
     published = dt.datetime.fromisoformat(results["published_at"]).astimezone(live.zone)

@@ -26,7 +26,10 @@ uvicorn parses the requests of its workers:
   the connection;
 - a head must be complete within ``head_timeout`` seconds of the connection or of its
   first byte (``VOTING_HEAD_TIMEOUT``), else the connection is closed: a silent or
-  trickling client holds nothing for long.
+  trickling client holds nothing for long;
+- a client that leaves the answer unread, its write buffer full, for ``write_timeout``
+  seconds (``VOTING_WRITE_TIMEOUT``) is cut off (``abort``: a close would wait for the
+  buffer to drain, forever): a download or a stream read by no one ends.
 
 ``deploy/nginx`` stays the recommended front; these bounds match its defaults.
 
@@ -49,8 +52,11 @@ the same route in the ASGI app. The gain, measured side by side by ``make bench`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import socket
+import struct
 from collections.abc import Awaitable
 from typing import Any, Protocol
 
@@ -72,7 +78,7 @@ _NEEDED: tuple[tuple[Any, tuple[str, ...], tuple[str, ...]], ...] = (
     (getattr(_impl, "HttpToolsProtocol", None), (
         "connection_made", "connection_lost", "data_received", "on_message_begin",
         "on_headers_complete", "on_body", "on_message_complete", "send_400_response",
-        "on_response_complete",
+        "on_response_complete", "pause_writing", "resume_writing",
     ), (
         "app_state", "transport", "loop", "client", "headers", "parser", "url", "cycle",
         "expect_100_continue", "limit_concurrency", "connections", "tasks", "root_path",
@@ -135,6 +141,7 @@ MAX_FIELD = 8 * 1024
 MAX_FIELDS = 100
 MAX_HEAD = 32 * 1024
 HEAD_TIMEOUT = 10.0
+WRITE_TIMEOUT = 30.0
 
 _REASONS = {414: "URI Too Long", 431: "Request Header Fields Too Large"}
 
@@ -345,9 +352,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     route_key: str | None = None
     """The lifespan state key of the app's ``DirectRoute`` (uvicorn hands the lifespan's
     state to every connection's protocol as ``app_state``); ``None``: votes go to ASGI."""
+    write_timeout: float = WRITE_TIMEOUT
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._paused_since: float | None = None
+        """Loop time the transport's write buffer last filled up; ``None`` while it drains."""
+        self._write_timer: asyncio.TimerHandle | None = None
         self._head_left: int | None = MAX_HEAD
         """Head bytes still allowed; ``None`` while a body is read."""
         self._counted = False
@@ -438,7 +449,41 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._held is not None and self._limits is not None:
             self._limits.connections.give_back(self._held)
             self._held = None
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
         super().connection_lost(exc)
+
+    # --- the write deadline ---------------------------------------------------------------
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._paused_since = self.loop.time()
+        if self._write_timer is None:
+            self._write_timer = self.loop.call_later(self.write_timeout,
+                                                     self._check_write_deadline)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._paused_since = None
+
+    def _check_write_deadline(self) -> None:
+        """One timer while the buffer is full: abort once it stayed full too long."""
+        self._write_timer = None
+        since = self._paused_since
+        if since is None:
+            return
+        wait = since + self.write_timeout - self.loop.time()
+        if wait > 0:
+            self._write_timer = self.loop.call_later(wait, self._check_write_deadline)
+            return
+        log.info("client read nothing for %.1f s from %s; connection aborted",
+                 self.write_timeout, self.client[0] if self.client else "-")
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:  # a reset: the kernel drops the queued bytes too, at once
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()
 
     # --- the head's size -----------------------------------------------------------------
 
@@ -594,8 +639,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
 
 def bounded_protocol(head_timeout: float, route_key: str | None = None,
-                     ) -> type[BoundedHttpToolsProtocol]:
-    """The protocol class with this deadline for request heads, answering the direct route
-    found under ``route_key`` in the lifespan state (for uvicorn's ``http=``)."""
+                     write_timeout: float = WRITE_TIMEOUT) -> type[BoundedHttpToolsProtocol]:
+    """The protocol class with these deadlines for request heads and for clients that stop
+    reading, answering the direct route found under ``route_key`` in the lifespan state
+    (for uvicorn's ``http=``)."""
     return type("BoundedHttpToolsProtocol", (BoundedHttpToolsProtocol,),
-                {"head_timeout": head_timeout, "route_key": route_key})
+                {"head_timeout": head_timeout, "route_key": route_key,
+                 "write_timeout": write_timeout})

@@ -212,6 +212,9 @@ class ImportProblem(msgspec.Struct):
     code: str
     detail: str
     errors: list[ImportRowError]
+    """The first 200 errors, in the file's order."""
+    errors_total: int = 0
+    """Every error found, listed or not."""
     instance: str = ""
 
 

@@ -35,12 +35,12 @@ except ImportError as exc:
                 "(see web/server.py)", MISMATCH)
 
 
-def http_protocol(head_timeout: float) -> type[asyncio.Protocol] | str:
+def http_protocol(head_timeout: float, write_timeout: float) -> type[asyncio.Protocol] | str:
     """uvicorn's ``http=`` for the service: its own protocol (bounded heads, votes answered
     in the protocol), or ``"httptools"`` when the installed uvicorn is not the tested one."""
     if MISMATCH is not None or _protocol is None:
         return "httptools"
-    return _protocol.bounded_protocol(head_timeout, DIRECT_ROUTE)
+    return _protocol.bounded_protocol(head_timeout, DIRECT_ROUTE, write_timeout)
 
 
 def direct_votes() -> bool:
