@@ -134,6 +134,7 @@ async def test_an_objection_from_the_results_page_to_its_answer(
     await h.pg.execute(
         "UPDATE publications SET results = jsonb_set(results, '{published_at}',"
         " to_jsonb('2020-01-06T02:00:00+00:00'::text)) WHERE campaign_id = $1", CID)
+    h.app.state.services.frozen._results.pop(CID, None)  # as a pod that reads them afresh
     page = await h.client.get(f"/c/{CID}/results")
     assert "公示期已于" in page.text and 'data-testid="objection-form"' not in page.text
     counts = dict(re.findall(r'<tr data-id="(c\d+)"><td class="no">\d+</td><td class="nm">'

@@ -60,7 +60,7 @@ from voting_service.settings import Secret, Settings
 from voting_service.web import server
 app.create_app(Settings(secret_key=Secret("k" * 32), pepper=Secret("p" * 32)))
 worker.VotingWorker.CONFIG_KWARGS  # the gunicorn worker class imports too
-print(server.http_protocol(5.0), server.direct_votes(), "voting_service.web.protocol" in
+print(server.http_protocol(5.0, 30.0), server.direct_votes(), "voting_service.web.protocol" in
       sys.modules)
 print(server.MISMATCH)
 """
