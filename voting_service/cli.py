@@ -330,7 +330,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     import getpass
 
     from .errors import VotingError
-    from .ledger import publication
+    from .ledger import publication, transparency
 
     async def run(conn: Any, redis: Any, settings: Settings) -> int:
         try:
@@ -340,7 +340,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         try:
             results = await publication.publish(
                 conn, redis, args.campaign, shards=settings.shards, pepper=str(settings.pepper),
-                actor=f"cli:{user}", note=args.note)
+                actor=f"cli:{user}", note=args.note, log=transparency.config(settings))
         except VotingError as exc:
             print(f"{args.campaign}: not published: {exc.detail} ({exc.code})", file=sys.stderr)
             return 1
@@ -381,7 +381,7 @@ def cmd_flusher(args: argparse.Namespace) -> int:
     import contextlib
 
     from . import gc_tuning
-    from .ledger import flusher, partitions
+    from .ledger import flusher, partitions, transparency
     from .vote import store
 
     settings = _settings()
@@ -399,7 +399,9 @@ def cmd_flusher(args: argparse.Namespace) -> int:
             reader = store.connect(settings, socket_timeout=flusher.BLOCK_MS / 1000 + 5)
             worker = flusher.Flusher(redis, settings.database_url, settings.shards,
                                      name=args.name, reader=reader,
-                                     replica_acks=settings.redis_replica_acks)
+                                     replica_acks=settings.redis_replica_acks,
+                                     log=transparency.config(settings),
+                                     log_positions=settings.log_positions)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -474,11 +476,15 @@ def _local_secrets(data_dir: Path) -> dict[str, str]:
     path = data_dir / "local-secrets.json"
     if path.exists():
         saved: dict[str, str] = json.loads(path.read_text())
+        if "VOTING_LOG_SIGNING_KEY" not in saved:  # kept from before the log
+            saved["VOTING_LOG_SIGNING_KEY"] = secrets.token_hex(32)
+            path.write_text(json.dumps(saved, indent=2))
         return saved
     values = {
         "VOTING_SECRET_KEY": secrets.token_urlsafe(32),
         "VOTING_PEPPER": secrets.token_urlsafe(32),
         "VOTING_ADMIN_TOKENS": f"admin:{secrets.token_urlsafe(24)},ops:{secrets.token_urlsafe(24)}",
+        "VOTING_LOG_SIGNING_KEY": secrets.token_hex(32),
     }
     data_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(values, indent=2))

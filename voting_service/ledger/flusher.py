@@ -44,7 +44,7 @@ from ..models import Campaign
 from ..vote import keys, scripts
 from ..vote.store import AnyRedis
 from . import batch as batches
-from . import marks, progress
+from . import marks, progress, transparency
 from .batch import Batch, RawEntry, Stream
 from .marks import Mark, MarkMoved
 from .partitions import Known
@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 LEASE_TTL_MS = 15_000
 """A shard whose flusher stopped renewing for this long is taken over by another."""
 HEARTBEAT_TTL = 15
+LOG_TICK = 2.0
+"""Seconds between the log passes of ``run`` (tree building, head signing)."""
 REFRESH_SECONDS = 2.0
 """How often the campaign list, the shares and (every third time) the leases are looked at."""
 CLOSED_GRACE_SECONDS = 60.0
@@ -128,12 +130,17 @@ class Flusher:
         replica_acks: int = 0,
         replica_timeout_ms: int = 2000,
         pass_interval: float = PASS_INTERVAL,
+        log: transparency.LogConfig | None = None,
+        log_positions: bool = True,
     ) -> None:
         """``reader`` is a client whose socket timeout outlasts ``block_ms`` (idle reads
         block that long); without one, reads go through ``redis`` and block at most 0.5 s.
         ``replica_acks`` ≥ 1: nothing is committed to PostgreSQL before that many replicas
         of each node read from hold it (``WAITAOF``). ``pass_interval``: see
-        ``PASS_INTERVAL`` (``run`` only; ``step`` and ``drain`` never wait)."""
+        ``PASS_INTERVAL`` (``run`` only; ``step`` and ``drain`` never wait). ``log``: ``run``
+        builds the transparency log's tree and signs its heads every ``LOG_TICK`` seconds;
+        ``log_positions`` off leaves the rows without log positions (only to measure what
+        the log costs: a ledger flushed so has no log)."""
         self.redis = redis
         self.reader = reader or redis
         if reader is not None:
@@ -147,6 +154,9 @@ class Flusher:
         self.replica_acks = replica_acks
         self.replica_timeout_ms = replica_timeout_ms
         self.pass_interval = pass_interval
+        self.log = log
+        self.log_positions = log_positions
+        self._log_at = -math.inf
         self.stats = Stats()
         self._partitions = Known()
         self._cluster = isinstance(redis, RedisCluster)
@@ -425,7 +435,7 @@ class Flusher:
             async def hold() -> None:
                 await self._replicas_hold(streams)
 
-        await batches.commit(conn, b, hold, self._partitions)
+        await batches.commit(conn, b, hold, self._partitions, log=self.log_positions)
         for s, (_, new) in b.moves.items():
             self._committed[s] = new
             self._untrimmed.add(s)
@@ -525,6 +535,8 @@ class Flusher:
             try:
                 started = time.monotonic()
                 n = await self.step(stop, burst=burst)
+                if self.log is not None and time.monotonic() - self._log_at >= LOG_TICK:
+                    await self.log_tick()
                 if time.monotonic() - last_beat > 5.0:
                     await self.heartbeat()
                     last_beat = time.monotonic()
@@ -547,6 +559,15 @@ class Flusher:
                 continue
             if burst and n == 0 and self._groups_idle():
                 return
+
+    async def log_tick(self, now: Any = None) -> int:
+        """Build the transparency log's trees and sign the heads that are due (after the
+        commits, off the vote path); returns the heads signed."""
+        self._log_at = time.monotonic()
+        if self.log is None:
+            return 0
+        zones = {cid: c.timezone for cid, c in self._campaigns.items() if c is not None}
+        return await transparency.tick(await self._db(), self.log, zones, now)
 
     # -- health -----------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..errors import CandidateNotFound, InvalidRequest
-from ..ledger import campaigns, candidate_import, db, publication, sheets
+from ..ledger import campaigns, candidate_import, db, publication, sheets, transparency
 from ..models import CandidatePatch, PublicationIn
 from ..services import Services, services
 from .http import JSON, authorize, decode, json_body, read_body
@@ -116,7 +116,7 @@ async def publish_results(request: Request) -> Response:
     async with svc.db() as conn:
         results = await publication.publish(
             conn, svc.redis, cid, shards=svc.settings.shards, pepper=str(svc.settings.pepper),
-            actor=actor, note=body.note)
+            actor=actor, note=body.note, log=transparency.config(svc.settings))
     await svc.registry.refresh(force=True)
     return JSON(results, status_code=201)
 
