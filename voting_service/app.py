@@ -31,6 +31,7 @@ from .vote.timeline import Timeline
 from .web import (
     api_admin,
     api_fraud,
+    api_log,
     api_organisers,
     api_public,
     api_results,
@@ -209,6 +210,7 @@ def create_app(settings: Settings) -> Starlette:
         *api_admin.routes,
         *api_organisers.routes,
         *api_results.routes,
+        *api_log.routes,
         *api_fraud.routes,
         *ops.routes,
         *ops_api.routes,

@@ -351,29 +351,82 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return asyncio.run(_with_db(run))
 
 
+def _read_heads(path: str) -> list[dict[str, Any]]:
+    """Signed tree heads gathered during the vote: NDJSON (one head a line, as the mirror
+    keeps them) or one JSON list."""
+    from .ledger import public_ledger
+
+    data = Path(path).read_bytes()
+    if data.lstrip().startswith(b"["):
+        heads = public_ledger.strict_json(data)
+    else:
+        heads = [public_ledger.strict_json(line) for line in data.splitlines() if line.strip()]
+    if not isinstance(heads, list) or not all(isinstance(h, dict) for h in heads):
+        raise public_ledger.Mismatch(f"{path}: a list of heads")
+    return heads
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
-    """Recompute a downloaded ledger's digests (and the published totals): files only."""
+    """Recompute a downloaded ledger's digests and log, the published results and the signed
+    heads: files only. Says what it could not check."""
     from .ledger import public_ledger
 
     results = None
-    if args.results:
-        try:
-            results = json.loads(Path(args.results).read_bytes())
-        except (OSError, ValueError) as exc:
-            print(f"{args.results}: not readable as JSON ({exc})", file=sys.stderr)
-            return 1
     try:
+        if args.results:
+            try:
+                results = public_ledger.strict_json(Path(args.results).read_bytes())
+            except OSError as exc:
+                print(f"{args.results}: not readable ({exc})", file=sys.stderr)
+                return 1
+        heads = _read_heads(args.heads) if args.heads else []
+        if args.heads and not args.key:
+            print("--heads needs --key (the log's Ed25519 public key, 64 hex digits: GET"
+                  " /api/v1/log/key)", file=sys.stderr)
+            return 2
+        public = b""
+        if args.key:
+            try:
+                public = bytes.fromhex(args.key)
+            except ValueError:
+                public = b""
+            if len(public) != 32:
+                print("--key is 64 hex digits (an Ed25519 public key)", file=sys.stderr)
+                return 2
         with open(args.ledger, "rb") as f:
-            chain = public_ledger.verify(f, results)
+            chain, log = public_ledger.verify_all(f, results)
+        checked, covered = 0, False
+        if heads:
+            if log is None:
+                raise public_ledger.Mismatch("heads given, but the ledger has no log positions")
+            checked, covered = public_ledger.check_heads(log, results, heads, public,
+                                                         chain.campaign_id)
     except OSError as exc:
-        print(f"{args.ledger}: {exc}", file=sys.stderr)
+        print(f"{exc.filename or args.ledger}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     except public_ledger.Mismatch as exc:
         print(f"MISMATCH {exc}", file=sys.stderr)
         return 1
-    checked = " and the results' totals" if results is not None else ""
-    print(f"OK {chain.campaign_id}: {chain.votes} votes over {len(chain.days)} days,"
-          f" digest {chain.digest}{checked} match")
+    parts = [f"OK {chain.campaign_id}: {chain.votes} votes over {len(chain.days)} days,"
+             f" digest {chain.digest}"]
+    if results is not None:
+        parts.append("the results' totals, ranks, days, struck votes, published_at match")
+    if log is not None:
+        parts.append(f"the log's {log.size} leaves account for every vote and strike-out")
+    if heads:
+        parts.append(f"{checked} signed head(s) are prefixes of this ledger (consistent)")
+    print("; ".join(parts))
+    if results is not None and not covered:
+        print("NOT CHECKED (no signed head covers the results): "
+              + ", ".join(public_ledger.UNCHECKED)
+              + "; give --heads with the head signed at publication and --key")
+    elif results is None:
+        print("NOT CHECKED: the results (give --results)")
+    if log is None:
+        print("NOT CHECKED: the transparency log (this ledger has no log positions)")
+    elif not heads:
+        print("NOT CHECKED: signed heads (give --heads and --key: heads gathered during the"
+              " vote prove the ledger was not rewritten since)")
     return 0
 
 
@@ -625,6 +678,9 @@ def build_parser() -> argparse.ArgumentParser:
     ver = sub.add_parser("verify", help="recount a downloaded public ledger (no database)")
     ver.add_argument("ledger", help="the ledger file (GET /api/v1/campaigns/{cid}/ledger)")
     ver.add_argument("--results", help="the results JSON (GET …/results) to check against")
+    ver.add_argument("--heads", help="signed tree heads gathered during the vote (NDJSON, as"
+                     " scripts/log_mirror.py keeps them, or a JSON list)")
+    ver.add_argument("--key", help="the log's Ed25519 public key, 64 hex digits")
     ver.set_defaults(fn=cmd_verify)
     rec = sub.add_parser("reconcile", help="compare Redis tallies with the ledger")
     rec.add_argument("--campaign")

@@ -149,3 +149,18 @@ class Unavailable(VotingError):
         503, "unavailable",
         "Temporarily unavailable; retry with the same vote_id (it is counted at most once)",
     )
+
+
+# -- transparency log (issue #26) -----------------------------------------------------------
+
+
+class NoHead(VotingError):
+    status, code, title = 404, "no_tree_head", "No signed tree head of that size"
+
+
+class NotInLog(VotingError):
+    status, code, title = 404, "not_in_log", "The vote is not in the log's signed tree yet"
+
+
+class LogBehind(VotingError):
+    status, code, title = 503, "log_behind", "The log's tree is being built; retry shortly"

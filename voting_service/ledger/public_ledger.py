@@ -665,8 +665,10 @@ def check_heads(log: Log, results: dict[str, Any] | None, heads: list[dict[str, 
                            " (records were dropped)")
         mine = merkle.root(tree, size).hex()
         if mine != root:
+            what = ("the ledger or the results (the last leaf) differ from what was signed"
+                    if extra is not None and size == full
+                    else "the ledger was rewritten after that head")
             raise Mismatch(f"head {n} (size {size}, signed at {head['timestamp']}) has root"
-                           f" {root}; the ledger's first {size} leaves make {mine}: the ledger"
-                           " was rewritten after that head")
+                           f" {root}; the ledger's first {size} leaves make {mine}: {what}")
         covered = covered or (extra is not None and size == full)
     return len(heads), covered
