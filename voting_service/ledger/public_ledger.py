@@ -222,7 +222,10 @@ async def freeze(
     again, and it cannot drift from the digests published with it."""
     chain = Chain(campaign_id)
     part = 0
-    size = await conn.fetchval("SELECT size FROM log_state WHERE campaign_id = $1", campaign_id)
+    # the log before its results leaf (a file frozen again after publication is the same)
+    size = await conn.fetchval(
+        "SELECT coalesce((SELECT min(idx) FROM log_records WHERE campaign_id = $1"
+        " AND kind = 'results'), size) FROM log_state WHERE campaign_id = $1", campaign_id)
     log = None
     if size is not None:
         lines = [{"log": int(r["idx"]), **parse_invalidation_leaf(bytes(r["body"]))}
