@@ -369,3 +369,48 @@ async def test_every_tampered_file_fails(
     assert not failures, failures
     err = capsys.readouterr().err
     assert "duplicate key" in err and "non-canonical number" in err, err
+
+
+# --- the observer's mirror ----------------------------------------------------------------
+
+
+async def test_the_mirror_keeps_heads_and_catches_a_rewritten_log(
+    h: Harness, small_chunks: None, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from voting_service import log_mirror
+
+    loop = asyncio.get_running_loop()
+
+    def fetch(path: str) -> Any:
+        r = asyncio.run_coroutine_threadsafe(h.client.get(path), loop).result()
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    await h.create_campaign(candidates=3, rules=NO_LIMITS)
+    await cast(h, 3, ["c001", "c002"])
+    await signed_head(h)
+    mirror = await asyncio.to_thread(log_mirror.Mirror, CID, tmp_path, fetch)
+    assert (tmp_path / "key.txt").read_text().strip() == PUBLIC
+    assert await asyncio.to_thread(mirror.step) == 1
+    await cast(h, 2, ["c003"])
+    await signed_head(h)
+    await cast(h, 3, ["c001"])
+    await signed_head(h)
+    assert await asyncio.to_thread(mirror.step) == 2
+    assert await asyncio.to_thread(mirror.step) == 0
+    kept = [json.loads(x) for x in (tmp_path / "heads.ndjson").read_text().splitlines()]
+    assert [x["tree_size"] for x in kept] == [6, 8, 11]
+
+    # the operator rewrites a vote of the first day and rebuilds the tree from scratch
+    await h.pg.execute("UPDATE votes SET candidate_id = 'c003' WHERE log_index = 0")
+    await h.pg.execute("DELETE FROM log_nodes; UPDATE log_trees SET built = 0")
+    await cast(h, 1, ["c002"])
+    await signed_head(h)
+    with pytest.raises(log_mirror.MirrorError, match="does not extend"):
+        await asyncio.to_thread(mirror.step)
+    assert list(tmp_path.glob("evidence-12.json"))
+    # a second mirror started with another key refuses the pinned one
+    with pytest.raises(log_mirror.MirrorError, match="pinned"):
+        log_mirror.Mirror(CID, tmp_path, fetch, key="00" * 32)
