@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import json
@@ -370,7 +371,11 @@ def config(settings: Any) -> LogConfig:
 
 def public_key_hex(settings: Any) -> str:
     """The heads' public key, 64 hex digits ('' when no key is configured)."""
-    seed = str(settings.log_signing_key)
+    return _public_hex(str(settings.log_signing_key))
+
+
+@functools.lru_cache(maxsize=4)
+def _public_hex(seed: str) -> str:
     return public_bytes(signing_key(seed)).hex() if seed else ""
 
 

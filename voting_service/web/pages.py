@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from .. import digits
 from ..errors import Unavailable
-from ..ledger import public_ledger, publication
+from ..ledger import public_ledger, publication, transparency
 from ..models import Candidate
 from ..services import Services, services
 from ..vote.registry import LiveCampaign, Registry
@@ -167,7 +167,7 @@ def _distinct(values: list[str]) -> list[str]:
 
 def _campaign_context(
     live: LiveCampaign, words: i18n.Words, counts: dict[str, int] | None, now: float,
-    channel: str = "", embed: bool = False, parent_origin: str = "",
+    channel: str = "", embed: bool = False, parent_origin: str = "", log_key: str = "",
 ) -> dict[str, Any]:
     c = live.c
     state = live.state(now)
@@ -177,7 +177,7 @@ def _campaign_context(
         "locale": words("locale"), "identity": list(c.rules.identity),
         "challenge": c.rules.challenge, "counts": counts is not None, "status": state,
         "channel": channel, "embed": embed, "parentOrigin": parent_origin,
-        "pow": assets().url("pow.js"), "t": dict(words.js),
+        "pow": assets().url("pow.js"), "t": dict(words.js), "logKey": log_key,
     }
     return {
         "c": c, "state": state, "open": state == "open",
@@ -186,6 +186,7 @@ def _campaign_context(
         "rules": words("rules", n=c.rules.votes_per_day, k=c.rules.per_candidate_per_day),
         "total": None if counts is None else sum(counts.values()),
         "config": _config_json(config),
+        "log_key": log_key,
     }
 
 
@@ -229,7 +230,8 @@ async def campaign_page(request: Request) -> Response:
         request, "campaign.html", words,
         cache_key=(live.id, svc.registry.version, as_of, q.get("lang"), text, region,
                    industry, sort, _base(request), int(now)),
-        **_campaign_context(live, words, counts, now),
+        **_campaign_context(live, words, counts, now,
+                            log_key=transparency.public_key_hex(svc.settings)),
         cards=cards, shown=sum(not x["hidden"] for x in cards),
         regions=_distinct([x.region for x in live.c.candidates]),
         industries=_distinct([x.industry for x in live.c.candidates]),
