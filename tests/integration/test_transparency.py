@@ -414,3 +414,33 @@ async def test_the_mirror_keeps_heads_and_catches_a_rewritten_log(
     # a second mirror started with another key refuses the pinned one
     with pytest.raises(log_mirror.MirrorError, match="pinned"):
         log_mirror.Mirror(CID, tmp_path, fetch, key="00" * 32)
+
+
+async def test_the_flusher_signs_heads_on_its_interval_and_at_local_midnight(h: Harness) -> None:
+    import datetime as dt
+
+    from voting_service.ledger.flusher import Flusher
+
+    await h.create_campaign(candidates=2, rules=NO_LIMITS)
+    await cast(h, 2, ["c001"])
+    flusher = Flusher(h.redis, h.settings.database_url or "", h.settings.shards,
+                      log=config(h))
+    try:
+        await flusher.drain()
+        t0 = dt.datetime(2026, 7, 1, 15, 45, tzinfo=dt.UTC)  # 23:45 in Shanghai
+        assert await flusher.log_tick(t0) == 1
+        await cast(h, 1, ["c002"])
+        await flusher.drain()
+        assert await flusher.log_tick(t0 + dt.timedelta(minutes=5)) == 0  # not due yet
+        assert await flusher.log_tick(t0 + dt.timedelta(minutes=10)) == 1  # the interval
+        await cast(h, 1, ["c001"])
+        await flusher.drain()
+        # 23:59 local: 4 minutes after the last head, not due; 00:00:30: a local midnight
+        assert await flusher.log_tick(t0 + dt.timedelta(minutes=14)) == 0
+        assert await flusher.log_tick(t0 + dt.timedelta(minutes=15, seconds=30)) == 1
+        # nothing new: no head, however long it has been
+        assert await flusher.log_tick(t0 + dt.timedelta(days=1)) == 0
+    finally:
+        await flusher.close()
+    sizes = [x["tree_size"] for x in (await h.client.get(f"{LOG}/heads")).json()["heads"]]
+    assert sizes == [2, 3, 4]

@@ -48,6 +48,8 @@ CHUNK = 1 << CHUNK_LEVEL
 """Below this many leaves nothing is stored: a proof recomputes one chunk from its rows."""
 BUILD_CHUNKS = 64
 """Chunks read in one query while building (16,384 leaves)."""
+TICK_LEAVES = 1 << 17
+"""Leaves one log tick builds at most per campaign (about half a second of PostgreSQL)."""
 MAX_PROOF_LEAVES = 8 * CHUNK
 """A proof that would read more leaves than this waits for the builder (``LogBehind``)."""
 
@@ -433,14 +435,15 @@ async def tick(conn: asyncpg.Connection, config: LogConfig, zones: dict[str, str
     """The flusher's log pass: build every campaign's tree and sign the heads that are due.
     Returns the heads signed."""
     signed = 0
-    for row in await conn.fetch("SELECT campaign_id FROM log_state ORDER BY campaign_id"):
+    for row in await conn.fetch("SELECT campaign_id, size FROM log_state ORDER BY campaign_id"):
         cid = row["campaign_id"]
         try:
+            async with conn.transaction():  # a bounded step: the flusher's commits wait on it
+                built = await build(conn, cid, config.pepper, TICK_LEAVES)
+            if built < int(row["size"]) // CHUNK * CHUNK:
+                continue  # far behind (the log just turned on): heads once it caught up
             head = await sign_head(conn, cid, config, now,
                                    zone=zones.get(cid, "Asia/Shanghai"))
-            if head is None and config.key is None:
-                async with conn.transaction():
-                    await build(conn, cid, config.pepper)
         except LogBehind as exc:  # rows of a commit not visible yet: the next tick
             log.info("log of %s: %s", cid, exc)
             continue
