@@ -64,7 +64,7 @@ async def test_an_unpartitioned_ledger_moves_into_day_partitions(
     assert await db.migrate(fresh, upto=5) == [1, 2, 3, 5]
     old = rows(OLD_DAY, 4) + rows(NEXT_DAY, 2, first=4)
     await fresh.copy_records_to_table("votes", records=old, columns=COLUMNS)
-    assert await db.migrate(fresh) == [6]
+    assert await db.migrate(fresh, upto=6) == [6]  # (later migrations are not its subject)
     assert await fresh.fetchval("SELECT relkind::text FROM pg_class WHERE relname = 'votes'") == "p"
     found = await fresh.fetch(f"SELECT tableoid::regclass::text AS part, {', '.join(COLUMNS)},"
                               " valid FROM votes ORDER BY vote_id")
