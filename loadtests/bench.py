@@ -55,7 +55,7 @@ from voting_service.models import Campaign
 from voting_service.settings import Settings
 from voting_service.vote import store
 
-from . import antifraud, dataset, flusher_bench, profile, redis_ceiling, sse, votepath
+from . import antifraud, dataset, flusher_bench, log_bench, profile, redis_ceiling, sse, votepath
 from .cpu import CpuSampler
 from .instructions import Callgrind
 from .loadgen import LoadResult, LoadSpec, ensure_wrk
@@ -525,6 +525,14 @@ class Bench:
                 self.pg_url, flusher_bench.records(cid, entries), batch,
                 self.o.db_seconds)).as_dict())
             await flusher_bench.empty_tables(self.pg_url)
+            self.log("B2: the transparency log, off and on")
+            reader = redis_client(valkey.url)
+            try:
+                self.results["phases"]["log"] = await log_bench.log_phase(
+                    redis, reader, self.pg_url, cid, SHARDS, entries, self.pepper,
+                    self.o.db_seconds * 2, log=self.log)
+            finally:
+                await reader.aclose()
         finally:
             await redis.aclose()
             valkey.stop()
@@ -898,6 +906,8 @@ def render(results: dict[str, Any]) -> str:
         out.append(table(
             "\nB. Into PostgreSQL: the same ledger rows, three ways (empty tables each time)",
             ["method", "rows", "s", "rows/s", f"≥ {GOAL_FLUSH:,}", ""], rows, note))
+    if "log" in ph:
+        out.append(log_bench.render(ph["log"]))
     if "http" in ph:
         rows = [[r["workers"], r["vote"]["rps"], r["lag"].get("lag_p95_s"),
                  r["lag"].get("lag_max_s"), r["lag"].get("backlog_max"), r.get("drain_s")]

@@ -174,9 +174,12 @@ async def count_rows(pg_url: str, campaign_id: str) -> int:
 
 
 async def flusher_drain(redis: AnyRedis, pg_url: str, campaign_id: str, shards: int,
-                        max_seconds: float, reader: AnyRedis | None = None) -> Throughput:
-    """``Flusher.drain`` of the backlog; the campaign must be listed in ``cfg:campaigns``."""
-    flusher = Flusher(redis, pg_url, shards, name="bench-flusher", reader=reader)
+                        max_seconds: float, reader: AnyRedis | None = None,
+                        log_positions: bool = True) -> Throughput:
+    """``Flusher.drain`` of the backlog; the campaign must be listed in ``cfg:campaigns``.
+    ``log_positions``: the rows take transparency log positions (the default, as deployed)."""
+    flusher = Flusher(redis, pg_url, shards, name="bench-flusher", reader=reader,
+                      log_positions=log_positions)
     await flusher.refresh()  # leases and marks taken before the clock starts
     gc_tuning.settle()  # as `voting-service flusher` does once it has started
     stages = _time_stages(flusher, ("_collect", "_write", "trim"))

@@ -33,6 +33,7 @@ from .vote.timeline import Timeline
 from .web import (
     api_admin,
     api_fraud,
+    api_log,
     api_organisers,
     api_public,
     api_results,
@@ -260,6 +261,7 @@ def create_app(settings: Settings) -> Starlette:
         *api_admin.routes,
         *api_organisers.routes,
         *api_results.routes,
+        *api_log.routes,
         *api_fraud.routes,
         *ops_year.routes,
         *objection_pages.routes,

@@ -345,7 +345,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     import getpass
 
     from .errors import VotingError
-    from .ledger import publication
+    from .ledger import publication, transparency
 
     async def run(conn: Any, redis: Any, settings: Settings) -> int:
         try:
@@ -355,7 +355,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         try:
             results = await publication.publish(
                 conn, redis, args.campaign, shards=settings.shards, pepper=str(settings.pepper),
-                actor=f"cli:{user}", note=args.note)
+                actor=f"cli:{user}", note=args.note, log=transparency.config(settings))
         except VotingError as exc:
             print(f"{args.campaign}: not published: {exc.detail} ({exc.code})", file=sys.stderr)
             return 1
@@ -403,30 +403,83 @@ def cmd_purge(args: argparse.Namespace) -> int:
     return asyncio.run(_with_db(run))
 
 
+def _read_heads(path: str) -> list[dict[str, Any]]:
+    """Signed tree heads gathered during the vote: NDJSON (one head a line, as the mirror
+    keeps them) or one JSON list."""
+    from .ledger import public_ledger
+
+    data = Path(path).read_bytes()
+    if data.lstrip().startswith(b"["):
+        heads = public_ledger.strict_json(data)
+    else:
+        heads = [public_ledger.strict_json(line) for line in data.splitlines() if line.strip()]
+    if not isinstance(heads, list) or not all(isinstance(h, dict) for h in heads):
+        raise public_ledger.Mismatch(f"{path}: a list of heads")
+    return heads
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
-    """Recompute a downloaded ledger's digests (and the published totals): files only."""
+    """Recompute a downloaded ledger's digests and log, the published results and the signed
+    heads: files only. Says what it could not check."""
     from .ledger import public_ledger
 
     results = None
-    if args.results:
-        try:
-            results = json.loads(Path(args.results).read_bytes())
-        except (OSError, ValueError) as exc:
-            print(f"{args.results}: not readable as JSON ({exc})", file=sys.stderr)
-            return 1
     try:
+        if args.results:
+            try:
+                results = public_ledger.strict_json(Path(args.results).read_bytes())
+            except OSError as exc:
+                print(f"{args.results}: not readable ({exc})", file=sys.stderr)
+                return 1
+        heads = _read_heads(args.heads) if args.heads else []
+        if args.heads and not args.key:
+            print("--heads needs --key (the log's Ed25519 public key, 64 hex digits: GET"
+                  " /api/v1/log/key)", file=sys.stderr)
+            return 2
+        public = b""
+        if args.key:
+            try:
+                public = bytes.fromhex(args.key)
+            except ValueError:
+                public = b""
+            if len(public) != 32:
+                print("--key is 64 hex digits (an Ed25519 public key)", file=sys.stderr)
+                return 2
         with open(args.ledger, "rb") as f:
-            chain = public_ledger.verify(f, results)
+            chain, log = public_ledger.verify_all(f, results)
+        checked, covered = 0, False
+        if heads:
+            if log is None:
+                raise public_ledger.Mismatch("heads given, but the ledger has no log positions")
+            checked, covered = public_ledger.check_heads(log, results, heads, public,
+                                                         chain.campaign_id)
     except OSError as exc:
-        print(f"{args.ledger}: {exc}", file=sys.stderr)
+        print(f"{exc.filename or args.ledger}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     except public_ledger.Mismatch as exc:
         print(f"MISMATCH {exc}", file=sys.stderr)
         return 1
-    checked = (" and the results' totals and ranks (withdrawn candidates: votes counted,"
-               " no rank)" if results is not None else "")
-    print(f"OK {chain.campaign_id}: {chain.votes} votes over {len(chain.days)} days,"
-          f" digest {chain.digest}{checked} match")
+    parts = [f"OK {chain.campaign_id}: {chain.votes} votes over {len(chain.days)} days,"
+             f" digest {chain.digest}"]
+    if results is not None:
+        parts.append("the results' totals, ranks (withdrawn candidates: votes counted, no rank),"
+                     " days, struck votes, published_at match")
+    if log is not None:
+        parts.append(f"the log's {log.size} leaves account for every vote and strike-out")
+    if heads:
+        parts.append(f"{checked} signed head(s) are prefixes of this ledger (consistent)")
+    print("; ".join(parts))
+    if results is not None and not covered:
+        print("NOT CHECKED (no signed head covers the results): "
+              + ", ".join(public_ledger.UNCHECKED)
+              + "; give --heads with the head signed at publication and --key")
+    elif results is None:
+        print("NOT CHECKED: the results (give --results)")
+    if log is None:
+        print("NOT CHECKED: the transparency log (this ledger has no log positions)")
+    elif not heads:
+        print("NOT CHECKED: signed heads (give --heads and --key: heads gathered during the"
+              " vote prove the ledger was not rewritten since)")
     return 0
 
 
@@ -434,7 +487,7 @@ def cmd_flusher(args: argparse.Namespace) -> int:
     import contextlib
 
     from . import gc_tuning
-    from .ledger import flusher, partitions
+    from .ledger import flusher, partitions, transparency
     from .vote import store
 
     settings = _settings()
@@ -453,7 +506,9 @@ def cmd_flusher(args: argparse.Namespace) -> int:
             worker = flusher.Flusher(redis, settings.database_url, settings.shards,
                                      name=args.name, reader=reader,
                                      replica_acks=settings.redis_replica_acks,
-                                     repair_interval=settings.drift_repair_interval)
+                                     repair_interval=settings.drift_repair_interval,
+                                     log=transparency.config(settings),
+                                     log_positions=settings.log_positions)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -528,11 +583,15 @@ def _local_secrets(data_dir: Path) -> dict[str, str]:
     path = data_dir / "local-secrets.json"
     if path.exists():
         saved: dict[str, str] = json.loads(path.read_text())
+        if "VOTING_LOG_SIGNING_KEY" not in saved:  # kept from before the log
+            saved["VOTING_LOG_SIGNING_KEY"] = secrets.token_hex(32)
+            path.write_text(json.dumps(saved, indent=2))
         return saved
     values = {
         "VOTING_SECRET_KEY": secrets.token_urlsafe(32),
         "VOTING_PEPPER": secrets.token_urlsafe(32),
         "VOTING_ADMIN_TOKENS": f"admin:{secrets.token_urlsafe(24)},ops:{secrets.token_urlsafe(24)}",
+        "VOTING_LOG_SIGNING_KEY": secrets.token_hex(32),
     }
     data_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(values, indent=2))
@@ -841,6 +900,9 @@ def build_parser() -> argparse.ArgumentParser:
     ver = sub.add_parser("verify", help="recount a downloaded public ledger (no database)")
     ver.add_argument("ledger", help="the ledger file (GET /api/v1/campaigns/{cid}/ledger)")
     ver.add_argument("--results", help="the results JSON (GET …/results) to check against")
+    ver.add_argument("--heads", help="signed tree heads gathered during the vote (NDJSON, as"
+                     " scripts/log_mirror.py keeps them, or a JSON list)")
+    ver.add_argument("--key", help="the log's Ed25519 public key, 64 hex digits")
     ver.set_defaults(fn=cmd_verify)
     rec = sub.add_parser("reconcile", help="compare Redis tallies with the ledger")
     rec.add_argument("--campaign")

@@ -228,3 +228,16 @@ class SmsOutOfBalance(VotingError):
 
 class SmsProviderError(VotingError):
     status, code, title = 503, "sms_provider_error", "The SMS provider did not take the message"
+# -- transparency log (issue #26) -----------------------------------------------------------
+
+
+class NoHead(VotingError):
+    status, code, title = 404, "no_tree_head", "No signed tree head of that size"
+
+
+class NotInLog(VotingError):
+    status, code, title = 404, "not_in_log", "The vote is not in the log's signed tree yet"
+
+
+class LogBehind(VotingError):
+    status, code, title = 503, "log_behind", "The log's tree is being built; retry shortly"

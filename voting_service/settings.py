@@ -315,6 +315,22 @@ def _slow_reader_settings(env: Mapping[str, str]) -> dict[str, Any]:
     cache = env.get("VOTING_LEDGER_CACHE_DIR", "").strip()
     out["ledger_cache_dir"] = Path(cache) if cache else None
     return out
+def _log_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    key = env.get("VOTING_LOG_SIGNING_KEY", "").strip()
+    if key:
+        try:
+            ok = len(bytes.fromhex(key)) == 32
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ConfigurationError("VOTING_LOG_SIGNING_KEY must be 64 hex digits (an Ed25519"
+                                     " seed: `python -c 'import secrets; print(secrets"
+                                     ".token_hex(32))'`)")
+    minutes = _number(env, "VOTING_LOG_HEAD_MINUTES", "10", float)
+    if not 0.05 <= minutes <= 1440:
+        raise ConfigurationError("VOTING_LOG_HEAD_MINUTES must be between 0.05 and 1440")
+    return {"log_signing_key": Secret(key), "log_head_minutes": minutes,
+            "log_positions": _on(env, "VOTING_LOG_POSITIONS")}
 
 
 @dataclass(frozen=True)
@@ -477,6 +493,16 @@ class Settings:
     """The organisers' contact on the results page (``VOTING_ORGANISER_PHONE``, ``…_ADDRESS``,
     ``…_EMAIL``)."""
 
+    # -- transparency log (issue #26, docs/verification.md) ---------------------------------
+    log_signing_key: Secret = field(default_factory=lambda: Secret(""))
+    """Ed25519 seed (64 hex digits) the flusher signs tree heads with, and the web shows the
+    public half of; empty: the tree is built, no heads are signed."""
+    log_head_minutes: float = 10.0
+    """Minutes between signed tree heads (besides the one at each local midnight)."""
+    log_positions: bool = True
+    """Give flushed rows log positions (off only to measure the log's cost: ``make bench``
+    phase B; a ledger flushed without them has no log)."""
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
@@ -516,6 +542,7 @@ class Settings:
             **_organiser_settings(env),
             **_wechat_settings(env),
             **_notice_settings(env),
+            **_log_settings(env),
         )
 
     @property

@@ -424,7 +424,7 @@ def recompute_digests(lines: list[bytes]) -> list[bytes]:
             obj.update(digest=done["digest"])
         elif obj.get("end"):
             obj.update(digest=chain.digest)
-        else:
+        elif "vote_id" in obj:  # (the log's invalidation lines are no day's records)
             chain.add(public_ledger.Record(obj["day"], obj["vote_id"], obj["voter"],
                                            obj["candidate"], obj["channel"], obj["status"]))
         out.append(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
 import pytest
 
@@ -101,9 +102,16 @@ def test_verify_finds_a_moved_vote_and_a_cut_ledger() -> None:
     swapped = [lines[0], lines[4], *lines[1:4], *lines[5:]]
     with pytest.raises(public_ledger.Mismatch):
         public_ledger.verify(swapped)
-    results = {"campaign_id": "t2026", "digest": public_ledger.verify(lines).digest,
-               "total": 2, "candidates": [{"candidate_id": "c001", "votes": 3}],
-               "invalidated": {"total": 1, "by_reason": []}}
+    chain = public_ledger.verify(lines)
+    results: dict[str, Any] = {
+        "campaign_id": "t2026", "title": "t", "published_at": "2026-09-01T00:00:00+00:00",
+        "note": "", "digest": chain.digest, "days": chain.days, "total": 2,
+        "candidates": [{"candidate_id": "c001", "number": 1, "name": "甲", "votes": 2,
+                        "rank": 1, "status": "active"}],
+        "invalidated": {"total": 1, "by_reason": [
+            {"reason": "刷票", "votes": 1, "invalidations": [7]}]}}
+    public_ledger.verify(lines, results)  # the document as publication makes it
+    results["candidates"][0]["votes"] = 3
     with pytest.raises(public_ledger.Mismatch, match="candidate c001"):
         public_ledger.verify(lines, results)
 

@@ -36,7 +36,7 @@ import msgspec
 from redis.exceptions import RedisError
 
 from ..errors import InvalidRequest, Unavailable
-from ..ledger import batch, db, marks, publication
+from ..ledger import batch, db, marks, publication, transparency
 from ..ledger.batch import Batch
 from ..models import InvalidationIn
 from ..settings import IPNetwork
@@ -216,6 +216,8 @@ async def invalidate(
             inv_id, total, json.dumps(by_candidate),
             json.dumps({str(s): c for s, c in per_shard.items()}),
         )
+        # the log names the votes it struck: the recount follows from the log alone
+        await transparency.append_invalidation(conn, campaign_id, inv_id, body.reason)
         await db.audit(conn, actor, "invalidation.create", f"{campaign_id}/{inv_id}",
                        msgspec.to_builtins(body) | {"votes_invalidated": total})
     if flushed:

@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 
 from ..vote import entry
-from . import marks
+from . import marks, transparency
 from .marks import Mark
 from .partitions import Known
 
@@ -62,6 +62,9 @@ class Batch:
     rows: int = 0
     days: set[str] = field(default_factory=set)
     """The rows' days (ISO dates): the partitions they go to."""
+    segments: list[tuple[str, int, int]] = field(default_factory=list)
+    """``(campaign, first line, end line)`` of each stream's run of lines: what the log
+    positions are given in (``write``)."""
     _stamps: dict[str, str] = field(default_factory=dict)
     """``cast_at`` text by stream-id milliseconds: votes of one millisecond share it."""
     _seconds: dict[int, str] = field(default_factory=dict)
@@ -100,6 +103,7 @@ class Batch:
                 days.add(e.day)
             counts[cand] = counts.get(cand, 0) + 1
         if n:
+            self.segments.append((cid, len(lines) - n, len(lines)))
             self.rows += n
             for cand, k in counts.items():
                 self.tallies[(cid, cand)] += k
@@ -116,6 +120,8 @@ class Batch:
     def merge(self, part: Batch, committed: dict[Stream, Mark]) -> None:
         """Take ``part`` (encoded before the marks were known: reads run ahead of commits)
         whose streams each start right after their ``committed`` mark."""
+        offset = len(self.lines)
+        self.segments += [(c, a + offset, b + offset) for c, a, b in part.segments]
         self.lines += part.lines
         self.tallies.update(part.tallies)
         self.days |= part.days
@@ -131,6 +137,7 @@ class Batch:
 async def commit(
     conn: asyncpg.Connection, batch: Batch,
     before_commit: Callable[[], Awaitable[None]] | None = None, known: Known | None = None,
+    *, log: bool = True,
 ) -> None:
     """Write ``batch`` in one transaction; ``marks.MarkMoved`` rolls it all back. A missing
     partition is created before, on its own: not under the transaction's locks.
@@ -138,19 +145,43 @@ async def commit(
     known = known or Known()
     await known.ensure(conn, batch.days)
     async with conn.transaction():
-        await write(conn, batch, known)
+        await write(conn, batch, known, log=log)
         if before_commit is not None:
             await before_commit()
 
 
-async def write(conn: asyncpg.Connection, batch: Batch, known: Known | None = None) -> None:
-    """``commit``'s statements, inside the caller's transaction."""
+async def write(conn: asyncpg.Connection, batch: Batch, known: Known | None = None,
+                *, log: bool = True) -> None:
+    """``commit``'s statements, inside the caller's transaction. ``log``: the rows take the
+    next positions of their campaign's transparency log, in the batch's line order."""
     if not batch:
         return
     await (known or Known()).ensure(conn, batch.days)
     await marks.move(conn, batch.moves)
-    data = "".join(batch.lines).encode()
-    await conn.copy_to_table("votes", source=io.BytesIO(data), columns=COLUMNS, format="text")
+    if log:
+        data = (await _with_positions(conn, batch)).encode()
+        columns = [*COLUMNS, "log_index"]
+    else:
+        data, columns = "".join(batch.lines).encode(), COLUMNS
+    await conn.copy_to_table("votes", source=io.BytesIO(data), columns=columns, format="text")
     items = sorted(batch.tallies.items())
     await conn.execute(ADD_TALLIES, [c for (c, _), _ in items], [k for (_, k), _ in items],
                        [n for _, n in items])
+
+
+async def _with_positions(conn: asyncpg.Connection, batch: Batch) -> str:
+    """The COPY text with each row's log position appended (reserved here, in the commit's
+    transaction: a rollback gives the positions back, so the log has no gaps)."""
+    counts: Counter[str] = Counter()
+    for cid, a, b in batch.segments:
+        counts[cid] += b - a
+    nxt = await transparency.reserve(conn, dict(counts))
+    lines = batch.lines
+    parts: list[str] = []
+    for cid, a, b in batch.segments:
+        at = nxt[cid]
+        parts.append("".join([f"{line[:-1]}\t{pos}\n"
+                              for line, pos in zip(lines[a:b], range(at, at + b - a),
+                                                   strict=True)]))
+        nxt[cid] = at + b - a
+    return "".join(parts)

@@ -46,7 +46,7 @@ from ..vote import keys, scripts
 from ..vote.barrier import Barrier, NotDurable
 from ..vote.store import AnyRedis
 from . import batch as batches
-from . import marks, progress
+from . import marks, progress, transparency
 from .batch import Batch, RawEntry, Stream
 from .marks import Mark, MarkMoved
 from .partitions import Known
@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 LEASE_TTL_MS = 15_000
 """A shard whose flusher stopped renewing for this long is taken over by another."""
 HEARTBEAT_TTL = 15
+LOG_TICK = 2.0
+"""Seconds between the log passes of ``run`` (tree building, head signing)."""
 REFRESH_SECONDS = 2.0
 """How often the campaign list, the shares and (every third time) the leases are looked at."""
 CLOSED_GRACE_SECONDS = 60.0
@@ -128,6 +130,8 @@ class Flusher:
         replica_timeout_ms: int = 2000,
         pass_interval: float = PASS_INTERVAL,
         repair_interval: float = 0.0,
+        log: transparency.LogConfig | None = None,
+        log_positions: bool = True,
     ) -> None:
         """``reader`` is a client whose socket timeout outlasts ``block_ms`` (idle reads
         block that long); without one, reads go through ``redis`` and block at most 0.5 s.
@@ -135,7 +139,10 @@ class Flusher:
         of the server each entry was read from hold it (``WAIT``/``WAITAOF`` there).
         ``pass_interval``: see ``PASS_INTERVAL`` (``run`` only; ``step`` and ``drain`` never
         wait). ``repair_interval`` > 0: every that many seconds, between two passes, the
-        drift repair of the shards held (``repair``)."""
+        drift repair of the shards held (``repair``). ``log``: ``run`` builds the
+        transparency log's tree and signs its heads every ``LOG_TICK`` seconds;
+        ``log_positions`` off leaves the rows without log positions (only to measure what
+        the log costs: a ledger flushed so has no log)."""
         self.redis = redis
         self.reader = reader or redis
         if reader is not None:
@@ -152,6 +159,9 @@ class Flusher:
         self.repair_interval = repair_interval
         self._repairer = Repairer(redis, self.name, shards)
         self._repaired_at = time.monotonic()
+        self.log = log
+        self.log_positions = log_positions
+        self._log_at = -math.inf
         self.stats = Stats()
         self._partitions = Known()
         self._cluster = isinstance(redis, RedisCluster)
@@ -457,7 +467,7 @@ class Flusher:
             async def hold() -> None:
                 await self._replicas_hold(moves, sources)
 
-        await batches.commit(conn, b, hold, self._partitions)
+        await batches.commit(conn, b, hold, self._partitions, log=self.log_positions)
         for s, (_, new) in b.moves.items():
             self._committed[s] = new
             self._untrimmed.add(s)
@@ -575,6 +585,8 @@ class Flusher:
             try:
                 started = time.monotonic()
                 n = await self.step(stop, burst=burst)
+                if self.log is not None and time.monotonic() - self._log_at >= LOG_TICK:
+                    await self.log_tick()
                 if time.monotonic() - last_beat > 5.0:
                     await self.heartbeat()
                     last_beat = time.monotonic()
@@ -597,6 +609,15 @@ class Flusher:
                 continue
             if burst and n == 0 and self._groups_idle():
                 return
+
+    async def log_tick(self, now: Any = None) -> int:
+        """Build the transparency log's trees and sign the heads that are due (after the
+        commits, off the vote path); returns the heads signed."""
+        self._log_at = time.monotonic()
+        if self.log is None:
+            return 0
+        zones = {cid: c.timezone for cid, c in self._campaigns.items() if c is not None}
+        return await transparency.tick(await self._db(), self.log, zones, now)
 
     # -- health -----------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import asyncpg
 
 from ..errors import CampaignNotFound, LedgerBehind, NotClosed, NotPublished, Published
 from ..vote.store import AnyRedis
-from . import campaigns, db, partitions, public_ledger, reconcile
+from . import campaigns, db, partitions, public_ledger, reconcile, transparency
 
 INVALIDATIONS = """
 SELECT id, reason FROM invalidations WHERE campaign_id = $1 ORDER BY id
@@ -52,30 +52,23 @@ async def require_published(conn: asyncpg.Connection, campaign_id: str) -> dict[
     return results
 
 
-RANKED = "active"
-"""Only candidates still standing take a rank; a withdrawn (or removed) candidate keeps the
-votes cast for them, listed after the ranking with ``rank: null``."""
-
-
 def rank(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The active candidates by votes (then number), equal votes sharing a rank (1, 2, 2,
-    4); then the others, by votes, with ``rank`` ``None``."""
-    rows.sort(key=lambda r: (r["status"] != RANKED, -r["votes"], r["number"], r["candidate_id"]))
-    previous: dict[str, Any] | None = None
-    for i, row in enumerate(rows):
-        if row["status"] != RANKED:
-            row["rank"] = None
-            continue
-        same = previous is not None and previous["votes"] == row["votes"]
-        row["rank"] = previous["rank"] if same and previous else i + 1
-        previous = row
+    """Active candidates first by votes (then number), equal votes sharing a rank (1, 2, 2,
+    4); then the others (withdrawn, removed), who keep their votes and take no rank (the
+    rule ``verify`` checks: ``public_ledger.rank_key`` and ``expected_ranks``)."""
+    rows.sort(key=public_ledger.rank_key)
+    for row, place in zip(rows, public_ledger.expected_ranks(rows), strict=True):
+        row["rank"] = place
     return rows
 
 
 async def publish(
     conn: asyncpg.Connection, redis: AnyRedis, campaign_id: str, *, shards: int, pepper: str,
     actor: str, note: str = "", now: dt.datetime | None = None,
+    log: transparency.LogConfig | None = None,
 ) -> dict[str, Any]:
+    """Freeze and publish; the results become the transparency log's last leaf, and with
+    ``log`` (its signing key) a head over them is signed at once."""
     now = now or dt.datetime.now(dt.UTC)
     campaign = await db.load_campaign(conn, campaign_id)
     if campaign is None:
@@ -127,6 +120,9 @@ async def publish(
             "days": chain.days,
             "digest": chain.digest,
         }
+        if await conn.fetchval("SELECT 1 FROM log_state WHERE campaign_id = $1", campaign_id):
+            await transparency.append(conn, campaign_id, "results",
+                                      transparency.results_leaf(results))
         await conn.execute(
             "INSERT INTO publications (campaign_id, published_at, actor, note, results, days,"
             " digest, ledger_bytes, ledger_sha256)"
@@ -139,6 +135,9 @@ async def publish(
     # voters look their votes up by vote id: the campaign's days get their lookup indexes now
     await partitions.seal(conn, days=(dt.date.fromisoformat(d["day"]) for d in chain.days))
     await campaigns.publish(conn, redis, campaign_id)  # the pages link to the results
+    if log is not None:
+        await transparency.sign_head(conn, campaign_id, log, now, force=True,
+                                     zone=campaign.timezone)
     return results
 
 

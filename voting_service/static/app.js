@@ -66,9 +66,12 @@
     var key = "vs_votes_" + C.cid, list;
     try { list = JSON.parse(sget(key) || "[]"); } catch (e) { list = []; }
     if (!Array.isArray(list)) list = [];
-    list.push({ v: vid, c: id, d: dayOf(new Date()) });
+    /* h: the size of the log's latest signed head when it was cast (the receipt) */
+    list.push({ v: vid, c: id, d: dayOf(new Date()), h: headSize });
     sset(key, JSON.stringify(list.slice(-300)));
+    if (typeof showReceipts === "function") showReceipts();
   }
+  var headSize = 0;
   function cardOf(el) { return el.closest("[data-id]"); }
   function who(card) { var n = $(".nm", card); return n ? n.textContent.replace(/\s+/g, " ").trim() : ""; }
   function setButton(btn, state) {
@@ -449,6 +452,93 @@
     };
     setInterval(poll, 20000);
     document.addEventListener("visibilitychange", function () { if (!document.hidden && Date.now() - last > 20000) poll(); });
+  }
+
+  /* ---------- receipts: "included", checked here from the log's proof ---------- */
+  /* RFC 9162 §2.1.3.2 with WebCrypto SHA-256: leaf = H(0x00 || leaf), node = H(0x01 || l || r). */
+  var subtle = window.crypto && window.crypto.subtle;
+  async function h256(parts) {
+    var n = 0, i, at = 0;
+    for (i = 0; i < parts.length; i++) n += parts[i].length;
+    var all = new Uint8Array(n);
+    for (i = 0; i < parts.length; i++) { all.set(parts[i], at); at += parts[i].length; }
+    return new Uint8Array(await subtle.digest("SHA-256", all));
+  }
+  function unhex(x) { var b = new Uint8Array(x.length / 2); for (var i = 0; i < b.length; i++) b[i] = parseInt(x.substr(i * 2, 2), 16); return b; }
+  function tohex(b) { return Array.prototype.map.call(b, function (x) { return (x < 16 ? "0" : "") + x.toString(16); }).join(""); }
+  async function rootOf(leaf, index, size, path) {
+    var fn = index, sn = size - 1, r = await h256([new Uint8Array([0]), leaf]), half = function (x) { return Math.floor(x / 2); };
+    for (var i = 0; i < path.length; i++) {
+      var p = unhex(path[i]);
+      if (sn === 0) return "";
+      if (fn % 2 === 1 || fn === sn) {
+        r = await h256([new Uint8Array([1]), p, r]);
+        while (fn % 2 === 0 && fn !== 0) { fn = half(fn); sn = half(sn); }
+      } else r = await h256([new Uint8Array([1]), r, p]);
+      fn = half(fn); sn = half(sn);
+    }
+    return sn === 0 ? tohex(r) : "";
+  }
+  /* The head's Ed25519 signature, where this browser's WebCrypto has Ed25519 (else null). */
+  async function headSigned(head) {
+    if (!C.logKey) return null;
+    try {
+      var key = await subtle.importKey("raw", unhex(C.logKey), { name: "Ed25519" }, false, ["verify"]);
+      var msg = new TextEncoder().encode(["voting-service-tree-head/1", head.campaign_id, head.tree_size, head.root_hash, head.timestamp, ""].join("\n"));
+      var sig = Uint8Array.from(atob(head.signature), function (ch) { return ch.charCodeAt(0); });
+      return await subtle.verify({ name: "Ed25519" }, key, sig, msg);
+    } catch (e) { return null; }
+  }
+  var box = $("#vs-receipts");
+  function receipts() {
+    var list;
+    try { list = JSON.parse(sget("vs_votes_" + C.cid) || "[]"); } catch (e) { list = []; }
+    return Array.isArray(list) ? list : [];
+  }
+  function showReceipts() {
+    if (!box) return;
+    var list = receipts().slice(-10).reverse(), ul = $("ul", box);
+    box.hidden = !list.length;
+    ul.textContent = "";
+    list.forEach(function (r) {
+      var li = document.createElement("li"), card = $('[data-id="' + r.c + '"]');
+      li.setAttribute("data-vote-id", r.v);
+      li.className = r.ok ? "ok" : (r.bad ? "bad" : "");
+      li.textContent = (card ? who(card) : r.c) + " · " + String(r.v).slice(0, 8) + " · " +
+        (r.ok ? fmt(T.rc_ok, { n: num(r.ok) }) + (r.sig === false ? " " + T.rc_badsig : r.sig ? "" : " " + T.rc_nosig)
+          : r.bad ? T.rc_bad : T.rc_wait);
+      ul.appendChild(li);
+    });
+  }
+  async function checkReceipts() {
+    if (!box || !subtle || !C.logKey) return; /* no key: this service signs no heads */
+    var hr = await req("GET", api + "/log/head").catch(function () { return { status: 0 }; });
+    if (hr.status !== 200) return;
+    var head = hr.body, list = receipts(), changed = false, sig;
+    headSize = head.tree_size;
+    for (var i = 0; i < list.length; i++) {
+      var r = list[i];
+      if (r.ok || r.bad || !(head.tree_size > (r.h || 0))) continue;
+      var pr = await req("GET", api + "/log/inclusion?vote_id=" + encodeURIComponent(r.v) + "&size=" + head.tree_size + "&after=" + (r.h || 0)).catch(function () { return { status: 0 }; });
+      if (pr.status !== 200) continue; /* not in this head yet: the next one */
+      for (var j = 0; j < pr.body.proofs.length; j++) {
+        var p = pr.body.proofs[j], f = p.leaf.split("\t");
+        if (f[1] !== r.v || f[3] !== r.c) continue;
+        var root = await rootOf(new TextEncoder().encode(p.leaf), p.log_index, head.tree_size, p.path);
+        if (root === head.root_hash) {
+          if (sig === undefined) sig = await headSigned(head);
+          r.ok = head.tree_size; r.sig = sig; changed = true;
+        } else { r.bad = true; changed = true; }
+        break;
+      }
+    }
+    if (changed) sset("vs_votes_" + C.cid, JSON.stringify(list));
+    showReceipts();
+  }
+  if (box) {
+    showReceipts();
+    checkReceipts();
+    setInterval(function () { if (!document.hidden) checkReceipts(); }, 60000);
   }
 
   /* ---------- share (detail page) ---------- */

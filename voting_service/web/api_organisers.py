@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..errors import CandidateNotFound, InvalidRequest
-from ..ledger import campaigns, candidate_import, db, publication, sheets
+from ..ledger import campaigns, candidate_import, db, publication, sheets, transparency
 from ..models import CandidatePatch, PublicationIn
 from ..services import Services, services
 from .auth import authorize
@@ -140,7 +140,7 @@ async def publish_campaign(svc: Services, actor: str, cid: str, note: str) -> di
     async with svc.db() as conn:
         results = await publication.publish(
             conn, svc.redis, cid, shards=svc.settings.shards, pepper=str(svc.settings.pepper),
-            actor=actor, note=note)
+            actor=actor, note=note, log=transparency.config(svc.settings))
     await svc.registry.refresh(force=True)
     return results
 

@@ -104,6 +104,10 @@ MESSAGES: dict[Lang, dict[str, str]] = {
         "confirm": "验证并投票",
         "cancel": "取消",
         "footer": "投票结果以主办方公布为准",
+        "receipts": "我的投票凭证",
+        "receipts_hint": ("每张选票都写入公开的透明日志（每 10 分钟签名一次）；"
+                          "本页用日志的证明在浏览器里核对你的票已被收录。"),
+        "log_key": "透明日志公钥（Ed25519）",
     },
     "en": {
         "html_lang": "en",
@@ -196,6 +200,11 @@ MESSAGES: dict[Lang, dict[str, str]] = {
         "confirm": "Verify and vote",
         "cancel": "Cancel",
         "footer": "Official results are announced by the organiser",
+        "receipts": "My vote receipts",
+        "receipts_hint": ("Every vote goes into a public transparency log, signed every 10"
+                          " minutes; this page checks the log's proof in your browser that"
+                          " your vote is in it."),
+        "log_key": "Transparency log key (Ed25519)",
     },
 }
 
@@ -240,6 +249,11 @@ JS: dict[Lang, dict[str, str]] = {
         "bad_code": "验证码错误或已过期",
         "resend": "{s} 秒后重发",
         "send_code": "获取验证码",
+        "rc_wait": "等待下一次日志签名",
+        "rc_ok": "已收录 ✓ 已用第 {n} 条日志的树头核验",
+        "rc_bad": "核验失败：证明与树头不符",
+        "rc_nosig": "（本浏览器不能核验签名）",
+        "rc_badsig": "（树头签名不符！）",
     },
     "en": {
         "ok": "Thank you! {n} votes left today",
@@ -284,6 +298,11 @@ JS: dict[Lang, dict[str, str]] = {
         "bad_code": "The code is wrong or has expired",
         "resend": "Resend in {s} s",
         "send_code": "Send code",
+        "rc_wait": "waiting for the log's next signed head",
+        "rc_ok": "included ✓ verified against the head of {n} entries",
+        "rc_bad": "check failed: the proof does not match the head",
+        "rc_nosig": "(this browser cannot check the signature)",
+        "rc_badsig": "(the head's signature does not verify!)",
     },
 }
 

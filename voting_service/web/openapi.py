@@ -59,6 +59,7 @@ class Op:
 
 ID = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"}
 TEXT = {"type": "string", "maxLength": 64}
+SIZE = {"type": "integer", "minimum": 0}
 WHEN = {"type": "string", "format": "date-time"}
 VOTE_ERRORS = (400, 401, 403, 404, 409, 413, 429, 503)
 ADMIN_READ = (400, 401, 403, 404, 429, 503)
@@ -179,6 +180,23 @@ OPERATIONS: tuple[Op, ...] = (
        "public", s.LedgerLookup, errors=(400, 404, 503), media=(JSON_TYPE, NDJSON_TYPE),
        params=(Param("vote_id", {"type": "string", "pattern": r"^[A-Za-z0-9_-]{8,64}$"}),),
        codes=("not_published (404)",)),
+    Op("GET", "/api/v1/log/key", "The transparency log's Ed25519 public key", "log", s.LogKey,
+       errors=(404,), codes=("no_tree_head (404: no key configured)",)),
+    Op("GET", f"{C}/log/head", "The latest signed tree head", "log", s.TreeHead,
+       codes=("no_tree_head (404)",)),
+    Op("GET", f"{C}/log/heads", "Signed tree heads after a size, oldest first (1,000 a page)",
+       "log", s.TreeHeads, params=(Param("after", SIZE),)),
+    Op("GET", f"{C}/log/heads/{{size}}", "The signed tree head of a size", "log", s.TreeHead,
+       params=(Param("size", SIZE, "path"),), codes=("no_tree_head (404)",)),
+    Op("GET", f"{C}/log/consistency", "RFC 9162 consistency proof between two tree sizes",
+       "log", s.ConsistencyProof, params=(Param("first", SIZE), Param("second", SIZE)),
+       codes=("no_tree_head (404)", "log_behind (503)")),
+    Op("GET", f"{C}/log/inclusion",
+       "RFC 9162 inclusion proof of a vote in a signed tree (default: the latest head)",
+       "log", s.InclusionProof,
+       params=(Param("vote_id", {"type": "string", "pattern": r"^[A-Za-z0-9_-]{8,64}$"}),
+               Param("size", SIZE), Param("after", SIZE, description="the receipt's head")),
+       codes=("no_tree_head (404)", "not_in_log (404)", "log_behind (503)")),
 )
 
 SECURITY_SCHEMES = {

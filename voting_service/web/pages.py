@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from .. import digits
 from ..errors import CampaignNotFound, NotPublished, Unavailable
-from ..ledger import gongshi, objections, public_ledger
+from ..ledger import gongshi, objections, public_ledger, transparency
 from ..models import Candidate, region_order
 from ..services import Services, services
 from ..settings import Settings
@@ -185,6 +185,7 @@ def _distinct(values: list[str]) -> list[str]:
 def _campaign_context(
     live: LiveCampaign, words: i18n.Words, counts: dict[str, int] | None, now: float,
     channel: str = "", embed: bool = False, parent_origin: str = "", wechat_start: str = "",
+    log_key: str = "",
 ) -> dict[str, Any]:
     c = live.c
     state = live.state(now)
@@ -195,6 +196,7 @@ def _campaign_context(
         "challenge": c.rules.challenge, "counts": counts is not None, "status": state,
         "channel": channel, "embed": embed, "parentOrigin": parent_origin,
         "pow": assets().url("pow.js"), "t": dict(words.js), "wechat": wechat_start,
+        "logKey": log_key,
     }
     return {
         "c": c, "state": state, "open": state == "open",
@@ -203,6 +205,7 @@ def _campaign_context(
         "rules": words("rules", n=c.rules.votes_per_day, k=c.rules.per_candidate_per_day),
         "total": None if counts is None else sum(counts.values()),
         "config": _config_json(config),
+        "log_key": log_key,
     }
 
 
@@ -250,7 +253,8 @@ async def campaign_page(request: Request) -> Response:
         cache_key=(live.id, svc.registry.version, as_of, q.get("lang"), text, region,
                    industry, sort, _base(request), int(now)),
         **_campaign_context(live, words, counts, now,
-                            wechat_start=_wechat_start(svc, live, f"/c/{live.id}")),
+                            wechat_start=_wechat_start(svc, live, f"/c/{live.id}"),
+                            log_key=transparency.public_key_hex(svc.settings)),
         cards=cards, shown=sum(not x["hidden"] for x in cards),
         regions=region_order([x.region for x in live.c.candidates]),
         industries=_distinct([x.industry for x in live.c.candidates]),

@@ -282,3 +282,53 @@ class LedgerLookup(msgspec.Struct):
 Object = dict[str, Any]
 """An answer documented by its route's description rather than field by field."""
 Objects = list[dict[str, Any]]
+
+
+# -- transparency log (issue #26) ------------------------------------------------------------
+
+
+class LogKey(msgspec.Struct):
+    algorithm: Literal["Ed25519"]
+    public_key: str
+    """The raw 32-byte public key, 64 hex digits."""
+    key_id: str
+
+
+class TreeHead(msgspec.Struct):
+    """A signed tree head (docs/verification.md: the signed bytes)."""
+
+    campaign_id: str
+    tree_size: int
+    root_hash: str
+    timestamp: int
+    """Milliseconds since 1970-01-01 UTC."""
+    key_id: str
+    signature: str
+    """Ed25519, base64."""
+
+
+class TreeHeads(msgspec.Struct):
+    campaign_id: str
+    heads: list[TreeHead]
+    more: bool
+
+
+class ConsistencyProof(msgspec.Struct):
+    campaign_id: str
+    first: int
+    second: int
+    proof: list[str]
+
+
+class InclusionItem(msgspec.Struct):
+    log_index: int
+    leaf: str
+    """The vote's leaf bytes (its canonical record as accepted) as text."""
+    path: list[str]
+
+
+class InclusionProof(msgspec.Struct):
+    campaign_id: str
+    vote_id: str
+    tree_size: int
+    proofs: list[InclusionItem]
