@@ -249,7 +249,7 @@ def rewrite_first_day(ledger: bytes, results: dict[str, Any]) -> tuple[bytes, di
     for c in forged["candidates"]:
         c["votes"] += {"c001": -1, "c002": 1}.get(c["candidate_id"], 0)
     rows = forged["candidates"]
-    rows.sort(key=lambda r: (-r["votes"], r["number"], r["candidate_id"]))
+    rows.sort(key=public_ledger.rank_key)
     for row, rank in zip(rows, public_ledger.expected_ranks(rows), strict=True):
         row["rank"] = rank
     return b"\n".join(out) + b"\n", forged
