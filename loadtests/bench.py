@@ -35,6 +35,7 @@ import os
 import platform
 import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,17 +46,15 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import msgspec
 import uvloop
 
 from voting_service import embedded
 from voting_service.ledger import campaigns, db, durability, progress
 from voting_service.ledger.reconcile import reconcile
-from voting_service.models import Campaign
 from voting_service.settings import Settings
 from voting_service.vote import store
 
-from . import antifraud, dataset, flusher_bench, profile, redis_ceiling, sse, votepath
+from . import antifraud, dataset, flusher_bench, profile, sse, votepath
 from .cpu import CpuSampler
 from .instructions import Callgrind
 from .loadgen import LoadResult, LoadSpec, ensure_wrk
@@ -64,6 +63,10 @@ from .report import pct, table
 
 SHARDS = 16
 GOAL_RATIO = 0.6
+GOAL_VALKEY_US = 25.0
+"""Valkey CPU µs per vote on a single node with appendfsync always (issue 28; Cluster: 30)."""
+BASELINE = "93ad812"
+"""The vote path before issue 28 (key layout, scripts, call): table A's "before" rows."""
 GOAL_FLUSH = 100_000
 ROLES = ("server", "valkey", "postgres", "flusher", "load generator", "other")
 PROOF_MARGIN = 1.2
@@ -88,6 +91,8 @@ class Options:
     install_wrk: bool
     phases: frozenset[str]
     weak_reference: bool
+    baseline: str
+    """Commit whose package table A also measures, beside this checkout ("" = none)."""
     profile: bool
     instructions: bool
     keep: bool
@@ -119,6 +124,10 @@ def parse_args(argv: list[str] | None = None) -> Options:
     p.add_argument("--instructions", action=argparse.BooleanOptionalAction,
                    help="count the vote server's instructions per request under callgrind "
                         "(table D3; default on, off with --quick)")
+    p.add_argument("--baseline", default=BASELINE,
+                   help="commit whose scripts and call packing table A measures beside this "
+                        f"checkout's (default {BASELINE}, the vote path before issue 28; "
+                        "'' for none)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
     p.add_argument("--out-dir", type=Path, default=REPO / "bench-results")
     a = p.parse_args(argv)
@@ -147,6 +156,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         install_wrk=not a.no_install,
         phases=phases,
         weak_reference=not quick,
+        baseline=a.baseline,
         profile=bool(a.profile),
         instructions=not quick if a.instructions is None else bool(a.instructions),
         keep=bool(a.keep),
@@ -467,27 +477,47 @@ class Bench:
     # ---- A: Redis ceiling ---------------------------------------------------------------
 
     async def ceiling_phase(self) -> None:
+        """Table A: the scripts straight into Valkey, metered per vote, the package of this
+        checkout against ``--baseline`` (the vote path before issue 28) in the same run, two
+        interleaved rounds each: a single node (one call a vote; and ``cast_vote.lua`` alone)
+        and a 3-master Cluster (two calls a vote, in two slots), all ``appendfsync always``."""
         cid = "luaceiling"
         data = dataset.bench_campaign(self.o.candidates, cid)
-        campaign = msgspec.json.decode(json.dumps(data), type=Campaign)
         voters = dataset.synthetic_voter_ids(self.o.voters, self.pepper, cid)
         pairs = list(dataset.Pairs(self.o.voters, self.o.candidates, 10, seed=3))
         plan = [(voters[v], f"c{c + 1:03d}", self.ips[i % len(self.ips)])
                 for i, (v, c) in enumerate(pairs)]
-        redis = redis_client(self.valkey_url)
-        out = []
-        try:
-            half = len(plan) // 2
-            for full, part in ((False, plan[:half]), (True, plan[half:])):
-                self.log(f"A: Redis ceiling, {'full vote path' if full else 'cast_vote only'}")
-                r = await redis_ceiling.lua_ceiling(
-                    redis, self.valkey_url, campaign, part, shards=SHARDS,
-                    concurrency=self.o.ceiling_concurrency, seconds=self.o.ceiling_seconds,
-                    full=full)
-                out.append(r.as_dict())
-        finally:
-            await redis.aclose()
+        variants = [("after", REPO)]
+        if self.o.baseline:
+            base = self.res.workdir / "baseline"
+            await asyncio.to_thread(_export_checkout, self.o.baseline, base)
+            variants.insert(0, ("before", base))
+        # every (variant, round, mode, backend) run gets fresh (voter, candidate) pairs
+        runs = [(v, r, m, b) for b in ("single", "cluster") for r in range(2)
+                for v in variants for m in (("full", "cast_vote") if b == "single" else ("full",))]
+        size = len(plan) // len(runs)
+        out: list[dict[str, Any]] = []
         self.results["phases"]["ceiling"] = out
+        cluster: embedded.ValkeyCluster | None = None
+        try:
+            for i, ((variant, path), rnd, mode, backend) in enumerate(runs):
+                if backend == "cluster" and cluster is None:
+                    cluster = await asyncio.to_thread(_start_cluster, self.res.workdir)
+                    self.log(f"A: 3-master cluster on {cluster.url} (appendfsync always)")
+                url = cluster.url if cluster else self.valkey_url
+                masters = [n.url for n in cluster.masters()] if cluster else [url]
+                spec = {"url": url, "cluster": cluster is not None, "masters": masters,
+                        "campaign": data, "plan": plan[i * size:(i + 1) * size],
+                        "shards": SHARDS, "concurrency": self.o.ceiling_concurrency,
+                        "seconds": self.o.ceiling_seconds, "full": mode == "full",
+                        "mode": mode}
+                self.log(f"A: Redis ceiling, {variant} {backend} {mode} round {rnd + 1}")
+                row = await _ceiling_run(self.res.workdir / f"ceiling-{i}.json", path, spec)
+                row.update(variant=variant, backend=backend, round=rnd + 1)
+                out.append(row)
+        finally:
+            if cluster is not None:
+                await asyncio.to_thread(cluster.stop)
 
     # ---- B: flusher throughput ------------------------------------------------------------
 
@@ -738,6 +768,43 @@ class Bench:
         self.results["total_s"] = round(time.monotonic() - self.started, 1)
 
 
+def _start_cluster(workdir: Path) -> embedded.ValkeyCluster:
+    """A 3-master cluster (appendfsync always); a node whose bus port another process took
+    in the meantime (the machine is shared) means a second try on fresh ports."""
+    for attempt in range(3):
+        cluster = embedded.ValkeyCluster(workdir / f"ceiling-cluster-{attempt}")
+        try:
+            return cluster.start()
+        except RuntimeError:
+            cluster.stop()
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _export_checkout(ref: str, dest: Path) -> None:
+    """The package and Lua scripts of ``ref`` (a commit of this repository) into ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref, "voting_service", "lua"],
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+
+
+async def _ceiling_run(spec_file: Path, checkout: Path, spec: dict[str, Any]) -> dict[str, Any]:
+    """One metered ``redis_ceiling.py`` run in a process of its own, importing the package
+    of ``checkout`` (so the row measures that version's keys, scripts and call packing)."""
+    spec_file.write_text(json.dumps(spec))
+    env = dict(os.environ, PYTHONPATH=str(checkout))
+    proc = await asyncio.create_subprocess_exec(
+        python(), str(REPO / "loadtests" / "redis_ceiling.py"), str(spec_file), cwd=checkout,
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    if proc.returncode:
+        raise RuntimeError(f"ceiling run failed ({proc.returncode}): {err.decode()[-2000:]}")
+    row: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    return row
+
+
 def _server_us(load: dict[str, Any], role: str = "server") -> float | None:
     """Server (or another role's) CPU per request in the measured window: steadier than
     req/s when other work shares the machine."""
@@ -824,6 +891,49 @@ def render_metrics(rows: list[dict[str, Any]]) -> str:
                   "server CPU µs/vote"], table_rows, note)
 
 
+def render_ceiling(runs: list[dict[str, Any]]) -> str:
+    """Table A: medians over the rounds of each (backend, mode, variant), before beside after."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in runs:
+        key = (r.get("backend", "single"), r["mode"], r.get("variant", "after"))
+        groups.setdefault(key, []).append(r)
+    names = {("single", "full"): "single node, limits + vote (1 call)",
+             ("single", "cast_vote"): "single node, cast_vote.lua only (IP caps 0)",
+             ("cluster", "full"): "3-master Cluster, limits + vote (2 calls)"}
+
+    def med(rows: list[dict[str, Any]], k: str) -> float:
+        values = sorted(float(r["per_vote"][k]) for r in rows
+                        if r["per_vote"].get(k) is not None) or [0.0]
+        return values[len(values) // 2] if len(values) % 2 else (
+            values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
+
+    rows = []
+    for (backend, mode, variant), rs in groups.items():
+        pv = rs[-1]["per_vote"]
+        calls = ", ".join(f"{k} {v:g}" for k, v in pv.get("by_command", {}).items()
+                          if k not in ("evalsha", "eval"))
+        goal = GOAL_VALKEY_US if backend == "single" else GOAL_VALKEY_US + 5
+        cpu = med(rs, "cpu_us")
+        rows.append([names.get((backend, mode), f"{backend} {mode}"), variant,
+                     round(cpu, 1), med(rs, "script_us"), med(rs, "aof_bytes"),
+                     round(1e6 / cpu) if cpu else 0,
+                     round(sum(r["rate"] for r in rs) / len(rs)), pv.get("scripts", 0),
+                     pv.get("redis_calls", 0),
+                     "" if mode != "full" else ("yes" if cpu <= goal else f"> {goal:g}"),
+                     calls])
+    return table(
+        f"\nA. Redis alone: voting.cast through pipeline.Pipeline, no HTTP "
+        f"({runs[0]['concurrency']} coroutines, one uvloop process), appendfsync always; "
+        "median of the rounds",
+        ["backend, scripts", "code", "Valkey CPU µs/vote", "script µs/vote", "AOF B/vote",
+         "votes/s per master core", "client votes/s", "calls/vote", "redis.call/vote",
+         "goal", "commands per vote"], rows,
+        "Valkey CPU = used_cpu_sys+user of the master(s) over the run (Cluster: summed) / "
+        "votes; script µs = INFO commandstats usec of EVALSHA/EVAL; AOF B = aof_current_size "
+        "growth; per master core = 1 / Valkey CPU; before = --baseline, after = this checkout; "
+        "client votes/s is what one Python process reached (it is the bottleneck)")
+
+
 def render(results: dict[str, Any]) -> str:
     cfg = results.get("config", {})
     ph = results["phases"]
@@ -869,20 +979,8 @@ def render(results: dict[str, Any]) -> str:
     if cpu_rows:
         out.append(table("\nCPU cores used in each HTTP phase's measured window",
                          ["phase", *ROLES, "total"], cpu_rows))
-    if "ceiling" in ph:
-        names = {"cast_vote": "cast_vote.lua only (IP caps 0)",
-                 "full": "ip_limit.lua + cast_vote.lua"}
-        rows = [[names.get(c["mode"], c["mode"]), c["rate"], c["votes"],
-                 round(c["redis_cpu_s"] * 1e6 / max(c["votes"], 1), 1), c["redis_core_ceiling"],
-                 pct(c["outcomes"].get("accepted", 0) / max(c["votes"], 1))]
-                for c in ph["ceiling"]]
-        out.append(table(
-            "\nA. Redis alone: voting.cast through pipeline.Pipeline, no HTTP "
-            f"({ph['ceiling'][0]['concurrency']} coroutines, one uvloop process)",
-            ["scripts per vote", "votes/s", "votes", "Redis CPU µs/vote", "1-core ceiling/s",
-             "accepted"],
-            rows, "votes/s is what one Python client process reached (it is the bottleneck); "
-            "the ceiling is 1 / Redis CPU per vote"))
+    if ph.get("ceiling"):
+        out.append(render_ceiling(ph["ceiling"]))
     if "flusher" in ph:
         rows = [[f["method"], f["rows"], f["seconds"], f["rows_per_s"],
                  "yes" if f["rows_per_s"] >= GOAL_FLUSH else "no",

@@ -64,32 +64,31 @@ def _limit_call(
     rules = campaign.c.rules
     day = campaign.day(now)
     levels, script_keys, args = _limit_keys(
-        campaign.id, ip, day.date, day.expire_at, rules.ip_per_minute, rules.ip_per_day,
+        campaign.id, ip, day.expire_at, rules.ip_per_minute, rules.ip_per_day,
         rules.net_per_minute, rules.net_per_day, minting)
     return levels, list(script_keys), [args[0], "1" if peek else "0", *args[1:]]
 
 
 @functools.lru_cache(maxsize=16384)
 def _limit_keys(
-    campaign_id: str, ip: str, date: str, expire_at: int, ip_per_minute: int, ip_per_day: int,
+    campaign_id: str, ip: str, expire_at: int, ip_per_minute: int, ip_per_day: int,
     net_per_minute: int, net_per_day: int, minting: bool = False,
 ) -> tuple[tuple[tuple[str, int, int], ...], tuple[str, ...], tuple[Any, ...]]:
     """The address's limits (IPv4 /32, IPv6 /64: one IPv6 client holds a whole /64) and
-    its network's (IPv4 /24, IPv6 /48), those with a cap, with their keys and ARGV (without
-    the peek flag, which ``_limit_call`` adds). Cached: a citizen's votes come in a row from
-    one address, and building the keys was a twentieth of a vote's CPU. ``minting``: the
-    keys that count new anonymous voter tokens (``keys.mint_*``) instead of votes. The
-    numbers go as strings, converted once here rather than in each vote's command packing."""
-    rate_key, day_key = (keys.mint_rate, keys.mint_day) if minting else (keys.ip_rate, keys.ip_day)
+    its network's (IPv4 /24, IPv6 /48), those with a cap, with the key of their hash and
+    ARGV (without the peek flag, which ``_limit_call`` adds). Cached: a citizen's votes come
+    in a row from one address, and building the keys was a twentieth of a vote's CPU.
+    ``minting``: the hash that counts new anonymous voter tokens (``keys.mint_limits``)
+    instead of votes. The numbers go as strings, converted once here rather than in each
+    vote's command packing."""
     host, network = network_prefixes(ip)  # the network is the slot of every level
     levels = tuple(lv for lv in ((host, ip_per_minute, ip_per_day),
                                  (network, net_per_minute, net_per_day)) if lv[1] or lv[2])
-    script_keys: list[str] = []
+    script_keys = [(keys.mint_limits if minting else keys.limits)(campaign_id, network)
+                   ] if levels else []
     args: list[Any] = [str(expire_at)]
     for prefix, per_min, per_day in levels:
-        script_keys += [rate_key(campaign_id, prefix, network),
-                        day_key(campaign_id, prefix, date, network)]
-        args += [str(per_min), str(per_day)]
+        args += [keys.level_field(prefix, network), str(per_min), str(per_day)]
     return levels, tuple(script_keys), tuple(args)
 
 
