@@ -54,7 +54,7 @@ from voting_service.ledger.reconcile import reconcile
 from voting_service.settings import Settings
 from voting_service.vote import store
 
-from . import antifraud, dataset, flusher_bench, profile, sse, votepath
+from . import antifraud, dataset, flusher_bench, instructions, profile, sse, votepath
 from .cpu import CpuSampler
 from .instructions import Callgrind
 from .loadgen import LoadResult, LoadSpec, ensure_wrk
@@ -65,6 +65,8 @@ SHARDS = 16
 GOAL_RATIO = 0.6
 GOAL_VALKEY_US = 25.0
 """Valkey CPU µs per vote on a single node with appendfsync always (issue 28; Cluster: 30)."""
+CEILING_GRIND_VOTES = 3000
+"""Votes of one callgrind row (table A2): enough that connecting and INFO are noise."""
 BASELINE = "93ad812"
 """The vote path before issue 28 (key layout, scripts, call): table A's "before" rows."""
 GOAL_FLUSH = 100_000
@@ -495,6 +497,9 @@ class Bench:
         # every (variant, round, mode, backend) run gets fresh (voter, candidate) pairs
         runs = [(v, r, m, b) for b in ("single", "cluster") for r in range(2)
                 for v in variants for m in (("full", "cast_vote") if b == "single" else ("full",))]
+        grinding = self.o.instructions and instructions.available()
+        reserved = 4 * (CEILING_GRIND_VOTES + 300) if grinding else 0  # table A2's votes
+        plan, grind_plan = plan[:len(plan) - reserved], plan[len(plan) - reserved:]
         size = len(plan) // len(runs)
         out: list[dict[str, Any]] = []
         self.results["phases"]["ceiling"] = out
@@ -518,6 +523,48 @@ class Bench:
         finally:
             if cluster is not None:
                 await asyncio.to_thread(cluster.stop)
+        if grinding:
+            await self._ceiling_instructions(data, variants, grind_plan)
+
+    async def _ceiling_instructions(self, data: dict[str, Any], variants: list[tuple[str, Path]],
+                                    plan: list[tuple[str, str, str]]) -> None:
+        """Table A2: Valkey's own instructions per vote under callgrind, which do not move
+        with the machine's speed: a warm-up (scripts loaded), then the counters zeroed, a
+        fixed number of votes, the dump. One fresh node (appendfsync always) per row."""
+        rows: list[dict[str, Any]] = []
+        self.results["phases"]["ceiling_instructions"] = rows
+        grind = instructions.Callgrind(self.res.workdir / "callgrind-valkey")
+        votes, warm = CEILING_GRIND_VOTES, 300
+        chunks = [plan[i:i + votes + warm] for i in range(0, len(plan), votes + warm)]
+        for i, ((variant, path), mode) in enumerate(
+                (v, m) for m in ("full", "cast_vote") for v in variants):
+            server = embedded.ValkeyServer(self.res.workdir / f"valkey-grind-{i}",
+                                           wrapper=tuple(grind.argv(f"valkey-{i}")))
+            self.res.servers.append(server)
+            await asyncio.to_thread(server.start)
+            try:
+                assert server.process is not None
+                pid = server.process.pid
+                await grind.ready(pid)
+                chunk = chunks[i % len(chunks)]
+                spec = {"url": server.url, "cluster": False, "masters": [server.url],
+                        "campaign": data, "plan": chunk[:warm], "shards": SHARDS,
+                        "concurrency": 64, "seconds": 600.0, "full": mode == "full",
+                        "mode": mode}
+                await _ceiling_run(self.res.workdir / f"grind-warm-{i}.json", path, spec)
+                await grind.window_starts(pid)
+                spec["plan"] = chunk[warm:]
+                row = await _ceiling_run(self.res.workdir / f"grind-{i}.json", path, spec)
+                total = await grind.window_ends(pid)
+                rows.append({"variant": variant, "mode": mode, "votes": row["votes"],
+                             "instructions": total,
+                             "per_vote": round(total / max(row["votes"], 1)),
+                             "outcomes": row["outcomes"]})
+                self.log(f"A2: {variant} {mode}: {total / max(row['votes'], 1):,.0f} "
+                         "Valkey instructions a vote")
+            finally:
+                server.stop()
+                self.res.servers.remove(server)
 
     # ---- B: flusher throughput ------------------------------------------------------------
 
@@ -981,6 +1028,16 @@ def render(results: dict[str, Any]) -> str:
                          ["phase", *ROLES, "total"], cpu_rows))
     if ph.get("ceiling"):
         out.append(render_ceiling(ph["ceiling"]))
+    if ph.get("ceiling_instructions"):
+        rows = [[r["mode"], r["variant"], r["votes"], round(r["per_vote"] / 1000, 1),
+                 pct(r["outcomes"].get("accepted", 0) / max(r["votes"], 1))]
+                for r in ph["ceiling_instructions"]]
+        out.append(table(
+            "\nA2. Valkey's instructions per vote (valkey-server under callgrind, one node, "
+            "appendfsync always)", ["scripts", "code", "votes", "k instructions/vote",
+                                    "accepted"], rows,
+            "user-space instructions of the server only (not the kernel's write and fsync); "
+            "they do not move with the machine's speed: compare before with after here"))
     if "flusher" in ph:
         rows = [[f["method"], f["rows"], f["seconds"], f["rows_per_s"],
                  "yes" if f["rows_per_s"] >= GOAL_FLUSH else "no",

@@ -29,29 +29,38 @@
 local period = 60000
 local key, day, peek = KEYS[1], ARGV[1], ARGV[2] == '1'
 local levels = math.floor((#ARGV - 2) / 3)
+-- (x + 0 turns a string into a number with one conversion; tonumber makes two)
 
 local fields = {}
 for i = 1, levels do
   local p = ARGV[3 * i]
-  fields[3 * i - 2], fields[3 * i - 1], fields[3 * i] = p .. 't', p .. 'n', p .. 'd'
+  if p == '' then  -- the network itself: constant names, nothing to build
+    fields[3 * i - 2], fields[3 * i - 1], fields[3 * i] = 't', 'n', 'd'
+  else
+    fields[3 * i - 2], fields[3 * i - 1], fields[3 * i] = p .. 't', p .. 'n', p .. 'd'
+  end
 end
 local stored = redis.call('HMGET', key, unpack(fields))  -- every level at once
-local now = tonumber(ARGV[3 * levels + 3])
-if not now then
+local now = ARGV[3 * levels + 3]
+if now then
+  now = now + 0
+else
   local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  now = t[1] * 1000 + math.floor(t[2] / 1000)
 end
-local new_tats, counts, loads = {}, {}, {}
-local refused, wait = false, 0
+-- One pass: the reply and the writes as if every level allows the vote (the common case;
+-- few tables, as each one is work for Lua's collector); a refusal replaces both below.
+local out, writes = {1, 0}, {}
+local refused, wait, new_day = false, 0, false
 for i = 1, levels do
-  local per_min, per_day = tonumber(ARGV[3 * i + 1]), tonumber(ARGV[3 * i + 2])
-  local new_tat = now
+  local per_min, per_day = ARGV[3 * i + 1] + 0, ARGV[3 * i + 2] + 0
+  local load = 0
   if per_min > 0 then
-    local tat = tonumber(stored[3 * i - 2] or '0')
+    local tat = (stored[3 * i - 2] or 0) + 0
     if tat < now then
       tat = now
     end
-    new_tat = tat + period / per_min
+    local new_tat = tat + period / per_min
     local allow_at = new_tat - period
     if allow_at > now then
       refused = true
@@ -59,40 +68,31 @@ for i = 1, levels do
         wait = math.max(wait, math.ceil(allow_at - now))
       end
     end
+    load = math.min(1000, math.floor((new_tat - now) * 1000 / period))
+    writes[#writes + 1] = fields[3 * i - 2]
+    writes[#writes + 1] = new_tat  -- a number as it is: the server formats it, cheaper
   end
-  local count = stored[3 * i] == day and tonumber(stored[3 * i - 1] or '0') or 0
+  local count = stored[3 * i] == day and (stored[3 * i - 1] or 0) + 0 or 0
   if per_day > 0 and count >= per_day then
     refused = true
     wait = -1
   end
-  new_tats[i] = new_tat
-  counts[i] = count
-  loads[i] = per_min > 0 and math.min(1000, math.floor((new_tat - now) * 1000 / period)) or 0
+  writes[#writes + 1] = fields[3 * i - 1]
+  writes[#writes + 1] = count + 1
+  if stored[3 * i] ~= day then  -- the level's first vote of the day
+    writes[#writes + 1] = fields[3 * i]
+    writes[#writes + 1] = day
+    new_day = true
+  end
+  out[2 * i + 1], out[2 * i + 2] = load, count + 1
 end
 
-local out = {refused and 0 or 1, refused and wait or 0}
-local writes, new_day = {}, false
-for i = 1, levels do
-  local count = counts[i] + 1
-  if refused then
-    count = 0
-  elseif not peek then
-    if tonumber(ARGV[3 * i + 1]) > 0 then
-      writes[#writes + 1] = fields[3 * i - 2]
-      writes[#writes + 1] = tostring(new_tats[i])
-    end
-    writes[#writes + 1] = fields[3 * i - 1]
-    writes[#writes + 1] = tostring(count)
-    if stored[3 * i] ~= day then  -- the level's first vote of the day
-      writes[#writes + 1] = fields[3 * i]
-      writes[#writes + 1] = day
-      new_day = true
-    end
+if refused then  -- nothing counted anywhere
+  out = {0, wait}
+  for i = 1, levels do
+    out[2 * i + 1], out[2 * i + 2] = 1000, 0
   end
-  out[#out + 1] = refused and 1000 or loads[i]
-  out[#out + 1] = count
-end
-if #writes > 0 then
+elseif not peek then
   redis.call('HSET', key, unpack(writes))  -- every level, one command
   if new_day then
     redis.call('EXPIREAT', key, day)

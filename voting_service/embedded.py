@@ -107,8 +107,12 @@ class ValkeyServer:
         appendonly: bool = True,
         replica_of: int | None = None,
         node_timeout_ms: int = 5000,
+        wrapper: tuple[str, ...] = (),
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
+        self.wrapper = wrapper
+        """Command line the server runs under (the bench: callgrind, to count its
+        instructions per vote, which do not vary with a shared machine's speed)."""
         self.port = port or free_port(below=55535 if cluster else 65536)
         self._port_chosen = port is None
         """We picked the port: another process may take it before the server binds it."""
@@ -167,7 +171,7 @@ class ValkeyServer:
         conf = self.data_dir / "valkey.conf"
         conf.write_text(self._config())
         self.process = subprocess.Popen(
-            [valkey_binary(), str(conf)], start_new_session=True,
+            [*self.wrapper, valkey_binary(), str(conf)], start_new_session=True,
             preexec_fn=_die_with_parent(signal.SIGTERM),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )

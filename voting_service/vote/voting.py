@@ -153,9 +153,10 @@ def check_open(campaign: LiveCampaign, candidate_id: str, channel: str, now: flo
 
 
 @functools.lru_cache(maxsize=1024)
-def _day_args(per_day: int, per_candidate: int, expire_at: int) -> tuple[str, str, str]:
-    """``cast_vote.lua``'s numeric ARGV of a campaign's day, as strings once."""
-    return str(per_day), str(per_candidate), str(expire_at)
+def _day_args(per_day: int, per_candidate: int, expire_at: int) -> tuple[str, str, str, str]:
+    """``cast_vote.lua``'s ARGV[1..4], the campaign's day: strings built once, contiguous at
+    the head of every vote's call of that day."""
+    return str(per_day), str(per_candidate), str(expire_at), IDEMPOTENCY_TTL
 
 
 async def cast(
@@ -184,17 +185,16 @@ async def cast(
     ]
     if ballot.challenge_key:
         cast_keys.append(ballot.challenge_key)
-    per_day, per_candidate, expire_at = _day_args(
-        rules.votes_per_day, rules.per_candidate_per_day, day.expire_at)
+    # ARGV[8]: the ledger entry's tail (entry.py's format), one string instead of four
+    tail = f"{ballot.channel}\t{ballot.ip}\t{day.date}\t{'1' if ballot.channel_signed else '0'}"
     cast_args: list[Any] = [
-        ballot.voter_id, vote.candidate_id, vote_id, per_day, per_candidate, expire_at,
-        IDEMPOTENCY_TTL, ballot.channel, ballot.ip, day.date,
+        *_day_args(rules.votes_per_day, rules.per_candidate_per_day, day.expire_at),
+        ballot.voter_id, vote.candidate_id, vote_id, tail,
         str(ballot.challenge_expires) if ballot.challenge_expires else "0",
-        "1" if ballot.channel_signed else "0",
     ]
     if not redis.cluster and rules.challenge != "adaptive":
         levels, ip_keys, ip_args = _limit_call(campaign, ballot.ip, now, False)
-        status, answer, limits = await redis.call(
+        status, answer, *limits = await redis.call(
             scripts.limit_and_cast(), ip_keys + cast_keys,
             [len(ip_keys), len(ip_args), *ip_args, *cast_args], deadline,
         )
