@@ -144,6 +144,9 @@ class ValkeyServer:
             'save ""',
             "protected-mode yes",
             "maxmemory-policy noeviction",
+            # as deploy/valkey.conf: small quota hashes stay listpacks, tallies and the
+            # networks' limit hashes are hash tables (a listpack lookup is a scan)
+            "hash-max-listpack-entries 16",
             # a new replica syncs at once instead of after the default 5 s pause
             "repl-diskless-sync-delay 0",
         ]
