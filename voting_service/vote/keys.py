@@ -2,7 +2,32 @@
 
 Voter-scoped state, the tally shard and the ledger stream of one shard group share the hash
 tag ``{c:<campaign>:g<NN>}`` so that ``cast_vote.lua`` touches a single Cluster slot. IP
-limits are tagged by the prefix, ``{ip:<prefix>}``. Nothing is ever tagged by candidate.
+limits are tagged by the network, ``{ip:<campaign>:<network>}``. Nothing is ever tagged by
+candidate.
+
+The keys a vote touches (issue 28 changed only the limits' row; the others are as before,
+so a running deployment's quotas, tallies, ledger and idempotency records stay readable):
+
+===========================================  ======  =========================================
+key                                          type    holds
+===========================================  ======  =========================================
+``{c:<cid>:g<NN>}:q:<day>:<voter>``          hash    ``_n`` votes of the day, ``<candidate>``
+                                                     votes for it (expires a day after the day)
+``{c:<cid>:g<NN>}:tally``                    hash    candidate → votes of the shard group
+``{c:<cid>:g<NN>}:ledger``                   stream  one field ``e`` a vote (``entry.py``)
+``{c:<cid>:g<NN>}:idem:<voter>:<vote_id>``   string  the first answer (3 days)
+``{c:<cid>:g<NN>}:blocked``                  hash    voter → block end (0 = never)
+``{ip:<cid>:<network>}:l`` (``limits``)      hash    every limit level of the network:
+                                                     ``<f>t`` GCRA time (ms), ``<f>n`` count
+                                                     of the day ``<f>d`` (its ARGV[1]); ``f``
+                                                     = ``level_field``: ``""`` the network,
+                                                     ``"7:"`` its address ``…7/32``
+===========================================  ======  =========================================
+
+Before issue 28 the limits were two strings a level, ``{ip:<cid>:<network>}:gcra[:<host>]``
+(GCRA time, PX) and ``…:d:<day>[:<host>]`` (count, EXPIREAT); they are no longer read (see
+``limits``). Minting (``:m``), SMS sends (``{smsip:<network>}:l``, ``{sms:<phone>}:l``) and
+SMS checks (``{smsip:<network>}:c``) use hashes of the same shape.
 """
 
 from __future__ import annotations
