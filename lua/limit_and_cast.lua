@@ -9,8 +9,10 @@
 -- ARGV[1] n     ARGV[2] m, the number of ip_limit.lua's ARGV
 -- ARGV[3..m+2]  ip_limit.lua's ARGV    ARGV[m+3..] cast_vote.lua's ARGV
 -- Returns cast_vote.lua's {status, answer}, or {6, '', <ip_limit.lua's reply...>} when a
--- limit refused the vote (then cast_vote.lua did not run). Flat: the server converts each
--- nested table of a script's reply at a cost (a tenth of the call's instructions here).
+-- limit refused the vote: one status more than cast_vote.lua's (scripts.py CastStatus):
+--   6 LIMITED          refused by a network limit (cast_vote.lua did not run)
+-- Flat: the server converts each nested table of a script's reply at a cost (a tenth of
+-- the call's instructions here).
 -- Both read the one TIME taken here (one redis.call fewer per vote).
 local function ip_limit(KEYS, ARGV)
 --@ip_limit.lua
@@ -28,7 +30,7 @@ if n > 0 then
   limit_argv[m + 1] = t[1] * 1000 + math.floor(t[2] / 1000)
   local limits = ip_limit({unpack(KEYS, 1, n)}, limit_argv)
   if limits[1] == 0 then
-    return {6, '', unpack(limits)}
+    return {6, '', unpack(limits)}  -- LIMITED
   end
   cast_argv[10] = t[1]
 end

@@ -40,6 +40,7 @@ from .web import (
     ops,
     ops_api,
     pages,
+    server,
 )
 from .web.edge import EdgeMiddleware
 from .web.http import (
@@ -50,7 +51,6 @@ from .web.http import (
     on_unexpected,
     on_voting_error,
 )
-from .web.protocol import DIRECT_ROUTE
 from .web.security import SecurityMiddleware
 from .web.votes import DirectVotes, VoteRoute
 
@@ -183,9 +183,9 @@ def create_app(settings: Settings) -> Starlette:
             settings.shards, settings.health_interval, publish, settings.redis_replica_acks))
         gc_tuning.settle()
         state: dict[str, Any] = {}
-        if settings.direct_votes and isinstance(app, VotingApp):
-            # uvicorn hands this to each connection's protocol (web.protocol.DIRECT_ROUTE)
-            state[DIRECT_ROUTE] = DirectVotes(app.vote_security, svc)
+        if settings.direct_votes and server.direct_votes() and isinstance(app, VotingApp):
+            # uvicorn hands this to each connection's protocol (web.server.DIRECT_ROUTE)
+            state[server.DIRECT_ROUTE] = DirectVotes(app.vote_security, svc)
         try:
             yield state
         finally:

@@ -457,11 +457,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ])
     import uvicorn
 
-    from .web.protocol import bounded_protocol
+    from .web.server import http_protocol
 
     uvicorn.run(
         "voting_service.app:app_from_env", factory=True, host=args.host, port=args.port,
-        loop="uvloop", http=bounded_protocol(settings.head_timeout),
+        loop="uvloop", http=http_protocol(settings.head_timeout),
         access_log=args.access_log, lifespan="on",
         proxy_headers=False,  # VOTING_TRUSTED_PROXIES alone decides (identity.client_ip)
         timeout_graceful_shutdown=10,

@@ -4,8 +4,8 @@ Reference counting frees almost everything a request allocates; the cyclic colle
 has to find cycles. With CPython's defaults it ran a young collection every 700 container
 allocations (a vote makes dozens) and, every few seconds, a full collection that walked
 every object the process holds: the modules, the routes, the caches of verified tokens.
-Measured on a vote worker: 9 full collections in 10 s, up to 46 ms each, which was the
-whole of the vote path's p99, and 6-8 % of its CPU in collections altogether.
+On a vote worker those full collections were the whole of the vote path's p99
+(``docs/capacity.md``, "The figures behind the code").
 
 ``settle()`` runs once a process has built its long-lived state: it collects, moves what
 survives to the permanent generation (``gc.freeze``, never scanned again), and makes young

@@ -1,15 +1,21 @@
 """Votes answered by the HTTP protocol itself (``web.protocol.DirectExchange`` calling
 ``web.votes.DirectVotes``), over a real socket: the same answers as the ASGI route, requests
 pipelined behind a direct one answered in order, the connection rules of HTTP/1.1 kept, and
-a vote whose client hung up counted once, not lost."""
+a vote whose client hung up counted once, not lost.
+
+Every test runs twice: on the service's protocol under the pinned uvicorn, and as the
+service runs when ``web.server`` finds another uvicorn (its stock protocol, every vote
+through the ASGI route): the same answers either way."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib.metadata
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -22,9 +28,10 @@ from voting_service.app import create_app
 from voting_service.settings import Settings
 from voting_service.vote import store
 from voting_service.vote.outcomes import Outcome
-from voting_service.web.protocol import DIRECT_ROUTE, bounded_protocol
+from voting_service.web import protocol, server
 
 VOTES = "/api/v1/campaigns/t2026/votes"
+CONSTRAINTS = Path(__file__).parents[2] / "constraints.txt"
 RETRY_ID = "0123456789abcdef0123456789abcdef"
 
 
@@ -34,41 +41,61 @@ class Served:
     port: int
     direct: list[str]
     """The path of every request the protocol handed to the direct route."""
+    stock: bool
+    """uvicorn's stock protocol, as on a uvicorn the service was not tested with."""
+
+    def went_direct(self, *paths: str) -> list[str]:
+        """What ``direct`` should hold once these requests were answered directly: none of
+        them on the stock protocol."""
+        return [] if self.stock else list(paths)
 
     async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         return await asyncio.open_connection("127.0.0.1", self.port)
 
 
-@pytest.fixture
+@pytest.fixture(params=["pinned", "stock"])
 async def served(
-    settings: Settings, redis: store.AnyRedis, pg: asyncpg.Connection
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, settings: Settings,
+    redis: store.AnyRedis, pg: asyncpg.Connection,
 ) -> AsyncIterator[Served]:
-    """The app with its lifespan, behind the service's protocol on a real listening socket
-    (as ``voting-service serve`` runs it), and the harness's in-process client beside it."""
+    """The app with its lifespan, behind the protocol ``web.server`` chooses, on a real
+    listening socket (as ``voting-service serve`` runs it), and the harness's in-process
+    client beside it. ``stock``: the choice made when the installed uvicorn is not the
+    tested one (``test_server_contract`` checks that an import makes it)."""
+    stock = request.param == "stock"
+    if stock:
+        monkeypatch.setattr(server, "MISMATCH", "uvicorn 0.0.0 (forced by the test)")
+    else:
+        assert server.MISMATCH is None, "the installed uvicorn is the pinned one"
     app = create_app(settings)
     async with app.router.lifespan_context(app) as state, client_for(app) as client:
-        assert state is not None and DIRECT_ROUTE in state
-        route = state[DIRECT_ROUTE]
+        assert state is not None
         direct: list[str] = []
-        answer: Callable[..., Awaitable[Any]] = route.answer
+        if stock:
+            assert server.DIRECT_ROUTE not in state
+        else:
+            route = state[server.DIRECT_ROUTE]
+            answer: Callable[..., Awaitable[Any]] = route.answer
 
-        async def counted(scope: dict[str, Any], arg: str, body: bytes | None) -> Any:
-            direct.append(scope["path"])
-            return await answer(scope, arg, body)
+            async def counted(scope: dict[str, Any], arg: str, body: bytes | None) -> Any:
+                direct.append(scope["path"])
+                return await answer(scope, arg, body)
 
-        route.answer = counted
-        config = Config(app=app, lifespan="off", proxy_headers=False, http=bounded_protocol(5.0))
+            route.answer = counted
+        http = server.http_protocol(5.0)
+        assert (http == "httptools") is stock
+        config = Config(app=app, lifespan="off", proxy_headers=False, http=http)
         config.load()
         server_state = ServerState()
         protocol_class: Any = config.http_protocol_class
-        server = await asyncio.get_running_loop().create_server(
+        listening = await asyncio.get_running_loop().create_server(
             lambda: protocol_class(config=config, server_state=server_state, app_state=state),
             "127.0.0.1", 0)
         try:
-            port = server.sockets[0].getsockname()[1]
-            yield Served(Harness(app, client, settings, redis, pg), port, direct)
+            port = listening.sockets[0].getsockname()[1]
+            yield Served(Harness(app, client, settings, redis, pg), port, direct, stock)
         finally:
-            server.close()
+            listening.close()
             for task in list(server_state.tasks):
                 await task
 
@@ -98,6 +125,14 @@ async def _response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], 
     return status, headers, body
 
 
+def test_the_direct_route_runs_on_exactly_the_pinned_uvicorn() -> None:
+    """The pinned tests above ran on this version, and it is the one the protocol knows."""
+    pins = dict(line.split("==") for line in CONSTRAINTS.read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    assert importlib.metadata.version("uvicorn") == pins["uvicorn"] == protocol.TESTED_UVICORN
+    assert server.MISMATCH is None and server.direct_votes()
+
+
 async def test_a_direct_vote_gets_the_answer_of_the_asgi_route(served: Served) -> None:
     h = served.harness
     heard: list[Outcome] = []
@@ -108,7 +143,7 @@ async def test_a_direct_vote_gets_the_answer_of_the_asgi_route(served: Served) -
     writer.write(_vote(token, "c001"))
     status, headers, body = await _response(reader)
     assert status == 200, body
-    assert served.direct == [VOTES]
+    assert served.direct == served.went_direct(VOTES)
     asgi = await h.vote(token, "c002")  # the ASGI route, in-process
     assert asgi.status_code == 200
     # every header the ASGI route sends, with the same value where it is not per vote
@@ -125,7 +160,7 @@ async def test_a_direct_vote_gets_the_answer_of_the_asgi_route(served: Served) -
     writer.write(_vote(token, "c003"))
     status, headers, body = await _response(reader)
     assert status == 200 and json.loads(body)["votes_left_today"] == 2
-    assert served.direct == [VOTES, VOTES]
+    assert served.direct == served.went_direct(VOTES, VOTES)
     assert [o.outcome for o in heard] == ["accepted"] * 3
     assert await redis_tallies(h) == {"c001": 1, "c002": 1, "c003": 1}
     writer.close()
@@ -152,7 +187,8 @@ async def test_refusals_come_as_problem_bodies_from_the_direct_route(served: Ser
         assert (status, json.loads(body)["code"]) == (expected, code), body
         assert headers["content-type"] == "application/problem+json"
         assert headers["x-frame-options"] == "DENY"
-    assert len(served.direct) == len(cases), "each answered by the direct route"
+    assert len(served.direct) == (0 if served.stock else len(cases)), (
+        "each answered by the direct route")
 
     # a chunked body over the limit: read to its end and refused, the connection kept
     chunk = b"a" * 1500
@@ -162,6 +198,24 @@ async def test_refusals_come_as_problem_bodies_from_the_direct_route(served: Ser
     status, _, body = await _response(reader)
     assert status == 413 and json.loads(body)["code"] == "invalid_request"
     writer.write(_vote(token, "c001"))
+    assert (await _response(reader))[0] == 200
+    assert await redis_tallies(h) == {"c001": 1}
+    writer.close()
+
+
+async def test_a_vote_url_gets_the_check_of_every_route(served: Served) -> None:
+    """The vote route runs ahead of ``EdgeMiddleware`` and makes its check itself: a path or
+    query holding NUL or not UTF-8 is refused before the vote, as on every route."""
+    h = served.harness
+    await h.create_campaign()
+    token = await h.voter()
+    reader, writer = await served.connect()
+    for path in (f"{VOTES}?x=%00", f"{VOTES}?x=%FF", "/api/v1/campaigns/t2026%00/votes"):
+        writer.write(_vote(token, "c001", path=path))
+        status, headers, body = await _response(reader)
+        assert (status, json.loads(body)["code"]) == (400, "invalid_request"), path
+        assert headers["x-frame-options"] == "DENY"
+    writer.write(_vote(token, "c001", path=f"{VOTES}?x=1"))
     assert (await _response(reader))[0] == 200
     assert await redis_tallies(h) == {"c001": 1}
     writer.close()
@@ -183,7 +237,7 @@ async def test_requests_pipelined_behind_a_direct_vote_are_answered_in_order(
     assert [json.loads(a[2])["votes_left_today"] for a in answers if a[2].find(b"c0") > 0] == [
         4, 3, 2]
     # the first went direct; the ones queued behind it went through the ASGI app
-    assert served.direct == [VOTES]
+    assert served.direct == served.went_direct(VOTES)
     writer.close()
 
 
@@ -205,7 +259,7 @@ async def test_connection_rules_hold_on_the_direct_route(served: Served) -> None
     assert status == 200 and headers["connection"] == "close"
     assert await reader.read() == b""
     writer.close()
-    assert served.direct == [VOTES, VOTES]
+    assert served.direct == served.went_direct(VOTES, VOTES)
 
     # Expect: 100-continue is left to uvicorn (it answers 100 first), the vote still counted
     reader, writer = await served.connect()
@@ -214,7 +268,7 @@ async def test_connection_rules_hold_on_the_direct_route(served: Served) -> None
     assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 100")
     writer.write(body)
     assert (await _response(reader))[0] == 200
-    assert served.direct == [VOTES, VOTES]
+    assert served.direct == served.went_direct(VOTES, VOTES)
     writer.close()
     assert await redis_tallies(h) == {"c001": 1, "c002": 1, "c003": 1}
 
@@ -230,10 +284,10 @@ async def test_a_vote_whose_client_hung_up_counts_once(served: Served) -> None:
     await writer.drain()
     writer.transport.abort()
     for _ in range(100):  # the task the protocol started goes on without its client
-        if served.direct and await redis_tallies(h) == {"c001": 1}:
+        if await redis_tallies(h) == {"c001": 1}:
             break
         await asyncio.sleep(0.05)
-    assert served.direct == [VOTES]
+    assert served.direct == served.went_direct(VOTES)
     assert await redis_tallies(h) == {"c001": 1}, "cast though its client had gone"
     reader, writer = await served.connect()
     writer.write(_vote(token, "c001", vote_id=RETRY_ID))
@@ -248,7 +302,7 @@ async def test_the_direct_route_can_be_switched_off(
 ) -> None:
     app = create_app(dataclasses.replace(settings, direct_votes=False))
     async with app.router.lifespan_context(app) as state:
-        assert DIRECT_ROUTE not in (state or {})
+        assert server.DIRECT_ROUTE not in (state or {})
     assert Settings.from_env({"VOTING_SECRET_KEY": "k", "VOTING_PEPPER": "p",
                               "VOTING_DIRECT_VOTES": "0"}).direct_votes is False
     assert Settings.from_env({"VOTING_SECRET_KEY": "k", "VOTING_PEPPER": "p"}).direct_votes

@@ -24,10 +24,15 @@ from voting_service.vote.identity import (
     client_ip,
     voter_id,
 )
-from voting_service.vote.partner import partner_voter
+from voting_service.vote.partner import PartnerTokens
 
 PEPPER = "pepper-0123456789"
 SECRET = "channel-secret-" + "0123456789abcdef" * 4
+
+
+def partner_voter(token: str, c: Campaign, pepper: str) -> tuple[str, str]:
+    """``(voter_id, channel_id)`` of a partner JWT, checked afresh (a new cache each time)."""
+    return PartnerTokens().voter(token, c, {ch.id: ch for ch in c.channels}, pepper)
 
 
 # --- voter ids -------------------------------------------------------------------------

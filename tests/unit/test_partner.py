@@ -15,7 +15,7 @@ from voting_service.errors import VoterRequired
 from voting_service.models import Campaign, Candidate, Channel, Rules
 from voting_service.vote import partner
 from voting_service.vote.identity import voter_id
-from voting_service.vote.partner import PartnerTokens, partner_voter, verify
+from voting_service.vote.partner import PartnerTokens, verify
 
 PEPPER = "pepper-0123456789"
 SECRET = "channel-secret-" + "0123456789abcdef" * 4
@@ -116,7 +116,7 @@ def test_cache_hit_gives_the_same_voter_without_verifying_again(
     assert cache.voter(value, c, channels, PEPPER) == first
     assert cache.voter(token(sub="user-43"), c, channels, PEPPER) != first
     assert len(checks) == 2, "one check per new token, none for the repeated one"
-    assert partner_voter(value, c, PEPPER) == first
+    assert PartnerTokens().voter(value, c, channels, PEPPER) == first, "as checked afresh"
 
 
 def test_a_new_secret_forgets_tokens_of_the_old_one() -> None:

@@ -234,9 +234,9 @@ async def verify(
         scripts.load("sms_verify"), [keys.sms_code(pid)],
         [code_digest(pepper, campaign.id, pid, typed), MAX_TRIES],
     )
-    if int(status) == 0:
+    if int(status) == scripts.SmsStatus.RIGHT:
         return identity.voter_id(pepper, "sms", phone)
-    if int(status) == 2:
+    if int(status) == scripts.SmsStatus.NO_CODE:
         raise InvalidCode("no valid code for this number: request a new one",
                           extra={"tries_left": 0})
     raise InvalidCode(extra={"tries_left": int(left)})

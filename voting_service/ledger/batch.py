@@ -39,16 +39,6 @@ RawEntry = tuple[str, Any]
 """A stream id and its fields: ``["e", packed]`` as the server sends them, or a mapping."""
 
 
-def packed_of(fields: Any) -> str | None:
-    """The packed text of an entry's fields, or ``None`` for another format."""
-    if isinstance(fields, dict):
-        value = fields.get(entry.FIELD)
-        return value if isinstance(value, str) else None
-    if len(fields) == 2 and fields[0] == entry.FIELD:
-        return str(fields[1])
-    return None
-
-
 def fields_dict(fields: Any) -> dict[str, str]:
     if isinstance(fields, dict):
         return fields

@@ -64,14 +64,10 @@ BLOCK_MS = 10_000
 PASS_INTERVAL = 0.1
 """A pass that read less than a full ``COUNT`` from every stream (the flusher keeps up)
 starts the next one no sooner than this after its own start: light traffic is written in a
-few larger transactions rather than in one per loop turn. At 2,000 votes/s that was ~200
-small commits a second, which cost the flusher 0.28 and PostgreSQL 0.14 of a core beside
-the vote path, and a WAL fsync each on the disk Valkey's AOF shares. A vote is durable in
+few larger transactions rather than in one per loop turn: a commit per turn cost the
+flusher and PostgreSQL a sizeable share of a core at moderate rates (``docs/capacity.md``),
+and a WAL fsync each on the disk Valkey's AOF shares. A vote is durable in
 Redis before it is acknowledged, so this only delays its row (by at most the interval)."""
-
-
-def entry_ms(stream_id: str) -> int:
-    return int(stream_id.split("-", 1)[0])
 
 
 @dataclass

@@ -3,8 +3,9 @@ written, and given their lookup indexes in one sorted pass once the day is over.
 
 The open day's partition has only the indexes a COPY keeps cheaply (the compact primary key,
 the BRIN on ``cast_at``, the partial index of struck-out votes). Keeping the random-key
-lookup b-trees in step with every COPY took the flusher's PostgreSQL side from ~125k to
-~56k rows/s (``make bench``, table B); building them on a finished day costs one sort. Until
+lookup b-trees in step with every COPY more than halved the flusher's PostgreSQL rows a
+second (``docs/capacity.md``, ``make bench`` table B); building them on a finished day costs
+one sort. Until
 then a lookup by voter or address scans the open days' partitions (a day or two of rows).
 """
 

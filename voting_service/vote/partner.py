@@ -136,12 +136,6 @@ def verify(token: str, campaign: Campaign, now: float | None = None) -> Verified
     return Verified(subject, channel.id, min(float(exp), until))
 
 
-def partner_voter(token: str, campaign: Campaign, pepper: str) -> tuple[str, str]:
-    """Verify a partner JWT; return ``(voter_id, channel_id)``."""
-    found = verify(token, campaign)
-    return voter_id(pepper, "partner", f"{found.channel_id}:{found.subject}"), found.channel_id
-
-
 Secrets = tuple[str, str | None, dt.datetime | None]
 """A channel's (secret, previous secret, its retirement) that verified a token."""
 _Seen = tuple[str, str, float, Secrets]

@@ -3,7 +3,8 @@
 Every call issued during one event-loop turn goes out in one write per node, or in writes of
 ``MAX_BATCH`` calls when the turn brings more; Redis answers in order, so a
 ``hiredis.Reader`` hands each reply to the next waiting call. redis-py's pipeline, pool and
-one task per batch cost a vote ~60 µs; this costs a few.
+one task per batch cost a vote more than the rest of its Redis part (``docs/capacity.md``,
+"The figures behind the code").
 
 - Durability: each node's batch may end with the barrier (``barrier.Barrier``: ``WAITAOF``
   for the master's fsync and N replicas, ``WAIT`` first when replicas count, ``WAIT`` alone
@@ -56,11 +57,9 @@ end. A turn that reads a wave of 64 votes would otherwise hand Redis all of them
 the server had parsed the last one, leaving Redis idle meanwhile and the server idle while
 Redis ran them; in writes of a part the two overlap. Each write Redis reads is one event
 loop turn of its own, and so one AOF fsync (``appendfsync always``) for the votes in it:
-smaller writes mean more fsyncs. Measured side by side (1 worker, 64 connections,
-alternating rounds, medians of 4), writes of 8 / 16 / 32 / 64 calls: 12,658 / 12,357 /
-12,877 / 11,589 votes/s, server CPU 59.8 / 59.7 / 56.5 / 57.3 µs a vote, p99 15.0 / 15.3 /
-12.0 / 12.9 ms. (On a slower machine, 8 had beaten a whole turn: 7,250-7,800 votes/s
-against 6,250-7,100.)"""
+smaller writes mean more fsyncs. 32 gave the least server CPU a vote and the lowest p99 of
+8 / 16 / 32 / 64 measured side by side (``docs/capacity.md``, "The figures behind the
+code")."""
 
 Handler = Callable[[Any], None]
 

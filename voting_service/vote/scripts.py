@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import re
 from dataclasses import dataclass
@@ -13,6 +14,28 @@ from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import NoScriptError
 
 AnyRedis = Redis | RedisCluster
+
+
+class CastStatus(enum.IntEnum):
+    """The first value ``cast_vote.lua`` and ``limit_and_cast.lua`` return (their header
+    comments use these names; ``tests/unit/test_scripts_status.py`` keeps them in step)."""
+
+    ACCEPTED = 0
+    REPLAYED = 1
+    ALREADY_VOTED = 2
+    QUOTA_USED_UP = 3
+    BLOCKED = 4
+    CHALLENGE_SPENT = 5
+    LIMITED = 6
+    """``limit_and_cast.lua`` only: a network limit refused the vote."""
+
+
+class SmsStatus(enum.IntEnum):
+    """The first value ``sms_verify.lua`` returns (named as in its header comment)."""
+
+    RIGHT = 0
+    WRONG = 1
+    NO_CODE = 2
 
 
 @dataclass(frozen=True)

@@ -39,10 +39,11 @@ _PACKABLE = frozenset({str, bytes, int, float})
 class _HiredisPacking(AbstractConnection):
     """Builds RESP commands with hiredis' C packer instead of redis-py's Python one.
 
-    redis-py's asyncio connection packs in Python: ~50 µs for one ``cast_vote`` call, a
-    tenth of a vote's CPU. hiredis gives the same bytes for str/bytes/int/float arguments
-    in UTF-8; anything else (a first argument with a space such as ``CONFIG GET``, bool,
-    memoryview, another encoding) goes to redis-py's packer, errors included.
+    redis-py's asyncio connection packs in Python, a tenth of a vote's CPU for one
+    ``cast_vote`` call (``docs/capacity.md``). hiredis gives the same bytes for
+    str/bytes/int/float arguments in UTF-8; anything else (a first argument with a space such
+    as ``CONFIG GET``, bool, memoryview, another encoding) goes to redis-py's packer, errors
+    included.
     """
 
     def pack_command(self, *args: Any) -> list[bytes]:

@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from ..errors import (
     AlreadyVoted,
@@ -26,6 +26,7 @@ from . import keys, scripts
 from .identity import network_prefixes
 from .pipeline import Pipeline
 from .registry import LiveCampaign, Registry
+from .scripts import CastStatus
 
 IDEMPOTENCY_TTL = str(3 * 86400)
 """Seconds, as ``cast_vote.lua``'s ARGV gets it."""
@@ -198,7 +199,7 @@ async def cast(
             scripts.limit_and_cast(), ip_keys + cast_keys,
             [len(ip_keys), len(ip_args), *ip_args, *cast_args], deadline,
         )
-        if int(status) == 6:
+        if int(status) == CastStatus.LIMITED:
             _pressure(campaign, levels, limits, now, False)  # raises RateLimited
     else:
         pressure = await check_ip(redis, campaign, ballot.ip, now, deadline=deadline)
@@ -220,29 +221,43 @@ async def replay(
     if first is None:
         return None
     now = time.time()
-    return _answer(registry, campaign, shard, vote_id, 1, first, campaign.day(now).ends_at, now)
+    return _answer(registry, campaign, shard, vote_id, CastStatus.REPLAYED, first,
+                   campaign.day(now).ends_at, now)
+
+
+_ANSWERED = int(CastStatus.REPLAYED)
+"""The last status that is an answer rather than a refusal."""
+
+
+def _refuse(status: CastStatus, campaign: LiveCampaign, left: int, day_ends: float,
+            now: float) -> NoReturn:
+    """Raise the refusal ``cast_vote.lua``'s status stands for."""
+    if status == CastStatus.ALREADY_VOTED:
+        raise AlreadyVoted(
+            headers=quota_headers(campaign.c.rules, left, day_ends, now),
+            extra={"votes_left_today": left},
+        )
+    if status == CastStatus.QUOTA_USED_UP:
+        wait = max(math.ceil(day_ends - now), 1)
+        raise DailyQuotaExhausted(
+            headers={"Retry-After": str(wait)} | quota_headers(campaign.c.rules, 0, day_ends, now),
+            extra={"votes_left_today": 0, "resets_in": wait},
+        )
+    if status == CastStatus.BLOCKED:
+        raise Blocked()
+    if status == CastStatus.CHALLENGE_SPENT:
+        raise ChallengeFailed("this challenge was already used")
+    raise RuntimeError(f"cast_vote.lua returned status {status!r} here")
 
 
 def _answer(
     registry: Registry, campaign: LiveCampaign, shard: int, vote_id: str, status: int,
     answer: Any, day_ends: float, now: float,
 ) -> Accepted:
+    """``cast_vote.lua``'s reply as the vote's answer, or the refusal it stands for."""
     candidate, left, shard_votes = str(answer).split("|") if answer else ("", "0", "0")
-    if status == 2:
-        raise AlreadyVoted(
-            headers=quota_headers(campaign.c.rules, int(left), day_ends, now),
-            extra={"votes_left_today": int(left)},
-        )
-    if status == 3:
-        wait = max(math.ceil(day_ends - now), 1)
-        raise DailyQuotaExhausted(
-            headers={"Retry-After": str(wait)} | quota_headers(campaign.c.rules, 0, day_ends, now),
-            extra={"votes_left_today": 0, "resets_in": wait},
-        )
-    if status == 4:
-        raise Blocked()
-    if status == 5:
-        raise ChallengeFailed("this challenge was already used")
+    if status > _ANSWERED:  # a refusal (one comparison on the path of accepted votes)
+        _refuse(CastStatus(status), campaign, int(left), day_ends, now)
     total = None
     if campaign.c.show_counts:
         total = registry.note_shard_count(campaign.id, shard, candidate, int(shard_votes))

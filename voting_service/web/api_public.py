@@ -158,9 +158,8 @@ def resolve_voter(svc: Services, request: Request, live: LiveCampaign) -> tuple[
 
 
 routes = [
-    # served by votes.VoteRoute ahead of the router; listed for an app built without it
-    # (and so that other methods get 405)
-    Route("/api/v1/campaigns/{cid}/votes", votes.endpoint, methods=["POST"]),
+    # answered by votes.VoteRoute ahead of the router; listed so that other methods get 405
+    Route("/api/v1/campaigns/{cid}/votes", votes.ahead_of_the_router, methods=["POST"]),
     Route("/api/v1/campaigns", list_campaigns),
     Route("/api/v1/campaigns/{cid}", get_campaign),
     Route("/api/v1/campaigns/{cid}/candidates", list_candidates),

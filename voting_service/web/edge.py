@@ -1,9 +1,10 @@
-"""The outermost check of every request, before any route sees it (pure ASGI, cheap).
+"""The check of every request's URL, before any route sees it (pure ASGI, cheap).
 
 - A path or query that decodes to a NUL character or to bytes that are not UTF-8 is
   answered ``400 invalid_request`` here, for every route at once: path parameters and query
   values then obey the same rule as JSON text fields (``models.TEXT_PATTERN``), and none of
-  them can reach PostgreSQL, a Redis key or a log line.
+  them can reach PostgreSQL, a Redis key or a log line. The vote route, which runs ahead of
+  the middleware stack, makes the same check (``url_ok``, in ``votes.handle_vote``).
 - A client that hangs up before its body arrived (routine on mobile networks) is one info
   line, not an unhandled error: nobody is left to answer.
 """
@@ -34,6 +35,17 @@ def clean_url_part(raw: bytes) -> bool:
     return text_ok(text)
 
 
+UNCLEAN_URL = "the path or the query holds a NUL character or is not UTF-8"
+
+
+def url_ok(scope: Scope) -> bool:
+    """Whether the request's raw path and query string are clean (``clean_url_part``)."""
+    raw_path = scope.get("raw_path")
+    if raw_path is None:
+        raw_path = scope["path"].encode("utf-8", "surrogatepass")
+    return clean_url_part(raw_path) and clean_url_part(scope.get("query_string", b""))
+
+
 class EdgeMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -42,12 +54,8 @@ class EdgeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        raw_path = scope.get("raw_path")
-        if raw_path is None:
-            raw_path = scope["path"].encode("utf-8", "surrogatepass")
-        if not (clean_url_part(raw_path) and clean_url_part(scope.get("query_string", b""))):
-            refused = problem(InvalidRequest(
-                "the path or the query holds a NUL character or is not UTF-8"))
+        if not url_ok(scope):
+            refused = problem(InvalidRequest(UNCLEAN_URL))
             await refused(scope, receive, send)
             return
         try:

@@ -28,13 +28,14 @@ KEEP_ALIVE = b": keep-alive\n\n"
 KEEP_ALIVE_PERIODS = 15
 """Periods without a change before the watchers are woken for a keep-alive comment (15 s:
 well inside the 60 s a proxy such as nginx waits on a quiet upstream). Waking two thousand
-watchers each second to send a comment cost 5-6 % of a core."""
+watchers each second to send a comment cost a measurable share of a core
+(``docs/capacity.md``)."""
 Snapshot = Callable[[str], Awaitable[dict[str, Any]]]
 """The tallies body of a campaign (``api_public.tallies_body``)."""
 STAMPS = frozenset({"as_of"})
 """Fields of a snapshot that change with every read, not with the tallies: left out when
 the feed decides whether the frame changed. With them in, every one-second refresh was a
-new frame, and two thousand idle watchers got a write each second (10 % of a core)."""
+new frame, and two thousand idle watchers got a write each second (``docs/capacity.md``)."""
 
 
 SLOTS = 20

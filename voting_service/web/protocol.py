@@ -1,10 +1,24 @@
-"""uvicorn's HTTP protocol with bounded request heads, for a service reachable without nginx.
+"""uvicorn's HTTP protocol with bounded request heads and votes answered in the protocol.
 
-uvicorn's httptools protocol keeps reading a request head for as long as it grows, with
-any number of headers, and waits for it forever: its keep-alive timeout only runs between
-requests. gunicorn's ``limit_request_line``/``limit_request_fields``/
-``limit_request_field_size`` do not help, since with uvicorn workers uvicorn parses the
-requests, not gunicorn. So this subclass bounds the head itself:
+This is the only module that uses uvicorn's internals, and it runs only on the uvicorn
+release it was tested on (``TESTED_UVICORN``, pinned in ``constraints.txt``): importing it
+checks that release and every name it needs of uvicorn, and raises ``ImportError`` on a
+mismatch, so that ``web.server`` runs uvicorn's stock protocol instead (one warning).
+
+Why a subclass of uvicorn's private ``HttpToolsProtocol``: uvicorn's one official extension
+point for this is ``Config(http=<protocol class>)``, which the service uses (``web.server``
+hands uvicorn the class), but what it accepts is a whole ``asyncio.Protocol``; uvicorn
+offers no public hook to bound a request head or to answer a request without its ASGI
+cycle. A protocol of our own on ``httptools``, behind the same ``http=``, would touch no
+internals but would re-implement keep-alive, pipelining, flow control, ``Expect:
+100-continue``, upgrades and the ASGI cycle of every other route; a pure ASGI vote route
+loses the gain below. So the subclass overrides a few callbacks, and the pin and the check
+at import keep a new uvicorn from breaking or silently changing it.
+
+Request heads are bounded here because uvicorn's httptools protocol keeps reading a head for
+as long as it grows, with any number of headers, and waits for it forever (its keep-alive
+timeout only runs between requests); gunicorn's ``limit_request_*`` do not apply, since
+uvicorn parses the requests of its workers:
 
 - request line ≤ ``MAX_LINE`` bytes (else 414), each header line ≤ ``MAX_FIELD`` bytes and at
   most ``MAX_FIELDS`` headers (else 431), the whole head ≤ ``MAX_HEAD`` bytes (else 431,
@@ -16,20 +30,20 @@ requests, not gunicorn. So this subclass bounds the head itself:
 
 ``deploy/nginx`` stays the recommended front; these bounds match its defaults.
 
-It also sends each fixed-length answer in one write: uvicorn writes a response's head and
-its body separately, two system calls and two TCP segments for every vote; ``_OneWrite``
-holds the head until the body joins it (``transport.write`` was an eighth of a vote's CPU).
-And a route that encodes its own head (the vote route, whose headers are all its own
-constants and numbers) hands it to ``AnsweringCycle.answer``, skipping ``send``'s checks
-of each header and the two ASGI messages.
+Each fixed-length answer goes out in one write: uvicorn writes a response's head and its
+body separately, two system calls and two TCP segments; ``_OneWrite`` holds the head until
+the body joins it. A route that encodes its own head (the vote route, whose headers are all
+its own constants and numbers) hands it to ``AnsweringCycle.answer``, skipping ``send``'s
+checks of each header and the two ASGI messages.
 
 Votes skip ASGI altogether: the app's lifespan puts a ``DirectRoute`` in the lifespan state
-(``DIRECT_ROUTE``), which uvicorn gives every connection as ``app_state``. A plain ``POST``
-to its path, with no request in flight before it on the connection, is then answered by a
-``DirectExchange`` in the cycle's place: the body gathered as it comes, one task, one
-write. uvicorn's scope, request cycle, event and messages cost a vote about as much as its
-own work (a bare answer: 20 µs this way, 70 µs through ASGI). Anything else, including
-``Expect: 100-continue``, takes uvicorn's path to the same route in the ASGI app.
+(under ``route_key``), which uvicorn gives every connection as ``app_state``. A plain
+``POST`` to its path, with no request in flight before it on the connection, is then
+answered by a ``DirectExchange`` in the cycle's place: the body gathered as it comes, one
+task, one write. Anything else, including ``Expect: 100-continue``, takes uvicorn's path to
+the same route in the ASGI app. The gain, measured side by side by ``make bench`` (rows
+"vote, anonymous token" and "… ASGI route"): 8–15 µs less server CPU a vote
+(``docs/capacity.md``).
 """
 
 from __future__ import annotations
@@ -40,12 +54,76 @@ from collections.abc import Awaitable
 from typing import Any, Protocol
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import (
+import uvicorn
+from uvicorn.protocols import utils as _utils
+from uvicorn.protocols.http import httptools_impl as _impl
+
+TESTED_UVICORN = "0.55.0"
+"""The one uvicorn release this module was written and tested against (``constraints.txt``
+pins the same; ``tests/unit/test_server_contract.py`` checks that they agree)."""
+
+_NEEDED: tuple[tuple[Any, tuple[str, ...], tuple[str, ...]], ...] = (
+    # (owner, attributes it must have, state its own code must set or read)
+    (_impl, ("HttpToolsProtocol", "RequestResponseCycle", "STATUS_LINE"), ()),
+    (_utils, ("get_client_addr", "get_path_with_query_string"), ()),
+    (getattr(_impl, "HttpToolsProtocol", None), (
+        "connection_made", "connection_lost", "data_received", "on_message_begin",
+        "on_headers_complete", "on_body", "on_message_complete", "send_400_response",
+        "on_response_complete",
+    ), (
+        "app_state", "transport", "loop", "client", "headers", "parser", "url", "cycle",
+        "expect_100_continue", "limit_concurrency", "connections", "tasks", "root_path",
+        "scope", "flow", "access_log", "access_logger", "server_state", "pipeline",
+    )),
+    (getattr(_impl, "RequestResponseCycle", None), ("send", "receive", "run_asgi"), (
+        "flow", "disconnected", "response_started", "response_complete",
+        "waiting_for_100_continue", "access_log", "access_logger", "scope", "transport",
+        "default_headers", "keep_alive", "message_event", "on_response", "chunked_encoding",
+        "expected_content_length",
+    )),
+)
+
+
+def _state_names(klass: type) -> set[str]:
+    """The attribute names a class's own functions use: its instances' state is set in
+    ``__init__`` or later callbacks, so it is not on the class itself."""
+    names: set[str] = set()
+    for owner in klass.__mro__:
+        for value in vars(owner).values():
+            code = getattr(value, "__code__", None)
+            if code is not None:
+                names.update(code.co_names)
+    return names
+
+
+def contract_broken(version: str) -> str | None:
+    """Why this module must not run on the installed uvicorn, or ``None``: a release other
+    than the tested one, or a name this module needs that uvicorn no longer has."""
+    if version != TESTED_UVICORN:
+        return f"uvicorn {version} is installed, this protocol is tested on {TESTED_UVICORN}"
+    for owner, attributes, state in _NEEDED:
+        if owner is None:
+            return "uvicorn's httptools protocol or request cycle is missing"
+        missing = [name for name in attributes if not hasattr(owner, name)]
+        if state:
+            used = _state_names(owner)
+            missing += [name for name in state if name not in used]
+        if missing:
+            return f"uvicorn {version} lacks {', '.join(missing)} of {owner.__name__}"
+    return None
+
+
+_BROKEN = contract_broken(uvicorn.__version__)
+if _BROKEN is not None:
+    # ``web.server`` catches this and runs uvicorn's own protocol instead
+    raise ImportError(_BROKEN)
+
+from uvicorn.protocols.http.httptools_impl import (  # noqa: E402
     STATUS_LINE,
     HttpToolsProtocol,
     RequestResponseCycle,
 )
-from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +134,6 @@ MAX_HEAD = 32 * 1024
 HEAD_TIMEOUT = 10.0
 
 _REASONS = {414: "URI Too Long", 431: "Request Header Fields Too Large"}
-
-DIRECT_ROUTE = "voting_service.direct_route"
-"""The lifespan state key of the app's ``DirectRoute`` (uvicorn hands the lifespan's state
-to every connection's protocol as ``app_state``)."""
-
 
 class DirectRoute(Protocol):
     """A route the protocol answers itself, without ASGI (``web.votes.DirectVotes``)."""
@@ -248,6 +321,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     one timer per connection rather than one per request)."""
 
     head_timeout: float = HEAD_TIMEOUT
+    route_key: str | None = None
+    """The lifespan state key of the app's ``DirectRoute`` (uvicorn hands the lifespan's
+    state to every connection's protocol as ``app_state``); ``None``: votes go to ASGI."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -263,7 +339,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._pending: tuple[int, str] | None = None
         """A refusal waiting for the responses to the requests pipelined before it."""
         self._head_timer: asyncio.TimerHandle | None = None
-        self._direct: DirectRoute | None = self.app_state.get(DIRECT_ROUTE)
+        self._direct: DirectRoute | None = (
+            None if self.route_key is None else self.app_state.get(self.route_key))
     # --- the head's deadline -------------------------------------------------------------
 
     def _check_head_deadline(self) -> None:
@@ -436,7 +513,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def bounded_protocol(head_timeout: float) -> type[BoundedHttpToolsProtocol]:
-    """The protocol class with this deadline for request heads (uvicorn's ``http=``)."""
+def bounded_protocol(head_timeout: float, route_key: str | None = None,
+                     ) -> type[BoundedHttpToolsProtocol]:
+    """The protocol class with this deadline for request heads, answering the direct route
+    found under ``route_key`` in the lifespan state (for uvicorn's ``http=``)."""
     return type("BoundedHttpToolsProtocol", (BoundedHttpToolsProtocol,),
-                {"head_timeout": head_timeout})
+                {"head_timeout": head_timeout, "route_key": route_key})

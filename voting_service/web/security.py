@@ -31,6 +31,7 @@ from ..errors import Forbidden
 from ..settings import IPNetwork
 from ..vote import identity
 from ..vote.registry import LiveCampaign
+from .headers import RequestHeaders
 from .http import encode_headers, problem
 
 HSTS_SECONDS = 365 * 24 * 3600
@@ -161,10 +162,7 @@ def forwarded_https(scheme: str | None, forwarded_proto: bytes | str | None,
 
 def is_https(scope: Scope, trusted: Sequence[IPNetwork]) -> bool:
     """``forwarded_https`` of a request: what every cookie's ``Secure`` and HSTS follow."""
-    proto = None
-    for name, value in scope.get("headers") or ():
-        if name == b"x-forwarded-proto":
-            proto = value
+    proto = RequestHeaders(scope.get("headers") or ()).forwarded_proto
     return forwarded_https(scope.get("scheme"), proto, scope.get("client"), trusted)
 
 
@@ -206,24 +204,6 @@ class SecurityMiddleware:
                      for https, headers in ((False, [*self._default_policy, *self._plain]),
                                             (True, [*self._default_policy, *self._https]))}
 
-    @staticmethod
-    def _scan(scope: Scope) -> tuple[bytes | None, ...]:
-        """``Origin``, ``Sec-Fetch-Site``, ``Host``, ``X-Forwarded-Proto`` and
-        ``Access-Control-Request-Method``, in one pass over the headers."""
-        origin = fetch_site = host = forwarded_proto = preflight = None
-        for name, value in scope["headers"]:
-            if name == b"origin":
-                origin = value
-            elif name == b"sec-fetch-site":
-                fetch_site = value
-            elif name == b"host":
-                host = value
-            elif name == b"x-forwarded-proto":
-                forwarded_proto = value
-            elif name == b"access-control-request-method":
-                preflight = value
-        return origin, fetch_site, host, forwarded_proto, preflight
-
     def _is_https(self, scope: Scope, forwarded_proto: bytes | None) -> bool:
         return forwarded_https(scope.get("scheme"), forwarded_proto, scope.get("client"),
                                self.trusted_proxies)
@@ -231,40 +211,33 @@ class SecurityMiddleware:
     def _added(self, scope: Scope, forwarded_proto: bytes | None) -> list[tuple[bytes, bytes]]:
         return self._https if self._is_https(scope, forwarded_proto) else self._plain
 
-    def api_headers(
-        self, scope: Scope, origin: bytes | None, fetch_site: bytes | None, host: bytes | None,
-        forwarded_proto: bytes | None,
-    ) -> tuple[list[tuple[bytes, bytes]], bytes] | None:
+    def api_headers(self, scope: Scope, heads: RequestHeaders) -> tuple[
+            bool, tuple[list[tuple[bytes, bytes]], bytes]]:
         """For a route that answers a state-changing request itself (the vote route, ahead of
-        this middleware), from the request headers it read: the headers its JSON response
-        gets here, as a list and as encoded header lines — or ``None``, the request is
-        cross-site and must be refused with ``refuse``."""
-        if not self._same_origin(origin, fetch_site, host):
-            return None
-        return self._api[self._is_https(scope, forwarded_proto)]
+        this middleware), from the request headers it read: whether the request is
+        same-origin (else it must be refused as cross-site), and the headers its JSON
+        answer gets here, as a list and as encoded header lines (the same ones a refusal
+        of this middleware gets)."""
+        return (self._same_origin(heads.origin, heads.fetch_site, heads.host),
+                self._api[self._is_https(scope, heads.forwarded_proto)])
 
-    def answer_headers(
-        self, scope: Scope, forwarded_proto: bytes | None
-    ) -> tuple[list[tuple[bytes, bytes]], bytes]:
-        """The headers ``api_headers`` gives, for an answer to a cross-site request (the
-        same ones ``refuse`` adds to its problem body)."""
-        return self._api[self._is_https(scope, forwarded_proto)]
-
-    async def refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send,
+                      heads: RequestHeaders) -> None:
         """The answer to a cross-site state-changing request."""
         refused = problem(
             Forbidden(CROSS_SITE),
             scope["path"],
         )
-        forwarded_proto = self._scan(scope)[3]
-        await refused(scope, receive, self._wrap(send, self._added(scope, forwarded_proto)))
+        await refused(scope, receive,
+                      self._wrap(send, self._added(scope, heads.forwarded_proto)))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        origin, fetch_site, host, forwarded_proto, preflight = self._scan(scope)
-        added = self._added(scope, forwarded_proto)
+        heads = RequestHeaders(scope["headers"])
+        origin = heads.origin
+        added = self._added(scope, heads.forwarded_proto)
         method: str = scope["method"]
 
         if method in _SAFE:
@@ -274,11 +247,11 @@ class SecurityMiddleware:
                 allowed = self._cors_origin(scope, match[1], origin) if origin else None
                 if allowed is not None:
                     added.append((b"access-control-allow-origin", allowed.encode()))
-                if method == "OPTIONS" and preflight is not None:
+                if method == "OPTIONS" and heads.preflight is not None:
                     await self._preflight(added, send)
                     return
-        elif not self._same_origin(origin, fetch_site, host):
-            await self.refuse(scope, receive, send)
+        elif not self._same_origin(origin, heads.fetch_site, heads.host):
+            await self._refuse(scope, receive, send, heads)
             return
         await self.app(scope, receive, self._wrap(send, added))
 

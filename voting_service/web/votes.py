@@ -1,31 +1,35 @@
-"""``POST /api/v1/campaigns/{cid}/votes`` as a pure ASGI app, ahead of Starlette's router.
+"""``POST /api/v1/campaigns/{cid}/votes``: one handler (``handle_vote``), two ways in.
 
 Votes are the bulk of the traffic, and Starlette's routing, ``Request``, exception
-middleware and ``Response`` cost a vote ~60 µs, as much as the vote itself. This module
-answers the vote path alone, ahead of Starlette's middleware, and passes every other
-request on. ``SecurityMiddleware`` gives it the security headers and the cross-site refusal
-that every route gets (without a wrapped ``send``); the body limit, the problem+json
-bodies, the credential sources (partner JWT, ``X-Voter-Token``, the voter cookie) and
-``svc.outcomes.note`` once per request are those of the rest of the API.
+middleware and ``Response`` cost a vote as much as its own work (``docs/capacity.md``). So
+the vote route runs ahead of Starlette's middleware, and under the service's HTTP protocol
+most votes do not reach ASGI at all:
 
-Under the service's own HTTP protocol most votes do not reach ASGI at all: ``DirectVotes``
-answers them from the parsed head and body (``web.protocol.DirectExchange``), through the
-same ``vote_reply``; this ASGI route serves the rest (see ``web/protocol.py``).
+- ``DirectVotes.answer``: the protocol hands it a vote POST's parsed head and whole body
+  (``web.protocol.DirectExchange``; chosen by ``web.server``);
+- ``VoteRoute``: the same route as pure ASGI, ahead of Starlette's stack, for everything the
+  protocol leaves to uvicorn (``Expect: 100-continue``, a request pipelined behind one in
+  flight, an escaped path, uvicorn's stock protocol).
+
+Both build a ``VoteRequest`` (one scan of the headers, ``web.headers``) and write the
+``Reply`` of ``handle_vote``, which applies what the middleware stack gives every other
+route: ``SecurityMiddleware``'s cross-site refusal and headers, ``EdgeMiddleware``'s URL
+check; then the body limit, the problem+json bodies, the credential sources (partner JWT,
+``X-Voter-Token``, the voter cookie) and ``svc.outcomes.note`` once per vote.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 import msgspec
 from redis.exceptions import RedisError
-from starlette.requests import cookie_parser
+from starlette.requests import Request, cookie_parser
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import (
@@ -48,9 +52,11 @@ from ..services import Services
 from ..vote import keys, voting
 from ..vote.outcomes import ACCEPTED, Outcome
 from ..vote.registry import LiveCampaign
+from .edge import UNCLEAN_URL, url_ok
+from .headers import RequestHeaders
 from .http import decode, encode_headers, problem_body
-from .protocol import AnsweringCycle
 from .security import CROSS_SITE, SecurityMiddleware
+from .server import one_write
 
 log = logging.getLogger(__name__)
 
@@ -62,44 +68,12 @@ _JSON = (b"content-type", b"application/json")
 _PROBLEM = (b"content-type", b"application/problem+json")
 _encoder = msgspec.json.Encoder()
 
-BodyReader = Callable[[], Awaitable[bytes]]
-"""Gives a vote request's whole body; ``PayloadTooLarge`` past ``BODY_LIMIT``."""
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
 """Status, header list and payload of a vote's answer (before the security headers)."""
-Reply = tuple[int, bytes, bytes]
-"""The same with every header encoded, the security ones included (``DirectVotes``)."""
 
 
 class _Gone(Exception):
     """The client went away before its body arrived: nobody to answer."""
-
-
-class VoteRoute:
-    """Serves vote POSTs itself; everything else goes on to ``app`` (Starlette's middleware
-    stack). ``security`` is the app's ``SecurityMiddleware``: its cross-site refusal and its
-    response headers, applied here without wrapping ``send``."""
-
-    def __init__(self, app: ASGIApp, security: SecurityMiddleware) -> None:
-        self.app = app
-        self.security = security
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            cid = campaign_of(scope["path"])
-            if cid is not None:
-                request = _Request(scope)
-                added = self.security.api_headers(
-                    scope, request.origin, request.fetch_site, request.host,
-                    request.forwarded_proto)
-                if added is None:
-                    await self.security.refuse(scope, receive, send)
-                    return
-                reply = await vote_reply(scope["app"].state.services, cid, scope["path"],
-                                         request, functools.partial(_body, request, receive))
-                if reply is not None:
-                    await _send(send, reply, added)
-                return
-        await self.app(scope, receive, send)
 
 
 def campaign_of(path: str) -> str | None:
@@ -111,11 +85,108 @@ def campaign_of(path: str) -> str | None:
     return None
 
 
+class VoteRequest:
+    """What a vote needs of its request: its scope (ASGI's, or the one the protocol parsed),
+    the campaign of its path, its headers read once, and a way to its body."""
+
+    __slots__ = ("body", "cid", "heads", "path", "peer", "receive", "scope")
+
+    def __init__(self, scope: Scope, cid: str, receive: Receive | None = None,
+                 body: bytes | None = None) -> None:
+        """``receive``: the body comes through ASGI; else ``body`` is all of it (``None``:
+        it was over ``BODY_LIMIT``)."""
+        self.scope = scope
+        self.cid = cid
+        self.path: str = scope["path"]
+        self.heads = RequestHeaders(scope["headers"])
+        client = scope.get("client")
+        self.peer: str | None = client[0] if client else None
+        self.receive = receive
+        self.body = body
+
+    async def read(self) -> bytes:
+        """The whole body; ``PayloadTooLarge`` past ``BODY_LIMIT``, ``_Gone`` if the client
+        hung up before it arrived."""
+        check_declared_length(self.heads.content_length)
+        receive = self.receive
+        if receive is None:
+            if self.body is None:
+                raise PayloadTooLarge(f"body larger than {BODY_LIMIT} bytes")
+            return self.body
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Gone()
+            chunk: bytes = message.get("body", b"")
+            body += chunk
+            if len(body) > BODY_LIMIT:
+                raise PayloadTooLarge(f"body larger than {BODY_LIMIT} bytes")
+            if not message.get("more_body", False):
+                return body
+
+
+class Reply:
+    """A vote's answer: status, its own headers, payload, and the security headers every
+    answer gets (as a list and as encoded header lines)."""
+
+    __slots__ = ("added", "headers", "payload", "status")
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], payload: bytes,
+                 added: tuple[list[tuple[bytes, bytes]], bytes]) -> None:
+        self.status = status
+        self.headers = headers
+        self.payload = payload
+        self.added = added
+
+    def head(self) -> bytes:
+        """Every header line, encoded (for an answer written in one piece)."""
+        return encode_headers(self.headers) + self.added[1]
+
+
+async def handle_vote(svc: Services, security: SecurityMiddleware,
+                      request: VoteRequest) -> Reply | None:
+    """The answer to one vote request, ``None`` if the client went away before its body
+    arrived. The checks the middleware stack makes of every other request come first, in
+    its order: cross-site (``SecurityMiddleware``), then the URL (``EdgeMiddleware``)."""
+    same_origin, added = security.api_headers(request.scope, request.heads)
+    if not same_origin:
+        status, headers, payload = _refusal(Forbidden(CROSS_SITE), request.path)
+    elif not url_ok(request.scope):
+        status, headers, payload = _refusal(InvalidRequest(UNCLEAN_URL), request.path)
+    else:
+        answer = await vote_reply(svc, request)
+        if answer is None:
+            return None
+        status, headers, payload = answer
+    return Reply(status, headers, payload, added)
+
+
+class VoteRoute:
+    """The ASGI way in: serves vote POSTs itself, ahead of Starlette's stack; everything else
+    goes on to ``app``. ``security`` is the app's ``SecurityMiddleware`` (its inner app is
+    never called: its checks and headers are applied here without wrapping ``send``)."""
+
+    def __init__(self, app: ASGIApp, security: SecurityMiddleware) -> None:
+        self.app = app
+        self.security = security
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            cid = campaign_of(scope["path"])
+            if cid is not None:
+                reply = await handle_vote(scope["app"].state.services, self.security,
+                                          VoteRequest(scope, cid, receive=receive))
+                if reply is not None:
+                    await _send(send, reply)
+                return
+        await self.app(scope, receive, send)
+
+
 class DirectVotes:
-    """The vote route as the HTTP protocol calls it (``web.protocol.DirectRoute``), from the
-    request's head as uvicorn parsed it and its whole body: no ASGI scope of its own, no
-    request cycle, no messages. uvicorn's ASGI machinery cost a vote about as much as the
-    vote's own work. The answer is the ASGI route's, header for header."""
+    """The protocol's way in (``web.protocol.DirectRoute``): the request's head as uvicorn
+    parsed it and its whole body, no ASGI scope of its own, no request cycle, no messages.
+    The answer is the ASGI route's, header for header."""
 
     body_limit = BODY_LIMIT
     campaign_of = staticmethod(campaign_of)
@@ -124,115 +195,26 @@ class DirectVotes:
         self.security = security
         self.services = services
 
-    async def answer(self, scope: Scope, cid: str, body: bytes | None) -> Reply:
+    async def answer(self, scope: Scope, cid: str, body: bytes | None) -> tuple[
+            int, bytes, bytes]:
         """``(status, encoded header lines, payload)``; ``body`` ``None``: over the limit."""
-        request = _Request(scope)
-        security = self.security
-        added = security.api_headers(scope, request.origin, request.fetch_site, request.host,
-                                     request.forwarded_proto)
-        if added is None:
-            status, headers, payload = _refusal(Forbidden(CROSS_SITE), scope["path"])
-            added = security.answer_headers(scope, request.forwarded_proto)
-        else:
-            async def whole() -> bytes:
-                check_declared_length(request.content_length)
-                if body is None:
-                    raise PayloadTooLarge(f"body larger than {BODY_LIMIT} bytes")
-                return body
-
-            reply = await vote_reply(self.services, cid, scope["path"], request, whole)
-            assert reply is not None  # the body is all here: the client cannot be "gone"
-            status, headers, payload = reply
-        return status, encode_headers(headers) + added[1], payload
+        reply = await handle_vote(self.services, self.security,
+                                  VoteRequest(scope, cid, body=body))
+        assert reply is not None  # the body is all here: the client cannot be "gone"
+        return reply.status, reply.head(), reply.payload
 
 
-async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
-    """The same route for Starlette's router, behind ``SecurityMiddleware`` (an app built
-    without ``VoteRoute``)."""
-    request = _Request(scope)
-    reply = await vote_reply(scope["app"].state.services, scope["path_params"]["cid"],
-                             scope["path"], request, functools.partial(_body, request, receive))
-    if reply is not None:
-        await _send(send, reply, ([], b""))
-
-
-class _Request:
-    """What the vote and the security checks need from the request, read in one pass over
-    the headers (the first of each; the security ones as ``SecurityMiddleware._scan`` reads
-    them, the last)."""
-
-    __slots__ = (
-        "authorization",
-        "content_length",
-        "cookie",
-        "fetch_site",
-        "forwarded_for",
-        "forwarded_proto",
-        "host",
-        "origin",
-        "peer",
-        "voter_token",
-    )
-
-    def __init__(self, scope: Scope) -> None:
-        authorization = voter_token = cookie = forwarded_for = content_length = None
-        origin = fetch_site = host = forwarded_proto = None
-        for name, value in scope["headers"]:
-            if name == b"host":
-                host = value
-            elif name == b"authorization":
-                if authorization is None:
-                    authorization = value.decode("latin-1")
-            elif name == b"x-voter-token":
-                if voter_token is None:
-                    voter_token = value.decode("latin-1")
-            elif name == b"cookie":
-                if cookie is None:
-                    cookie = value.decode("latin-1")
-            elif name == b"x-forwarded-for":
-                if forwarded_for is None:
-                    forwarded_for = value.decode("latin-1")
-            elif name == b"content-length":
-                if content_length is None:
-                    content_length = value.decode("latin-1")
-            elif name == b"origin":
-                origin = value
-            elif name == b"sec-fetch-site":
-                fetch_site = value
-            elif name == b"x-forwarded-proto":
-                forwarded_proto = value
-        self.authorization = authorization
-        self.voter_token = voter_token
-        self.cookie = cookie
-        self.forwarded_for = forwarded_for
-        self.content_length = content_length
-        self.origin = origin
-        self.fetch_site = fetch_site
-        self.host = host
-        self.forwarded_proto = forwarded_proto
-        client = scope.get("client")
-        self.peer: str | None = client[0] if client else None
+async def ahead_of_the_router(request: Request) -> Response:
+    """The router's entry for the vote path, there for its 405 on other methods and for the
+    route tables: ``VoteRoute`` answers every POST to it before the router sees one."""
+    log.error("a vote reached the router: the app was built without VoteRoute")
+    raise InternalError()
 
 
 def check_declared_length(declared: str | None) -> None:
     """``PayloadTooLarge`` for a ``Content-Length`` over the limit (or not a number)."""
     if declared is not None and (not declared.isdigit() or int(declared) > BODY_LIMIT):
         raise PayloadTooLarge(f"body larger than {BODY_LIMIT} bytes")
-
-
-async def _body(request: _Request, receive: Receive) -> bytes:
-    check_declared_length(request.content_length)
-    body = b""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _Gone()
-        chunk: bytes = message.get("body", b"")
-        body += chunk
-        if len(body) > BODY_LIMIT:
-            raise PayloadTooLarge(f"body larger than {BODY_LIMIT} bytes")
-        if not message.get("more_body", False):
-            return body
 
 
 def credential(
@@ -258,17 +240,16 @@ def credential(
     return voter, "", mode
 
 
-async def vote_reply(
-    svc: Services, cid: str, path: str, request: _Request, body: BodyReader,
-) -> Answer | None:
-    """The answer to one vote request, ``None`` if the client went away before its body
-    arrived; its outcome noted once, whatever happened."""
+async def vote_reply(svc: Services, request: VoteRequest) -> Answer | None:
+    """The vote's own answer, ``None`` if the client went away before its body arrived; its
+    outcome noted once, whatever happened."""
+    cid, path = request.cid, request.path
     started = time.perf_counter()
     seen = ["", ""]  # identity mode, channel: what the outcome reports
     outcome = ACCEPTED
     try:
         try:
-            return await _vote(svc, cid, request, body, seen)
+            return await _vote(svc, request, seen)
         except VotingError as exc:
             outcome = exc.code
             return _refusal(exc, path)
@@ -291,20 +272,15 @@ async def vote_reply(
         ))
 
 
-async def _send(
-    send: Send, reply: Answer,
-    added: tuple[list[tuple[bytes, bytes]], bytes],
-) -> None:
-    """Write a reply through ASGI; ``added`` = the security headers every answer gets, as a
-    list and encoded."""
-    status, headers, payload = reply
-    cycle = getattr(send, "__self__", None)
-    if isinstance(cycle, AnsweringCycle):  # served by our protocol: one write
-        await cycle.answer(status, encode_headers(headers) + added[1], payload)
+async def _send(send: Send, reply: Reply) -> None:
+    """Write a reply through ASGI: in one write when the service's protocol serves it."""
+    answer = one_write(send)
+    if answer is not None:
+        await answer(reply.status, reply.head(), reply.payload)
     else:
-        await send({"type": "http.response.start", "status": status,
-                    "headers": headers + added[0]})
-        await send({"type": "http.response.body", "body": payload})
+        await send({"type": "http.response.start", "status": reply.status,
+                    "headers": reply.headers + reply.added[0]})
+        await send({"type": "http.response.body", "body": reply.payload})
 
 
 def _refusal(exc: VotingError, path: str) -> Answer:
@@ -314,16 +290,15 @@ def _refusal(exc: VotingError, path: str) -> Answer:
     return exc.status, headers, payload
 
 
-async def _vote(
-    svc: Services, cid: str, request: _Request, body: BodyReader, seen: list[str]
-) -> Answer:
-    live = svc.registry.get(cid)
-    vote = decode(await body(), VoteIn)
+async def _vote(svc: Services, request: VoteRequest, seen: list[str]) -> Answer:
+    live = svc.registry.get(request.cid)
+    vote = decode(await request.read(), VoteIn)
+    heads = request.heads
     voter, token_channel, seen[0] = credential(
-        svc, live, request.authorization, request.voter_token, request.cookie)
+        svc, live, heads.authorization, heads.voter_token, heads.cookie)
     if token_channel and vote.channel and vote.channel != token_channel:
         raise InvalidRequest("channel differs from the partner token's issuer")
-    ip = svc.addresses.of(request.peer, request.forwarded_for)
+    ip = svc.addresses.of(request.peer, heads.forwarded_for)
     channel = seen[1] = token_channel or vote.channel or ""
     try:
         accepted = await _checked_cast(svc, live, vote, voter, ip, channel, bool(token_channel))
