@@ -35,6 +35,7 @@ import os
 import platform
 import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,17 +46,15 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import msgspec
 import uvloop
 
 from voting_service import embedded
 from voting_service.ledger import campaigns, db, durability, progress
 from voting_service.ledger.reconcile import reconcile
-from voting_service.models import Campaign
 from voting_service.settings import Settings
 from voting_service.vote import store
 
-from . import antifraud, dataset, flusher_bench, log_bench, profile, redis_ceiling, sse, votepath
+from . import antifraud, dataset, flusher_bench, instructions, log_bench, profile, sse, votepath
 from .cpu import CpuSampler
 from .instructions import Callgrind
 from .loadgen import LoadResult, LoadSpec, ensure_wrk
@@ -64,6 +63,12 @@ from .report import pct, table
 
 SHARDS = 16
 GOAL_RATIO = 0.6
+GOAL_VALKEY_US = 25.0
+"""Valkey CPU µs per vote on a single node with appendfsync always (issue 28; Cluster: 30)."""
+CEILING_GRIND_VOTES = 3000
+"""Votes of one callgrind row (table A2): enough that connecting and INFO are noise."""
+BASELINE = "93ad812"
+"""The vote path before issue 28 (key layout, scripts, call): table A's "before" rows."""
 GOAL_FLUSH = 100_000
 ROLES = ("server", "valkey", "postgres", "flusher", "load generator", "other")
 PROOF_MARGIN = 1.2
@@ -88,6 +93,8 @@ class Options:
     install_wrk: bool
     phases: frozenset[str]
     weak_reference: bool
+    baseline: str
+    """Commit whose package table A also measures, beside this checkout ("" = none)."""
     profile: bool
     instructions: bool
     keep: bool
@@ -119,6 +126,10 @@ def parse_args(argv: list[str] | None = None) -> Options:
     p.add_argument("--instructions", action=argparse.BooleanOptionalAction,
                    help="count the vote server's instructions per request under callgrind "
                         "(table D3; default on, off with --quick)")
+    p.add_argument("--baseline", default=BASELINE,
+                   help="commit whose scripts and call packing table A measures beside this "
+                        f"checkout's (default {BASELINE}, the vote path before issue 28; "
+                        "'' for none)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
     p.add_argument("--out-dir", type=Path, default=REPO / "bench-results")
     a = p.parse_args(argv)
@@ -147,6 +158,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         install_wrk=not a.no_install,
         phases=phases,
         weak_reference=not quick,
+        baseline=a.baseline,
         profile=bool(a.profile),
         instructions=not quick if a.instructions is None else bool(a.instructions),
         keep=bool(a.keep),
@@ -467,27 +479,92 @@ class Bench:
     # ---- A: Redis ceiling ---------------------------------------------------------------
 
     async def ceiling_phase(self) -> None:
+        """Table A: the scripts straight into Valkey, metered per vote, the package of this
+        checkout against ``--baseline`` (the vote path before issue 28) in the same run, two
+        interleaved rounds each: a single node (one call a vote; and ``cast_vote.lua`` alone)
+        and a 3-master Cluster (two calls a vote, in two slots), all ``appendfsync always``."""
         cid = "luaceiling"
         data = dataset.bench_campaign(self.o.candidates, cid)
-        campaign = msgspec.json.decode(json.dumps(data), type=Campaign)
         voters = dataset.synthetic_voter_ids(self.o.voters, self.pepper, cid)
         pairs = list(dataset.Pairs(self.o.voters, self.o.candidates, 10, seed=3))
         plan = [(voters[v], f"c{c + 1:03d}", self.ips[i % len(self.ips)])
                 for i, (v, c) in enumerate(pairs)]
-        redis = redis_client(self.valkey_url)
-        out = []
-        try:
-            half = len(plan) // 2
-            for full, part in ((False, plan[:half]), (True, plan[half:])):
-                self.log(f"A: Redis ceiling, {'full vote path' if full else 'cast_vote only'}")
-                r = await redis_ceiling.lua_ceiling(
-                    redis, self.valkey_url, campaign, part, shards=SHARDS,
-                    concurrency=self.o.ceiling_concurrency, seconds=self.o.ceiling_seconds,
-                    full=full)
-                out.append(r.as_dict())
-        finally:
-            await redis.aclose()
+        variants = [("after", REPO)]
+        if self.o.baseline:
+            base = self.res.workdir / "baseline"
+            await asyncio.to_thread(_export_checkout, self.o.baseline, base)
+            variants.insert(0, ("before", base))
+        # every (variant, round, mode, backend) run gets fresh (voter, candidate) pairs
+        runs = [(v, r, m, b) for b in ("single", "cluster") for r in range(2)
+                for v in variants for m in (("full", "cast_vote") if b == "single" else ("full",))]
+        grinding = self.o.instructions and instructions.available()
+        reserved = 4 * (CEILING_GRIND_VOTES + 300) if grinding else 0  # table A2's votes
+        plan, grind_plan = plan[:len(plan) - reserved], plan[len(plan) - reserved:]
+        size = len(plan) // len(runs)
+        out: list[dict[str, Any]] = []
         self.results["phases"]["ceiling"] = out
+        cluster: embedded.ValkeyCluster | None = None
+        try:
+            for i, ((variant, path), rnd, mode, backend) in enumerate(runs):
+                if backend == "cluster" and cluster is None:
+                    cluster = await asyncio.to_thread(_start_cluster, self.res.workdir)
+                    self.log(f"A: 3-master cluster on {cluster.url} (appendfsync always)")
+                url = cluster.url if cluster else self.valkey_url
+                masters = [n.url for n in cluster.masters()] if cluster else [url]
+                spec = {"url": url, "cluster": cluster is not None, "masters": masters,
+                        "campaign": data, "plan": plan[i * size:(i + 1) * size],
+                        "shards": SHARDS, "concurrency": self.o.ceiling_concurrency,
+                        "seconds": self.o.ceiling_seconds, "full": mode == "full",
+                        "mode": mode}
+                self.log(f"A: Redis ceiling, {variant} {backend} {mode} round {rnd + 1}")
+                row = await _ceiling_run(self.res.workdir / f"ceiling-{i}.json", path, spec)
+                row.update(variant=variant, backend=backend, round=rnd + 1)
+                out.append(row)
+        finally:
+            if cluster is not None:
+                await asyncio.to_thread(cluster.stop)
+        if grinding:
+            await self._ceiling_instructions(data, variants, grind_plan)
+
+    async def _ceiling_instructions(self, data: dict[str, Any], variants: list[tuple[str, Path]],
+                                    plan: list[tuple[str, str, str]]) -> None:
+        """Table A2: Valkey's own instructions per vote under callgrind, which do not move
+        with the machine's speed: a warm-up (scripts loaded), then the counters zeroed, a
+        fixed number of votes, the dump. One fresh node (appendfsync always) per row."""
+        rows: list[dict[str, Any]] = []
+        self.results["phases"]["ceiling_instructions"] = rows
+        grind = instructions.Callgrind(self.res.workdir / "callgrind-valkey")
+        votes, warm = CEILING_GRIND_VOTES, 300
+        chunks = [plan[i:i + votes + warm] for i in range(0, len(plan), votes + warm)]
+        for i, ((variant, path), mode) in enumerate(
+                (v, m) for m in ("full", "cast_vote") for v in variants):
+            server = embedded.ValkeyServer(self.res.workdir / f"valkey-grind-{i}",
+                                           wrapper=tuple(grind.argv(f"valkey-{i}")))
+            self.res.servers.append(server)
+            await asyncio.to_thread(server.start)
+            try:
+                assert server.process is not None
+                pid = server.process.pid
+                await grind.ready(pid)
+                chunk = chunks[i % len(chunks)]
+                spec = {"url": server.url, "cluster": False, "masters": [server.url],
+                        "campaign": data, "plan": chunk[:warm], "shards": SHARDS,
+                        "concurrency": 64, "seconds": 600.0, "full": mode == "full",
+                        "mode": mode}
+                await _ceiling_run(self.res.workdir / f"grind-warm-{i}.json", path, spec)
+                await grind.window_starts(pid)
+                spec["plan"] = chunk[warm:]
+                row = await _ceiling_run(self.res.workdir / f"grind-{i}.json", path, spec)
+                total = await grind.window_ends(pid)
+                rows.append({"variant": variant, "mode": mode, "votes": row["votes"],
+                             "instructions": total,
+                             "per_vote": round(total / max(row["votes"], 1)),
+                             "outcomes": row["outcomes"]})
+                self.log(f"A2: {variant} {mode}: {total / max(row['votes'], 1):,.0f} "
+                         "Valkey instructions a vote")
+            finally:
+                server.stop()
+                self.res.servers.remove(server)
 
     # ---- B: flusher throughput ------------------------------------------------------------
 
@@ -746,6 +823,43 @@ class Bench:
         self.results["total_s"] = round(time.monotonic() - self.started, 1)
 
 
+def _start_cluster(workdir: Path) -> embedded.ValkeyCluster:
+    """A 3-master cluster (appendfsync always); a node whose bus port another process took
+    in the meantime (the machine is shared) means a second try on fresh ports."""
+    for attempt in range(3):
+        cluster = embedded.ValkeyCluster(workdir / f"ceiling-cluster-{attempt}")
+        try:
+            return cluster.start()
+        except RuntimeError:
+            cluster.stop()
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _export_checkout(ref: str, dest: Path) -> None:
+    """The package and Lua scripts of ``ref`` (a commit of this repository) into ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref, "voting_service", "lua"],
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+
+
+async def _ceiling_run(spec_file: Path, checkout: Path, spec: dict[str, Any]) -> dict[str, Any]:
+    """One metered ``redis_ceiling.py`` run in a process of its own, importing the package
+    of ``checkout`` (so the row measures that version's keys, scripts and call packing)."""
+    spec_file.write_text(json.dumps(spec))
+    env = dict(os.environ, PYTHONPATH=str(checkout))
+    proc = await asyncio.create_subprocess_exec(
+        python(), str(REPO / "loadtests" / "redis_ceiling.py"), str(spec_file), cwd=checkout,
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    if proc.returncode:
+        raise RuntimeError(f"ceiling run failed ({proc.returncode}): {err.decode()[-2000:]}")
+    row: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    return row
+
+
 def _server_us(load: dict[str, Any], role: str = "server") -> float | None:
     """Server (or another role's) CPU per request in the measured window: steadier than
     req/s when other work shares the machine."""
@@ -832,6 +946,49 @@ def render_metrics(rows: list[dict[str, Any]]) -> str:
                   "server CPU µs/vote"], table_rows, note)
 
 
+def render_ceiling(runs: list[dict[str, Any]]) -> str:
+    """Table A: medians over the rounds of each (backend, mode, variant), before beside after."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in runs:
+        key = (r.get("backend", "single"), r["mode"], r.get("variant", "after"))
+        groups.setdefault(key, []).append(r)
+    names = {("single", "full"): "single node, limits + vote (1 call)",
+             ("single", "cast_vote"): "single node, cast_vote.lua only (IP caps 0)",
+             ("cluster", "full"): "3-master Cluster, limits + vote (2 calls)"}
+
+    def med(rows: list[dict[str, Any]], k: str) -> float:
+        values = sorted(float(r["per_vote"][k]) for r in rows
+                        if r["per_vote"].get(k) is not None) or [0.0]
+        return values[len(values) // 2] if len(values) % 2 else (
+            values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
+
+    rows = []
+    for (backend, mode, variant), rs in groups.items():
+        pv = rs[-1]["per_vote"]
+        calls = ", ".join(f"{k} {v:g}" for k, v in pv.get("by_command", {}).items()
+                          if k not in ("evalsha", "eval"))
+        goal = GOAL_VALKEY_US if backend == "single" else GOAL_VALKEY_US + 5
+        cpu = med(rs, "cpu_us")
+        rows.append([names.get((backend, mode), f"{backend} {mode}"), variant,
+                     round(cpu, 1), med(rs, "script_us"), med(rs, "aof_bytes"),
+                     round(1e6 / cpu) if cpu else 0,
+                     round(sum(r["rate"] for r in rs) / len(rs)), pv.get("scripts", 0),
+                     pv.get("redis_calls", 0),
+                     "" if mode != "full" else ("yes" if cpu <= goal else f"> {goal:g}"),
+                     calls])
+    return table(
+        f"\nA. Redis alone: voting.cast through pipeline.Pipeline, no HTTP "
+        f"({runs[0]['concurrency']} coroutines, one uvloop process), appendfsync always; "
+        "median of the rounds",
+        ["backend, scripts", "code", "Valkey CPU µs/vote", "script µs/vote", "AOF B/vote",
+         "votes/s per master core", "client votes/s", "calls/vote", "redis.call/vote",
+         "goal", "commands per vote"], rows,
+        "Valkey CPU = used_cpu_sys+user of the master(s) over the run (Cluster: summed) / "
+        "votes; script µs = INFO commandstats usec of EVALSHA/EVAL; AOF B = aof_current_size "
+        "growth; per master core = 1 / Valkey CPU; before = --baseline, after = this checkout; "
+        "client votes/s is what one Python process reached (it is the bottleneck)")
+
+
 def render(results: dict[str, Any]) -> str:
     cfg = results.get("config", {})
     ph = results["phases"]
@@ -877,20 +1034,18 @@ def render(results: dict[str, Any]) -> str:
     if cpu_rows:
         out.append(table("\nCPU cores used in each HTTP phase's measured window",
                          ["phase", *ROLES, "total"], cpu_rows))
-    if "ceiling" in ph:
-        names = {"cast_vote": "cast_vote.lua only (IP caps 0)",
-                 "full": "ip_limit.lua + cast_vote.lua"}
-        rows = [[names.get(c["mode"], c["mode"]), c["rate"], c["votes"],
-                 round(c["redis_cpu_s"] * 1e6 / max(c["votes"], 1), 1), c["redis_core_ceiling"],
-                 pct(c["outcomes"].get("accepted", 0) / max(c["votes"], 1))]
-                for c in ph["ceiling"]]
+    if ph.get("ceiling"):
+        out.append(render_ceiling(ph["ceiling"]))
+    if ph.get("ceiling_instructions"):
+        rows = [[r["mode"], r["variant"], r["votes"], round(r["per_vote"] / 1000, 1),
+                 pct(r["outcomes"].get("accepted", 0) / max(r["votes"], 1))]
+                for r in ph["ceiling_instructions"]]
         out.append(table(
-            "\nA. Redis alone: voting.cast through pipeline.Pipeline, no HTTP "
-            f"({ph['ceiling'][0]['concurrency']} coroutines, one uvloop process)",
-            ["scripts per vote", "votes/s", "votes", "Redis CPU µs/vote", "1-core ceiling/s",
-             "accepted"],
-            rows, "votes/s is what one Python client process reached (it is the bottleneck); "
-            "the ceiling is 1 / Redis CPU per vote"))
+            "\nA2. Valkey's instructions per vote (valkey-server under callgrind, one node, "
+            "appendfsync always)", ["scripts", "code", "votes", "k instructions/vote",
+                                    "accepted"], rows,
+            "user-space instructions of the server only (not the kernel's write and fsync); "
+            "they do not move with the machine's speed: compare before with after here"))
     if "flusher" in ph:
         rows = [[f["method"], f["rows"], f["seconds"], f["rows_per_s"],
                  "yes" if f["rows_per_s"] >= GOAL_FLUSH else "no",

@@ -8,16 +8,20 @@
 -- KEYS[4] idem       string: the first answer given to this (voter, vote_id)
 -- KEYS[5] blocked    hash voter id -> unix seconds the block ends (0 = never)
 -- KEYS[6] challenge  (optional) string marking a proof-of-work challenge spent
--- ARGV[1] voter id            ARGV[2] candidate id        ARGV[3] vote id
--- ARGV[4] votes per day       ARGV[5] votes per candidate per day
--- ARGV[6] quota expiry        unix seconds (a day after the local day ends)
--- ARGV[7] idempotency TTL     seconds
--- ARGV[8] channel ("" = direct)   ARGV[9] client IP   ARGV[10] local day (YYYY-MM-DD)
--- ARGV[11] challenge expiry   unix seconds (when KEYS[6] is given)
--- ARGV[12] channel attribution: "1" signed (a partner token's issuer), "0" claimed or none
--- ARGV[13] (optional) now, unix seconds: limit_and_cast.lua passes the TIME it read
--- The ledger entry is one field, e = vote_id TAB voter TAB candidate TAB channel TAB ip TAB
--- day TAB attribution (voting_service/vote/entry.py reads it; no part holds a tab).
+-- The campaign's day first (the same four strings for every vote of that day):
+-- ARGV[1] votes per day       ARGV[2] votes per candidate per day
+-- ARGV[3] quota expiry        unix seconds (a day after the local day ends)
+-- ARGV[4] idempotency TTL     seconds
+-- then the vote's own:
+-- ARGV[5] voter id            ARGV[6] candidate id        ARGV[7] vote id
+-- ARGV[8] the ledger entry's tail: channel ("" = direct) TAB client IP TAB local day
+--         (YYYY-MM-DD) TAB channel attribution ("1" signed by a partner token's issuer, "0"
+--         claimed or none), packed by voting.py
+-- ARGV[9] challenge expiry    unix seconds (when KEYS[6] is given, else "0")
+-- ARGV[10] (optional) now, unix seconds: limit_and_cast.lua passes the TIME it read; else the
+--          script reads TIME itself, and only when the voter is on the blocklist
+-- The ledger entry is one field, e = vote_id TAB voter TAB candidate TAB ARGV[8]
+-- (voting_service/vote/entry.py reads it; no part holds a tab).
 -- Returns {status, answer}, status as voting_service/vote/scripts.py CastStatus names it:
 --   0 ACCEPTED         counted
 --   1 REPLAYED         a retry of an accepted vote: answer is the first answer
@@ -26,25 +30,30 @@
 --   4 BLOCKED          the voter is blocked
 --   5 CHALLENGE_SPENT  the proof-of-work challenge was already spent
 -- answer = "<candidate>|<votes left today>|<candidate votes in this shard>".
+-- Numbers: x + 0 turns a string into a number with one conversion (tonumber makes two), and
+-- expiries go to the server as the strings they came in.
 local quota, tally, ledger, idem, blocked = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local challenge = KEYS[6]
-local voter, cand, vote_id = ARGV[1], ARGV[2], ARGV[3]
-local per_day, per_cand = tonumber(ARGV[4]), tonumber(ARGV[5])
+local voter, cand = ARGV[5], ARGV[6]
 
 local first = redis.call('GET', idem)
 if first then
   return {1, first}  -- REPLAYED
 end
-local now = tonumber(ARGV[13] or redis.call('TIME')[1])
 local block_ends = redis.call('HGET', blocked, voter)
-if block_ends and (tonumber(block_ends) == 0 or tonumber(block_ends) > now) then
-  return {4, ''}  -- BLOCKED
+if block_ends then
+  local now = (ARGV[10] or redis.call('TIME')[1]) + 0
+  block_ends = block_ends + 0
+  if block_ends == 0 or block_ends > now then
+    return {4, ''}  -- BLOCKED
+  end
 end
 if challenge and redis.call('EXISTS', challenge) == 1 then
   return {5, ''}  -- CHALLENGE_SPENT
 end
+local per_day, per_cand = ARGV[1] + 0, ARGV[2] + 0
 local counts = redis.call('HMGET', quota, '_n', cand)
-local used, for_cand = tonumber(counts[1] or '0'), tonumber(counts[2] or '0')
+local used, for_cand = (counts[1] or 0) + 0, (counts[2] or 0) + 0
 if for_cand >= per_cand then
   return {2, cand .. '|' .. math.max(per_day - used, 0) .. '|0'}  -- ALREADY_VOTED
 end
@@ -54,14 +63,13 @@ end
 
 redis.call('HSET', quota, '_n', used + 1, cand, for_cand + 1)  -- both counts, one call
 if used == 0 then  -- the day's first vote created the hash: its expiry, once
-  redis.call('EXPIREAT', quota, tonumber(ARGV[6]))
+  redis.call('EXPIREAT', quota, ARGV[3])
 end
 if challenge then
-  redis.call('SET', challenge, '1', 'EXAT', tonumber(ARGV[11]))
+  redis.call('SET', challenge, '1', 'EXAT', ARGV[9])
 end
 local shard_votes = redis.call('HINCRBY', tally, cand, 1)
-redis.call('XADD', ledger, '*', 'e', vote_id .. '\t' .. voter .. '\t' .. cand .. '\t' ..
-  ARGV[8] .. '\t' .. ARGV[9] .. '\t' .. ARGV[10] .. '\t' .. ARGV[12])
+redis.call('XADD', ledger, '*', 'e', ARGV[7] .. '\t' .. voter .. '\t' .. cand .. '\t' .. ARGV[8])
 local answer = cand .. '|' .. (per_day - used - 1) .. '|' .. shard_votes
-redis.call('SET', idem, answer, 'EX', tonumber(ARGV[7]))
+redis.call('SET', idem, answer, 'EX', ARGV[4])
 return {0, answer}  -- ACCEPTED

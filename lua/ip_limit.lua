@@ -1,44 +1,66 @@
 -- ip_limit.lua: network vote limits, checked before a vote is cast, for one or more levels
 -- at once (an address and its network), all-or-nothing: every level is checked before any
 -- is counted, so a vote refused by its network does not use up its address's allowance.
--- All keys carry one hash tag, that of the network ({ip:<campaign>:<network>}): one slot.
+-- One hash holds every level of a network (keys.limits: tag {ip:<campaign>:<network>}, so
+-- one slot): one HMGET and one HSET a vote, where a string per level and limit took five
+-- commands (four of them writes, each one more command in the AOF and to the replicas).
 -- Per minute: GCRA (generic cell rate algorithm) on Redis TIME, rate = limit per 60 s with a
 -- burst of the same size. Per day: a counter of the campaign's local calendar day.
--- The same script meters SMS code sends (per network and per phone), with their own keys.
+-- The same script meters SMS code sends and checks and token minting, on hashes of their own.
 --
--- KEYS[2i-1] gcra of level i   string: theoretical arrival time, milliseconds
--- KEYS[2i]   day of level i    string: votes at this level on the local day
--- ARGV[1]    day counter expiry, unix seconds (a day after the local day ends)
--- ARGV[2]    "1" = peek: answer as if one more vote came, but write nothing
--- ARGV[2i+1] per-minute limit of level i (0 = no limit)
--- ARGV[2i+2] per-day limit of level i (0 = no limit)
--- ARGV[2n+3] (optional, n = the number of levels) now, unix milliseconds: limit_and_cast.lua
+-- KEYS[1]   hash of the network's levels; level i (field prefix p = ARGV[3i], "" for the
+--           network itself, the address's part inside the network for an address):
+--             <p>t  theoretical arrival time, unix ms (GCRA; absent or past = no debt)
+--             <p>n  the level's count on the day <p>d
+--             <p>d  the day <p>n counts: that day's ARGV[1]
+-- ARGV[1]   day counter expiry, unix seconds (a day after the local day ends); it also names
+--           the day: a level whose <p>d differs counts from 0. The hash expires then, set
+--           when a level starts a new day.
+-- ARGV[2]   "1" = peek: answer as if one more vote came, but write nothing
+-- ARGV[3i]   field prefix of level i
+-- ARGV[3i+1] per-minute limit of level i (0 = no limit)
+-- ARGV[3i+2] per-day limit of level i (0 = no limit)
+-- ARGV[3n+3] (optional, n = the number of levels) now, unix milliseconds: limit_and_cast.lua
 --            passes the TIME it read
 -- Returns {allowed, retry_after_ms, load_1, count_1, load_2, count_2, ...}:
 --   allowed 1/0; retry_after_ms = the longest wait of a refusing level, -1 when a day limit
 --   refused; load_i = how full level i's minute bucket is after this vote (0..1000);
 --   count_i = its votes of the day including this one (0 when refused).
 local period = 60000
-local expire_at, peek = tonumber(ARGV[1]), ARGV[2] == '1'
-local levels = #KEYS / 2
+local key, day, peek = KEYS[1], ARGV[1], ARGV[2] == '1'
+local levels = math.floor((#ARGV - 2) / 3)
+-- (x + 0 turns a string into a number with one conversion; tonumber makes two)
 
-local stored = redis.call('MGET', unpack(KEYS))  -- every level's tat and count at once
-local now = tonumber(ARGV[2 * levels + 3])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local new_tats, counts, loads = {}, {}, {}
-local refused, wait = false, 0
+local fields = {}
 for i = 1, levels do
-  local per_min, per_day = tonumber(ARGV[2 * i + 1]), tonumber(ARGV[2 * i + 2])
-  local new_tat = now
+  local p = ARGV[3 * i]
+  if p == '' then  -- the network itself: constant names, nothing to build
+    fields[3 * i - 2], fields[3 * i - 1], fields[3 * i] = 't', 'n', 'd'
+  else
+    fields[3 * i - 2], fields[3 * i - 1], fields[3 * i] = p .. 't', p .. 'n', p .. 'd'
+  end
+end
+local stored = redis.call('HMGET', key, unpack(fields))  -- every level at once
+local now = ARGV[3 * levels + 3]
+if now then
+  now = now + 0
+else
+  local t = redis.call('TIME')
+  now = t[1] * 1000 + math.floor(t[2] / 1000)
+end
+-- One pass: the reply and the writes as if every level allows the vote (the common case;
+-- few tables, as each one is work for Lua's collector); a refusal replaces both below.
+local out, writes = {1, 0}, {}
+local refused, wait, new_day = false, 0, false
+for i = 1, levels do
+  local per_min, per_day = ARGV[3 * i + 1] + 0, ARGV[3 * i + 2] + 0
+  local load = 0
   if per_min > 0 then
-    local tat = tonumber(stored[2 * i - 1] or '0')
+    local tat = (stored[3 * i - 2] or 0) + 0
     if tat < now then
       tat = now
     end
-    new_tat = tat + period / per_min
+    local new_tat = tat + period / per_min
     local allow_at = new_tat - period
     if allow_at > now then
       refused = true
@@ -46,34 +68,34 @@ for i = 1, levels do
         wait = math.max(wait, math.ceil(allow_at - now))
       end
     end
+    load = math.min(1000, math.floor((new_tat - now) * 1000 / period))
+    writes[#writes + 1] = fields[3 * i - 2]
+    writes[#writes + 1] = new_tat  -- a number as it is: the server formats it, cheaper
   end
-  local count = tonumber(stored[2 * i] or '0')
+  local count = stored[3 * i] == day and (stored[3 * i - 1] or 0) + 0 or 0
   if per_day > 0 and count >= per_day then
     refused = true
     wait = -1
   end
-  new_tats[i] = new_tat
-  counts[i] = count
-  loads[i] = per_min > 0 and math.min(1000, math.floor((new_tat - now) * 1000 / period)) or 0
+  writes[#writes + 1] = fields[3 * i - 1]
+  writes[#writes + 1] = count + 1
+  if stored[3 * i] ~= day then  -- the level's first vote of the day
+    writes[#writes + 1] = fields[3 * i]
+    writes[#writes + 1] = day
+    new_day = true
+  end
+  out[2 * i + 1], out[2 * i + 2] = load, count + 1
 end
 
-local out = {refused and 0 or 1, refused and wait or 0}
-for i = 1, levels do
-  local per_min = tonumber(ARGV[2 * i + 1])
-  local count = counts[i] + 1
-  if refused then
-    count = 0
-  elseif not peek then
-    if per_min > 0 then
-      redis.call('SET', KEYS[2 * i - 1], tostring(new_tats[i]), 'PX',
-        math.ceil(new_tats[i] - now))
-    end
-    count = redis.call('INCR', KEYS[2 * i])
-    if count == 1 then  -- created by this vote: its expiry, once
-      redis.call('EXPIREAT', KEYS[2 * i], expire_at)
-    end
+if refused then  -- nothing counted anywhere
+  out = {0, wait}
+  for i = 1, levels do
+    out[2 * i + 1], out[2 * i + 2] = 1000, 0
   end
-  out[#out + 1] = refused and 1000 or loads[i]
-  out[#out + 1] = count
+elseif not peek then
+  redis.call('HSET', key, unpack(writes))  -- every level, one command
+  if new_day then
+    redis.call('EXPIREAT', key, day)
+  end
 end
 return out

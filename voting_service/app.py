@@ -170,6 +170,8 @@ def create_app(settings: Settings) -> Starlette:
             )
         if not found.safe:
             log.warning("Redis could lose acknowledged votes: %s", found.reason)
+        if (slow := durability.slow_reason(found)) is not None:
+            log.warning("%s", slow)
         batcher = store.pipeline(settings, found.barrier if found.barrier.needed else None)
         with contextlib.suppress(Exception):  # Redis down at start: the first vote retries
             await batcher.start()

@@ -107,8 +107,12 @@ class ValkeyServer:
         appendonly: bool = True,
         replica_of: int | None = None,
         node_timeout_ms: int = 5000,
+        wrapper: tuple[str, ...] = (),
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
+        self.wrapper = wrapper
+        """Command line the server runs under (the bench: callgrind, to count its
+        instructions per vote, which do not vary with a shared machine's speed)."""
         self.port = port or free_port(below=55535 if cluster else 65536)
         self._port_chosen = port is None
         """We picked the port: another process may take it before the server binds it."""
@@ -140,6 +144,9 @@ class ValkeyServer:
             'save ""',
             "protected-mode yes",
             "maxmemory-policy noeviction",
+            # as deploy/valkey.conf: small quota hashes stay listpacks, tallies and the
+            # networks' limit hashes are hash tables (a listpack lookup is a scan)
+            "hash-max-listpack-entries 16",
             # a new replica syncs at once instead of after the default 5 s pause
             "repl-diskless-sync-delay 0",
         ]
@@ -167,7 +174,7 @@ class ValkeyServer:
         conf = self.data_dir / "valkey.conf"
         conf.write_text(self._config())
         self.process = subprocess.Popen(
-            [valkey_binary(), str(conf)], start_new_session=True,
+            [*self.wrapper, valkey_binary(), str(conf)], start_new_session=True,
             preexec_fn=_die_with_parent(signal.SIGTERM),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )

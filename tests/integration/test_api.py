@@ -315,13 +315,11 @@ async def test_a_vote_refused_by_its_network_uses_none_of_its_address_allowance(
             codes.append(r.status_code)
     assert codes == [200, 200, 429]
     live = harness.app.state.services.registry.get("t2026")
-    day = live.day(time.time()).date
-    counted = await harness.redis.get(
-        keys.ip_day("t2026", "198.51.100.3/32", day, "198.51.100.0/24"))
-    assert counted is None  # all or nothing: the refused vote was not counted anywhere
-    first = await harness.redis.get(
-        keys.ip_day("t2026", "198.51.100.1/32", day, "198.51.100.0/24"))
-    assert first == "1"
+    day = str(live.day(time.time()).expire_at)
+    levels = await harness.redis.hgetall(keys.limits("t2026", "198.51.100.0/24"))
+    assert "3:n" not in levels  # all or nothing: the refused vote was not counted anywhere
+    assert (levels["1:n"], levels["1:d"]) == ("1", day)
+    assert (levels["n"], levels["d"]) == ("2", day)  # the network's own count
 
 
 async def test_ip_per_day(harness: Harness) -> None:

@@ -110,6 +110,22 @@ def test_valkey_config_keeps_acknowledged_votes() -> None:
     assert settings["maxmemory-policy"].strip() == "noeviction"
 
 
+def test_valkey_server_accepts_the_config_files(tmp_path: Path) -> None:
+    """valkey-server itself reads deploy/valkey.conf and the Kubernetes one (a "#" after a
+    value is no comment to it: such a file stopped the server at start)."""
+    from voting_service import embedded
+
+    k8s = next(d for d in yaml.safe_load_all((DEPLOY / "k8s" / "valkey.yaml").read_text())
+               if d and d.get("kind") == "ConfigMap")["data"]["valkey.conf"]
+    (tmp_path / "k8s.conf").write_text(k8s.replace("/data", str(tmp_path)))  # the volume
+    for conf in (DEPLOY / "valkey.conf", tmp_path / "k8s.conf"):
+        # port 0: the server reads its configuration, then exits, listening nowhere
+        out = subprocess.run(
+            [embedded.valkey_binary(), str(conf), "--port", "0", "--dir", str(tmp_path)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=30).stdout
+        assert "Configuration loaded" in out and "FATAL" not in out, (conf.name, out)
+
+
 # ---- Kubernetes ------------------------------------------------------------------------
 
 def manifests() -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ durability checks and concurrent migrations — against real servers."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -235,7 +236,8 @@ async def test_flusher_backs_off_while_postgres_is_unreachable(
     (True, "always", True),
 ])
 async def test_durability_check(
-    tmp_path: Path, appendonly: bool, appendfsync: str, safe: bool
+    tmp_path: Path, appendonly: bool, appendfsync: str, safe: bool,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     server = embedded.ValkeyServer(tmp_path / "v", appendonly=appendonly,
                                    appendfsync=appendfsync).start()
@@ -247,8 +249,14 @@ async def test_durability_check(
         assert found.waitaof is (appendfsync == "everysec")
         app = create_app(settings)
         if safe:
-            async with app.router.lifespan_context(app):
-                assert app.state.services.batcher is not None
+            with caplog.at_level(logging.WARNING, logger="voting_service.app"):
+                async with app.router.lifespan_context(app):
+                    assert app.state.services.batcher is not None
+            # everysec + WAITAOF is safe, and the slower of the two: said at start, with why
+            slow = [r for r in caplog.records if "1,911 votes/s" in r.getMessage()]
+            assert len(slow) == (1 if appendfsync == "everysec" else 0)
+            assert durability.slow_reason(found) == (
+                durability.SLOW_EVERYSEC if appendfsync == "everysec" else None)
         else:
             with pytest.raises(RuntimeError, match="refusing to start"):
                 async with app.router.lifespan_context(app):

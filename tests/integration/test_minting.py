@@ -75,10 +75,10 @@ async def test_day_caps_of_address_and_network_hold_for_minting(harness: Harness
     async with clients(harness, ["198.51.101.1"]) as (neighbour,):
         assert (await neighbour.post(VOTER)).status_code == 201, "the next /24 is not affected"
     live = harness.app.state.services.registry.get(CID)
-    day = live.day(time.time()).date
-    counted = await harness.redis.get(keys.mint_day(CID, "198.51.100.0/24", day))
-    assert counted == "7"
-    assert await harness.redis.get(keys.ip_day(CID, "198.51.100.0/24", day)) is None
+    day = str(live.day(time.time()).expire_at)
+    counted = await harness.redis.hmget(keys.mint_limits(CID, "198.51.100.0/24"), "n", "d")
+    assert counted == ["7", day]
+    assert not await harness.redis.exists(keys.limits(CID, "198.51.100.0/24"))
 
 
 async def test_a_blocked_address_gets_no_token_and_no_minting_challenge(

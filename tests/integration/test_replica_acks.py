@@ -169,7 +169,7 @@ async def test_cluster_vote_waits_for_each_masters_replica(
 
         # stall the replica of a master that holds voters but not the client's IP limits
         # (those are on the IP's slot: stalling its replica would stop every vote)
-        ip_master = port_of(h.redis, keys.ip_rate("t2026", network_prefixes(CLIENT_IP)[1]))
+        ip_master = port_of(h.redis, keys.limits("t2026", network_prefixes(CLIENT_IP)[1]))
         voter_masters = [port_of(h.redis, keys.tally("t2026", keys.shard_of(
             h.app.state.services.tokens.voter(token, "t2026"), settings.shards)))
             for token in tokens]

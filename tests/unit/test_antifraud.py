@@ -147,16 +147,9 @@ def test_each_new_script_touches_one_cluster_slot() -> None:
         assert slot(keys.challenge_spent("c1", shard, "ab" * 16)) == group  # cast_vote KEYS[6]
         assert slot(keys.invalidation_applied("c1", shard, 7)) == slot(keys.tally("c1", shard))
     for prefix in ("198.51.100.0/24", "2001:db8::/48"):
-        host = prefix.replace("0/24", "7/32").replace("::/48", "::/64")
-        tagged = {slot(k) for k in (
-            keys.sms_ip_rate(prefix), keys.sms_ip_day(prefix, "2026-07-01"),
-            keys.sms_ip_rate(host, prefix), keys.sms_ip_day(host, "2026-07-01", prefix),
-            keys.sms_check_rate(host, prefix), keys.sms_check_day(host, "2026-07-01", prefix))}
-        assert tagged == {slot(keys.sms_ip_rate(prefix))}, "one slot per network, any campaign"
-        minted = {slot(k) for k in (
-            keys.mint_rate("c1", host, prefix), keys.mint_day("c1", host, "2026-07-01", prefix),
-            keys.mint_rate("c1", prefix, prefix), keys.mint_spent("c1", prefix, "ab" * 16))}
-        assert minted == {slot(keys.ip_rate("c1", prefix))}
+        assert slot(keys.sms_check_limits(prefix)) == slot(keys.sms_ip_limits(prefix)), \
+            "one slot per network, any campaign"
+        assert slot(keys.mint_limits("c1", prefix)) == slot(keys.mint_spent(
+            "c1", prefix, "ab" * 16)) == slot(keys.limits("c1", prefix))
     pid = sms.phone_key_id("pepper", "13800138000")
-    assert len({slot(keys.sms_code(pid)), slot(keys.sms_rate(pid)),
-                slot(keys.sms_day(pid, "2026-07-01"))}) == 1
+    assert slot(keys.sms_code(pid)) == slot(keys.sms_limits(pid))

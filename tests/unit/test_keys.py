@@ -9,7 +9,7 @@ import pytest
 from redis.crc import key_slot
 
 from voting_service.vote import keys
-from voting_service.vote.identity import ip_prefixes
+from voting_service.vote.identity import ip_prefixes, network_prefixes
 
 
 def slot(key: str) -> int:
@@ -73,25 +73,35 @@ def test_voters_spread_over_shard_groups() -> None:
 def test_daily_key_carries_the_date() -> None:
     assert "2026-07-01" in keys.quota("c", 0, "2026-07-01", "v")
     assert keys.quota("c", 0, "2026-07-01", "v") != keys.quota("c", 0, "2026-07-02", "v")
-    assert "2026-07-01" in keys.ip_day("c", "1.2.3.4/32", "2026-07-01")
 
 
 def test_no_key_is_tagged_by_candidate() -> None:
     # cast_vote.lua gets the candidate as an argument, never inside a key name
     for k in vote_keys("jsgj2026", 5, "v" * 32):
         assert "c001" not in k
-    for k in (keys.ip_rate("jsgj2026", "1.2.3.0/24"), keys.ip_day("jsgj2026", "1.2.3.0/24", "d")):
+    for k in (keys.limits("jsgj2026", "1.2.3.0/24"), keys.mint_limits("jsgj2026", "1.2.3.0/24")):
         assert "c001" not in k
 
 
 @pytest.mark.parametrize("ip", ["203.0.113.7", "2001:db8:1:2:3:4:5:6"])
-def test_ip_keys_are_tagged_by_prefix(ip: str) -> None:
-    for prefix in ip_prefixes(ip):
-        rate = keys.ip_rate("jsgj2026", prefix)
-        day = keys.ip_day("jsgj2026", prefix, "2026-07-01")
-        assert hash_tag(rate) == hash_tag(day) == f"ip:jsgj2026:{prefix}"
-        assert slot(rate) == slot(day)
-        assert rate != day
+def test_limit_hashes_are_tagged_by_network(ip: str) -> None:
+    _, network = network_prefixes(ip)
+    votes, minted = keys.limits("jsgj2026", network), keys.mint_limits("jsgj2026", network)
+    assert hash_tag(votes) == hash_tag(minted) == f"ip:jsgj2026:{network}"
+    assert votes != minted
+    assert keys.limits("c1", network) != keys.limits("c2", network)
+
+
+def test_level_fields_of_one_network_differ() -> None:
+    """Every level of a network is a field prefix in its hash: none may collide."""
+    net = "1.2.3.0/24"
+    fields = {keys.level_field(f"1.2.3.{h}/32", net) for h in range(256)}
+    assert len(fields) == 256 and "" not in fields
+    assert keys.level_field(net, net) == ""
+    assert keys.level_field("1.2.3.7/32", net) == "7:"
+    v6 = "2001:db8:1::/48"
+    assert keys.level_field("2001:db8:1:2::/64", v6) != keys.level_field("2001:db8:1:3::/64", v6)
+    assert keys.level_field(v6, v6) == ""
 
 
 def test_ip_prefixes() -> None:
@@ -101,27 +111,6 @@ def test_ip_prefixes() -> None:
     assert ip_prefixes("2001:db8::1")[0] == ip_prefixes("2001:db8::ffff:1")[0]
     with pytest.raises(ValueError):
         ip_prefixes("not-an-ip")
-
-
-def test_ip_keys_of_different_prefixes_differ() -> None:
-    a = keys.ip_rate("c", "1.2.3.4/32")
-    b = keys.ip_rate("c", "1.2.3.5/32")
-    assert a != b
-    assert keys.ip_rate("c1", "1.2.3.4/32") != keys.ip_rate("c2", "1.2.3.4/32")
-
-
-def test_address_and_network_limit_keys_share_the_network_slot() -> None:
-    """One ``ip_limit.lua`` call checks an address and its network: one slot, the network's."""
-    names = [
-        keys.ip_rate("c", "10.1.2.3/32", "10.1.2.0/24"),
-        keys.ip_day("c", "10.1.2.3/32", "2026-07-01", "10.1.2.0/24"),
-        keys.ip_rate("c", "10.1.2.0/24", "10.1.2.0/24"),
-        keys.ip_day("c", "10.1.2.0/24", "2026-07-01", "10.1.2.0/24"),
-    ]
-    assert len({slot(n) for n in names}) == 1
-    assert len(set(names)) == 4
-    # the network's own keys keep their names, so readers of the network count find them
-    assert names[3] == keys.ip_day("c", "10.1.2.0/24", "2026-07-01")
 
 
 def test_a_flusher_lease_lives_in_the_slot_of_its_stream() -> None:

@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -172,8 +172,9 @@ def sms_day(now: float) -> Day:
                midnight.timestamp())
 
 
-Meter = tuple[list[str], list[int]]
-"""One ``ip_limit.lua`` call: its keys (two a level) and each level's per minute, per day."""
+Meter = tuple[list[str], list[Any]]
+"""One ``ip_limit.lua`` call: its one key (the levels' hash) and each level's field prefix,
+per minute, per day."""
 
 
 async def _meter(batcher: Pipeline, meters: list[Meter], day: Day, now: float,
@@ -190,14 +191,11 @@ async def _meter(batcher: Pipeline, meters: list[Meter], day: Day, now: float,
             raise refused(headers={"Retry-After": str(max(1, -(-wait_ms // 1000)))})
 
 
-def _address_meter(ip: str, rate: Callable[[str, str | None], str],
-                   daily: Callable[[str, str, str | None], str], day: str,
-                   limits: list[int]) -> Meter:
-    """The address's and its network's levels in one call (all or nothing), under the
-    network's tag, as votes are metered."""
+def _address_meter(ip: str, hash_of: Callable[[str], str], limits: list[int]) -> Meter:
+    """The address's and its network's levels in one call (all or nothing), in the
+    network's hash, as votes are metered."""
     host, net = identity.network_prefixes(ip)
-    return ([rate(host, net), daily(host, day, net), rate(net, net), daily(net, day, net)],
-            limits)
+    return ([hash_of(net)], [keys.level_field(host, net), *limits[:2], "", *limits[2:]])
 
 
 async def start(
@@ -210,8 +208,8 @@ async def start(
     pid = phone_key_id(pepper, phone)
     cid = campaign.id
     await _meter(batcher, [
-        ([keys.sms_rate(pid), keys.sms_day(pid, day.date)], [PHONE_PER_MINUTE, PHONE_PER_DAY]),
-        _address_meter(ip, keys.sms_ip_rate, keys.sms_ip_day, day.date, [
+        ([keys.sms_limits(pid)], ["", PHONE_PER_MINUTE, PHONE_PER_DAY]),
+        _address_meter(ip, keys.sms_ip_limits, [
             ADDRESS_PER_MINUTE, ADDRESS_PER_DAY, NETWORK_PER_MINUTE, NETWORK_PER_DAY]),
     ], day, now, TooManyCodes)
     if budget is not None:  # after the phone's and address's meters: they spend none of it
@@ -250,7 +248,7 @@ async def verify(
     now = time.time()
     day = sms_day(now)
     await _meter(batcher, [
-        _address_meter(ip, keys.sms_check_rate, keys.sms_check_day, day.date, [
+        _address_meter(ip, keys.sms_check_limits, [
             CHECKS_ADDRESS_PER_MINUTE, CHECKS_ADDRESS_PER_DAY,
             CHECKS_NETWORK_PER_MINUTE, CHECKS_NETWORK_PER_DAY]),
     ], day, now, TooManyCodeChecks)

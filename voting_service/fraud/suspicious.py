@@ -304,21 +304,25 @@ async def _voter_timing_groups(
     return groups
 
 
-async def _attempts(redis: AnyRedis, cid: str, prefixes: set[str], day: str) -> dict[str, int]:
-    """Votes tried today from each network, refused ones included (the vote limiter's count)."""
+async def _attempts(redis: AnyRedis, cid: str, prefixes: set[str], day: int) -> dict[str, int]:
+    """Votes tried today from each network, refused ones included (the vote limiter's count:
+    the network level of its ``keys.limits`` hash, when that counts ``day``)."""
     names = sorted(p for p in prefixes if p)
     if not names:
         return {}
     pipe = redis.pipeline(transaction=False)
     for p in names:
-        pipe.get(keys.ip_day(cid, p, day))
+        pipe.hmget(keys.limits(cid, p), "n", "d")
     values = await pipe.execute()
-    return {p: int(v) for p, v in zip(names, values, strict=True) if v is not None}
+    return {p: int(n) for p, (n, d) in zip(names, values, strict=True)
+            if n is not None and d is not None and int(d) == day}
 
 
 async def find(
-    conn: asyncpg.Connection, redis: AnyRedis | None, campaign_id: str, w: Window, today: str
+    conn: asyncpg.Connection, redis: AnyRedis | None, campaign_id: str, w: Window, today: int
 ) -> list[dict[str, Any]]:
+    """The suspicious groups of the window; ``today`` = the campaign's ``Day.expire_at`` now,
+    the mark of the day whose vote attempts the groups' evidence adds."""
     groups = [
         *await _spike_groups(conn, campaign_id, w),
         *await _prefix_groups(conn, campaign_id, w),

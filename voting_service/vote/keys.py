@@ -2,7 +2,32 @@
 
 Voter-scoped state, the tally shard and the ledger stream of one shard group share the hash
 tag ``{c:<campaign>:g<NN>}`` so that ``cast_vote.lua`` touches a single Cluster slot. IP
-limits are tagged by the prefix, ``{ip:<prefix>}``. Nothing is ever tagged by candidate.
+limits are tagged by the network, ``{ip:<campaign>:<network>}``. Nothing is ever tagged by
+candidate.
+
+The keys a vote touches (issue 28 changed only the limits' row; the others are as before,
+so a running deployment's quotas, tallies, ledger and idempotency records stay readable):
+
+===========================================  ======  =========================================
+key                                          type    holds
+===========================================  ======  =========================================
+``{c:<cid>:g<NN>}:q:<day>:<voter>``          hash    ``_n`` votes of the day, ``<candidate>``
+                                                     votes for it (expires a day after the day)
+``{c:<cid>:g<NN>}:tally``                    hash    candidate → votes of the shard group
+``{c:<cid>:g<NN>}:ledger``                   stream  one field ``e`` a vote (``entry.py``)
+``{c:<cid>:g<NN>}:idem:<voter>:<vote_id>``   string  the first answer (3 days)
+``{c:<cid>:g<NN>}:blocked``                  hash    voter → block end (0 = never)
+``{ip:<cid>:<network>}:l`` (``limits``)      hash    every limit level of the network:
+                                                     ``<f>t`` GCRA time (ms), ``<f>n`` count
+                                                     of the day ``<f>d`` (its ARGV[1]); ``f``
+                                                     = ``level_field``: ``""`` the network,
+                                                     ``"7:"`` its address ``…7/32``
+===========================================  ======  =========================================
+
+Before issue 28 the limits were two strings a level, ``{ip:<cid>:<network>}:gcra[:<host>]``
+(GCRA time, PX) and ``…:d:<day>[:<host>]`` (count, EXPIREAT); they are no longer read (see
+``limits``). Minting (``:m``), SMS sends (``{smsip:<network>}:l``, ``{sms:<phone>}:l``) and
+SMS checks (``{smsip:<network>}:c``) use hashes of the same shape.
 """
 
 from __future__ import annotations
@@ -64,28 +89,33 @@ def ip_tag(campaign_id: str, prefix: str) -> str:
     return f"{{ip:{campaign_id}:{prefix}}}"
 
 
-def _within(prefix: str, network: str | None) -> str:
-    """Name suffix of an address-level key stored under its network's tag (one slot, so one
-    ``ip_limit.lua`` call checks the address and its network together)."""
-    return "" if network is None or network == prefix else f":{prefix}"
+def level_field(prefix: str, network: str) -> str:
+    """Field prefix of one limit level inside its network's hash (``limits`` and kin): ``""``
+    for the network itself; for an address, its part inside the network (``"7:"`` for
+    ``1.2.3.7/32`` in ``1.2.3.0/24``; an IPv6 /64, its whole prefix and ``:``), so the
+    fields a vote names stay short (each byte is read, and written to the AOF)."""
+    if prefix == network:
+        return ""
+    if prefix.endswith("/32"):
+        return prefix[prefix.rfind(".") + 1:-3] + ":"
+    return prefix + ":"
 
 
-def ip_rate(campaign_id: str, prefix: str, network: str | None = None) -> str:
-    return f"{ip_tag(campaign_id, network or prefix)}:gcra{_within(prefix, network)}"
+def limits(campaign_id: str, network: str) -> str:
+    """Hash of a network's vote limits (``ip_limit.lua``): the network's own and each of its
+    addresses', fields ``<level_field>t|n|d`` (GCRA time, day count, the day it counts).
+
+    Layout since issue 28; it replaced two strings per level (``:gcra[:<prefix>]`` and
+    ``:d:<day>[:<prefix>]``, same tag). Those are not read: a deployment upgraded during a
+    campaign day counts that day's address and network votes from 0 again (the caps apply
+    in full from the upgrade on), and the old strings expire by themselves."""
+    return f"{ip_tag(campaign_id, network)}:l"
 
 
-def ip_day(campaign_id: str, prefix: str, day: str, network: str | None = None) -> str:
-    return f"{ip_tag(campaign_id, network or prefix)}:d:{day}{_within(prefix, network)}"
-
-
-def mint_rate(campaign_id: str, prefix: str, network: str | None = None) -> str:
-    """Anonymous voter tokens minted by one address or network: GCRA state, beside (and shaped
-    like) the vote limits of the same prefix, so one ``ip_limit.lua`` call checks both levels."""
-    return f"{ip_tag(campaign_id, network or prefix)}:mint:gcra{_within(prefix, network)}"
-
-
-def mint_day(campaign_id: str, prefix: str, day: str, network: str | None = None) -> str:
-    return f"{ip_tag(campaign_id, network or prefix)}:mint:d:{day}{_within(prefix, network)}"
+def mint_limits(campaign_id: str, network: str) -> str:
+    """Anonymous voter tokens minted by one network and its addresses: a hash shaped like
+    ``limits``, under the same tag, so one ``ip_limit.lua`` call checks both levels."""
+    return f"{ip_tag(campaign_id, network)}:m"
 
 
 def mint_spent(campaign_id: str, network: str, challenge_id: str) -> str:
@@ -109,22 +139,14 @@ def sms_ip_tag(network: str) -> str:
     return f"{{smsip:{network}}}"
 
 
-def sms_ip_rate(prefix: str, network: str | None = None) -> str:
-    """SMS code sends from one address or network: GCRA state, under the network's tag."""
-    return f"{sms_ip_tag(network or prefix)}:gcra{_within(prefix, network)}"
+def sms_ip_limits(network: str) -> str:
+    """SMS code sends from one network and its addresses: a hash shaped like ``limits``."""
+    return f"{sms_ip_tag(network)}:l"
 
 
-def sms_ip_day(prefix: str, day: str, network: str | None = None) -> str:
-    return f"{sms_ip_tag(network or prefix)}:d:{day}{_within(prefix, network)}"
-
-
-def sms_check_rate(prefix: str, network: str | None = None) -> str:
-    """SMS code checks (``/auth/sms/verify``) from one address or network: GCRA state."""
-    return f"{sms_ip_tag(network or prefix)}:check:gcra{_within(prefix, network)}"
-
-
-def sms_check_day(prefix: str, day: str, network: str | None = None) -> str:
-    return f"{sms_ip_tag(network or prefix)}:check:d:{day}{_within(prefix, network)}"
+def sms_check_limits(network: str) -> str:
+    """SMS code checks (``/auth/sms/verify``) from one network and its addresses."""
+    return f"{sms_ip_tag(network)}:c"
 
 
 def sms_tag(phone_id: str) -> str:
@@ -137,12 +159,9 @@ def sms_code(phone_id: str) -> str:
     return f"{sms_tag(phone_id)}:code"
 
 
-def sms_rate(phone_id: str) -> str:
-    return f"{sms_tag(phone_id)}:gcra"
-
-
-def sms_day(phone_id: str, day: str) -> str:
-    return f"{sms_tag(phone_id)}:d:{day}"
+def sms_limits(phone_id: str) -> str:
+    """Codes sent to one phone: a hash shaped like ``limits`` with the one level ``""``."""
+    return f"{sms_tag(phone_id)}:l"
 
 
 BLOCKED_NETWORKS = "cfg:blocked-networks"

@@ -65,32 +65,31 @@ def _limit_call(
     rules = campaign.c.rules
     day = campaign.day(now)
     levels, script_keys, args = _limit_keys(
-        campaign.id, ip, day.date, day.expire_at, rules.ip_per_minute, rules.ip_per_day,
+        campaign.id, ip, day.expire_at, rules.ip_per_minute, rules.ip_per_day,
         rules.net_per_minute, rules.net_per_day, minting)
     return levels, list(script_keys), [args[0], "1" if peek else "0", *args[1:]]
 
 
 @functools.lru_cache(maxsize=16384)
 def _limit_keys(
-    campaign_id: str, ip: str, date: str, expire_at: int, ip_per_minute: int, ip_per_day: int,
+    campaign_id: str, ip: str, expire_at: int, ip_per_minute: int, ip_per_day: int,
     net_per_minute: int, net_per_day: int, minting: bool = False,
 ) -> tuple[tuple[tuple[str, int, int], ...], tuple[str, ...], tuple[Any, ...]]:
     """The address's limits (IPv4 /32, IPv6 /64: one IPv6 client holds a whole /64) and
-    its network's (IPv4 /24, IPv6 /48), those with a cap, with their keys and ARGV (without
-    the peek flag, which ``_limit_call`` adds). Cached: a citizen's votes come in a row from
-    one address, and building the keys was a twentieth of a vote's CPU. ``minting``: the
-    keys that count new anonymous voter tokens (``keys.mint_*``) instead of votes. The
-    numbers go as strings, converted once here rather than in each vote's command packing."""
-    rate_key, day_key = (keys.mint_rate, keys.mint_day) if minting else (keys.ip_rate, keys.ip_day)
+    its network's (IPv4 /24, IPv6 /48), those with a cap, with the key of their hash and
+    ARGV (without the peek flag, which ``_limit_call`` adds). Cached: a citizen's votes come
+    in a row from one address, and building the keys was a twentieth of a vote's CPU.
+    ``minting``: the hash that counts new anonymous voter tokens (``keys.mint_limits``)
+    instead of votes. The numbers go as strings, converted once here rather than in each
+    vote's command packing."""
     host, network = network_prefixes(ip)  # the network is the slot of every level
     levels = tuple(lv for lv in ((host, ip_per_minute, ip_per_day),
                                  (network, net_per_minute, net_per_day)) if lv[1] or lv[2])
-    script_keys: list[str] = []
+    script_keys = [(keys.mint_limits if minting else keys.limits)(campaign_id, network)
+                   ] if levels else []
     args: list[Any] = [str(expire_at)]
     for prefix, per_min, per_day in levels:
-        script_keys += [rate_key(campaign_id, prefix, network),
-                        day_key(campaign_id, prefix, date, network)]
-        args += [str(per_min), str(per_day)]
+        args += [keys.level_field(prefix, network), str(per_min), str(per_day)]
     return levels, tuple(script_keys), tuple(args)
 
 
@@ -155,9 +154,10 @@ def check_open(campaign: LiveCampaign, candidate_id: str, channel: str, now: flo
 
 
 @functools.lru_cache(maxsize=1024)
-def _day_args(per_day: int, per_candidate: int, expire_at: int) -> tuple[str, str, str]:
-    """``cast_vote.lua``'s numeric ARGV of a campaign's day, as strings once."""
-    return str(per_day), str(per_candidate), str(expire_at)
+def _day_args(per_day: int, per_candidate: int, expire_at: int) -> tuple[str, str, str, str]:
+    """``cast_vote.lua``'s ARGV[1..4], the campaign's day: strings built once, contiguous at
+    the head of every vote's call of that day."""
+    return str(per_day), str(per_candidate), str(expire_at), IDEMPOTENCY_TTL
 
 
 async def cast(
@@ -186,17 +186,16 @@ async def cast(
     ]
     if ballot.challenge_key:
         cast_keys.append(ballot.challenge_key)
-    per_day, per_candidate, expire_at = _day_args(
-        rules.votes_per_day, rules.per_candidate_per_day, day.expire_at)
+    # ARGV[8]: the ledger entry's tail (entry.py's format), one string instead of four
+    tail = f"{ballot.channel}\t{ballot.ip}\t{day.date}\t{'1' if ballot.channel_signed else '0'}"
     cast_args: list[Any] = [
-        ballot.voter_id, vote.candidate_id, vote_id, per_day, per_candidate, expire_at,
-        IDEMPOTENCY_TTL, ballot.channel, ballot.ip, day.date,
+        *_day_args(rules.votes_per_day, rules.per_candidate_per_day, day.expire_at),
+        ballot.voter_id, vote.candidate_id, vote_id, tail,
         str(ballot.challenge_expires) if ballot.challenge_expires else "0",
-        "1" if ballot.channel_signed else "0",
     ]
     if not redis.cluster and rules.challenge != "adaptive":
         levels, ip_keys, ip_args = _limit_call(campaign, ballot.ip, now, False)
-        status, answer, limits = await redis.call(
+        status, answer, *limits = await redis.call(
             scripts.limit_and_cast(), ip_keys + cast_keys,
             [len(ip_keys), len(ip_args), *ip_args, *cast_args], deadline,
         )

@@ -99,7 +99,7 @@ async def get_suspicious(request: Request) -> Response:
     )
     async with svc.db() as conn:
         groups = await suspicious.find(conn, svc.redis, live.id, window,
-                                       live.day(time.time()).date)
+                                       live.day(time.time()).expire_at)
     return JSON({"campaign_id": live.id, "since": since.isoformat(), "until": until.isoformat(),
                  "groups": groups})
 

@@ -152,7 +152,7 @@ async def get_suspicious(request: Request) -> Response:
         window = suspicious.Window(until - dt.timedelta(hours=24), until)
         async with svc.db() as conn:
             groups = await suspicious.find(conn, svc.redis, live.id, window,
-                                           live.day(time.time()).date)
+                                           live.day(time.time()).expire_at)
         for g in groups:
             g.pop("voter_ids", None)  # the criteria name them when a strike-out needs them
         found: dict[str, Any] = {"campaign_id": live.id, "since": window.since.isoformat(),

@@ -1,0 +1,65 @@
+"""``ip_limit.lua`` on its own, against real servers: one hash holds every level of a
+network, a new day counts from zero, a peek writes nothing, a refusal counts nowhere. The
+script gets ``now`` as its optional last argument, so no test waits on a clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from voting_service.vote import keys, scripts, store
+
+NET = "198.51.100.0/24"
+DAY1, DAY2 = 1_900_000_000, 1_900_086_400
+"""Two days' counter expiries (unix s), which also name the days."""
+NOW = 1_899_900_000_000
+"""Unix ms, a while before DAY1 ends."""
+
+
+async def limit(redis: store.AnyRedis, day: int, levels: list[tuple[str, int, int]], now: int,
+                peek: bool = False) -> list[int]:
+    args: list[Any] = [day, "1" if peek else "0"]
+    for field, per_min, per_day in levels:
+        args += [field, per_min, per_day]
+    reply = await scripts.ip_limit()(redis, [keys.limits("t", NET)], [*args, now])
+    return [int(x) for x in reply]
+
+
+async def test_levels_count_per_day_in_one_hash_and_a_new_day_starts_from_zero(
+    redis: store.AnyRedis,
+) -> None:
+    host = keys.level_field("198.51.100.7/32", NET)
+    levels = [(host, 0, 3), ("", 0, 5)]
+    for n in (1, 2, 3):
+        assert await limit(redis, DAY1, levels, NOW + n) == [1, 0, 0, n, 0, n]
+    assert (await limit(redis, DAY1, levels, NOW + 4))[:2] == [0, -1]  # the address's cap
+    stored = await redis.hgetall(keys.limits("t", NET))
+    assert stored == {f"{host}n": "3", f"{host}d": str(DAY1), "n": "3", "d": str(DAY1)}
+    assert await redis.expiretime(keys.limits("t", NET)) == DAY1
+    # the next day: both levels count from 0 again, and the hash lives until that day's end
+    assert await limit(redis, DAY2, levels, NOW + 86_400_000) == [1, 0, 0, 1, 0, 1]
+    assert await redis.expiretime(keys.limits("t", NET)) == DAY2
+
+
+async def test_a_refused_vote_counts_at_no_level_and_a_peek_writes_nothing(
+    redis: store.AnyRedis,
+) -> None:
+    a, b = keys.level_field("198.51.100.1/32", NET), keys.level_field("198.51.100.2/32", NET)
+    net = ("", 60, 2)  # two a minute (a burst of 60), two a day
+    assert (await limit(redis, DAY1, [(a, 60, 10), net], NOW))[0] == 1
+    assert (await limit(redis, DAY1, [(b, 60, 10), net], NOW))[0] == 1
+    before = await redis.hgetall(keys.limits("t", NET))
+    refused = await limit(redis, DAY1, [(a, 60, 10), net], NOW)
+    assert refused[:2] == [0, -1] and refused[3::2] == [0, 0]
+    peeked = await limit(redis, DAY1, [(b, 60, 10), ("", 60, 5)], NOW, peek=True)
+    assert peeked[0] == 1 and peeked[3::2] == [2, 3]  # as if one more came
+    assert await redis.hgetall(keys.limits("t", NET)) == before
+
+
+async def test_the_minute_limit_is_a_gcra_on_the_stored_time(redis: store.AnyRedis) -> None:
+    levels = [("", 2, 0)]  # two a minute: one every 30 s, a burst of two
+    assert (await limit(redis, DAY1, levels, NOW))[0] == 1
+    assert (await limit(redis, DAY1, levels, NOW))[0] == 1
+    refused = await limit(redis, DAY1, levels, NOW + 1000)
+    assert refused[:2] == [0, 29_000]  # the next place frees 30 s after the first vote
+    assert (await limit(redis, DAY1, levels, NOW + 30_000))[0] == 1
+    assert await redis.hget(keys.limits("t", NET), "t") == str(NOW + 90_000)
