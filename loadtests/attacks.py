@@ -17,7 +17,14 @@ Attacks (``ATTACKS``), bounded in count (``--readers`` ≤ 2,000) and time (``--
 120, each attack also stops with its phase):
 
 - ``slow-readers``: clients with a 4 KiB receive buffer ask for the published ledger, read
-  the first bytes and stop reading, held open for the whole phase (issue 23 §1).
+  the first bytes and stop reading, held open for the whole phase (issue 23 §1);
+- ``held-connections``: ``--connections`` idle connections from one address (≤ 20,000);
+- ``slow-bodies``: vote POSTs promising 2,000 bytes, then one byte every 2 s (≤ 500);
+- ``live-flood``: ``/live`` streams from one address (≤ 2,000) (issue 23 §2).
+
+The other clients come through 127.0.0.1, a trusted proxy naming them in
+``X-Forwarded-For``; the attacker of §2 speaks from ``ATTACKER``, an address of its own, as a
+client on the open internet would (the app caps connections by the peer's address).
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from loadtests.procs import REPO, Child, Children, sigterm_as_interrupt, wait_re
 from voting_service import embedded
 
 PUBLISHED, OPEN = "pub2026", "open2026"
+ATTACKER = "127.0.0.9"
 NO_LIMITS = {"ip_per_minute": 0, "ip_per_day": 0, "net_per_minute": 0, "net_per_day": 0}
 
 
@@ -130,8 +138,113 @@ async def slow_readers(stack: Stack, a: argparse.Namespace) -> AsyncIterator[Hel
             sock.close()
 
 
+async def _connect_from_attacker(stack: Stack, held: Held) -> socket.socket | None:
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    held.sockets.append(sock)
+    try:
+        sock.bind((ATTACKER, 0))
+        async with asyncio.timeout(5):
+            await loop.sock_connect(sock, ("127.0.0.1", stack.port))
+        return sock
+    except (OSError, TimeoutError):
+        return None
+
+
+async def _first_bytes(sock: socket.socket, seconds: float) -> bytes:
+    """What the server sent within ``seconds`` (b"" if nothing, or closed)."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await asyncio.get_running_loop().sock_recv(sock, 512)
+    except (OSError, TimeoutError):
+        return b""
+
+
+async def _in_batches(count: int, one: Callable[[], Any]) -> None:
+    for start in range(0, count, 100):  # 100 at a time: the listen backlog
+        await asyncio.gather(*(one() for _ in range(min(100, count - start))))
+
+
+@contextlib.asynccontextmanager
+async def held_connections(stack: Stack, a: argparse.Namespace) -> AsyncIterator[Held]:
+    """Idle connections from one address; ``answered`` counts the ones refused at once."""
+    held = Held()
+
+    async def one() -> None:
+        sock = await _connect_from_attacker(stack, held)
+        if sock is not None and (await _first_bytes(sock, 0.5)).startswith(b"HTTP/1.1 503"):
+            held.answered += 1
+
+    try:
+        await _in_batches(min(a.connections, 20_000), one)
+        yield held
+    finally:
+        for sock in held.sockets:
+            sock.close()
+
+
+@contextlib.asynccontextmanager
+async def slow_bodies(stack: Stack, a: argparse.Namespace) -> AsyncIterator[Held]:
+    """Vote POSTs whose body trickles in; ``answered`` counts the 408s the server sent."""
+    held = Held()
+    loop = asyncio.get_running_loop()
+    head = (f"POST /api/v1/campaigns/{OPEN}/votes HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Content-Type: application/json\r\nContent-Length: 2000\r\n\r\n{").encode()
+
+    async def one() -> None:
+        sock = await _connect_from_attacker(stack, held)
+        if sock is None:
+            return
+        with contextlib.suppress(OSError):
+            await loop.sock_sendall(sock, head)
+            while True:
+                first = await _first_bytes(sock, 2.0)
+                if first or sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] != 1:
+                    held.answered += first.startswith(b"HTTP/1.1 408")
+                    return
+                await loop.sock_sendall(sock, b" ")
+
+    tasks = [asyncio.ensure_future(one()) for _ in range(min(a.connections, 500))]
+    try:
+        await asyncio.sleep(1.0)
+        yield held
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for sock in held.sockets:
+            sock.close()
+
+
+@contextlib.asynccontextmanager
+async def live_flood(stack: Stack, a: argparse.Namespace) -> AsyncIterator[Held]:
+    """``/live`` streams from one address; ``answered`` counts the streams that began."""
+    held = Held()
+    loop = asyncio.get_running_loop()
+    request = f"GET /api/v1/campaigns/{OPEN}/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+
+    async def one() -> None:
+        sock = await _connect_from_attacker(stack, held)
+        if sock is None:
+            return
+        with contextlib.suppress(OSError):
+            await loop.sock_sendall(sock, request)
+            first = await _first_bytes(sock, 5.0)
+            held.answered += first.startswith(b"HTTP/1.1 200")
+
+    try:
+        await _in_batches(min(a.connections, 2000), one)
+        yield held
+    finally:
+        for sock in held.sockets:
+            sock.close()
+
+
 Attack = Callable[[Stack, argparse.Namespace], AbstractAsyncContextManager[Held]]
-ATTACKS: dict[str, Attack] = {"slow-readers": slow_readers}
+ATTACKS: dict[str, Attack] = {"slow-readers": slow_readers,
+                              "held-connections": held_connections,
+                              "slow-bodies": slow_bodies, "live-flood": live_flood}
 
 
 def _campaign(cid: str, status: str) -> dict[str, Any]:
@@ -254,7 +367,7 @@ async def _phase(stack: Stack, a: argparse.Namespace, attack: Attack | None) -> 
 def _print(name: str, phase: str, result: dict[str, Any]) -> None:
     extra = ""
     if "held_at_start" in result:
-        extra = (f" {result['answered']} answers begun, held {result['held_at_start']}→"
+        extra = (f" {result['answered']} answered (see the attack), held {result['held_at_start']}→"
                  f"{result['held_at_end']} connections,"
                  f" PostgreSQL busy {result['pg_busy_at_start']}→{result['pg_busy_at_end']},")
     during = f" → {result['rss_during_mib']:.0f}" if "rss_during_mib" in result else ""
@@ -317,6 +430,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--attack", choices=["all", *ATTACKS], default="all")
     parser.add_argument("--readers", type=int, default=200, help="slow readers (≤ 2000)")
+    parser.add_argument("--connections", type=int, default=3000,
+                        help="held-connections (≤ 20000), slow-bodies (≤ 500), live-flood (≤ 2000)")
     parser.add_argument("--seconds", type=float, default=15.0, help="each phase (≤ 120)")
     parser.add_argument("--clients", type=int, default=8, help="other clients' loops")
     parser.add_argument("--votes", type=int, default=60_000, help="rows of the ledger")
