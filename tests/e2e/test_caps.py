@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import Service, running_service
+from tests.e2e.test_exposed import _read_until_closed
 
 pytestmark = pytest.mark.e2e
 BODY_TIMEOUT = 1.0
@@ -45,21 +46,6 @@ def _connect(svc: Service, source: str = "127.0.0.1") -> socket.socket:
     host, port = svc.url.removeprefix("http://").rsplit(":", 1)
     sock = socket.create_connection((host, int(port)), timeout=30, source_address=(source, 0))
     return sock
-
-
-def _read_until_closed(sock: socket.socket, timeout: float = 30) -> bytes:
-    """Everything the server sends until it closes the connection (a timeout fails)."""
-    sock.settimeout(timeout)
-    chunks = []
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _alive(sock: socket.socket) -> bool:
