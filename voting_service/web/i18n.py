@@ -367,11 +367,21 @@ class Words:
         )
 
 
+def add_words(into: Mapping[Lang, dict[str, str]], more: Mapping[Lang, Mapping[str, str]],
+              source: str) -> None:
+    """Merge a module's word table into a page family's, refusing a key both define
+    differently: a silent override once replaced the footer's contact line on every page."""
+    for lang, words in more.items():
+        clash = sorted(k for k, v in words.items() if into[lang].get(k, v) != v)
+        if clash:
+            raise ValueError(f"{source} redefines {lang} words {clash}")
+        into[lang].update(words)
+
+
 def _merge_objection_words() -> None:
     from .objection_words import OBJECTION  # the 公示 and objections (issue 24 §2)
 
-    for lang in LANGS:
-        MESSAGES[lang].update(OBJECTION[lang])
+    add_words(MESSAGES, OBJECTION, "objection_words")
 
 
 _merge_objection_words()

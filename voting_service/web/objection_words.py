@@ -4,7 +4,12 @@ merged into ``i18n.MESSAGES``."""
 
 from __future__ import annotations
 
-OBJECTION: dict[str, dict[str, str]] = {
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .i18n import Lang
+
+OBJECTION: dict[Lang, dict[str, str]] = {
     "zh": {
         "gongshi": "公示期", "gongshi_period": "公示期：{start} 至 {end}（{n} 个工作日）",
         "gongshi_over": "公示期已于 {end} 结束。",

@@ -171,8 +171,7 @@ JS: dict[Lang, dict[str, str]] = {
 }
 
 
-for _lang, _more in ORGANISER.items():  # the organisers' pages (web/organiser_words.py)
-    MESSAGES[_lang].update(_more)
+i18n.add_words(MESSAGES, ORGANISER, "organiser_words")  # the organisers' pages
 
 
 def words(query_lang: str | None, accept_language: str | None) -> i18n.Words:
