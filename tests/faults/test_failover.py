@@ -216,14 +216,17 @@ async def _tallies(stack: Stack, url: str) -> tuple[dict[str, int], dict[str, in
         await redis.aclose()
     conn = await asyncpg.connect(stack.pg_url)
     try:
-        ledger = {r["vote_id"]: r["candidate_id"] for r in await conn.fetch(
-            "SELECT vote_id, candidate_id FROM votes WHERE campaign_id = $1", CID)}
-        twice = int(await conn.fetchval(
-            "SELECT count(*) FROM (SELECT vote_id FROM votes GROUP BY vote_id"
-            " HAVING count(*) > 1) d"))
-        in_pg = {r["candidate_id"]: r["votes"] for r in await conn.fetch(
-            "SELECT candidate_id, votes FROM tallies WHERE campaign_id = $1", CID)
-            if r["votes"]}
+        # one snapshot: the flusher commits meanwhile, and a ledger read before its commit
+        # beside tallies read after it would show its rows as lost
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            ledger = {r["vote_id"]: r["candidate_id"] for r in await conn.fetch(
+                "SELECT vote_id, candidate_id FROM votes WHERE campaign_id = $1", CID)}
+            twice = int(await conn.fetchval(
+                "SELECT count(*) FROM (SELECT vote_id FROM votes GROUP BY vote_id"
+                " HAVING count(*) > 1) d"))
+            in_pg = {r["candidate_id"]: r["votes"] for r in await conn.fetch(
+                "SELECT candidate_id, votes FROM tallies WHERE campaign_id = $1", CID)
+                if r["votes"]}
     finally:
         await conn.close()
     return in_redis, in_pg, ledger, twice
