@@ -24,7 +24,8 @@
 -- (voting_service/vote/entry.py reads it; no part holds a tab).
 -- Returns {status, answer}, status as voting_service/vote/scripts.py CastStatus names it:
 --   0 ACCEPTED         counted
---   1 REPLAYED         a retry of an accepted vote: answer is the first answer
+--   1 REPLAYED         a retry of an accepted vote: answer is the first answer (its
+--                      record renewed: see the branch)
 --   2 ALREADY_VOTED    already voted for this candidate today
 --   3 QUOTA_USED_UP    the daily quota is used up
 --   4 BLOCKED          the voter is blocked
@@ -38,6 +39,9 @@ local voter, cand = ARGV[5], ARGV[6]
 
 local first = redis.call('GET', idem)
 if first then
+  -- renewed: a write of this call's own, so the barrier after it on this connection covers
+  -- the first answer's writes too, whichever connection (worker) made them
+  redis.call('EXPIRE', idem, ARGV[4])
   return {1, first}  -- REPLAYED
 end
 local block_ends = redis.call('HGET', blocked, voter)

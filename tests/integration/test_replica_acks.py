@@ -13,9 +13,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
-from tests.conftest import Backend, Harness, client_for, make_settings, redis_tallies
+from tests.conftest import ADMIN, Backend, Harness, client_for, make_settings, redis_tallies
 from voting_service import embedded
 from voting_service.app import create_app
 from voting_service.ledger import durability
@@ -196,3 +197,71 @@ async def test_cluster_vote_waits_for_each_masters_replica(
         assert [r.status_code for r in retried] == [200] * len(tokens)
         assert [r.json()["vote_id"] for r in retried] == vote_ids
         assert await redis_tallies(h) == {"c001": 24, "c002": 24}
+
+
+async def test_a_retry_on_another_worker_waits_for_the_first_answers_replica(
+    tmp_path: Path, migrated: str
+) -> None:
+    """A vote 503'd because its replica stalled, retried through another worker (another
+    connection to the master) while the replica is still silent: the retry finds the first
+    answer, and must not be a 200 — the barrier waits for the connection's own writes, so a
+    retry that wrote nothing would be acknowledged while the vote is on the master alone.
+    Both ways a retry finds its first answer: the vote script, and the look-up after a
+    refusal (here: the campaign paused meanwhile), each through a worker of its own."""
+    master = embedded.ValkeyServer(tmp_path / "m").start()
+    replica = embedded.ValkeyServer(tmp_path / "r", replica_of=master.port).start()
+    url = "/api/v1/campaigns/t2026/votes"
+    try:
+        replica.wait_replica_ready()
+        settings = make_settings(Backend("m", master.url, False), migrated,
+                                 redis_replica_acks=1)
+        await until_durable(settings)
+        async with running(settings, migrated) as first, contextlib.AsyncExitStack() as stack:
+            workers = []
+            for _ in range(2):  # more workers: each its own connection to Valkey
+                app = create_app(settings)
+                await stack.enter_async_context(app.router.lifespan_context(app))
+                workers.append(await stack.enter_async_context(client_for(app)))
+            by_script, by_lookup = workers
+            # no network limit: its write (on the address's node, in a Cluster on another
+            # master) would give the connection a fresh offset and hide what is tested
+            await first.create_campaign(rules={"net_per_minute": 0, "net_per_day": 0})
+            token = await first.voter()
+            headers = {"X-Voter-Token": token}
+
+            async def until(worker: httpx.AsyncClient, status: str) -> None:
+                deadline = time.monotonic() + 30
+                while (r := await worker.get("/api/v1/campaigns/t2026")).status_code != 200 \
+                        or r.json()["status"] != status:
+                    assert time.monotonic() < deadline, f"a worker never saw {status!r}"
+                    await asyncio.sleep(0.1)
+
+            for n, worker in enumerate(workers, start=1):  # each has written: not behind
+                await until(worker, "open")
+                r = await worker.post(url, json={"candidate_id": f"c00{n}"}, headers=headers)
+                assert r.status_code == 200, r.text
+            votes = {cand: {"candidate_id": cand, "vote_id": uuid.uuid4().hex}
+                     for cand in ("c003", "c004")}
+            replica.signal(signal.SIGSTOP)
+            try:
+                for body in votes.values():
+                    r = await first.client.post(url, json=body, headers=headers)
+                    assert r.status_code == 503, r.text
+                retried = await by_script.post(url, json=votes["c003"], headers=headers)
+                assert retried.status_code == 503, retried.text
+                r = await first.client.patch("/api/v1/admin/campaigns/t2026",
+                                             json={"status": "paused"}, headers=ADMIN)
+                assert r.status_code == 200, r.text
+                await until(by_lookup, "paused")
+                retried = await by_lookup.post(url, json=votes["c004"], headers=headers)
+                assert retried.status_code == 503, retried.text
+            finally:
+                replica.signal(signal.SIGCONT)
+            for body in votes.values():  # paused: both answered by the look-up now
+                again = await by_lookup.post(url, json=body, headers=headers)
+                assert again.status_code == 200, again.text
+                assert again.json()["vote_id"] == body["vote_id"]
+            assert await redis_tallies(first) == {"c001": 1, "c002": 1, "c003": 1, "c004": 1}
+    finally:
+        replica.stop()
+        master.stop()

@@ -214,10 +214,13 @@ async def cast(
 async def replay(
     redis: Pipeline, registry: Registry, campaign: LiveCampaign, voter_id: str, vote_id: str
 ) -> Accepted | None:
-    """The first answer to an accepted ``(voter, vote_id)``, if there was one."""
+    """The first answer to an accepted ``(voter, vote_id)``, if there was one. ``GETEX``
+    renews the record: a write, so the barrier after it covers the first answer's writes
+    even when another worker's connection made them (a plain read would be acknowledged
+    while they may still be on the master alone)."""
     shard = keys.shard_of(voter_id, registry.shards)
     key = keys.idempotency(campaign.id, shard, voter_id, vote_id)
-    first = await redis.command("GET", key, key=key)
+    first = await redis.command("GETEX", key, "EX", IDEMPOTENCY_TTL, key=key)
     if first is None:
         return None
     now = time.time()
