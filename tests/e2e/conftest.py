@@ -22,7 +22,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    ViewportSize,
+    async_playwright,
+)
 
 from tests.conftest import ADMIN, ADMIN_TOKEN, OPS_TOKEN, SHARDS, campaign_payload
 from tests.e2e.system_packages import (
@@ -40,6 +47,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update", "--no-first-run", "--disable-sync",
 ]
 PHONE = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1440, "height": 1000}
 SCREENSHOTS = os.environ.get("VOTING_SCREENSHOTS", "")
 """Directory for the README screenshots (``docs/screenshots``); unset: a temp directory."""
 
@@ -146,6 +154,21 @@ def running_service(
         svc = Service(web.url, single_url, migrated, log)
         yield svc
         svc.client.close()
+
+
+SERVERS = ["uvicorn", "gunicorn"]
+"""What ``serve`` runs: uvicorn alone, or gunicorn with two uvicorn workers."""
+
+
+@contextlib.contextmanager
+def served_by(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+              name: str, env: dict[str, str]) -> Iterator[Service]:
+    """:func:`running_service` as ``request.param`` of ``SERVERS`` runs it."""
+    log = tmp_path_factory.mktemp(name) / "serve.log"
+    args = ("--workers", "2") if request.param == "gunicorn" else ()
+    with running_service(request.getfixturevalue("single_url"),
+                         request.getfixturevalue("migrated"), log, args=args, env=env) as svc:
+        yield svc
 
 
 @pytest.fixture(scope="module")
@@ -278,6 +301,18 @@ async def new_phone(browser: Browser, **options: Any) -> BrowserContext:
     ctx = await browser.new_context(**settings)
     ctx.set_default_timeout(20_000)
     return ctx
+
+
+@pytest.fixture
+async def desk(browser: Browser) -> AsyncIterator[BrowserContext]:
+    """A desktop browser (the ops console), closed after the test."""
+    ctx = await browser.new_context(viewport=DESKTOP, locale="zh-CN",
+                                    timezone_id="Asia/Shanghai")
+    ctx.set_default_timeout(20_000)
+    try:
+        yield ctx
+    finally:
+        await ctx.close()
 
 
 @pytest.fixture

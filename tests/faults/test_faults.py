@@ -46,11 +46,12 @@ def servers(stack: Stack) -> tuple[embedded.ValkeyServer, embedded.PostgresServe
     return stack.valkey, stack.pg
 
 
-async def run_around(load: Load, fault: Callable[[], Awaitable[None]]) -> Outcomes:
-    """``PHASE`` s of votes, the fault, ``PHASE`` s more."""
+async def run_around(stack: Stack, fault: Callable[[Load], Awaitable[None]]) -> Outcomes:
+    """``PHASE`` s of votes, the fault (which may watch the load), ``PHASE`` s more."""
+    load = Load(stack, VOTERS)
     async with load.voting() as out:
         await asyncio.sleep(PHASE)
-        await fault()
+        await fault(load)
         await asyncio.sleep(PHASE)
     return out
 
@@ -104,36 +105,34 @@ async def drain_and_check(stack: Stack, out: Outcomes) -> None:
 
 async def test_redis_sigkill_and_restart(stack: Stack) -> None:
     valkey, _ = servers(stack)
-    load = Load(stack, VOTERS)
 
-    async def fault() -> None:
+    async def fault(load: Load) -> None:
         valkey.kill()
         await load.until(lambda out: bool(out.unknown), 30, "clients seeing the outage")
         valkey.start()  # same data directory and port: AOF replays every write
 
-    out = await run_around(load, fault)
+    out = await run_around(stack, fault)
     assert out.unknown, "the outage should have been visible to clients"
     await drain_and_check(stack, out)
 
 
 async def test_flusher_sigkill_mid_batch_and_restart(stack: Stack) -> None:
-    async def fault() -> None:
+    async def fault(load: Load) -> None:
         for _ in range(3):
             stack.flushers[-1].kill()
             await asyncio.sleep(0.3)
             stack.start_flusher("fault-flusher")
             await asyncio.sleep(0.5)
 
-    out = await run_around(Load(stack, VOTERS), fault)
+    out = await run_around(stack, fault)
     assert not out.unknown, "votes do not depend on the flusher"
     await drain_and_check(stack, out)
 
 
 async def test_postgres_immediate_stop_and_restart(stack: Stack) -> None:
     _, pg = servers(stack)
-    load = Load(stack, VOTERS)
 
-    async def fault() -> None:
+    async def fault(load: Load) -> None:
         pg.pg_ctl_stop("immediate")
         down = len(load.out.acknowledged)
         # votes answered while PostgreSQL is down: ten rounds of every client
@@ -141,16 +140,15 @@ async def test_postgres_immediate_stop_and_restart(stack: Stack) -> None:
                          "votes acknowledged while PostgreSQL is down")
         pg.start()  # crash recovery on the same data directory and port
 
-    out = await run_around(load, fault)
+    out = await run_around(stack, fault)
     assert not out.unknown, "votes keep being accepted while PostgreSQL is down"
     await drain_and_check(stack, out)
 
 
 async def test_redis_sigstop_gives_fast_503_then_recovers(stack: Stack) -> None:
     valkey, _ = servers(stack)
-    load = Load(stack, VOTERS)
 
-    async def fault() -> None:
+    async def fault(load: Load) -> None:
         valkey.signal(signal.SIGSTOP)
         try:  # every client has had two paused votes answered (a hung one never is)
             await load.until(lambda out: out.fast_503 + out.slow_failures >= 2 * CLIENTS, 30,
@@ -158,7 +156,7 @@ async def test_redis_sigstop_gives_fast_503_then_recovers(stack: Stack) -> None:
         finally:
             valkey.signal(signal.SIGCONT)
 
-    out = await run_around(load, fault)
+    out = await run_around(stack, fault)
     assert out.fast_503 > 0, "clients should get 503 while Redis is paused"
     assert out.slow_failures == 0, "no request may hang past the 1 s contract (plus slack)"
     await drain_and_check(stack, out)

@@ -177,6 +177,8 @@ async def test_rebuild_restores_tallies_and_todays_quota(harness: Harness) -> No
         await r.flushall()
     await campaigns.publish_all(harness.pg, r)
     assert await redis_tallies(harness) == {}
+    # a refresh between the flush and the publish dropped the campaign: read it back now
+    await harness.app.state.services.registry.refresh(force=True)
     live = harness.app.state.services.registry.get("t2026")
     assert isinstance(live, LiveCampaign)
     day = live.day(__import__("time").time())
