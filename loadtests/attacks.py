@@ -34,7 +34,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-import os
 import secrets
 import socket
 import sys
@@ -49,8 +48,8 @@ from typing import Any
 import asyncpg
 import httpx
 
-from loadtests.procs import REPO, Child, Children, sigterm_as_interrupt, wait_ready
-from voting_service import embedded
+from loadtests.procs import REPO, Child, sigterm_as_interrupt
+from voting_service import stack as shared
 
 PUBLISHED, OPEN = "pub2026", "open2026"
 ATTACKER = "127.0.0.9"
@@ -382,43 +381,24 @@ def _print(name: str, phase: str, result: dict[str, Any]) -> None:
 async def run(a: argparse.Namespace) -> int:
     admin = secrets.token_urlsafe(24)
     results: dict[str, Any] = {"config": {k: str(v) for k, v in vars(a).items()}}
-    with tempfile.TemporaryDirectory(prefix="voting-attacks-") as tmp, \
-            Children(Path(tmp)) as kids:
-        pg = embedded.PostgresServer(Path(tmp) / "pg").start()
-        valkey = embedded.ValkeyServer(Path(tmp) / "valkey").start()
-        try:
-            port = embedded.free_port()
-            env = {k: v for k, v in os.environ.items()
-                   if not k.startswith(("VOTING_", "REDIS_", "DATABASE_"))}
-            env.update({
-                "REDIS_URL": valkey.url, "DATABASE_URL": pg.url,
-                "VOTING_SECRET_KEY": secrets.token_urlsafe(32),
-                "VOTING_PEPPER": secrets.token_urlsafe(32),
-                "VOTING_ADMIN_TOKENS": f"admin:{admin}",
-                "VOTING_TRUSTED_PROXIES": "127.0.0.1/32", "VOTING_SHARDS": "16",
+    with tempfile.TemporaryDirectory(prefix="voting-attacks-") as tmp, shared.Stack(
+            Path(tmp), admin_tokens=f"admin:{admin}", cwd=REPO, extra={
+                "VOTING_TRUSTED_PROXIES": "127.0.0.1/32",
                 "VOTING_DATA_DIR": str(Path(tmp) / "data"),
-                "VOTING_WRITE_TIMEOUT": str(a.write_timeout),
-            })
-            cli = [sys.executable, "-m", "voting_service.cli"]
-            migrate = kids.start("migrate", [*cli, "migrate"], env)
-            assert migrate.popen.wait(120) == 0, migrate.tail()
-            web = kids.start("web", [*cli, "serve", "--host", "127.0.0.1", "--port", str(port),
-                                     "--workers", str(a.workers)], env)
-            await wait_ready(web, port, "/readyz")
-            kids.start("flusher", [*cli, "flusher", "--name", "attack-flusher"], env)
-            stack = Stack(port, pg.url, admin, web)
-            await _prepare(stack, a.votes)
-            names = list(ATTACKS) if a.attack == "all" else [a.attack]
-            for name in names:
-                baseline = await _phase(stack, a, None)
-                _print(name, "baseline", baseline)
-                attacked = await _phase(stack, a, ATTACKS[name])
-                _print(name, "under attack", attacked)
-                results[name] = {"baseline": baseline, "attack": attacked}
-        finally:
-            kids.stop_all()
-            valkey.stop()
-            pg.stop()
+                "VOTING_WRITE_TIMEOUT": str(a.write_timeout)}) as local:
+        local.migrate()
+        web = local.start_web(workers=a.workers)
+        await local.ready()
+        local.start_flusher("attack-flusher")
+        stack = Stack(web.port or 0, local.database_url, admin, web)
+        await _prepare(stack, a.votes)
+        names = list(ATTACKS) if a.attack == "all" else [a.attack]
+        for name in names:
+            baseline = await _phase(stack, a, None)
+            _print(name, "baseline", baseline)
+            attacked = await _phase(stack, a, ATTACKS[name])
+            _print(name, "under attack", attacked)
+            results[name] = {"baseline": baseline, "attack": attacked}
     out = REPO / "bench-results" / f"attacks-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2, ensure_ascii=False))

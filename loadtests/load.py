@@ -37,9 +37,9 @@ from typing import Any
 import asyncpg
 import httpx
 
-from voting_service import embedded
+from voting_service.stack import Stack
 
-from .procs import REPO, Children, sigterm_as_interrupt, wait_ready
+from .procs import REPO, sigterm_as_interrupt
 
 CAMPAIGN = "load2026"
 P99_MS = 50.0
@@ -120,71 +120,55 @@ async def run(a: argparse.Namespace) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = a.out_dir / stamp
     out.mkdir(parents=True, exist_ok=True)
-    secret_key, pepper = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     admin = secrets.token_urlsafe(24)
-    with tempfile.TemporaryDirectory(prefix="voting-load-") as tmp, Children(out) as kids:
-        pg = embedded.PostgresServer(Path(tmp) / "pg").start()
-        valkey = embedded.ValkeyServer(Path(tmp) / "valkey").start()
-        try:
-            port = embedded.free_port()
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_",))}
-            env.update({
-                "REDIS_URL": valkey.url, "DATABASE_URL": pg.url,
-                "VOTING_SECRET_KEY": secret_key, "VOTING_PEPPER": pepper,
-                "VOTING_ADMIN_TOKENS": f"admin:{admin}",
-                "VOTING_TRUSTED_PROXIES": "127.0.0.1/32", "VOTING_SHARDS": "16",
-            })
-            cli = [sys.executable, "-m", "voting_service.cli"]
-            migrate = kids.start("migrate", [*cli, "migrate"], env)
-            assert migrate.popen.wait(120) == 0, migrate.tail()
-            web = kids.start("web", [*cli, "serve", "--host", "127.0.0.1", "--port", str(port),
-                                     "--workers", str(a.workers)], env)
-            await wait_ready(web, port, "/readyz")
-            kids.start("flusher", [*cli, "flusher", "--name", "load-flusher"], env)
-            base = f"http://127.0.0.1:{port}"
-            headers = {"Authorization": f"Bearer {admin}"}
-            async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as http:
-                r = await http.post("/api/v1/admin/campaigns", json=campaign_payload())
-                assert r.status_code == 201, r.text
-                r = await http.post(f"/api/v1/admin/campaigns/{CAMPAIGN}/channels",
-                                    json={"id": "media1", "name": "某新闻网",
-                                          "allowed_origins": ["https://news.example.cn"]})
-                assert r.status_code == 201, r.text
-                r = await http.post(f"/api/v1/admin/campaigns/{CAMPAIGN}/channels",
-                                    json={"id": "app1", "name": "某资讯App"})
-                assert r.status_code == 201, r.text
-                partner_secret = str(r.json()["secret"])
-            await asyncio.sleep(2.5)  # every worker picks up the channels (1 s poll)
+    with tempfile.TemporaryDirectory(prefix="voting-load-") as tmp, Stack(
+            Path(tmp), admin_tokens=f"admin:{admin}", logdir=out, cwd=REPO,
+            base_env={k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")},
+            extra={"VOTING_TRUSTED_PROXIES": "127.0.0.1/32"}) as local:
+        local.migrate()
+        web = local.start_web(workers=a.workers)
+        await local.ready()
+        local.start_flusher("load-flusher")
+        base = web.url
+        headers = {"Authorization": f"Bearer {admin}"}
+        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as http:
+            r = await http.post("/api/v1/admin/campaigns", json=campaign_payload())
+            assert r.status_code == 201, r.text
+            r = await http.post(f"/api/v1/admin/campaigns/{CAMPAIGN}/channels",
+                                json={"id": "media1", "name": "某新闻网",
+                                      "allowed_origins": ["https://news.example.cn"]})
+            assert r.status_code == 201, r.text
+            r = await http.post(f"/api/v1/admin/campaigns/{CAMPAIGN}/channels",
+                                json={"id": "app1", "name": "某资讯App"})
+            assert r.status_code == 201, r.text
+            partner_secret = str(r.json()["secret"])
+        await asyncio.sleep(2.5)  # every worker picks up the channels (1 s poll)
 
-            prefix = out / "locust"
-            summary = out / "summary.json"
-            locust_env = dict(env, LOCUST_SHAPE="slo", LOCUST_USERS=str(a.users),
-                              LOCUST_SECONDS=str(a.seconds), LOCUST_CAMPAIGN=CAMPAIGN,
-                              LOCUST_EMBED_CHANNEL="media1", LOCUST_PARTNER_CHANNEL="app1",
-                              LOCUST_PARTNER_SECRET=partner_secret,
-                              LOCUST_SUMMARY=str(summary),
-                              LOCUST_MAX_SECONDS=str(a.seconds + 60))
-            started = time.monotonic()
-            locust = kids.start("locust", [
-                str(Path(sys.executable).parent / "locust"), "-f",
-                str(REPO / "loadtests" / "locustfile.py"), "--host", base, "--headless",
-                "--run-time", f"{math.ceil(a.seconds) + 10}s", "--csv", str(prefix),
-                "--html", str(out / "report.html"), "--only-summary", "--stop-timeout", "5",
-                "--exit-code-on-error", "0", "--loglevel", "WARNING",
-            ], locust_env)
-            while locust.alive():
-                await asyncio.sleep(1.0)
-            elapsed = time.monotonic() - started
-            if not summary.exists():
-                raise RuntimeError(f"locust wrote no summary:\n{locust.tail()}")
-            result = json.loads(summary.read_text())
-            acknowledged: list[str] = result["acknowledged"]
-            missing = await _acknowledged_in_pg(pg.url, acknowledged, 90)
-            bots = await _bot_votes(pg.url)
-        finally:
-            kids.stop_all()
-            valkey.stop()
-            pg.stop()
+        prefix = out / "locust"
+        summary = out / "summary.json"
+        locust_env = dict(local.env, LOCUST_SHAPE="slo", LOCUST_USERS=str(a.users),
+                          LOCUST_SECONDS=str(a.seconds), LOCUST_CAMPAIGN=CAMPAIGN,
+                          LOCUST_EMBED_CHANNEL="media1", LOCUST_PARTNER_CHANNEL="app1",
+                          LOCUST_PARTNER_SECRET=partner_secret,
+                          LOCUST_SUMMARY=str(summary),
+                          LOCUST_MAX_SECONDS=str(a.seconds + 60))
+        started = time.monotonic()
+        locust = local.children.start("locust", [
+            str(Path(sys.executable).parent / "locust"), "-f",
+            str(REPO / "loadtests" / "locustfile.py"), "--host", base, "--headless",
+            "--run-time", f"{math.ceil(a.seconds) + 10}s", "--csv", str(prefix),
+            "--html", str(out / "report.html"), "--only-summary", "--stop-timeout", "5",
+            "--exit-code-on-error", "0", "--loglevel", "WARNING",
+        ], locust_env)
+        while locust.alive():
+            await asyncio.sleep(1.0)
+        elapsed = time.monotonic() - started
+        if not summary.exists():
+            raise RuntimeError(f"locust wrote no summary:\n{locust.tail()}")
+        result = json.loads(summary.read_text())
+        acknowledged: list[str] = result["acknowledged"]
+        missing = await _acknowledged_in_pg(local.database_url, acknowledged, 90)
+        bots = await _bot_votes(local.database_url)
 
     votes = _stats_row(prefix, "/campaigns/{cid}/votes")
     total = int(result["requests"].get("total", 0))

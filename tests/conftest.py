@@ -7,13 +7,14 @@ your own instead (their data is wiped between tests).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import httpx
@@ -37,40 +38,46 @@ def workdir() -> Iterator[Path]:
         yield Path(d)
 
 
-@pytest.fixture(scope="session")
-def pg_url(workdir: Path) -> Iterator[str]:
-    if os.environ.get("DATABASE_URL"):
-        yield os.environ["DATABASE_URL"]
+class _Server(Protocol):
+    @property
+    def url(self) -> str: ...
+
+    def stop(self) -> None: ...
+
+
+@contextlib.contextmanager
+def _given_or_own(variable: str, start: Callable[[], _Server]) -> Iterator[str]:
+    """The URL in ``variable`` when set (a server of your own), else that of a server
+    started here and stopped at the end."""
+    if os.environ.get(variable):
+        yield os.environ[variable]
         return
-    server = embedded.PostgresServer(workdir / "pg").start()
+    server = start()
     try:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_url(workdir: Path) -> Iterator[str]:
+    with _given_or_own("DATABASE_URL",
+                       lambda: embedded.PostgresServer(workdir / "pg").start()) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 def single_url(workdir: Path) -> Iterator[str]:
-    if os.environ.get("REDIS_URL"):
-        yield os.environ["REDIS_URL"]
-        return
-    server = embedded.ValkeyServer(workdir / "valkey").start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    with _given_or_own("REDIS_URL",
+                       lambda: embedded.ValkeyServer(workdir / "valkey").start()) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 def cluster_url(workdir: Path) -> Iterator[str]:
-    if os.environ.get("REDIS_CLUSTER_URL"):
-        yield os.environ["REDIS_CLUSTER_URL"]
-        return
-    cluster = embedded.ValkeyCluster(workdir / "cluster").start()
-    try:
-        yield cluster.url
-    finally:
-        cluster.stop()
+    with _given_or_own("REDIS_CLUSTER_URL",
+                       lambda: embedded.ValkeyCluster(workdir / "cluster").start()) as url:
+        yield url
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx
 
+from tests.conftest import Harness, client_for
 from voting_service.accounts import passwords, totp
 
 PASSWORD = "correct-horse-battery-2026"
@@ -61,3 +62,13 @@ async def sign_in(client: httpx.AsyncClient, name: str, secret: str,
     step = urlsplit(r.headers["location"])
     return await client.post(step.path, data={"code": next_code(secret), "next": next_path},
                              headers=headers)
+
+
+async def signed_in(h: Harness, name: str = "wang.admin", role: str = "admin",
+                    ip: str = "198.51.100.20") -> httpx.AsyncClient:
+    """A console client of ``h``'s app from ``ip``, signed in as a new account ``name``."""
+    secret = await make_account(h.pg, name, role)
+    client = client_for(h.app, ip)
+    r = await sign_in(client, name, secret)
+    assert r.status_code == 303, r.text
+    return client

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
-import sys
 import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -25,7 +22,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    ViewportSize,
+    async_playwright,
+)
 
 from tests.conftest import ADMIN, ADMIN_TOKEN, OPS_TOKEN, SHARDS, campaign_payload
 from tests.e2e.system_packages import (
@@ -36,24 +40,16 @@ from tests.e2e.system_packages import (
     ensure_cjk_fonts,
 )
 from voting_service.embedded import free_port
+from voting_service.stack import Stack, wait_ready_blocking
 
 CHROMIUM_ARGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--no-first-run", "--disable-sync",
 ]
 PHONE = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1440, "height": 1000}
 SCREENSHOTS = os.environ.get("VOTING_SCREENSHOTS", "")
 """Directory for the README screenshots (``docs/screenshots``); unset: a temp directory."""
-
-
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL if the service has not exited after 20 s."""
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @dataclass
@@ -139,18 +135,8 @@ class Service:
         return {c["candidate_id"]: c["votes"] for c in r.json()["candidates"]}
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the service exited early:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"the service did not become ready:\n{log.read_text()[-4000:]}")
+SECRET_KEY = "e2e-secret-key-0123456789abcdef"
+PEPPER = "e2e-pepper-0123456789abcdef"
 
 
 @contextlib.contextmanager
@@ -160,32 +146,29 @@ def running_service(
 ) -> Iterator[Service]:
     """``voting-service serve`` as a process on the test servers, stopped on the way out
     (on ``port`` when the test must know its address beforehand, e.g. for a callback)."""
-    port = port or free_port()
-    environ = {
-        **os.environ,
-        "REDIS_URL": single_url,
-        "DATABASE_URL": migrated,
-        "VOTING_SECRET_KEY": "e2e-secret-key-0123456789abcdef",
-        "VOTING_PEPPER": "e2e-pepper-0123456789abcdef",
-        "VOTING_ADMIN_TOKENS": f"admin:{ADMIN_TOKEN},ops:{OPS_TOKEN}",
-        "VOTING_SHARDS": str(SHARDS),
-        **(env or {}),
-    }
-    environ.pop("VOTING_REDIS_CLUSTER", None)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "voting_service.cli", "serve", "--host", "127.0.0.1",
-             "--port", str(port), *args],
-            env=environ, stdout=out, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url, proc, log)
-        svc = Service(url, single_url, migrated, log)
+    with Stack(log.parent, redis_url=single_url, database_url=migrated, secret_key=SECRET_KEY,
+               pepper=PEPPER, admin_tokens=f"admin:{ADMIN_TOKEN},ops:{OPS_TOKEN}",
+               shards=SHARDS, extra=env) as stack:
+        web = stack.start_web(*args, port=port, log=log)
+        wait_ready_blocking(web, port=web.port or 0)
+        svc = Service(web.url, single_url, migrated, log)
         yield svc
         svc.client.close()
-    finally:
-        stop_process(proc)
+
+
+SERVERS = ["uvicorn", "gunicorn"]
+"""What ``serve`` runs: uvicorn alone, or gunicorn with two uvicorn workers."""
+
+
+@contextlib.contextmanager
+def served_by(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+              name: str, env: dict[str, str]) -> Iterator[Service]:
+    """:func:`running_service` as ``request.param`` of ``SERVERS`` runs it."""
+    log = tmp_path_factory.mktemp(name) / "serve.log"
+    args = ("--workers", "2") if request.param == "gunicorn" else ()
+    with running_service(request.getfixturevalue("single_url"),
+                         request.getfixturevalue("migrated"), log, args=args, env=env) as svc:
+        yield svc
 
 
 @pytest.fixture(scope="module")
@@ -318,6 +301,18 @@ async def new_phone(browser: Browser, **options: Any) -> BrowserContext:
     ctx = await browser.new_context(**settings)
     ctx.set_default_timeout(20_000)
     return ctx
+
+
+@pytest.fixture
+async def desk(browser: Browser) -> AsyncIterator[BrowserContext]:
+    """A desktop browser (the ops console), closed after the test."""
+    ctx = await browser.new_context(viewport=DESKTOP, locale="zh-CN",
+                                    timezone_id="Asia/Shanghai")
+    ctx.set_default_timeout(20_000)
+    try:
+        yield ctx
+    finally:
+        await ctx.close()
 
 
 @pytest.fixture

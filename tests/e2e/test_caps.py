@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.e2e.conftest import Service, running_service
+from tests.e2e.conftest import SERVERS, Service, served_by
 from tests.e2e.test_exposed import _read_until_closed
 
 pytestmark = pytest.mark.e2e
@@ -24,11 +24,9 @@ SSE_PER_ADDRESS = 3
 SSE_PER_WORKER = 5
 
 
-@pytest.fixture(scope="module", params=["uvicorn", "gunicorn"])
-def capped(request: pytest.FixtureRequest, single_url: str, migrated: str,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    log = tmp_path_factory.mktemp("caps") / "serve.log"
-    args = ("--workers", "2") if request.param == "gunicorn" else ()
+@pytest.fixture(scope="module", params=SERVERS)
+def capped(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[Service]:
     env = {
         "VOTING_BODY_TIMEOUT": str(BODY_TIMEOUT),
         "VOTING_BODY_MIN_RATE": "1000",
@@ -37,7 +35,7 @@ def capped(request: pytest.FixtureRequest, single_url: str, migrated: str,
         "VOTING_SSE_PER_ADDRESS": str(SSE_PER_ADDRESS),
         "VOTING_SSE_PER_WORKER": str(SSE_PER_WORKER),
     }
-    with running_service(single_url, migrated, log, args=args, env=env) as svc:
+    with served_by(request, tmp_path_factory, "caps", env) as svc:
         svc.workers = 2 if request.param == "gunicorn" else 1  # type: ignore[attr-defined]
         yield svc
 

@@ -9,9 +9,7 @@ is one line and exit status 1.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +17,16 @@ import pytest
 
 from tests.conftest import campaign_payload
 from voting_service.embedded import free_port
+from voting_service.stack import CLI, clean_env
 
 pytestmark = pytest.mark.e2e
 
 
 def run(cwd: Path, *args: str, env: dict[str, str] | None = None
         ) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items()
-            if not k.startswith("VOTING_") and k not in ("REDIS_URL", "DATABASE_URL")}
-    base["VOTING_DATA_DIR"] = str(cwd / "no-stack-here")
-    return subprocess.run(
-        [sys.executable, "-m", "voting_service.cli", *args], cwd=cwd, env={**base, **(env or {})},
-        capture_output=True, text=True, timeout=60,
-    )
+    base = clean_env() | {"VOTING_DATA_DIR": str(cwd / "no-stack-here")}
+    return subprocess.run([*CLI, *args], cwd=cwd, env=base | (env or {}), capture_output=True,
+                          text=True, timeout=60)
 
 
 def one_line(result: subprocess.CompletedProcess[str], status: int) -> str:

@@ -15,18 +15,16 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN
-from tests.e2e.conftest import Service
+from tests.e2e.conftest import PEPPER, SECRET_KEY, Service
+from voting_service.stack import service_env
 
 pytestmark = pytest.mark.e2e
 
 
 def cli(service: Service, *args: str, stdin: str | None = None,
         extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("VOTING_") and k not in ("REDIS_URL", "DATABASE_URL")}
-    env |= {"DATABASE_URL": service.database_url, "REDIS_URL": service.redis_url,
-            "VOTING_SECRET_KEY": "e2e-secret-key-0123456789abcdef",
-            "VOTING_PEPPER": "e2e-pepper-0123456789abcdef"} | (extra or {})
+    env = service_env(database_url=service.database_url, redis_url=service.redis_url,
+                      secret_key=SECRET_KEY, pepper=PEPPER, extra=extra)
     return subprocess.run([sys.executable, "-m", "voting_service.cli", *args], env=env,
                           input=stdin, capture_output=True, text=True, timeout=60)
 

@@ -19,20 +19,18 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN, ADMIN_TOKEN, campaign_payload
-from tests.e2e.conftest import Service, running_service
+from tests.e2e.conftest import SERVERS, Service, running_service, served_by
 from voting_service.web.protocol import MAX_FIELDS, MAX_HEAD, MAX_LINE
 
 pytestmark = pytest.mark.e2e
 HEAD_TIMEOUT = 1.0
 
 
-@pytest.fixture(scope="module", params=["uvicorn", "gunicorn"])
-def exposed(request: pytest.FixtureRequest, single_url: str, migrated: str,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    log = tmp_path_factory.mktemp("exposed") / "serve.log"
-    args = ("--workers", "2") if request.param == "gunicorn" else ()
-    with running_service(single_url, migrated, log, args=args,
-                         env={"VOTING_HEAD_TIMEOUT": str(HEAD_TIMEOUT)}) as svc:
+@pytest.fixture(scope="module", params=SERVERS)
+def exposed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[Service]:
+    with served_by(request, tmp_path_factory, "exposed",
+                   {"VOTING_HEAD_TIMEOUT": str(HEAD_TIMEOUT)}) as svc:
         yield svc
 
 

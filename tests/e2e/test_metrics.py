@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,9 +14,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ADMIN, ADMIN_TOKEN, OPS_TOKEN, SHARDS, campaign_payload
-from tests.e2e.conftest import _wait_ready, stop_process
-from voting_service.embedded import free_port
+from tests.conftest import ADMIN, OPS_TOKEN, campaign_payload
+from tests.e2e.conftest import running_service
 
 pytestmark = pytest.mark.e2e
 
@@ -40,36 +37,13 @@ class Served:
 @pytest.fixture(scope="module")
 def served(single_url: str, migrated: str, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[Served]:
-    port = free_port()
     base = tmp_path_factory.mktemp("metrics")
-    log = base / "serve.log"
     metrics_dir = base / "prom"
     metrics_dir.mkdir()
     (metrics_dir / "counter_999999.db").write_bytes(b"stale")  # a previous run's: wiped
-    env = {
-        **os.environ,
-        "REDIS_URL": single_url,
-        "DATABASE_URL": migrated,
-        "VOTING_SECRET_KEY": "e2e-secret-key-0123456789abcdef",
-        "VOTING_PEPPER": "e2e-pepper-0123456789abcdef",
-        "VOTING_ADMIN_TOKENS": f"admin:{ADMIN_TOKEN},ops:{OPS_TOKEN}",
-        "VOTING_SHARDS": str(SHARDS),
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-    }
-    env.pop("VOTING_REDIS_CLUSTER", None)
-    env.pop("VOTING_METRICS_ALLOW", None)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "voting_service.cli", "serve", "--host", "127.0.0.1",
-             "--port", str(port), "--workers", "2"],
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url, proc, log)
-        yield Served(url, metrics_dir)
-    finally:
-        stop_process(proc)
+    with running_service(single_url, migrated, base / "serve.log", args=("--workers", "2"),
+                         env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}) as svc:
+        yield Served(svc.url, metrics_dir)
 
 
 def scrape(served: Served, **headers: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, expect
+from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from tests.conftest import ADMIN
 from tests.e2e.conftest import Problems, Service, new_phone, screenshot_path
@@ -20,16 +20,7 @@ from voting_service.demo import demo_campaign
 
 pytestmark = pytest.mark.e2e
 
-DESKTOP: ViewportSize = {"width": 1440, "height": 1000}
 BUDGET = 150 * 1024
-
-
-@pytest.fixture
-async def desk(browser: Browser) -> BrowserContext:
-    ctx = await browser.new_context(viewport=DESKTOP, locale="zh-CN",
-                                    timezone_id="Asia/Shanghai")
-    ctx.set_default_timeout(20_000)
-    return ctx
 
 
 async def staff(service: Service, role: str = "admin", enrolled: bool = True

@@ -14,18 +14,10 @@ from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from tests.conftest import ADMIN
 from tests.e2e.conftest import Problems, Service, screenshot_path
-from tests.e2e.test_ops import DESKTOP, sign_in, staff
+from tests.e2e.test_ops import sign_in, staff
 from voting_service.accounts import totp
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-async def desk(browser: Browser) -> BrowserContext:
-    ctx = await browser.new_context(viewport=DESKTOP, locale="zh-CN",
-                                    timezone_id="Asia/Shanghai")
-    ctx.set_default_timeout(20_000)
-    return ctx
 
 
 async def other_desk(browser: Browser) -> BrowserContext:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, expect
+from playwright.async_api import BrowserContext, Page, expect
 
 from tests.e2e.conftest import Problems, Service, screenshot_path
-from tests.e2e.test_ops import DESKTOP, sign_in
+from tests.e2e.test_ops import sign_in
 from tests.integration.test_organisers import as_csv, person
 
 pytestmark = pytest.mark.e2e
@@ -24,17 +23,6 @@ SHEET = [person(1, "王建国", "南京市", "320102198001010016"),
          person(2, "李秀英", "苏州市", "320102198001010024"),
          person(3, "张伟", "省总工会", "320583199002020018"),
          person(4, "陈静", "南京市")]
-
-
-@pytest.fixture
-async def desk(browser: Browser) -> AsyncIterator[BrowserContext]:
-    ctx = await browser.new_context(viewport=DESKTOP, locale="zh-CN",
-                                    timezone_id="Asia/Shanghai")
-    ctx.set_default_timeout(20_000)
-    try:
-        yield ctx
-    finally:
-        await ctx.close()
 
 
 def local(days: int) -> str:

@@ -9,14 +9,13 @@ import asyncpg
 import pytest
 from playwright.async_api import BrowserContext, expect
 
-from tests.e2e.conftest import Problems, Service, running_service
+from tests.e2e.conftest import PEPPER, Problems, Service, running_service
 from voting_service.ledger import transparency
 
 pytestmark = pytest.mark.e2e
 
 SEED = "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb"  # RFC 8032 test 2
 PUBLIC = "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"
-PEPPER = "e2e-pepper-0123456789abcdef"  # running_service's
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -25,52 +24,14 @@ import pytest
 
 from tests.conftest import campaign_payload
 from voting_service.embedded import free_port
+from voting_service.stack import CLI, Child, clean_env, descendants
+from voting_service.stack import running as alive
 
 pytestmark = pytest.mark.e2e
 
 T = TypeVar("T")
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 60.0
-
-
-def _children() -> dict[int, list[int]]:
-    """Parent pid → child pids, from /proc."""
-    tree: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # "pid (comm) state ppid ...": comm may hold spaces and parentheses
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        tree.setdefault(ppid, []).append(int(entry.name))
-    return tree
-
-
-def descendants(pid: int) -> set[int]:
-    tree = _children()
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in tree.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with contextlib.suppress(OSError):
-        # a zombie is dead for our purposes
-        if (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
 
 
 class Up:
@@ -80,22 +41,17 @@ class Up:
         self.data_dir = data_dir
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("VOTING_") and k not in ("REDIS_URL", "DATABASE_URL",
-                                                             "REDIS_CLUSTER_URL")}
-        env["VOTING_DATA_DIR"] = str(data_dir)
-        env["XDG_STATE_HOME"] = str(data_dir.parent / "state")  # not the user's own pointer
-        env["PYTHONUNBUFFERED"] = "1"
-        self.log_path = log_path
-        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "voting_service.cli", "up", "--port", str(self.port)],
-            env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        env = clean_env() | {
+            "VOTING_DATA_DIR": str(data_dir),
+            "XDG_STATE_HOME": str(data_dir.parent / "state"),  # not the user's own pointer
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.child = Child("up", [*CLI, "up", "--port", str(self.port)], env, log_path)
+        self.process = self.child.popen
         self.seen: set[int] = set()
 
     def log_tail(self, size: int = 4000) -> str:
-        return self.log_path.read_text(errors="replace")[-size:]
+        return self.child.tail(size)
 
     def track(self) -> None:
         """Remember every descendant seen so far (they live in sessions of their own)."""
@@ -124,7 +80,6 @@ class Up:
             code = self.process.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             pytest.fail(f"`up` did not stop within {STOP_TIMEOUT:.0f} s:\n{self.log_tail()}")
-        self._log.close()
         return code
 
     def kill_everything(self) -> None:
@@ -146,8 +101,6 @@ class Up:
             deadline = time.monotonic() + 10
             while any(alive(pid) for pid in left) and time.monotonic() < deadline:
                 time.sleep(0.1)
-        if not self._log.closed:
-            self._log.close()
 
 
 @pytest.fixture
@@ -259,11 +212,9 @@ def test_up_votes_survive_a_restart(data_dir: Path, launch: Callable[[], Up]) ->
 
 def _cli(cwd: Path, *args: str, state: Path) -> subprocess.CompletedProcess[str]:
     """A command run beside `up` the way a user types it: no variables set at all."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("VOTING_") and k not in ("REDIS_URL", "DATABASE_URL")}
-    env["XDG_STATE_HOME"] = str(state)
-    return subprocess.run([sys.executable, "-m", "voting_service.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+    env = clean_env() | {"XDG_STATE_HOME": str(state)}
+    return subprocess.run([*CLI, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=120)
 
 
 def test_the_cli_beside_up_uses_its_stack(data_dir: Path, launch: Callable[[], Up]) -> None:

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 from playwright.async_api import Browser, expect
 
-from tests.e2e.conftest import Problems, Service, new_phone, running_service
+from tests.e2e.conftest import PEPPER, Problems, Service, new_phone, running_service
 from tests.integration.provider_standins import WechatStandIn, wechat_oauth
 from voting_service.embedded import free_port
 from voting_service.vote import identity
@@ -68,7 +68,7 @@ async def test_inside_wechat_the_page_goes_through_the_authorisation_and_votes(
                 "SELECT voter_id FROM votes WHERE campaign_id = $1", cid)]
         finally:
             await conn.close()
-        assert voters == [identity.voter_id("e2e-pepper-0123456789abcdef", "wechat",
+        assert voters == [identity.voter_id(PEPPER, "wechat",
                                             wechat.next_openid)]
         assert problems.messages == []
     finally:

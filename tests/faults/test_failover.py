@@ -16,87 +16,32 @@ asserts a duration.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import random
 import signal
-import subprocess
-import sys
 import time
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import campaign_payload, fresh_database
+from tests.conftest import fresh_database
+from tests.faults.support import CID, CLIENTS, PHASE, SHARDS, Load, Outcomes, started
 from voting_service import embedded
 from voting_service.ledger import repair
 from voting_service.settings import Settings
+from voting_service.stack import Stack
 from voting_service.vote import keys, store
-from voting_service.vote.identity import VoterTokens
 
 pytestmark = pytest.mark.faults
 
-PHASE = float(os.environ.get("FAULT_SECONDS", "2.5"))
-CLIENTS = 12
 VOTERS = 400
-SHARDS = 8
 NODE_TIMEOUT_MS = 1000
 """cluster-node-timeout: how long a silent master goes unnoticed before its replica takes
 over (production: a few seconds; short here to keep the test quick)."""
 SECRET = "failover-secret-key-0123456789"
 PEPPER = "failover-pepper-0123456789"
-CID = "t2026"
-
-
-@dataclass
-class Outcomes:
-    acknowledged: dict[str, str] = field(default_factory=dict)  # vote_id -> candidate
-    unknown: dict[str, str] = field(default_factory=dict)
-    rejected: Counter[int] = field(default_factory=Counter)
-    acked_at: list[tuple[float, int]] = field(default_factory=list)  # (monotonic, shard)
-    token: dict[str, str] = field(default_factory=dict)  # vote_id -> the voter's token
-
-
-@dataclass
-class Stack:
-    dir: Path
-    cluster: embedded.ValkeyCluster
-    pg_url: str
-    env: dict[str, str]
-    port: int
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def spawn(self, *args: str) -> subprocess.Popen[bytes]:
-        log = open(self.dir / f"{args[0]}.log", "ab")  # noqa: SIM115 - lives with the process
-        proc = subprocess.Popen([sys.executable, "-m", "voting_service.cli", *args],
-                                env=self.env, stdout=log, stderr=log, start_new_session=True)
-        self.procs.append(proc)
-        return proc
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "voting_service.cli", *args],
-                              env=self.env, capture_output=True, text=True, timeout=120)
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        self.cluster.stop()
 
 
 @pytest.fixture(scope="module")
@@ -108,86 +53,25 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
-async def _wait_ready(base: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient() as client:
-        while time.monotonic() < deadline:
-            try:
-                if (await client.get(base + "/readyz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.2)
-    raise AssertionError("service did not become ready")
-
-
 @pytest.fixture
 async def stack(request: pytest.FixtureRequest, tmp_path: Path,
                 pg_server: str) -> AsyncIterator[Stack]:
     acks: int = request.param
-    cluster = embedded.ValkeyCluster(tmp_path / "cluster", replicas=1,
-                                     node_timeout_ms=NODE_TIMEOUT_MS).start()
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
-    env.update({
-        "REDIS_URL": cluster.url, "VOTING_REDIS_CLUSTER": "1",
-        "VOTING_REDIS_REPLICA_ACKS": str(acks),
-        "DATABASE_URL": await fresh_database(
-            pg_server, f"failover_{acks}_{request.node.originalname[5:25]}"),
-        "VOTING_SECRET_KEY": SECRET, "VOTING_PEPPER": PEPPER, "VOTING_SHARDS": str(SHARDS),
-        "VOTING_ADMIN_TOKENS": "admin:failover-admin-token-0123456789",
-        "VOTING_DRIFT_REPAIR_INTERVAL": "2",
-    })
-    s = Stack(tmp_path, cluster, env["DATABASE_URL"], env, embedded.free_port())
+    database = await fresh_database(pg_server,
+                                    f"failover_{acks}_{request.node.originalname[5:25]}")
+    s = Stack(tmp_path, cluster=True, replicas=1, node_timeout_ms=NODE_TIMEOUT_MS,
+              database_url=database, secret_key=SECRET, pepper=PEPPER, shards=SHARDS,
+              admin_tokens="admin:failover-admin-token-0123456789",
+              extra={"VOTING_REDIS_REPLICA_ACKS": str(acks), "VOTING_DRIFT_REPAIR_INTERVAL": "2"})
     try:
-        assert s.cli("migrate").returncode == 0
-        payload = campaign_payload(candidates=20, rules={
-            "votes_per_day": 1000, "per_candidate_per_day": 1000,
-            "net_per_minute": 0, "net_per_day": 0})
-        (tmp_path / "campaign.json").write_text(json.dumps(payload))
-        loaded = s.cli("campaign", "load", str(tmp_path / "campaign.json"))
-        assert loaded.returncode == 0, loaded.stderr
-        s.spawn("serve", "--port", str(s.port))
-        s.spawn("flusher", "--name", "failover-flusher")
-        await _wait_ready(s.base)
-        yield s
+        yield await started(s, "failover-flusher", net_per_minute=0, net_per_day=0)
     finally:
         s.stop()
 
 
-class Load:
-    """Concurrent clients voting (each vote a new vote_id) until stopped."""
-
-    def __init__(self, stack: Stack) -> None:
-        self.stack = stack
-        tokens = VoterTokens([SECRET], PEPPER)
-        self.tokens = [tokens.issue(CID) for _ in range(VOTERS)]
-        self.shard = {t: keys.shard_of(tokens.voter(t, CID), SHARDS) for t in self.tokens}
-        self.out = Outcomes()
-        self.stop = asyncio.Event()
-
-    async def client(self, seed: int) -> None:
-        rng = random.Random(seed)
-        async with httpx.AsyncClient(base_url=self.stack.base, timeout=3.0) as http:
-            while not self.stop.is_set():
-                vote_id, cand = uuid.uuid4().hex, f"c{rng.randint(1, 20):03d}"
-                token = rng.choice(self.tokens)
-                self.out.token[vote_id] = token
-                try:
-                    r = await http.post(f"/api/v1/campaigns/{CID}/votes",
-                                        json={"candidate_id": cand, "vote_id": vote_id},
-                                        headers={"X-Voter-Token": token})
-                except httpx.TransportError:
-                    self.out.unknown[vote_id] = cand
-                    await asyncio.sleep(0.05)
-                    continue
-                if r.status_code == 200:
-                    self.out.acknowledged[vote_id] = cand
-                    self.out.acked_at.append((time.monotonic(), self.shard[token]))
-                elif r.status_code >= 500:
-                    self.out.unknown[vote_id] = cand
-                    await asyncio.sleep(0.05)
-                else:
-                    self.out.rejected[r.status_code] += 1
+def cluster_of(stack: Stack) -> embedded.ValkeyCluster:
+    assert stack.cluster is not None
+    return stack.cluster
 
 
 async def _shard_masters(url: str) -> dict[int, int]:
@@ -206,6 +90,25 @@ async def _shard_masters(url: str) -> dict[int, int]:
         await client.aclose()
 
 
+async def _roles(cluster: embedded.ValkeyCluster) -> tuple[
+        embedded.ValkeyServer, embedded.ValkeyServer, embedded.ValkeyServer, set[int]]:
+    """The victim, its heir, a surviving master, and the shard groups the victim serves."""
+    shard_master = await _shard_masters(cluster.url)
+    victim_port = next(port for port in sorted(set(shard_master.values()))
+                       if port != cluster.nodes[0].port)
+    victim = next(n for n in cluster.nodes if n.port == victim_port)
+    hit = {s for s, port in shard_master.items() if port == victim_port}
+    heir = next(n for n in cluster.nodes if n is not victim
+                and f"master_port:{victim.port}" in n.info("replication").split())
+    survivor = next(n for n in cluster.nodes if n is not victim and n in cluster.masters())
+    return victim, heir, survivor, hit
+
+
+def _voted_on(hit: set[int], since: float) -> Callable[[Outcomes], bool]:
+    """Whether a vote on one of the shard groups ``hit`` was acknowledged after ``since``."""
+    return lambda out: any(t > since and s in hit for t, s in out.acked_at)
+
+
 async def _tallies(stack: Stack, url: str) -> tuple[dict[str, int], dict[str, int],
                                                     dict[str, str], int]:
     """Redis tallies, PostgreSQL tallies, the ledger (vote_id -> candidate), duplicates."""
@@ -214,7 +117,7 @@ async def _tallies(stack: Stack, url: str) -> tuple[dict[str, int], dict[str, in
         in_redis = store.sum_tallies(await store.shard_tallies(redis, CID, SHARDS))
     finally:
         await redis.aclose()
-    conn = await asyncpg.connect(stack.pg_url)
+    conn = await asyncpg.connect(stack.database_url)
     try:
         # one snapshot: the flusher commits meanwhile, and a ledger read before its commit
         # beside tallies read after it would show its rows as lost
@@ -237,19 +140,11 @@ async def test_master_sigkill_fails_over_without_losing_acknowledged_votes(
     stack: Stack,
 ) -> None:
     acks = int(stack.env["VOTING_REDIS_REPLICA_ACKS"])
-    load = Load(stack)
-    shard_master = await _shard_masters(stack.cluster.url)
-    victim_port = next(port for port in sorted(set(shard_master.values()))
-                       if port != stack.cluster.nodes[0].port)
-    victim = next(n for n in stack.cluster.nodes if n.port == victim_port)
-    hit = {s for s, port in shard_master.items() if port == victim_port}
-    heir = next(n for n in stack.cluster.nodes if n is not victim
-                and f"master_port:{victim.port}" in n.info("replication").split())
-    survivor = next(n for n in stack.cluster.nodes if n is not victim and n in
-                    stack.cluster.masters())
+    load = Load(stack, VOTERS)
+    cluster = cluster_of(stack)
+    victim, heir, survivor, hit = await _roles(cluster)
 
-    tasks = [asyncio.create_task(load.client(i)) for i in range(CLIENTS)]
-    try:
+    async with load.voting():
         await asyncio.sleep(PHASE)
         acked_before = len(load.out.acknowledged)
         killed_at = time.monotonic()
@@ -257,27 +152,19 @@ async def test_master_sigkill_fails_over_without_losing_acknowledged_votes(
         while "role:master" not in heir.info("replication"):
             assert time.monotonic() - killed_at < 30, "the replica was not promoted"
             await asyncio.sleep(0.05)
-        stack.cluster.wait_ok(30, via=survivor)
+        cluster.wait_ok(30, via=survivor)
         promoted_at = time.monotonic() - killed_at
         # the machine comes back (or is replaced) and rejoins as the new master's replica:
         # with replica acks, the promoted master accepts votes again once it has one
         victim.start()
-        recovered_at = None
-        while time.monotonic() - killed_at < 45:
-            if any(t > killed_at and s in hit for t, s in load.out.acked_at):
-                recovered_at = time.monotonic()
-                break
-            await asyncio.sleep(0.05)
+        try:
+            recovered_at = await load.until(_voted_on(hit, killed_at), 45,
+                                            "votes on the dead master's slots")
+        except AssertionError as exc:
+            role = victim.info("replication")[:200]
+            pytest.fail(f"{exc}; old master: {role}\nweb log:\n{stack.web.tail()}")
         await asyncio.sleep(PHASE)
-    finally:
-        load.stop.set()
-        await asyncio.gather(*tasks)
     out = load.out
-    if recovered_at is None:
-        log = (stack.dir / "serve.log").read_text(errors="replace")[-3000:]
-        role = victim.info("replication")[:200]
-        pytest.fail(f"votes on the dead master's slots never came back; old master: {role}\n"
-                    f"web log:\n{log}")
     again = recovered_at - killed_at
     assert "role:slave" in victim.info("replication"), "the old master did not rejoin"
 
@@ -371,26 +258,20 @@ async def test_lagging_replica_promoted_leaves_redis_equal_to_postgres(stack: St
     promoted, and the old master restarts (its AOF holds the 503'd votes) and rejoins as a
     replica. After the drain Redis must equal PostgreSQL, and a 503'd vote that reached the
     ledger must not be countable a second time by its retry."""
-    load = Load(stack)
-    shard_master = await _shard_masters(stack.cluster.url)
-    victim_port = next(port for port in sorted(set(shard_master.values()))
-                       if port != stack.cluster.nodes[0].port)
-    victim = next(n for n in stack.cluster.nodes if n.port == victim_port)
-    hit = {s for s, port in shard_master.items() if port == victim_port}
-    heir = next(n for n in stack.cluster.nodes if n is not victim
-                and f"master_port:{victim.port}" in n.info("replication").split())
-    survivor = next(n for n in stack.cluster.nodes if n is not victim and n in
-                    stack.cluster.masters())
+    load = Load(stack, VOTERS)
+    cluster = cluster_of(stack)
+    victim, heir, survivor, hit = await _roles(cluster)
 
-    tasks = [asyncio.create_task(load.client(i)) for i in range(CLIENTS)]
-    try:
+    async with load.voting():
         await asyncio.sleep(PHASE)
         heir.signal(signal.SIGSTOP)
         stopped = True
         try:
-            await _fill_replication(stack.cluster.url, victim_port)
+            await _fill_replication(cluster.url, victim.port)
             lag_from = len(load.out.unknown)
-            await asyncio.sleep(PHASE)  # votes on the victim's slots: in its AOF, answered 503
+            # votes on the victim's slots: in its AOF, answered 503
+            await load.until(lambda out: len(out.unknown) >= lag_from + 2 * CLIENTS, 30,
+                             "votes answered 503 while the replica is stopped")
             lagged = len(load.out.unknown) - lag_from
             killed_at = time.monotonic()
             victim.kill()
@@ -401,22 +282,13 @@ async def test_lagging_replica_promoted_leaves_redis_equal_to_postgres(stack: St
                 heir.signal(signal.SIGCONT)
         while "role:master" not in heir.info("replication"):
             if time.monotonic() - killed_at > 8:  # not elected (its data looked too old)
-                stack.cluster.cli(heir, "cluster", "failover", "takeover")
+                cluster.cli(heir, "cluster", "failover", "takeover")
             assert time.monotonic() - killed_at < 30, "the replica was not promoted"
             await asyncio.sleep(0.05)
-        stack.cluster.wait_ok(30, via=survivor)
+        cluster.wait_ok(30, via=survivor)
         victim.start()  # with its AOF: the 503'd votes the promoted replica never got
-        recovered = False
-        while time.monotonic() - killed_at < 60:
-            if any(t > killed_at and s in hit for t, s in load.out.acked_at):
-                recovered = True
-                break
-            await asyncio.sleep(0.05)
+        await load.until(_voted_on(hit, killed_at), 60, "votes on the dead master's slots")
         await asyncio.sleep(PHASE)
-    finally:
-        load.stop.set()
-        await asyncio.gather(*tasks)
-    assert recovered, "votes on the dead master's slots never came back"
     assert "role:slave" in victim.info("replication"), "the old master did not rejoin"
 
     url = survivor.url

@@ -7,7 +7,6 @@ import asyncio
 import csv
 import datetime as dt
 import io
-import os
 import re
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 from tests.conftest import ADMIN, OPS, Harness, campaign_payload
 from tests.integration.antifraud_support import NO_LIMITS, clients, drain, new_voter, problem_code
 from voting_service.ledger import export
+from voting_service.stack import settings_env
 
 CID = "t2026"
 EXPORT = f"/api/v1/admin/campaigns/{CID}/export"
@@ -232,11 +232,7 @@ async def test_roles_errors_and_audit(h: Harness) -> None:
 
 
 async def run_cli(h: Harness, *args: str) -> tuple[int, bytes, str]:
-    s = h.settings
-    env = {**os.environ, "REDIS_URL": s.redis_url or "", "DATABASE_URL": s.database_url or "",
-           "VOTING_REDIS_CLUSTER": "1" if s.redis_cluster else "",
-           "VOTING_SECRET_KEY": str(s.secret_key), "VOTING_PEPPER": str(s.pepper),
-           "VOTING_SHARDS": str(s.shards)}
+    env = settings_env(h.settings)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "voting_service.cli", "export", *args, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +28,7 @@ from voting_service.ledger.batch import Batch
 from voting_service.ledger.flusher import Flusher, healthy
 from voting_service.ledger.marks import MarkMoved
 from voting_service.settings import Settings
+from voting_service.stack import service_env, settings_env
 from voting_service.vote import entry, keys, store
 from voting_service.vote.registry import LiveCampaign
 
@@ -177,6 +177,8 @@ async def test_rebuild_restores_tallies_and_todays_quota(harness: Harness) -> No
         await r.flushall()
     await campaigns.publish_all(harness.pg, r)
     assert await redis_tallies(harness) == {}
+    # a refresh between the flush and the publish dropped the campaign: read it back now
+    await harness.app.state.services.registry.refresh(force=True)
     live = harness.app.state.services.registry.get("t2026")
     assert isinstance(live, LiveCampaign)
     day = live.day(__import__("time").time())
@@ -307,8 +309,7 @@ async def test_votes_are_durable_with_waitaof(tmp_path: Path, migrated: str) -> 
 
 def test_migrate_is_safe_from_concurrent_processes(migrated: str) -> None:
     url = asyncio.run(fresh_database(migrated, "migrate_race"))
-    env = {**os.environ, "DATABASE_URL": url, "VOTING_SECRET_KEY": "k" * 20,
-           "VOTING_PEPPER": "p" * 20}
+    env = service_env(database_url=url, secret_key="k" * 20, pepper="p" * 20)
     procs = [subprocess.Popen([sys.executable, "-m", "voting_service.cli", "migrate"], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
              for _ in range(4)]
@@ -335,10 +336,7 @@ async def test_rebuild_refuses_while_votes_flow(harness: Harness) -> None:
     token = await harness.voter()
     assert (await harness.vote(token, "c004")).status_code == 200
     assert await reconcile.votes_flowing(harness.redis, "t2026", shards, 10)
-    env = {**os.environ, "REDIS_URL": harness.settings.redis_url or "",
-           "VOTING_REDIS_CLUSTER": "1" if harness.settings.redis_cluster else "",
-           "DATABASE_URL": harness.settings.database_url or "", "VOTING_SECRET_KEY": "k" * 20,
-           "VOTING_PEPPER": "p" * 20, "VOTING_SHARDS": str(shards)}
+    env = settings_env(harness.settings)
     refused = subprocess.run([sys.executable, "-m", "voting_service.cli", "rebuild"], env=env,
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "--force" in refused.stdout

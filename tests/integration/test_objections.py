@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -16,7 +15,7 @@ import pytest
 
 from tests.conftest import ADMIN, Backend, Harness, make_settings
 from tests.integration.antifraud_support import NO_LIMITS, drain
-from tests.integration.test_ops import signed_in
+from tests.staff_support import signed_in
 from voting_service.ledger import objections
 from voting_service.settings import Settings
 
@@ -57,15 +56,6 @@ async def send(client: httpx.AsyncClient, data: dict[str, str],
                file: tuple[str, bytes, str] | None = None) -> httpx.Response:
     return await client.post(f"/c/{CID}/objections", data=data,
                              files={"file": file} if file else {"x": ("", b"", "text/plain")})
-
-
-@pytest.fixture
-async def admin(harness: Harness) -> AsyncIterator[httpx.AsyncClient]:
-    client = await signed_in(harness)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def test_an_objection_from_the_results_page_to_its_answer(

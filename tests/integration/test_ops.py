@@ -5,12 +5,10 @@ PostgreSQL)."""
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import msgspec
-import pytest
 
 from tests.conftest import (
     ADMIN_TOKEN,
@@ -34,33 +32,6 @@ from voting_service.web.ops_session import COOKIE
 def svc_of(h: Harness) -> Services:
     svc: Services = h.app.state.services
     return svc
-
-
-async def signed_in(h: Harness, name: str = "wang.admin", role: str = "admin",
-                    ip: str = "198.51.100.20") -> httpx.AsyncClient:
-    secret = await make_account(h.pg, name, role)
-    client = client_for(h.app, ip)
-    r = await sign_in(client, name, secret)
-    assert r.status_code == 303, r.text
-    return client
-
-
-@pytest.fixture
-async def admin(harness: Harness) -> AsyncIterator[httpx.AsyncClient]:
-    client = await signed_in(harness)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
-async def ops(harness: Harness) -> AsyncIterator[httpx.AsyncClient]:
-    client = await signed_in(harness, "li.ops", "ops", "198.51.100.21")
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 def problem_code(r: httpx.Response) -> str:

@@ -6,26 +6,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import AsyncIterator
 
 import httpx
-import pytest
 
 from tests.conftest import ADMIN, Harness
 from tests.integration.antifraud_support import drain
-from tests.integration.test_ops import signed_in
 from tests.integration.test_organisers import ROSTER, as_csv, as_xlsx, person
+from tests.staff_support import signed_in
 
 CID = "y2026"
-
-
-@pytest.fixture
-async def admin(harness: Harness) -> AsyncIterator[httpx.AsyncClient]:
-    client = await signed_in(harness)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 def local(days: int) -> str:

@@ -8,7 +8,6 @@ import csv
 import datetime as dt
 import io
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import pytest
 from tests.conftest import ADMIN, OPS, Harness, campaign_payload, redis_tallies
 from tests.integration.antifraud_support import NO_LIMITS, clients, drain, new_voter, problem_code
 from voting_service.ledger import public_ledger, sheets
+from voting_service.stack import settings_env
 
 CID = "t2026"
 ADMIN_API = f"/api/v1/admin/campaigns/{CID}"
@@ -449,11 +449,7 @@ async def test_results_page_after_publication_from_the_cli(h: Harness) -> None:
 
 
 async def run_cli(h: Harness, *args: str) -> tuple[int, str, str]:
-    s = h.settings
-    env = {**os.environ, "REDIS_URL": s.redis_url or "", "DATABASE_URL": s.database_url or "",
-           "VOTING_REDIS_CLUSTER": "1" if s.redis_cluster else "",
-           "VOTING_SECRET_KEY": str(s.secret_key), "VOTING_PEPPER": str(s.pepper),
-           "VOTING_SHARDS": str(s.shards)}
+    env = settings_env(h.settings)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "voting_service.cli", *args, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)

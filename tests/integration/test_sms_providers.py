@@ -20,7 +20,7 @@ from tests.integration.antifraud_support import (
     vote,
 )
 from tests.integration.provider_standins import StandIn, aliyun_sms, tencent_sms
-from tests.integration.test_ops import signed_in
+from tests.staff_support import signed_in
 from voting_service.app import create_app
 from voting_service.fraud import sms_budget
 from voting_service.settings import ConfigurationError, Secret, Settings
