@@ -16,7 +16,7 @@ import platform
 import secrets
 import sys
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -144,15 +144,10 @@ class Context:
         await asyncio.gather(asyncio.to_thread(pg.start), asyncio.to_thread(valkey.start))
         self.pg_url, self.valkey_url = pg.url, valkey.url
         self.log(f"PostgreSQL {pg.url}, Valkey {valkey.url} (appendfsync always)")
-        conn = await asyncpg.connect(self.pg_url)
-        redis = redis_client(self.valkey_url)
-        try:
+        async with self.stores() as (conn, redis):
             await db.migrate(conn)
             data = json.dumps(dataset.bench_campaign(self.o.candidates)).encode()
             await campaigns.load(conn, redis, data)
-        finally:
-            await conn.close()
-            await redis.aclose()
         self.log(f"campaign {dataset.CAMPAIGN_ID}: {self.o.candidates} candidates; "
                  f"issuing {self.o.voters} voter tokens")
         tokens = await asyncio.to_thread(dataset.issue_tokens, self.o.voters,
@@ -169,6 +164,19 @@ class Context:
             "cpus": os.cpu_count(), "python": platform.python_version(),
             "started_at": dt.datetime.now(dt.UTC).isoformat(),
         }
+
+    @contextlib.asynccontextmanager
+    async def stores(self, redis_url: str = "",
+                     ) -> AsyncIterator[tuple[asyncpg.Connection, store.AnyRedis]]:
+        """A PostgreSQL connection and a Redis client (of ``redis_url``, default the main
+        Valkey) for a few set-up or check queries, both closed afterwards."""
+        conn = await asyncpg.connect(self.pg_url)
+        redis = redis_client(redis_url or self.valkey_url)
+        try:
+            yield conn, redis
+        finally:
+            await conn.close()
+            await redis.aclose()
 
     def groups(self) -> dict[int, str]:
         """Process group → role of the embedded servers running now."""
@@ -200,13 +208,8 @@ class Context:
         server at boot)."""
         data = dataset.bench_campaign(self.o.candidates, cid)
         data["rules"].update(rules)
-        conn = await asyncpg.connect(self.pg_url)
-        redis = redis_client(self.valkey_url)
-        try:
+        async with self.stores() as (conn, redis):
             await campaigns.load(conn, redis, json.dumps(data).encode())
-        finally:
-            await conn.close()
-            await redis.aclose()
 
     async def request_file(self, cid: str, name: str, seed: int) -> tuple[Path, int]:
         """Voter tokens of campaign ``cid`` and a request file ``name`` of their distinct

@@ -8,12 +8,10 @@ import asyncio
 import time
 from typing import Any
 
-import asyncpg
-
 from voting_service import embedded
 from voting_service.ledger import campaigns, durability
 
-from ..context import Context, redis_client
+from ..context import Context
 from ..loadgen import LoadResult
 from ..report import pct, table
 
@@ -29,14 +27,9 @@ async def run(ctx: Context) -> dict[str, Any]:
         ctx.res.servers.append(valkey)
         await asyncio.to_thread(valkey.start)
         try:
-            redis = redis_client(valkey.url)
-            conn = await asyncpg.connect(ctx.pg_url)
-            try:
+            async with ctx.stores(valkey.url) as (conn, redis):
                 await campaigns.publish_all(conn, redis)
                 found = await durability.check(redis)
-            finally:
-                await conn.close()
-                await redis.aclose()
             extra_env = {} if found.safe else {"VOTING_ACCEPT_WEAK_DURABILITY": "1"}
             env = ctx.service_env(valkey.url, **extra_env)
             result, extra = await ctx.vote_phase(f"durability-{fsync}", valkey.url, env, 1, 0)
@@ -69,18 +62,13 @@ async def _replica_acks_row(ctx: Context, rows: list[dict[str, Any]], acks: int,
     await asyncio.to_thread(replica.start)
     try:
         await asyncio.to_thread(replica.wait_replica_ready)
-        redis = redis_client(master.url)
-        conn = await asyncpg.connect(ctx.pg_url)
-        try:
+        async with ctx.stores(master.url) as (conn, redis):
             await campaigns.publish_all(conn, redis)
             deadline = time.monotonic() + 30
             while not (found := await durability.check(redis, acks)).safe:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"replica never acknowledged: {found.reason}")
                 await asyncio.sleep(0.2)
-        finally:
-            await conn.close()
-            await redis.aclose()
         env = ctx.service_env(master.url, VOTING_REDIS_REPLICA_ACKS=str(acks))
         result, extra = await ctx.vote_phase(f"replica-acks-{acks}-{run}", master.url, env,
                                              1, 0)

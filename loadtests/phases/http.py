@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
-
 from voting_service.ledger.reconcile import reconcile
 
 from .. import dataset
-from ..context import SHARDS, Context, redis_client, server_us
+from ..context import SHARDS, Context, server_us
 from ..report import pct, table
 
 GOAL_RATIO = 0.6
@@ -40,15 +38,10 @@ async def run(ctx: Context) -> dict[str, Any]:
 
 async def _invariant(ctx: Context) -> dict[str, Any]:
     """DESIGN §3.6 after the vote phases drained: Redis tallies = PostgreSQL ledger."""
-    conn = await asyncpg.connect(ctx.pg_url)
-    redis = redis_client(ctx.valkey_url)
-    try:
+    async with ctx.stores() as (conn, redis):
         drift = await reconcile(redis, conn, dataset.CAMPAIGN_ID, SHARDS)
         rows = int(await conn.fetchval(
             "SELECT count(*) FROM votes WHERE campaign_id = $1", dataset.CAMPAIGN_ID))
-    finally:
-        await conn.close()
-        await redis.aclose()
     return {"ledger_rows": rows, "drifting_candidates": len(drift)}
 
 

@@ -33,7 +33,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import jwt
 
 from voting_service.ledger import campaigns, db
@@ -41,7 +40,7 @@ from voting_service.vote.identity import VoterTokens, voter_id
 from voting_service.web.live import KEEP_ALIVE_PERIODS
 
 from .. import dataset, instructions
-from ..context import Context, cpu_us, redis_client
+from ..context import Context, cpu_us
 from ..instructions import Callgrind
 from ..report import pct, table
 
@@ -86,15 +85,10 @@ async def prepare(ctx: Context, runs: dict[str, int]) -> dict[str, tuple[Path, i
     data = dataset.bench_campaign(ctx.o.candidates, CAMPAIGN)
     data["rules"]["identity"] = ["anonymous", "partner", "sms"]
     secret = secrets.token_urlsafe(32)
-    conn = await asyncpg.connect(ctx.pg_url)
-    redis = redis_client(ctx.valkey_url)
-    try:
+    async with ctx.stores() as (conn, redis):
         await campaigns.load(conn, redis, json.dumps(data).encode())
         await conn.fetchval(db.INSERT_CHANNEL, CAMPAIGN, CHANNEL, "Bench", [], secret)
         await campaigns.publish(conn, redis, CAMPAIGN)
-    finally:
-        await conn.close()
-        await redis.aclose()
     window = ctx.o.warmup + ctx.o.seconds
     files: dict[str, tuple[Path, int]] = {}
     for n, variant in enumerate(runs):
