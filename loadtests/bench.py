@@ -11,10 +11,10 @@ B.  The flusher: rows/s end to end (streams → committed ledger and tallies) an
     always`` vs ``everysec`` (+ WAITAOF).
 C.  The cost of the anti-fraud features (issue #4): the vote endpoint, 1 worker, with proof
     of work off/on × IP limits off/on, each against the baseline (goal: the full path keeps
-    ≥ 75 % of the baseline's votes/s); see ``antifraud.py``.
+    ≥ 75 % of the baseline's votes/s); see ``phases/antifraud.py``.
 D.  The vote path by credential (partner JWT, anonymous token, SMS voter) against the bare
     request in alternating rounds, by votes/s, p50/p99 and server CPU per request; and vote
-    p95 with and without 2,000 ``/live`` watchers (issue #9); see ``votepath.py``.
+    p95 with and without 2,000 ``/live`` watchers (issue #9); see ``phases/votepath.py``.
 
 The service, the bare app and the flusher run as real processes (``voting-service serve``,
 ``voting-service flusher``), started in their own sessions and always stopped, also on
@@ -155,6 +155,7 @@ def render_cores(ph: dict[str, Any]) -> str:
 
 
 def render_busy(ph: dict[str, Any]) -> str:
+    """A warning when other work took the machine's cores during those loads."""
     busy = max((v.get("extra", {}).get("cpu_cores", {}).get("other", 0.0)
                 for _, v in _loads(ph)), default=0.0)
     if busy <= 0.2:
