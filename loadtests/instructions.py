@@ -23,6 +23,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from .reaping import reap
+
 CONTROL_TIMEOUT = 30.0
 """Seconds a ``callgrind_control`` command may take (the server answers it between two
 system calls; under load that is within milliseconds)."""
@@ -78,8 +80,7 @@ async def _control(pid: int, command: str) -> None:
         async with asyncio.timeout(CONTROL_TIMEOUT):
             out, _ = await proc.communicate()
     except TimeoutError:
-        proc.kill()
-        await proc.wait()
+        await reap(proc)
         raise RuntimeError(f"callgrind_control {command} {pid}: no answer") from None
     if proc.returncode != 0 or b"OK" not in out:
         raise RuntimeError(f"callgrind_control {command} {pid}: {out.decode(errors='replace')}")

@@ -21,6 +21,7 @@ from typing import Any
 from . import rawclient
 from .dataset import USER_AGENT
 from .procs import REPO
+from .reaping import reap
 
 REPLAY_LUA = Path(__file__).resolve().parent / "replay.lua"
 
@@ -83,10 +84,7 @@ async def _communicate(proc: asyncio.subprocess.Process, timeout: float) -> byte
         async with asyncio.timeout(timeout):
             out, _ = await proc.communicate()
     except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        with contextlib.suppress(ProcessLookupError):
-            await proc.wait()
+        await reap(proc)
         raise
     return out
 
@@ -117,10 +115,7 @@ async def _wrk_once(wrk: str, port: int, file: Path, path: str, offset: int, lim
                     measuring.set()
             await proc.wait()
     finally:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+        await reap(proc)
     for line in lines:
         if line.startswith("WRKJSON "):
             data: dict[str, Any] = json.loads(line[8:])
@@ -181,10 +176,7 @@ async def run_python(port: int, file: Path, path: str, *, offset: int, limit: in
     finally:
         marker.cancel()
         for p in procs:
-            if p.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    p.kill()
-                await p.wait()
+            await reap(p)
     parts = [json.loads(o) for o in outs]
     hist: dict[int, int] = {}
     statuses: dict[int, int] = {}

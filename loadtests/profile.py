@@ -8,13 +8,14 @@ the largest share of samples, inclusive and self, which is what a regression hun
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import shutil
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from .reaping import reap
 
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^:()]*)(?::\d+)?\)$")
 
@@ -39,10 +40,7 @@ async def record(pid: int, seconds: float, out: Path, delay: float, rate: int = 
         async with asyncio.timeout(seconds + 30):
             await proc.wait()
     finally:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+        await reap(proc)
     return proc.returncode == 0 and out.exists()
 
 

@@ -1,4 +1,5 @@
-"""Phase D: the vote path by credential against a bare request, and ``/live`` watchers.
+"""Phase D (tables D1–D3): the vote path by credential against a bare request, and
+``/live`` watchers.
 
 D1. Alternating rounds of: bare Starlette POST, the same as a plain ASGI callable (the
     floor of any route; the vote's own work is its CPU beyond it), vote with a partner JWT,
@@ -30,21 +31,18 @@ import secrets
 import statistics
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import asyncpg
 import jwt
 
 from voting_service.ledger import campaigns, db
 from voting_service.vote.identity import VoterTokens, voter_id
 from voting_service.web.live import KEEP_ALIVE_PERIODS
 
-from . import dataset, instructions
-from .instructions import Callgrind
-from .report import pct, table
-
-if TYPE_CHECKING:
-    from .bench import Bench
+from .. import dataset, instructions
+from ..context import Context, cpu_us
+from ..instructions import Callgrind
+from ..report import pct, table
 
 CAMPAIGN = "perf2026"
 CHANNEL = "bench"
@@ -81,41 +79,30 @@ IDLE_SECONDS = float(KEEP_ALIVE_PERIODS)
 a shorter window holds either the whole keep-alive burst or none of it."""
 
 
-async def prepare(bench: Bench, runs: dict[str, int]) -> dict[str, tuple[Path, int]]:
+async def prepare(ctx: Context, runs: dict[str, int]) -> dict[str, tuple[Path, int]]:
     """The campaign (anonymous, partner and SMS voters; one channel) and one request file
     per credential, each with enough distinct (voter, candidate) pairs for its runs."""
-    data = dataset.bench_campaign(bench.o.candidates, CAMPAIGN)
+    data = dataset.bench_campaign(ctx.o.candidates, CAMPAIGN)
     data["rules"]["identity"] = ["anonymous", "partner", "sms"]
     secret = secrets.token_urlsafe(32)
-    conn = await asyncpg.connect(bench.pg_url)
-    redis = bench_redis(bench)
-    try:
+    async with ctx.stores() as (conn, redis):
         await campaigns.load(conn, redis, json.dumps(data).encode())
         await conn.fetchval(db.INSERT_CHANNEL, CAMPAIGN, CHANNEL, "Bench", [], secret)
         await campaigns.publish(conn, redis, CAMPAIGN)
-    finally:
-        await conn.close()
-        await redis.aclose()
-    window = bench.o.warmup + bench.o.seconds
+    window = ctx.o.warmup + ctx.o.seconds
     files: dict[str, tuple[Path, int]] = {}
     for n, variant in enumerate(runs):
         per_voter = 1 if variant in FIRSTS else 10
         voters = max(2000, math.ceil(runs[variant] * RATE_GUESS * window / per_voter))
-        tokens = await asyncio.to_thread(_credentials, _credential(variant), voters, bench,
+        tokens = await asyncio.to_thread(_credentials, _credential(variant), voters, ctx,
                                          secret)
-        path = bench.res.workdir / f"votes-{variant}.tsv"
-        pairs = dataset.Pairs(voters, bench.o.candidates, per_voter, seed=20 + n,
+        path = ctx.res.workdir / f"votes-{variant}.tsv"
+        pairs = dataset.Pairs(voters, ctx.o.candidates, per_voter, seed=20 + n,
                               in_a_row=variant not in FIRSTS)
-        lines = await asyncio.to_thread(dataset.write_requests, path, tokens, pairs, bench.ips)
+        lines = await asyncio.to_thread(dataset.write_requests, path, tokens, pairs, ctx.ips)
         files[variant] = (path, lines)
-        bench.log(f"D: {lines:,} {variant} requests ({voters:,} voters)")
+        ctx.log(f"D: {lines:,} {variant} requests ({voters:,} voters)")
     return files
-
-
-def bench_redis(bench: Bench) -> Any:
-    from .bench import redis_client
-
-    return redis_client(bench.valkey_url)
 
 
 def _credential(variant: str) -> str:
@@ -123,23 +110,18 @@ def _credential(variant: str) -> str:
     return "token" if variant == WATCH else variant.split("-")[0]
 
 
-def _credentials(variant: str, count: int, bench: Bench, secret: str) -> list[str]:
+def _credentials(variant: str, count: int, ctx: Context, secret: str) -> list[str]:
     if variant == "token":
-        return dataset.issue_tokens(count, CAMPAIGN, bench.secret_key, bench.pepper)
+        return dataset.issue_tokens(count, CAMPAIGN, ctx.secret_key, ctx.pepper)
     if variant == "jwt":
         exp = int(time.time()) + 20 * 3600
         return ["Bearer " + jwt.encode({"iss": CHANNEL, "aud": CAMPAIGN, "sub": f"user-{i}",
                                         "exp": exp}, secret, algorithm="HS256")
                 for i in range(count)]
-    tokens = VoterTokens([bench.secret_key], bench.pepper)
+    tokens = VoterTokens([ctx.secret_key], ctx.pepper)
     return [tokens.issue_verified(CAMPAIGN, "sms",
-                                  voter_id(bench.pepper, "sms", f"+86138{i:08d}"))
+                                  voter_id(ctx.pepper, "sms", f"+86138{i:08d}"))
             for i in range(count)]
-
-
-def _server_us(load: dict[str, Any]) -> float | None:
-    seconds = load.get("extra", {}).get("cpu_seconds", {}).get("server")
-    return seconds * 1e6 / load["requests"] if seconds and load["requests"] else None
 
 
 def _p95(load: dict[str, Any]) -> float | None:
@@ -147,27 +129,27 @@ def _p95(load: dict[str, Any]) -> float | None:
     return lat["p95"] / 1000 if "p95" in lat else None
 
 
-async def run(bench: Bench) -> dict[str, Any]:
-    rounds = 2 if bench.o.quick else 4
-    sse_pairs = 1 if bench.o.quick else 2
-    counted = int(bench.o.instructions)
+async def run(ctx: Context) -> dict[str, Any]:
+    rounds = 2 if ctx.o.quick else 4
+    sse_pairs = 1 if ctx.o.quick else 2
+    counted = int(ctx.o.instructions)
     runs = {v: rounds + (counted if v in GOALS else 0) for v in VARIANTS
             if v not in BASELINES} | {WATCH: 2 * sse_pairs}
-    files = await prepare(bench, runs)
+    files = await prepare(ctx, runs)
     path = f"/api/v1/campaigns/{CAMPAIGN}/votes"
     offsets = dict.fromkeys(files, 0)
     out: dict[str, Any] = {"rounds": [], "sse": []}
-    bench.results["phases"]["votepath"] = out  # kept if interrupted
+    ctx.keep("votepath", out)  # kept if interrupted
 
     async def vote(name: str, variant: str, **kwargs: Any) -> dict[str, Any]:
         file, lines = files[variant]
-        env = bench.service_env(bench.valkey_url, **ENV.get(variant, {}))
-        result, extra = await bench.vote_phase(
-            name, bench.valkey_url, env, 1, offsets[variant], requests=file, path=path,
+        env = ctx.service_env(ctx.valkey_url, **ENV.get(variant, {}))
+        result, extra = await ctx.vote_phase(
+            name, ctx.valkey_url, env, 1, offsets[variant], requests=file, path=path,
             limit=lines - offsets[variant], **kwargs)
         offsets[variant] += result.consumed
         if result.wrapped:
-            bench.log(f"warning: {name} ran out of distinct requests")
+            ctx.log(f"warning: {name} ran out of distinct requests")
         return {"load": result.as_dict(), **extra}
 
     for r in range(rounds):
@@ -175,13 +157,13 @@ async def run(bench: Bench) -> dict[str, Any]:
         row: dict[str, Any] = {}
         for variant in order:
             if variant in BASELINES:
-                load = await bench.bare_phase(1, asgi=variant == "asgi")
+                load = await ctx.bare_phase(1, asgi=variant == "asgi")
                 row[variant] = {"load": load.as_dict()}
             else:
                 row[variant] = await vote(f"D{r}-{variant}", variant)
         out["rounds"].append(row)
-        bench.log("D round " + str(r + 1) + ": " + ", ".join(
-            f"{v} {row[v]['load']['rps']:,.0f}/s {_server_us(row[v]['load']) or 0:.0f} µs"
+        ctx.log("D round " + str(r + 1) + ": " + ", ".join(
+            f"{v} {row[v]['load']['rps']:,.0f}/s {cpu_us(row[v]['load']) or 0:.0f} µs"
             for v in VARIANTS))
 
     live = f"/api/v1/campaigns/{CAMPAIGN}/live"
@@ -191,40 +173,40 @@ async def run(bench: Bench) -> dict[str, Any]:
                              watch_path=live, idle=IDLE_SECONDS)
             got["watchers"] = watchers
             out["sse"].append(got)
-            bench.log(f"D2 {watchers} watchers: vote p95 {_p95(got['load'])} ms, idle server "
-                      f"{got.get('idle_server_cores')} cores")
+            ctx.log(f"D2 {watchers} watchers: vote p95 {_p95(got['load'])} ms, idle server "
+                    f"{got.get('idle_server_cores')} cores")
     out["summary"] = summarize(out)
-    if bench.o.instructions:
-        await _count(bench, out, vote)
-    return out
+    if ctx.o.instructions:
+        await _count(ctx, out, vote)
+    return {"votepath": out}
 
 
-async def _count(bench: Bench, out: dict[str, Any], vote: Any) -> None:
+async def _count(ctx: Context, out: dict[str, Any], vote: Any) -> None:
     """D3: each counted row once, its server under callgrind."""
     if not instructions.available():
         out["instructions_skipped"] = "valgrind not found (apt-get install valgrind)"
-        bench.log("D3 skipped: " + out["instructions_skipped"])
+        ctx.log("D3 skipped: " + out["instructions_skipped"])
         return
-    counting = Callgrind(bench.res.workdir / "callgrind")
+    counting = Callgrind(ctx.res.workdir / "callgrind")
     rows: dict[str, Any] = out.setdefault("instructions", {})
-    usual = bench.load  # a longer window: at ~30× slower, 4 s hold too few requests
-    bench.load = dataclasses.replace(usual, warmup=max(usual.warmup, COUNT_WARMUP),
-                                     seconds=max(usual.seconds, COUNT_SECONDS))
+    usual = ctx.load  # a longer window: at ~30× slower, 4 s hold too few requests
+    ctx.load = dataclasses.replace(usual, warmup=max(usual.warmup, COUNT_WARMUP),
+                                   seconds=max(usual.seconds, COUNT_SECONDS))
     try:
         for variant in COUNTED:
             if variant in BASELINES:
-                load = await bench.bare_phase(1, asgi=variant == "asgi", counting=counting)
+                load = await ctx.bare_phase(1, asgi=variant == "asgi", counting=counting)
                 rows[variant] = {"load": load.as_dict()}
             else:
                 rows[variant] = await vote(f"D3-{variant}", variant, counting=counting)
             got = rows[variant]["load"]
-            bench.log(f"D3 {variant}: {_per_request(got) or 0:,.0f} instructions/request over "
-                      f"{got['requests']:,} requests")
+            ctx.log(f"D3 {variant}: {_per_request(got) or 0:,.0f} instructions/request over "
+                    f"{got['requests']:,} requests")
     except RuntimeError as exc:  # callgrind misbehaving must not cost D1 and D2
         out["instructions_error"] = str(exc)
-        bench.log(f"D3 stopped: {exc}")
+        ctx.log(f"D3 stopped: {exc}")
     finally:
-        bench.load = usual
+        ctx.load = usual
 
 
 def _per_request(load: dict[str, Any]) -> float | None:
@@ -247,7 +229,7 @@ def summarize(out: dict[str, Any]) -> dict[str, Any]:
             "rps": median([x["rps"] for x in loads]),
             "p50_ms": median([x["p50_ms"] for x in loads]),
             "p99_ms": median([x["p99_ms"] for x in loads]),
-            "server_us": median([_server_us(x) for x in loads]),
+            "server_us": median([cpu_us(x) for x in loads]),
             "ok": median([x["ok_fraction"] for x in loads]),
         }
     bare = med.get("bare", {})
@@ -278,7 +260,11 @@ def _own_work(med: dict[str, dict[str, float | None]]) -> str:
             + ", ".join(parts)) if parts else ""
 
 
-def render(out: dict[str, Any]) -> str:
+def render(ph: dict[str, Any]) -> str:
+    """Tables D1, D3 and D2, when the phase has rounds."""
+    out = ph.get("votepath", {})
+    if not out.get("rounds"):
+        return ""
     s = out.get("summary") or summarize(out)
     med = s["medians"]
     rows = []

@@ -1,4 +1,4 @@
-"""Phase C of ``make bench``: what the anti-fraud features cost the vote endpoint.
+"""Phase C of ``make bench`` (table C): what the anti-fraud features cost the vote endpoint.
 
 Four configurations of one campaign, whose rules change between rows (the server restarts each time,
 on the same settings): no proof of work and no IP limits (the baseline), the IP limits
@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import math
 import multiprocessing
 import os
 import time
@@ -32,6 +33,9 @@ from typing import Any
 from voting_service.fraud import challenge
 from voting_service.models import Rules
 from voting_service.vote.identity import VoterTokens
+
+from ..context import Context, server_us
+from ..report import pct, table
 
 CAMPAIGN_ID = "antifraud"
 MAX_NUMBER = 1000
@@ -48,6 +52,8 @@ LIMITS_ON = {"ip_per_minute": 600, "ip_per_day": 20_000, "net_per_minute": 6000,
 ~20,000 addresses in 400 /24 networks share ~1,500 votes/s."""
 CHUNK = 250
 """Proofs per task of the process pool."""
+PROOF_MARGIN = 1.2
+"""Proofs solved for a proof-of-work row, at least per request the fastest earlier row sent."""
 
 
 @dataclass(frozen=True)
@@ -197,3 +203,125 @@ def remove(*paths: Path) -> None:
     for path in paths:
         with contextlib.suppress(OSError):
             path.unlink()
+
+
+async def run(ctx: Context) -> dict[str, Any]:
+    """C: the vote endpoint with proof of work off/on × IP limits off/on, one campaign
+    whose rules change between rows, the same server settings (1 worker) and load."""
+    cid = CAMPAIGN_ID
+    rows: list[dict[str, Any]] = []
+    summary: dict[str, Any] = ctx.keep("antifraud", {  # filled as it goes
+        "campaign": cid, "rows": rows, "limits_on": LIMITS_ON,
+        "challenge_max_number": MAX_NUMBER})
+    await ctx.set_rules(cid, ROWS[0].rules())
+    plain, lines = await ctx.request_file(cid, "antifraud.tsv", seed=5)
+    with_proofs = ctx.res.workdir / "antifraud-pow.tsv"
+    path = f"/api/v1/campaigns/{cid}/votes"
+    env = ctx.service_env(ctx.valkey_url)
+    offset = 0
+    try:
+        for row in ROWS:
+            await ctx.set_rules(cid, row.rules())
+            file, start, limit = plain, offset, lines - offset
+            proofs: dict[str, Any] = {}
+            if row.challenge:
+                # one proof per request, made just before the row (valid challenge.TTL s)
+                limit = min(_proofs_needed(ctx, rows), lines - offset)
+                ctx.log(f"C: solving {limit} challenges (maxnumber "
+                        f"{MAX_NUMBER}) for '{row.label}'")
+                proofs = await write_proof_file(
+                    plain, with_proofs, offset, limit, secret_key=ctx.secret_key,
+                    pepper=ctx.pepper, campaign_id=cid)
+                ctx.log(f"C: {proofs['proofs']} proofs in {proofs['seconds']} s")
+                file, start = with_proofs, 0
+            result, extra = await ctx.vote_phase(
+                f"antifraud-{row.key}", ctx.valkey_url, env, 1, start, requests=file,
+                path=path, limit=limit)
+            ctx.check_load(result, f"C {row.key}")
+            offset += result.consumed
+            rows.append({"key": row.key, "label": row.label, "challenge": row.challenge,
+                         "limits": row.limits, "rules": row.rules(),
+                         "vote": result.as_dict(), **extra,
+                         **({"proofs": proofs} if proofs else {})})
+            ctx.log(f"C {row.key}: {result.rps:,.0f} votes/s "
+                    f"({pct(result.ok_fraction)} 200)")
+    finally:
+        remove(plain, with_proofs)
+        summary.update(verdict(rows))
+    return {"antifraud": summary}
+
+
+def _proofs_needed(ctx: Context, done: list[dict[str, Any]]) -> int:
+    """Requests a proof-of-work row may send in its warm-up + window, with room to spare:
+    running out would replay spent proofs and spoil the row.
+
+    One worker cannot use more than one core, and a proof only adds to the baseline's
+    server CPU per vote: so at most 1 s / (baseline CPU per vote) votes a second — taking
+    the CPU per vote 10 % lower, for noise — and at least PROOF_MARGIN × what any earlier
+    row sent."""
+    window = ctx.o.warmup + ctx.o.seconds
+    base = next((r for r in done if r["key"] == "baseline"), None)
+    us = server_us(base["vote"]) if base else None
+    bound = 1e6 / (0.9 * us) * window if us else 3000 * window  # no baseline: generous
+    sent = max((r["vote"]["consumed"] for r in done), default=0)
+    return math.ceil(max(bound, sent * PROOF_MARGIN)) + 2 * ctx.o.connections
+
+
+def render(ph: dict[str, Any]) -> str:
+    """Table C, when the phase has rows."""
+    af = ph.get("antifraud", {})
+    if not af.get("rows"):
+        return ""
+    rows = []
+    base_us = af.get("baseline_server_us")
+    for r in af["rows"]:
+        v = r["vote"]
+        ratio = af.get("ratios", {}).get(r["key"])
+        cpu_ratio = af.get("cpu_ratios", {}).get(r["key"])
+        us = server_us(v)
+        ok = pct(v["ok_fraction"]) + ("" if v["ok_fraction"] >= MIN_OK else " < 99%")
+        if v.get("wrapped"):
+            ok += " (ran out of requests)"
+        busy = r["key"] in af.get("disturbed", [])
+        rows.append([r["label"] + (" *" if busy else ""), v["rps"], v["p50_ms"], v["p99_ms"],
+                     ok, us,
+                     f"{us - base_us:+.0f}" if us is not None and base_us is not None else None,
+                     server_us(v, "valkey"), "-" if ratio is None else f"{ratio:.2f}",
+                     "-" if cpu_ratio is None else f"{cpu_ratio:.2f}"])
+    lim = af.get("limits_on", {})
+    note = (f"limits on = ip_per_minute {lim.get('ip_per_minute')}, ip_per_day "
+            f"{lim.get('ip_per_day'):,}, net_per_minute {lim.get('net_per_minute')}, "
+            f"net_per_day {lim.get('net_per_day'):,} (X-Forwarded-For over 400 /24s); off = 0\n"
+            f"challenge on: one proof per request, bound to its voter, solved beforehand "
+            f"(maxnumber {af.get('challenge_max_number')}): only verifying is measured")
+    proofs = [r["proofs"] for r in af["rows"] if r.get("proofs")]
+    if proofs:
+        note += " (" + ", ".join(f"{p['proofs']:,} solved in {p['seconds']:g} s"
+                                 for p in proofs) + ")"
+    note += ("\nbaseline = mean of 1 and 1'; ×1: votes/s / the baseline's; ×1 CPU: the "
+             "baseline's server CPU per vote / the row's (the votes/s ratio at a full core, "
+             "steadier under noise); Δ µs: server CPU per vote over the baseline's")
+    if af.get("disturbed"):
+        note += (f"\n* other processes used more than {BUSY_OTHER:g} cores during "
+                 "this row (see the CPU table): its figures are disturbed")
+    drift = af.get("drift")
+    if drift is not None:
+        note += f"\n1' / 1 = {drift:.3f} (how much the machine drifted during the phase)"
+        if abs(drift - 1) > DRIFT_WARN:
+            note += (f": more than {DRIFT_WARN:.0%}, the ratios are noisy — "
+                     "run the phase again (--only antifraud)")
+    if "full_ratio" in af:
+        met = "MET" if af["met"] else "NOT MET"
+        cpu = af.get("cpu_ratios", {}).get("full")
+        note += (f"\ngoal: the full anti-fraud path (4) keeps ≥ {af['goal']:.0%} of the "
+                 f"baseline's votes/s: 4/1 = {af['full_ratio']:.3f} → {met}"
+                 + (f" (by server CPU per vote: {cpu:.3f})" if cpu else "")
+                 + ("" if af.get("steady", True) else " — unreliable: the machine was busy"))
+        if not af.get("meaningful"):
+            note += (f"\nWARNING: a row is missing or got fewer than {af['min_ok']:.0%} 200s: "
+                     "the comparison is meaningless")
+    return table(
+        "\nC. Anti-fraud cost: vote endpoint, 1 worker, same server settings and load "
+        "(+ flusher), one campaign whose rules change between rows",
+        ["row", "votes/s", "p50 ms", "p99 ms", "200s", "server CPU µs/vote", "Δ µs",
+         "Valkey CPU µs/vote", "×1", "×1 CPU"], rows, note)

@@ -1,0 +1,216 @@
+"""Tables A (Redis alone) and A2 (Valkey instructions): the vote's scripts straight into
+Valkey through ``pipeline.Pipeline``, no HTTP, this checkout beside ``--baseline``.
+
+Each row is one ``redis_ceiling.py`` run in a process of its own that imports the package of
+the checkout it measures (this one, or ``--baseline`` exported from git).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from voting_service import embedded
+
+from .. import dataset, instructions
+from ..context import SHARDS, Context
+from ..procs import REPO, python
+from ..report import pct, table
+
+GOAL_VALKEY_US = 25.0
+"""Valkey CPU µs per vote on a single node with appendfsync always (issue 28; Cluster: 30)."""
+CEILING_GRIND_VOTES = 3000
+"""Votes of one callgrind row (table A2): enough that connecting and INFO are noise."""
+
+
+async def run(ctx: Context) -> dict[str, Any]:
+    """Table A: the scripts straight into Valkey, metered per vote, the package of this
+    checkout against ``--baseline`` (the vote path before issue 28) in the same run, two
+    interleaved rounds each: a single node (one call a vote; and ``cast_vote.lua`` alone)
+    and a 3-master Cluster (two calls a vote, in two slots), all ``appendfsync always``."""
+    cid = "luaceiling"
+    data = dataset.bench_campaign(ctx.o.candidates, cid)
+    voters = dataset.synthetic_voter_ids(ctx.o.voters, ctx.pepper, cid)
+    pairs = list(dataset.Pairs(ctx.o.voters, ctx.o.candidates, 10, seed=3))
+    plan = [(voters[v], f"c{c + 1:03d}", ctx.ips[i % len(ctx.ips)])
+            for i, (v, c) in enumerate(pairs)]
+    variants = [("after", REPO)]
+    if ctx.o.baseline:
+        base = ctx.res.workdir / "baseline"
+        await asyncio.to_thread(_export_checkout, ctx.o.baseline, base)
+        variants.insert(0, ("before", base))
+    # every (variant, round, mode, backend) run gets fresh (voter, candidate) pairs
+    runs = [(v, r, m, b) for b in ("single", "cluster") for r in range(2)
+            for v in variants for m in (("full", "cast_vote") if b == "single" else ("full",))]
+    grinding = ctx.o.instructions and instructions.available()
+    reserved = 4 * (CEILING_GRIND_VOTES + 300) if grinding else 0  # table A2's votes
+    plan, grind_plan = plan[:len(plan) - reserved], plan[len(plan) - reserved:]
+    size = len(plan) // len(runs)
+    out: list[dict[str, Any]] = ctx.keep("ceiling", [])
+    cluster: embedded.ValkeyCluster | None = None
+    try:
+        for i, ((variant, path), rnd, mode, backend) in enumerate(runs):
+            if backend == "cluster" and cluster is None:
+                cluster = await asyncio.to_thread(_start_cluster, ctx.res.workdir)
+                ctx.log(f"A: 3-master cluster on {cluster.url} (appendfsync always)")
+            url = cluster.url if cluster else ctx.valkey_url
+            masters = [n.url for n in cluster.masters()] if cluster else [url]
+            spec = {"url": url, "cluster": cluster is not None, "masters": masters,
+                    "campaign": data, "plan": plan[i * size:(i + 1) * size],
+                    "shards": SHARDS, "concurrency": ctx.o.ceiling_concurrency,
+                    "seconds": ctx.o.ceiling_seconds, "full": mode == "full",
+                    "mode": mode}
+            ctx.log(f"A: Redis ceiling, {variant} {backend} {mode} round {rnd + 1}")
+            row = await _ceiling_run(ctx.res.workdir / f"ceiling-{i}.json", path, spec)
+            row.update(variant=variant, backend=backend, round=rnd + 1)
+            out.append(row)
+    finally:
+        if cluster is not None:
+            await asyncio.to_thread(cluster.stop)
+    result: dict[str, Any] = {"ceiling": out}
+    if grinding:
+        result["ceiling_instructions"] = await _instructions(ctx, data, variants, grind_plan)
+    return result
+
+
+async def _instructions(ctx: Context, data: dict[str, Any], variants: list[tuple[str, Path]],
+                        plan: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
+    """Table A2: Valkey's own instructions per vote under callgrind, which do not move
+    with the machine's speed: a warm-up (scripts loaded), then the counters zeroed, a
+    fixed number of votes, the dump. One fresh node (appendfsync always) per row."""
+    rows: list[dict[str, Any]] = ctx.keep("ceiling_instructions", [])
+    grind = instructions.Callgrind(ctx.res.workdir / "callgrind-valkey")
+    votes, warm = CEILING_GRIND_VOTES, 300
+    chunks = [plan[i:i + votes + warm] for i in range(0, len(plan), votes + warm)]
+    for i, ((variant, path), mode) in enumerate(
+            (v, m) for m in ("full", "cast_vote") for v in variants):
+        server = embedded.ValkeyServer(ctx.res.workdir / f"valkey-grind-{i}",
+                                       wrapper=tuple(grind.argv(f"valkey-{i}")))
+        ctx.res.servers.append(server)
+        await asyncio.to_thread(server.start)
+        try:
+            assert server.process is not None
+            pid = server.process.pid
+            await grind.ready(pid)
+            chunk = chunks[i % len(chunks)]
+            spec = {"url": server.url, "cluster": False, "masters": [server.url],
+                    "campaign": data, "plan": chunk[:warm], "shards": SHARDS,
+                    "concurrency": 64, "seconds": 600.0, "full": mode == "full",
+                    "mode": mode}
+            await _ceiling_run(ctx.res.workdir / f"grind-warm-{i}.json", path, spec)
+            await grind.window_starts(pid)
+            spec["plan"] = chunk[warm:]
+            row = await _ceiling_run(ctx.res.workdir / f"grind-{i}.json", path, spec)
+            total = await grind.window_ends(pid)
+            rows.append({"variant": variant, "mode": mode, "votes": row["votes"],
+                         "instructions": total,
+                         "per_vote": round(total / max(row["votes"], 1)),
+                         "outcomes": row["outcomes"]})
+            ctx.log(f"A2: {variant} {mode}: {total / max(row['votes'], 1):,.0f} "
+                    "Valkey instructions a vote")
+        finally:
+            server.stop()
+            ctx.res.servers.remove(server)
+    return rows
+
+
+def _start_cluster(workdir: Path) -> embedded.ValkeyCluster:
+    """A 3-master cluster (appendfsync always); a node whose bus port another process took
+    in the meantime (the machine is shared) means a second try on fresh ports."""
+    for attempt in range(3):
+        cluster = embedded.ValkeyCluster(workdir / f"ceiling-cluster-{attempt}")
+        try:
+            return cluster.start()
+        except RuntimeError:
+            cluster.stop()
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _export_checkout(ref: str, dest: Path) -> None:
+    """The package and Lua scripts of ``ref`` (a commit of this repository) into ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref, "voting_service", "lua"],
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+
+
+async def _ceiling_run(spec_file: Path, checkout: Path, spec: dict[str, Any]) -> dict[str, Any]:
+    """One metered ``redis_ceiling.py`` run in a process of its own, importing the package
+    of ``checkout`` (so the row measures that version's keys, scripts and call packing)."""
+    spec_file.write_text(json.dumps(spec))
+    env = dict(os.environ, PYTHONPATH=str(checkout))
+    proc = await asyncio.create_subprocess_exec(
+        python(), str(REPO / "loadtests" / "redis_ceiling.py"), str(spec_file), cwd=checkout,
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    if proc.returncode:
+        raise RuntimeError(f"ceiling run failed ({proc.returncode}): {err.decode()[-2000:]}")
+    row: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    return row
+
+
+def render(ph: dict[str, Any]) -> str:
+    """Tables A (Redis alone) and A2, each when it has rows."""
+    out = []
+    if ph.get("ceiling"):
+        out.append(render_ceiling(ph["ceiling"]))
+    if ph.get("ceiling_instructions"):
+        rows = [[r["mode"], r["variant"], r["votes"], round(r["per_vote"] / 1000, 1),
+                 pct(r["outcomes"].get("accepted", 0) / max(r["votes"], 1))]
+                for r in ph["ceiling_instructions"]]
+        out.append(table(
+            "\nA2. Valkey's instructions per vote (valkey-server under callgrind, one node, "
+            "appendfsync always)", ["scripts", "code", "votes", "k instructions/vote",
+                                    "accepted"], rows,
+            "user-space instructions of the server only (not the kernel's write and fsync); "
+            "they do not move with the machine's speed: compare before with after here"))
+    return "\n".join(out)
+
+
+def render_ceiling(runs: list[dict[str, Any]]) -> str:
+    """Table A: medians over the rounds of each (backend, mode, variant), before beside after."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in runs:
+        key = (r.get("backend", "single"), r["mode"], r.get("variant", "after"))
+        groups.setdefault(key, []).append(r)
+    names = {("single", "full"): "single node, limits + vote (1 call)",
+             ("single", "cast_vote"): "single node, cast_vote.lua only (IP caps 0)",
+             ("cluster", "full"): "3-master Cluster, limits + vote (2 calls)"}
+
+    def med(rows: list[dict[str, Any]], k: str) -> float:
+        values = sorted(float(r["per_vote"][k]) for r in rows
+                        if r["per_vote"].get(k) is not None) or [0.0]
+        return values[len(values) // 2] if len(values) % 2 else (
+            values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
+
+    rows = []
+    for (backend, mode, variant), rs in groups.items():
+        pv = rs[-1]["per_vote"]
+        calls = ", ".join(f"{k} {v:g}" for k, v in pv.get("by_command", {}).items()
+                          if k not in ("evalsha", "eval"))
+        goal = GOAL_VALKEY_US if backend == "single" else GOAL_VALKEY_US + 5
+        cpu = med(rs, "cpu_us")
+        rows.append([names.get((backend, mode), f"{backend} {mode}"), variant,
+                     round(cpu, 1), med(rs, "script_us"), med(rs, "aof_bytes"),
+                     round(1e6 / cpu) if cpu else 0,
+                     round(sum(r["rate"] for r in rs) / len(rs)), pv.get("scripts", 0),
+                     pv.get("redis_calls", 0),
+                     "" if mode != "full" else ("yes" if cpu <= goal else f"> {goal:g}"),
+                     calls])
+    return table(
+        f"\nA. Redis alone: voting.cast through pipeline.Pipeline, no HTTP "
+        f"({runs[0]['concurrency']} coroutines, one uvloop process), appendfsync always; "
+        "median of the rounds",
+        ["backend, scripts", "code", "Valkey CPU µs/vote", "script µs/vote", "AOF B/vote",
+         "votes/s per master core", "client votes/s", "calls/vote", "redis.call/vote",
+         "goal", "commands per vote"], rows,
+        "Valkey CPU = used_cpu_sys+user of the master(s) over the run (Cluster: summed) / "
+        "votes; script µs = INFO commandstats usec of EVALSHA/EVAL; AOF B = aof_current_size "
+        "growth; per master core = 1 / Valkey CPU; before = --baseline, after = this checkout; "
+        "client votes/s is what one Python process reached (it is the bottleneck)")
