@@ -23,6 +23,7 @@ import statistics
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -181,9 +182,11 @@ async def flusher_drain(redis: AnyRedis, pg_url: str, campaign_id: str, shards: 
     flusher = Flusher(redis, pg_url, shards, name="bench-flusher", reader=reader,
                       log_positions=log_positions)
     await flusher.refresh()  # leases and marks taken before the clock starts
+    backend = (await flusher._db()).get_server_pid()  # its PostgreSQL backend's process
     gc_tuning.settle()  # as `voting-service flusher` does once it has started
     stages = _time_stages(flusher, ("_collect", "_write", "trim"))
     complete = True
+    cpu = (time.process_time(), run_ns(backend))
     started = time.monotonic()
     try:
         async with asyncio.timeout(max_seconds):
@@ -192,14 +195,27 @@ async def flusher_drain(redis: AnyRedis, pg_url: str, campaign_id: str, shards: 
         complete = False
     finally:
         elapsed = time.monotonic() - started
+        spent = (time.process_time() - cpu[0], (run_ns(backend) - cpu[1]) / 1e9)
         await flusher.close()
+    per_row = 1e6 / max(flusher.stats.flushed, 1)
     return Throughput("flusher end to end: XREAD + marks/COPY/tallies + XTRIM",
                       flusher.stats.flushed, elapsed, complete,
                       await count_rows(pg_url, campaign_id),
                       {"batches": flusher.stats.batches,
                        "rows_per_batch": round(flusher.stats.flushed
                                                / max(flusher.stats.batches, 1)),
-                       "stage_seconds": {k.strip("_"): round(v, 3) for k, v in stages.items()}})
+                       "stage_seconds": {k.strip("_"): round(v, 3) for k, v in stages.items()},
+                       "cpu_us_per_row": {"flusher": round(spent[0] * per_row, 3),
+                                          "postgres": round(spent[1] * per_row, 3)}})
+
+
+def run_ns(pid: int) -> int:
+    """Nanoseconds process ``pid`` has run on a CPU (``/proc/<pid>/schedstat``, its main
+    thread): unlike wall time, about the same whether or not a neighbour shares the cores.
+    0 where the file is missing."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+    return 0
 
 
 def _time_stages(obj: object, names: tuple[str, ...]) -> dict[str, float]:
