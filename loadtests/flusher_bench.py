@@ -242,26 +242,34 @@ def _time_stages(obj: object, names: tuple[str, ...]) -> dict[str, float]:
 
 
 async def copy_marks(pg_url: str, campaign_id: str, entries: list[Entry], batch: int,
-                     max_seconds: float) -> Throughput:
+                     max_seconds: float, log_positions: bool = True) -> Throughput:
     """The flusher's PostgreSQL transactions alone (marks, COPY, tallies), ``batch`` rows
-    each, encoded before the clock starts."""
+    each, encoded before the clock starts; ``log_positions`` as the flusher's."""
     todo = transactions(campaign_id, entries, batch)
     conn = await asyncpg.connect(pg_url)
     done = 0
     try:
         await marks.load(conn, campaign_id, max(e.shard for e in entries) + 1)
+        wal = await conn.fetchval(WAL_AT)
         started = time.monotonic()
         for b in todo:
             if time.monotonic() - started >= max_seconds:
                 break
-            await batches.commit(conn, b)
+            await batches.commit(conn, b, log=log_positions)
             done += b.rows
         elapsed = time.monotonic() - started
+        wal_bytes = int(await conn.fetchval(f"SELECT pg_wal_lsn_diff(({WAL_AT}), $1)", wal))
     finally:
         await conn.close()
     return Throughput("PostgreSQL only: marks + text COPY + tallies", done, elapsed,
                       done == len(entries), await count_rows(pg_url, campaign_id),
-                      {"rows_per_tx": batch})
+                      {"rows_per_tx": batch,
+                       "wal_bytes_per_row": round(wal_bytes / max(done, 1), 1)})
+
+
+WAL_AT = "SELECT pg_current_wal_insert_lsn()"
+"""Where PostgreSQL's WAL ends: the bytes a row writes do not depend on the machine's speed
+(other sessions of the benchmark's own server are idle meanwhile)."""
 
 
 async def executemany(pg_url: str, rows: list[tuple[Any, ...]], batch: int,
