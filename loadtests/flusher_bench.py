@@ -23,6 +23,7 @@ import statistics
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -181,9 +182,11 @@ async def flusher_drain(redis: AnyRedis, pg_url: str, campaign_id: str, shards: 
     flusher = Flusher(redis, pg_url, shards, name="bench-flusher", reader=reader,
                       log_positions=log_positions)
     await flusher.refresh()  # leases and marks taken before the clock starts
+    backend = (await flusher._db()).get_server_pid()  # its PostgreSQL backend's process
     gc_tuning.settle()  # as `voting-service flusher` does once it has started
     stages = _time_stages(flusher, ("_collect", "_write", "trim"))
     complete = True
+    cpu = (time.process_time(), run_ns(backend))
     started = time.monotonic()
     try:
         async with asyncio.timeout(max_seconds):
@@ -192,14 +195,27 @@ async def flusher_drain(redis: AnyRedis, pg_url: str, campaign_id: str, shards: 
         complete = False
     finally:
         elapsed = time.monotonic() - started
+        spent = (time.process_time() - cpu[0], (run_ns(backend) - cpu[1]) / 1e9)
         await flusher.close()
+    per_row = 1e6 / max(flusher.stats.flushed, 1)
     return Throughput("flusher end to end: XREAD + marks/COPY/tallies + XTRIM",
                       flusher.stats.flushed, elapsed, complete,
                       await count_rows(pg_url, campaign_id),
                       {"batches": flusher.stats.batches,
                        "rows_per_batch": round(flusher.stats.flushed
                                                / max(flusher.stats.batches, 1)),
-                       "stage_seconds": {k.strip("_"): round(v, 3) for k, v in stages.items()}})
+                       "stage_seconds": {k.strip("_"): round(v, 3) for k, v in stages.items()},
+                       "cpu_us_per_row": {"flusher": round(spent[0] * per_row, 3),
+                                          "postgres": round(spent[1] * per_row, 3)}})
+
+
+def run_ns(pid: int) -> int:
+    """Nanoseconds process ``pid`` has run on a CPU (``/proc/<pid>/schedstat``, its main
+    thread; 0 where the file is missing). Less moved by a neighbour than wall time, not
+    immune: under a load average of 8 a row's CPU rose by up to a half."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+    return 0
 
 
 def _time_stages(obj: object, names: tuple[str, ...]) -> dict[str, float]:
@@ -226,26 +242,34 @@ def _time_stages(obj: object, names: tuple[str, ...]) -> dict[str, float]:
 
 
 async def copy_marks(pg_url: str, campaign_id: str, entries: list[Entry], batch: int,
-                     max_seconds: float) -> Throughput:
+                     max_seconds: float, log_positions: bool = True) -> Throughput:
     """The flusher's PostgreSQL transactions alone (marks, COPY, tallies), ``batch`` rows
-    each, encoded before the clock starts."""
+    each, encoded before the clock starts; ``log_positions`` as the flusher's."""
     todo = transactions(campaign_id, entries, batch)
     conn = await asyncpg.connect(pg_url)
     done = 0
     try:
         await marks.load(conn, campaign_id, max(e.shard for e in entries) + 1)
+        wal = await conn.fetchval(WAL_AT)
         started = time.monotonic()
         for b in todo:
             if time.monotonic() - started >= max_seconds:
                 break
-            await batches.commit(conn, b)
+            await batches.commit(conn, b, log=log_positions)
             done += b.rows
         elapsed = time.monotonic() - started
+        wal_bytes = int(await conn.fetchval(f"SELECT pg_wal_lsn_diff(({WAL_AT}), $1)", wal))
     finally:
         await conn.close()
     return Throughput("PostgreSQL only: marks + text COPY + tallies", done, elapsed,
                       done == len(entries), await count_rows(pg_url, campaign_id),
-                      {"rows_per_tx": batch})
+                      {"rows_per_tx": batch,
+                       "wal_bytes_per_row": round(wal_bytes / max(done, 1), 1)})
+
+
+WAL_AT = "SELECT pg_current_wal_insert_lsn()"
+"""Where PostgreSQL's WAL ends: the bytes a row writes do not depend on the machine's speed
+(other sessions of the benchmark's own server are idle meanwhile)."""
 
 
 async def executemany(pg_url: str, rows: list[tuple[Any, ...]], batch: int,

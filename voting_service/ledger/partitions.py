@@ -2,10 +2,10 @@
 written, and given their lookup indexes in one sorted pass once the day is over.
 
 The open day's partition has only the indexes a COPY keeps cheaply (the compact primary key,
-the BRIN on ``cast_at``, the partial index of struck-out votes). Keeping the random-key
-lookup b-trees in step with every COPY more than halved the flusher's PostgreSQL rows a
-second (``docs/capacity.md``, ``make bench`` table B); building them on a finished day costs
-one sort. Until
+the BRINs on ``cast_at`` and on the log position, the partial index of struck-out votes).
+Keeping the random-key lookup b-trees in step with every COPY more than halved the flusher's
+PostgreSQL rows a second (``docs/capacity.md``, ``make bench`` table B); building them on a
+finished day costs one sort. Until
 then a lookup by voter or address scans the open days' partitions (a day or two of rows).
 """
 
@@ -26,6 +26,8 @@ LOOKUPS = {
     "voter": "(campaign_id, voter_id)",  # invalidations, suspicious groups, reconciliation
     "ip": "(campaign_id, ip)",  # invalidation by network, address signals
     "vote": "(campaign_id, vote_id)",  # the published ledger's look-up of one vote
+    # log proofs: the open day answers them from the BRIN on log_index (migration 0031)
+    "log": "(campaign_id, log_index) WHERE log_index IS NOT NULL",
 }
 """Index suffix → columns: the indexes a sealed partition carries beside the open day's."""
 OVER_AFTER = dt.timedelta(days=1, hours=13)
