@@ -27,13 +27,15 @@
 --   refused; load_i = how full level i's minute bucket is after this vote (0..1000);
 --   count_i = its votes of the day including this one (0 when refused).
 local period = 60000
-local key, day, peek = KEYS[1], ARGV[1], ARGV[2] == '1'
-local levels = math.floor((#ARGV - 2) / 3)
+local k, a, now = ...  -- limit_and_cast.lua's offsets into KEYS and ARGV, and its TIME
+k, a = k or 0, a or 0
+local key, day, peek = KEYS[k + 1], ARGV[a + 1], ARGV[a + 2] == '1'
+local levels = math.floor((#ARGV - a - 2) / 3)
 -- (x + 0 turns a string into a number with one conversion; tonumber makes two)
 
 local fields = {}
 for i = 1, levels do
-  local p = ARGV[3 * i]
+  local p = ARGV[a + 3 * i]
   if p == '' then  -- the network itself: constant names, nothing to build
     fields[3 * i - 2], fields[3 * i - 1], fields[3 * i] = 't', 'n', 'd'
   else
@@ -41,7 +43,7 @@ for i = 1, levels do
   end
 end
 local stored = redis.call('HMGET', key, unpack(fields))  -- every level at once
-local now = ARGV[3 * levels + 3]
+now = now or ARGV[a + 3 * levels + 3]
 if now then
   now = now + 0
 else
@@ -53,7 +55,7 @@ end
 local out, writes = {1, 0}, {}
 local refused, wait, new_day = false, 0, false
 for i = 1, levels do
-  local per_min, per_day = ARGV[3 * i + 1] + 0, ARGV[3 * i + 2] + 0
+  local per_min, per_day = ARGV[a + 3 * i + 1] + 0, ARGV[a + 3 * i + 2] + 0
   local load = 0
   if per_min > 0 then
     local tat = (stored[3 * i - 2] or 0) + 0
