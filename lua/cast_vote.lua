@@ -18,22 +18,26 @@
 --         (YYYY-MM-DD) TAB channel attribution ("1" signed by a partner token's issuer, "0"
 --         claimed or none), packed by voting.py
 -- ARGV[9] challenge expiry    unix seconds (when KEYS[6] is given, else "0")
--- ARGV[10] (optional) now, unix seconds: limit_and_cast.lua passes the TIME it read; else the
---          script reads TIME itself, and only when the voter is on the blocklist
+-- Called as a function (limit_and_cast.lua) it takes three arguments, none on its own: the
+-- offsets of its KEYS and ARGV in the call's (the indices above + k and + a; it reads the
+-- call's own tables, copying none) and now, unix seconds, the TIME the caller read. On its
+-- own it reads TIME itself, and only when the voter is on the blocklist.
 -- The ledger entry is one field, e = vote_id TAB voter TAB candidate TAB ARGV[8]
 -- (voting_service/vote/entry.py reads it; no part holds a tab).
--- Returns {status, answer}, status as voting_service/vote/scripts.py CastStatus names it:
+-- Returns one string, "<status>" or "<status>|<answer>" (one bulk reply: a table costs the
+-- server a conversion per element), status as voting_service/vote/scripts.py CastStatus
+-- names it:
 --   0 ACCEPTED         counted
 --   1 REPLAYED         a retry of an accepted vote: answer is the first answer (its
 --                      record renewed: see the branch)
 --   2 ALREADY_VOTED    already voted for this candidate today
 --   3 QUOTA_USED_UP    the daily quota is used up
---   4 BLOCKED          the voter is blocked
---   5 CHALLENGE_SPENT  the proof-of-work challenge was already spent
+--   4 BLOCKED          the voter is blocked (no answer)
+--   5 CHALLENGE_SPENT  the proof-of-work challenge was already spent (no answer)
 -- answer = "<candidate>|<votes left today>|<candidate votes in this shard>".
 -- Numbers: x + 0 turns a string into a number with one conversion (tonumber makes two), and
 -- expiries go to the server as the strings they came in.
-local k, a, now = ...  -- offsets into KEYS and ARGV and the TIME: limit_and_cast.lua's
+local k, a, now = ...  -- limit_and_cast.lua's; nil on its own
 k, a = k or 0, a or 0
 local quota, tally, ledger, idem = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
 local challenge = KEYS[k + 6]

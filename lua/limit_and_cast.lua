@@ -4,16 +4,15 @@
 -- their sources below as two local functions when it loads this file, so each rule lives
 -- in one place. Atomic as a whole: no other command runs between the limit and the vote.
 --
--- KEYS[1..n]    ip_limit.lua's KEYS (n = ARGV[1]; 0 = no limit applies)
+-- KEYS[1..n]    ip_limit.lua's KEYS (n = ARGV[1]: 1, or 0 when no limit applies)
 -- KEYS[n+1..]   cast_vote.lua's KEYS
--- ARGV[1] n     ARGV[2] m, the number of ip_limit.lua's ARGV
--- ARGV[3..m+2]  ip_limit.lua's ARGV    ARGV[m+3..] cast_vote.lua's ARGV
--- Returns cast_vote.lua's {status, answer}, or {6, '', <ip_limit.lua's reply...>} when a
--- limit refused the vote: one status more than cast_vote.lua's (scripts.py CastStatus):
+-- ARGV[1] n     ARGV[2..10] cast_vote.lua's ARGV[1..9] (the campaign's day first)
+-- ARGV[11..]    ip_limit.lua's ARGV (none when n = 0), last: it counts its levels by #ARGV
+-- The two read their parts of KEYS and ARGV at offsets (no copies, each a table and its
+-- elements for Lua's collector) and the one TIME taken here (one redis.call fewer a vote).
+-- Returns cast_vote.lua's string, or "6|<ip_limit.lua's reply, joined by |>" when a limit
+-- refused the vote: one status more than cast_vote.lua's (scripts.py CastStatus):
 --   6 LIMITED          refused by a network limit (cast_vote.lua did not run)
--- Flat: the server converts each nested table of a script's reply at a cost (a tenth of
--- the call's instructions here).
--- Both read the one TIME taken here (one redis.call fewer per vote).
 local function ip_limit(...)
 --@ip_limit.lua
 end
