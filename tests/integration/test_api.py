@@ -318,8 +318,8 @@ async def test_a_vote_refused_by_its_network_uses_none_of_its_address_allowance(
     day = str(live.day(time.time()).expire_at)
     levels = await harness.redis.hgetall(keys.limits("t2026", "198.51.100.0/24"))
     assert "3:" not in levels  # all or nothing: the refused vote was not counted anywhere
-    assert levels["1:"].split("|")[:2] == [day, "1"]  # <day>|<count>|<GCRA time>
-    assert levels[""].split("|")[:2] == [day, "2"]  # the network's own count
+    assert str(levels["1:"]).split("|")[:2] == [day, "1"]  # <day>|<count>|<GCRA time>
+    assert str(levels[""]).split("|")[:2] == [day, "2"]  # the network's own count
 
 
 async def test_ip_per_day(harness: Harness) -> None:
