@@ -13,17 +13,16 @@
 -- ARGV[3] quota expiry        unix seconds (a day after the local day ends)
 -- ARGV[4] idempotency TTL     seconds
 -- then the vote's own:
--- ARGV[5] voter id            ARGV[6] candidate id        ARGV[7] vote id
--- ARGV[8] the ledger entry's tail: channel ("" = direct) TAB client IP TAB local day
---         (YYYY-MM-DD) TAB channel attribution ("1" signed by a partner token's issuer, "0"
---         claimed or none), packed by voting.py
--- ARGV[9] challenge expiry    unix seconds (when KEYS[6] is given, else "0")
+-- ARGV[5] voter id            ARGV[6] candidate id
+-- ARGV[7] the ledger entry, packed by voting.py: vote_id TAB voter TAB candidate TAB channel
+--         ("" = direct) TAB client IP TAB local day (YYYY-MM-DD) TAB channel attribution ("1"
+--         signed by a partner token's issuer, "0" claimed or none); written as it comes, one
+--         field e (voting_service/vote/entry.py reads it; no part holds a tab)
+-- ARGV[8] challenge expiry    unix seconds (when KEYS[6] is given, else "0")
 -- Called as a function (limit_and_cast.lua) it takes three arguments, none on its own: the
 -- offsets of its KEYS and ARGV in the call's (the indices above + k and + a; it reads the
 -- call's own tables, copying none) and now, unix seconds, the TIME the caller read. On its
 -- own it reads TIME itself, and only when the voter is on the blocklist.
--- The ledger entry is one field, e = vote_id TAB voter TAB candidate TAB ARGV[8]
--- (voting_service/vote/entry.py reads it; no part holds a tab).
 -- Returns one string, "<status>" or "<status>|<answer>" (one bulk reply: a table costs the
 -- server a conversion per element), status as voting_service/vote/scripts.py CastStatus
 -- names it:
@@ -76,10 +75,10 @@ if used == 0 then  -- the day's first vote created the hash: its expiry, once
   redis.call('EXPIREAT', quota, ARGV[a + 3])
 end
 if challenge then
-  redis.call('SET', challenge, '1', 'EXAT', ARGV[a + 9])
+  redis.call('SET', challenge, '1', 'EXAT', ARGV[a + 8])
 end
 local shard_votes = redis.call('HINCRBY', tally, cand, 1)
-redis.call('XADD', ledger, '*', 'e', ARGV[a + 7] .. '\t' .. voter .. '\t' .. cand .. '\t' .. ARGV[a + 8])
+redis.call('XADD', ledger, '*', 'e', ARGV[a + 7])  -- built by voting.py
 local answer = cand .. '|' .. (per_day - used - 1) .. '|' .. shard_votes
 redis.call('SET', idem, answer, 'EX', ARGV[a + 4])
 return '0|' .. answer  -- ACCEPTED

@@ -186,11 +186,12 @@ async def cast(
     ]
     if ballot.challenge_key:
         cast_keys.append(ballot.challenge_key)
-    # ARGV[8]: the ledger entry's tail (entry.py's format), one string instead of four
-    tail = f"{ballot.channel}\t{ballot.ip}\t{day.date}\t{'1' if ballot.channel_signed else '0'}"
+    # ARGV[7]: the ledger entry (entry.py's format) whole, so the script writes it as it comes
+    entry = (f"{vote_id}\t{ballot.voter_id}\t{vote.candidate_id}\t{ballot.channel}\t"
+             f"{ballot.ip}\t{day.date}\t{'1' if ballot.channel_signed else '0'}")
     cast_args: list[Any] = [
         *_day_args(rules.votes_per_day, rules.per_candidate_per_day, day.expire_at),
-        ballot.voter_id, vote.candidate_id, vote_id, tail,
+        ballot.voter_id, vote.candidate_id, entry,
         str(ballot.challenge_expires) if ballot.challenge_expires else "0",
     ]
     if not redis.cluster and rules.challenge != "adaptive":
