@@ -13,67 +13,72 @@
 -- ARGV[3] quota expiry        unix seconds (a day after the local day ends)
 -- ARGV[4] idempotency TTL     seconds
 -- then the vote's own:
--- ARGV[5] voter id            ARGV[6] candidate id        ARGV[7] vote id
--- ARGV[8] the ledger entry's tail: channel ("" = direct) TAB client IP TAB local day
---         (YYYY-MM-DD) TAB channel attribution ("1" signed by a partner token's issuer, "0"
---         claimed or none), packed by voting.py
--- ARGV[9] challenge expiry    unix seconds (when KEYS[6] is given, else "0")
--- ARGV[10] (optional) now, unix seconds: limit_and_cast.lua passes the TIME it read; else the
---          script reads TIME itself, and only when the voter is on the blocklist
--- The ledger entry is one field, e = vote_id TAB voter TAB candidate TAB ARGV[8]
--- (voting_service/vote/entry.py reads it; no part holds a tab).
--- Returns {status, answer}, status as voting_service/vote/scripts.py CastStatus names it:
+-- ARGV[5] voter id            ARGV[6] candidate id
+-- ARGV[7] the ledger entry, packed by voting.py: vote_id TAB voter TAB candidate TAB channel
+--         ("" = direct) TAB client IP TAB local day (YYYY-MM-DD) TAB channel attribution ("1"
+--         signed by a partner token's issuer, "0" claimed or none); written as it comes, one
+--         field e (voting_service/vote/entry.py reads it; no part holds a tab)
+-- ARGV[8] challenge expiry    unix seconds (when KEYS[6] is given, else "0")
+-- Called as a function (limit_and_cast.lua) it takes three arguments, none on its own: the
+-- offsets of its KEYS and ARGV in the call's (the indices above + k and + a; it reads the
+-- call's own tables, copying none) and now, unix seconds, the TIME the caller read. On its
+-- own it reads TIME itself, and only when the voter is on the blocklist.
+-- Returns one string, "<status>" or "<status>|<answer>" (one bulk reply: a table costs the
+-- server a conversion per element), status as voting_service/vote/scripts.py CastStatus
+-- names it:
 --   0 ACCEPTED         counted
 --   1 REPLAYED         a retry of an accepted vote: answer is the first answer (its
 --                      record renewed: see the branch)
 --   2 ALREADY_VOTED    already voted for this candidate today
 --   3 QUOTA_USED_UP    the daily quota is used up
---   4 BLOCKED          the voter is blocked
---   5 CHALLENGE_SPENT  the proof-of-work challenge was already spent
+--   4 BLOCKED          the voter is blocked (no answer)
+--   5 CHALLENGE_SPENT  the proof-of-work challenge was already spent (no answer)
 -- answer = "<candidate>|<votes left today>|<candidate votes in this shard>".
 -- Numbers: x + 0 turns a string into a number with one conversion (tonumber makes two), and
 -- expiries go to the server as the strings they came in.
-local quota, tally, ledger, idem, blocked = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local challenge = KEYS[6]
-local voter, cand = ARGV[5], ARGV[6]
+local k, a, now = ...  -- limit_and_cast.lua's; nil on its own
+k, a = k or 0, a or 0
+local quota, tally, ledger, idem = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
+local challenge = KEYS[k + 6]
+local voter, cand = ARGV[a + 5], ARGV[a + 6]
 
 local first = redis.call('GET', idem)
 if first then
   -- renewed: a write of this call's own, so the barrier after it on this connection covers
   -- the first answer's writes too, whichever connection (worker) made them
-  redis.call('EXPIRE', idem, ARGV[4])
-  return {1, first}  -- REPLAYED
+  redis.call('EXPIRE', idem, ARGV[a + 4])
+  return '1|' .. first  -- REPLAYED
 end
-local block_ends = redis.call('HGET', blocked, voter)
+local block_ends = redis.call('HGET', KEYS[k + 5], voter)
 if block_ends then
-  local now = (ARGV[10] or redis.call('TIME')[1]) + 0
+  now = (now or redis.call('TIME')[1]) + 0
   block_ends = block_ends + 0
   if block_ends == 0 or block_ends > now then
-    return {4, ''}  -- BLOCKED
+    return '4'  -- BLOCKED
   end
 end
 if challenge and redis.call('EXISTS', challenge) == 1 then
-  return {5, ''}  -- CHALLENGE_SPENT
+  return '5'  -- CHALLENGE_SPENT
 end
-local per_day, per_cand = ARGV[1] + 0, ARGV[2] + 0
+local per_day, per_cand = ARGV[a + 1] + 0, ARGV[a + 2] + 0
 local counts = redis.call('HMGET', quota, '_n', cand)
 local used, for_cand = (counts[1] or 0) + 0, (counts[2] or 0) + 0
 if for_cand >= per_cand then
-  return {2, cand .. '|' .. math.max(per_day - used, 0) .. '|0'}  -- ALREADY_VOTED
+  return '2|' .. cand .. '|' .. math.max(per_day - used, 0) .. '|0'  -- ALREADY_VOTED
 end
 if used >= per_day then
-  return {3, cand .. '|0|0'}  -- QUOTA_USED_UP
+  return '3|' .. cand .. '|0|0'  -- QUOTA_USED_UP
 end
 
 redis.call('HSET', quota, '_n', used + 1, cand, for_cand + 1)  -- both counts, one call
 if used == 0 then  -- the day's first vote created the hash: its expiry, once
-  redis.call('EXPIREAT', quota, ARGV[3])
+  redis.call('EXPIREAT', quota, ARGV[a + 3])
 end
 if challenge then
-  redis.call('SET', challenge, '1', 'EXAT', ARGV[9])
+  redis.call('SET', challenge, '1', 'EXAT', ARGV[a + 8])
 end
 local shard_votes = redis.call('HINCRBY', tally, cand, 1)
-redis.call('XADD', ledger, '*', 'e', ARGV[7] .. '\t' .. voter .. '\t' .. cand .. '\t' .. ARGV[8])
+redis.call('XADD', ledger, '*', 'e', ARGV[a + 7])  -- built by voting.py
 local answer = cand .. '|' .. (per_day - used - 1) .. '|' .. shard_votes
-redis.call('SET', idem, answer, 'EX', ARGV[4])
-return {0, answer}  -- ACCEPTED
+redis.call('SET', idem, answer, 'EX', ARGV[a + 4])
+return '0|' .. answer  -- ACCEPTED

@@ -2,46 +2,45 @@
 -- at once (an address and its network), all-or-nothing: every level is checked before any
 -- is counted, so a vote refused by its network does not use up its address's allowance.
 -- One hash holds every level of a network (keys.limits: tag {ip:<campaign>:<network>}, so
--- one slot): one HMGET and one HSET a vote, where a string per level and limit took five
--- commands (four of them writes, each one more command in the AOF and to the replicas).
+-- one slot), one field a level: one HMGET and one HSET a vote, each naming one field a level
+-- (a string per level and limit took five commands; a field per datum, three fields a level).
 -- Per minute: GCRA (generic cell rate algorithm) on Redis TIME, rate = limit per 60 s with a
 -- burst of the same size. Per day: a counter of the campaign's local calendar day.
 -- The same script meters SMS code sends and checks and token minting, on hashes of their own.
 --
--- KEYS[1]   hash of the network's levels; level i (field prefix p = ARGV[3i], "" for the
---           network itself, the address's part inside the network for an address):
---             <p>t  theoretical arrival time, unix ms (GCRA; absent or past = no debt)
---             <p>n  the level's count on the day <p>d
---             <p>d  the day <p>n counts: that day's ARGV[1]
+-- KEYS[1]   hash of the network's levels; level i's field is its name p = ARGV[3i] ("" for
+--           the network itself, the address's part inside the network for an address),
+--           its value "<day>|<count>|<tat>": the day it counts (that day's ARGV[1]), its
+--           votes on that day, and the GCRA's theoretical arrival time, unix ms (0 or past =
+--           no debt; kept across a new day)
 -- ARGV[1]   day counter expiry, unix seconds (a day after the local day ends); it also names
---           the day: a level whose <p>d differs counts from 0. The hash expires then, set
+--           the day: a level whose <day> differs counts from 0. The hash expires then, set
 --           when a level starts a new day.
 -- ARGV[2]   "1" = peek: answer as if one more vote came, but write nothing
--- ARGV[3i]   field prefix of level i
+-- ARGV[3i]   field of level i
 -- ARGV[3i+1] per-minute limit of level i (0 = no limit)
 -- ARGV[3i+2] per-day limit of level i (0 = no limit)
--- ARGV[3n+3] (optional, n = the number of levels) now, unix milliseconds: limit_and_cast.lua
---            passes the TIME it read
+-- ARGV[3n+3] (optional, n = the number of levels) now, unix milliseconds (tests)
+-- Called as a function (limit_and_cast.lua) it takes three arguments, none on its own: the
+-- offsets of its KEYS and ARGV in the call's (indices + k and + a; its ARGV last, as it
+-- counts its levels by #ARGV) and now, unix ms, the TIME the caller read.
 -- Returns {allowed, retry_after_ms, load_1, count_1, load_2, count_2, ...}:
 --   allowed 1/0; retry_after_ms = the longest wait of a refusing level, -1 when a day limit
 --   refused; load_i = how full level i's minute bucket is after this vote (0..1000);
 --   count_i = its votes of the day including this one (0 when refused).
 local period = 60000
-local key, day, peek = KEYS[1], ARGV[1], ARGV[2] == '1'
-local levels = math.floor((#ARGV - 2) / 3)
+local k, a, now = ...  -- limit_and_cast.lua's; nil on its own
+k, a = k or 0, a or 0
+local key, day, peek = KEYS[k + 1], ARGV[a + 1], ARGV[a + 2] == '1'
+local levels = math.floor((#ARGV - a - 2) / 3)
 -- (x + 0 turns a string into a number with one conversion; tonumber makes two)
 
 local fields = {}
 for i = 1, levels do
-  local p = ARGV[3 * i]
-  if p == '' then  -- the network itself: constant names, nothing to build
-    fields[3 * i - 2], fields[3 * i - 1], fields[3 * i] = 't', 'n', 'd'
-  else
-    fields[3 * i - 2], fields[3 * i - 1], fields[3 * i] = p .. 't', p .. 'n', p .. 'd'
-  end
+  fields[i] = ARGV[a + 3 * i]
 end
 local stored = redis.call('HMGET', key, unpack(fields))  -- every level at once
-local now = ARGV[3 * levels + 3]
+now = now or ARGV[a + 3 * levels + 3]
 if now then
   now = now + 0
 else
@@ -50,17 +49,27 @@ else
 end
 -- One pass: the reply and the writes as if every level allows the vote (the common case;
 -- few tables, as each one is work for Lua's collector); a refusal replaces both below.
+local match = string.match
 local out, writes = {1, 0}, {}
 local refused, wait, new_day = false, 0, false
 for i = 1, levels do
-  local per_min, per_day = ARGV[3 * i + 1] + 0, ARGV[3 * i + 2] + 0
-  local load = 0
+  local per_min, per_day = ARGV[a + 3 * i + 1] + 0, ARGV[a + 3 * i + 2] + 0
+  local d, count, tat
+  if stored[i] then
+    d, count, tat = match(stored[i], '^(%d+)|(%d+)|(.*)$')
+  end
+  if d == day then
+    count = count + 0
+  else  -- the level's first vote of the day
+    count, new_day = 0, true
+  end
+  local load, new_tat = 0, 0
   if per_min > 0 then
-    local tat = (stored[3 * i - 2] or 0) + 0
+    tat = (tat or 0) + 0
     if tat < now then
       tat = now
     end
-    local new_tat = tat + period / per_min
+    new_tat = tat + period / per_min
     local allow_at = new_tat - period
     if allow_at > now then
       refused = true
@@ -69,21 +78,12 @@ for i = 1, levels do
       end
     end
     load = math.min(1000, math.floor((new_tat - now) * 1000 / period))
-    writes[#writes + 1] = fields[3 * i - 2]
-    writes[#writes + 1] = new_tat  -- a number as it is: the server formats it, cheaper
   end
-  local count = stored[3 * i] == day and (stored[3 * i - 1] or 0) + 0 or 0
   if per_day > 0 and count >= per_day then
     refused = true
     wait = -1
   end
-  writes[#writes + 1] = fields[3 * i - 1]
-  writes[#writes + 1] = count + 1
-  if stored[3 * i] ~= day then  -- the level's first vote of the day
-    writes[#writes + 1] = fields[3 * i]
-    writes[#writes + 1] = day
-    new_day = true
-  end
+  writes[2 * i - 1], writes[2 * i] = fields[i], day .. '|' .. (count + 1) .. '|' .. new_tat
   out[2 * i + 1], out[2 * i + 2] = load, count + 1
 end
 

@@ -4,34 +4,30 @@
 -- their sources below as two local functions when it loads this file, so each rule lives
 -- in one place. Atomic as a whole: no other command runs between the limit and the vote.
 --
--- KEYS[1..n]    ip_limit.lua's KEYS (n = ARGV[1]; 0 = no limit applies)
+-- KEYS[1..n]    ip_limit.lua's KEYS (n = ARGV[1]: 1, or 0 when no limit applies)
 -- KEYS[n+1..]   cast_vote.lua's KEYS
--- ARGV[1] n     ARGV[2] m, the number of ip_limit.lua's ARGV
--- ARGV[3..m+2]  ip_limit.lua's ARGV    ARGV[m+3..] cast_vote.lua's ARGV
--- Returns cast_vote.lua's {status, answer}, or {6, '', <ip_limit.lua's reply...>} when a
--- limit refused the vote: one status more than cast_vote.lua's (scripts.py CastStatus):
+-- ARGV[1] n     ARGV[2..9] cast_vote.lua's ARGV[1..8] (the campaign's day first)
+-- ARGV[10..]    ip_limit.lua's ARGV (none when n = 0), last: it counts its levels by #ARGV
+-- The two read their parts of KEYS and ARGV at offsets (no copies, each a table and its
+-- elements for Lua's collector) and the one TIME taken here (one redis.call fewer a vote).
+-- Returns cast_vote.lua's string, or "6|<ip_limit.lua's reply, joined by |>" when a limit
+-- refused the vote: one status more than cast_vote.lua's (scripts.py CastStatus):
 --   6 LIMITED          refused by a network limit (cast_vote.lua did not run)
--- Flat: the server converts each nested table of a script's reply at a cost (a tenth of
--- the call's instructions here).
--- Both read the one TIME taken here (one redis.call fewer per vote).
-local function ip_limit(KEYS, ARGV)
+local function ip_limit(...)
 --@ip_limit.lua
 end
 
-local function cast_vote(KEYS, ARGV)
+local function cast_vote(...)
 --@cast_vote.lua
 end
 
-local n, m = ARGV[1] + 0, ARGV[2] + 0
-local cast_argv = {unpack(ARGV, m + 3)}
+local n = ARGV[1] + 0
 if n > 0 then
   local t = redis.call('TIME')
-  local limit_argv = {unpack(ARGV, 3, m + 2)}
-  limit_argv[m + 1] = t[1] * 1000 + math.floor(t[2] / 1000)
-  local limits = ip_limit({unpack(KEYS, 1, n)}, limit_argv)
+  local limits = ip_limit(0, 9, t[1] * 1000 + math.floor(t[2] / 1000))
   if limits[1] == 0 then
-    return {6, '', unpack(limits)}  -- LIMITED
+    return '6|' .. table.concat(limits, '|')  -- LIMITED
   end
-  cast_argv[10] = t[1]
+  return cast_vote(n, 1, t[1])
 end
-return cast_vote({unpack(KEYS, n + 1)}, cast_argv)
+return cast_vote(0, 1)

@@ -33,7 +33,7 @@ async def test_levels_count_per_day_in_one_hash_and_a_new_day_starts_from_zero(
         assert await limit(redis, DAY1, levels, NOW + n) == [1, 0, 0, n, 0, n]
     assert (await limit(redis, DAY1, levels, NOW + 4))[:2] == [0, -1]  # the address's cap
     stored = await redis.hgetall(keys.limits("t", NET))
-    assert stored == {f"{host}n": "3", f"{host}d": str(DAY1), "n": "3", "d": str(DAY1)}
+    assert stored == {host: f"{DAY1}|3|0", "": f"{DAY1}|3|0"}  # one field a level
     assert await redis.expiretime(keys.limits("t", NET)) == DAY1
     # the next day: both levels count from 0 again, and the hash lives until that day's end
     assert await limit(redis, DAY2, levels, NOW + 86_400_000) == [1, 0, 0, 1, 0, 1]
@@ -62,4 +62,4 @@ async def test_the_minute_limit_is_a_gcra_on_the_stored_time(redis: store.AnyRed
     refused = await limit(redis, DAY1, levels, NOW + 1000)
     assert refused[:2] == [0, 29_000]  # the next place frees 30 s after the first vote
     assert (await limit(redis, DAY1, levels, NOW + 30_000))[0] == 1
-    assert await redis.hget(keys.limits("t", NET), "t") == str(NOW + 90_000)
+    assert await redis.hget(keys.limits("t", NET), "") == f"{DAY1}|3|{NOW + 90_000}"

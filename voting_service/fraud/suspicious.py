@@ -306,16 +306,21 @@ async def _voter_timing_groups(
 
 async def _attempts(redis: AnyRedis, cid: str, prefixes: set[str], day: int) -> dict[str, int]:
     """Votes tried today from each network, refused ones included (the vote limiter's count:
-    the network level of its ``keys.limits`` hash, when that counts ``day``)."""
+    the network level of its ``keys.limits`` hash, field ``""`` = ``<day>|<count>|<tat>``
+    as ``ip_limit.lua`` writes it, when that counts ``day``)."""
     names = sorted(p for p in prefixes if p)
     if not names:
         return {}
     pipe = redis.pipeline(transaction=False)
     for p in names:
-        pipe.hmget(keys.limits(cid, p), "n", "d")
+        pipe.hget(keys.limits(cid, p), "")
     values = await pipe.execute()
-    return {p: int(n) for p, (n, d) in zip(names, values, strict=True)
-            if n is not None and d is not None and int(d) == day}
+    counts = {}
+    for p, value in zip(names, values, strict=True):
+        d, _, rest = (value or "").partition("|")
+        if d == str(day):
+            counts[p] = int(rest.partition("|")[0])
+    return counts
 
 
 async def find(

@@ -17,17 +17,24 @@ key                                          type    holds
 ``{c:<cid>:g<NN>}:ledger``                   stream  one field ``e`` a vote (``entry.py``)
 ``{c:<cid>:g<NN>}:idem:<voter>:<vote_id>``   string  the first answer (3 days)
 ``{c:<cid>:g<NN>}:blocked``                  hash    voter → block end (0 = never)
-``{ip:<cid>:<network>}:l`` (``limits``)      hash    every limit level of the network:
-                                                     ``<f>t`` GCRA time (ms), ``<f>n`` count
-                                                     of the day ``<f>d`` (its ARGV[1]); ``f``
-                                                     = ``level_field``: ``""`` the network,
-                                                     ``"7:"`` its address ``…7/32``
+``{ip:<cid>:<network>}:l`` (``limits``)      hash    every limit level of the network, one
+                                                     field a level, ``level_field``: ``""``
+                                                     the network, ``"7:"`` its address
+                                                     ``…7/32``; value ``<day>|<count>|<GCRA
+                                                     time, ms>`` (day = ``ip_limit.lua``'s
+                                                     ARGV[1])
 ===========================================  ======  =========================================
 
 Before issue 28 the limits were two strings a level, ``{ip:<cid>:<network>}:gcra[:<host>]``
-(GCRA time, PX) and ``…:d:<day>[:<host>]`` (count, EXPIREAT); they are no longer read (see
-``limits``). Minting (``:m``), SMS sends (``{smsip:<network>}:l``, ``{sms:<phone>}:l``) and
-SMS checks (``{smsip:<network>}:c``) use hashes of the same shape.
+(GCRA time, PX) and ``…:d:<day>[:<host>]`` (count, EXPIREAT); then three fields a level in
+the same hash (``<f>t``, ``<f>n``, ``<f>d``). Neither is read any more (see ``limits``).
+Minting (``:m``), SMS sends (``{smsip:<network>}:l``, ``{sms:<phone>}:l``) and SMS checks
+(``{smsip:<network>}:c``) use hashes of the same shape.
+
+The other keys keep their names on purpose: a deploy during a campaign day must find the
+day's quotas and the open idempotency records, and shorter names would save a few bytes a
+vote (``:idem:`` → ``:i:``) against a day's quotas read from 0 (votes cast twice) or a
+second lookup a vote until the old keys expire.
 """
 
 from __future__ import annotations
@@ -103,12 +110,16 @@ def level_field(prefix: str, network: str) -> str:
 
 def limits(campaign_id: str, network: str) -> str:
     """Hash of a network's vote limits (``ip_limit.lua``): the network's own and each of its
-    addresses', fields ``<level_field>t|n|d`` (GCRA time, day count, the day it counts).
+    addresses', one field ``<level_field>`` a level, ``<day>|<count>|<GCRA time>``.
 
     Layout since issue 28; it replaced two strings per level (``:gcra[:<prefix>]`` and
-    ``:d:<day>[:<prefix>]``, same tag). Those are not read: a deployment upgraded during a
-    campaign day counts that day's address and network votes from 0 again (the caps apply
-    in full from the upgrade on), and the old strings expire by themselves."""
+    ``:d:<day>[:<prefix>]``, same tag), then three fields a level (``<f>t``, ``<f>n``,
+    ``<f>d``, same hash). Those are not read: a deployment upgraded during a campaign day
+    counts that day's address and network votes from 0 again (the caps apply in full from
+    the upgrade on; while old and new workers both run, each counts on its own fields, so
+    an address may get up to twice its cap for the minutes of the roll-out), and the old
+    fields go with the hash at the day's end. The SMS and minting meters, on the same
+    script, likewise (the SMS budget's own counters, ``sms_budget_*``, are not affected)."""
     return f"{ip_tag(campaign_id, network)}:l"
 
 

@@ -186,29 +186,29 @@ async def cast(
     ]
     if ballot.challenge_key:
         cast_keys.append(ballot.challenge_key)
-    # ARGV[8]: the ledger entry's tail (entry.py's format), one string instead of four
-    tail = f"{ballot.channel}\t{ballot.ip}\t{day.date}\t{'1' if ballot.channel_signed else '0'}"
+    # ARGV[7]: the ledger entry (entry.py's format) whole, so the script writes it as it comes
+    entry = (f"{vote_id}\t{ballot.voter_id}\t{vote.candidate_id}\t{ballot.channel}\t"
+             f"{ballot.ip}\t{day.date}\t{'1' if ballot.channel_signed else '0'}")
     cast_args: list[Any] = [
         *_day_args(rules.votes_per_day, rules.per_candidate_per_day, day.expire_at),
-        ballot.voter_id, vote.candidate_id, vote_id, tail,
+        ballot.voter_id, vote.candidate_id, entry,
         str(ballot.challenge_expires) if ballot.challenge_expires else "0",
     ]
     if not redis.cluster and rules.challenge != "adaptive":
         levels, ip_keys, ip_args = _limit_call(campaign, ballot.ip, now, False)
-        status, answer, *limits = await redis.call(
-            scripts.limit_and_cast(), ip_keys + cast_keys,
-            [len(ip_keys), len(ip_args), *ip_args, *cast_args], deadline,
-        )
-        if int(status) == CastStatus.LIMITED:
-            _pressure(campaign, levels, limits, now, False)  # raises RateLimited
+        reply = await redis.call(scripts.limit_and_cast(), ip_keys + cast_keys,
+                                 [len(ip_keys), *cast_args, *ip_args], deadline)
+        if reply[0] == _LIMITED:
+            _pressure(campaign, levels, reply.split("|")[1:], now, False)  # raises RateLimited
     else:
         pressure = await check_ip(redis, campaign, ballot.ip, now, deadline=deadline)
         if rules.challenge == "adaptive" and ballot.challenge_level < level_for(
             pressure, rules
         ) - 1:  # one level of slack: the network may have got busier since the challenge
             raise ChallengeFailed("this network is busy: fetch a new, harder challenge")
-        status, answer = await redis.call(scripts.cast_vote(), cast_keys, cast_args, deadline)
-    return _answer(registry, campaign, shard, vote_id, int(status), answer, day.ends_at, now)
+        reply = await redis.call(scripts.cast_vote(), cast_keys, cast_args, deadline)
+    return _answer(registry, campaign, shard, vote_id, int(reply[0]), reply[2:], day.ends_at,
+                   now)
 
 
 async def replay(
@@ -228,6 +228,8 @@ async def replay(
                    campaign.day(now).ends_at, now)
 
 
+_LIMITED = str(int(CastStatus.LIMITED))
+"""``limit_and_cast.lua``'s reply starts with it when a network limit refused the vote."""
 _ANSWERED = int(CastStatus.REPLAYED)
 """The last status that is an answer rather than a refusal."""
 
