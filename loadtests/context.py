@@ -25,8 +25,8 @@ import asyncpg
 
 from voting_service import embedded
 from voting_service.ledger import campaigns, db, progress
+from voting_service.redis import store
 from voting_service.settings import Settings
-from voting_service.vote import store
 
 from . import dataset, flusher_bench, profile, sse
 from .cpu import CpuSampler

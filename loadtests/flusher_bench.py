@@ -33,8 +33,9 @@ from voting_service.ledger import batch as batches
 from voting_service.ledger import marks, progress
 from voting_service.ledger.batch import Batch
 from voting_service.ledger.flusher import Flusher
-from voting_service.vote import entry, keys
-from voting_service.vote.store import AnyRedis
+from voting_service.redis import keys
+from voting_service.redis.store import AnyRedis
+from voting_service.vote import entry
 
 PRIMARY_KEY = """
 SELECT a.attname FROM pg_index i

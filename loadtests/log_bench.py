@@ -23,7 +23,7 @@ from typing import Any
 import asyncpg
 
 from voting_service.ledger import merkle, transparency
-from voting_service.vote.store import AnyRedis
+from voting_service.redis.store import AnyRedis
 
 from . import flusher_bench
 

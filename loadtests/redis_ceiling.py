@@ -31,10 +31,10 @@ import msgspec
 
 from voting_service.errors import VotingError
 from voting_service.models import Campaign, Rules, VoteIn
+from voting_service.redis.pipeline import Pipeline
+from voting_service.redis.store import AnyRedis
 from voting_service.vote import voting
-from voting_service.vote.pipeline import Pipeline
 from voting_service.vote.registry import LiveCampaign, Registry
-from voting_service.vote.store import AnyRedis
 
 _SCRIPT_CMDS = frozenset({"evalsha", "eval", "evalsha_ro", "eval_ro", "fcall"})
 _NOT_VOTES = frozenset({"info", "config|resetstat", "config", "ping", "cluster|slots",
@@ -157,9 +157,9 @@ async def lua_ceiling(
     ``masters`` (default: ``client``) are the nodes whose counters are metered."""
     live = LiveCampaign(campaign if full else without_ip_caps(campaign))
     registry = Registry(client, shards)
-    batcher = Pipeline(url, timeout=5.0, cluster=cluster)
+    pipeline = Pipeline(url, timeout=5.0, cluster=cluster)
     if cluster:
-        await batcher.start()
+        await pipeline.start()
     metered = masters or [client]
     counter = itertools.count()
     outcomes: Counter[str] = Counter()
@@ -173,7 +173,7 @@ async def lua_ceiling(
             voter, candidate, ip = plan[i]
             ballot = voting.Ballot(voter, VoteIn(candidate_id=candidate), ip)
             try:
-                await voting.cast(batcher, registry, live, ballot)
+                await voting.cast(pipeline, registry, live, ballot)
                 outcomes["accepted"] += 1
             except VotingError as exc:
                 outcomes[exc.code] += 1
@@ -186,7 +186,7 @@ async def lua_ceiling(
         async with asyncio.timeout(seconds + 30):
             await asyncio.gather(*(voter_loop() for _ in range(concurrency)))
     finally:
-        await batcher.close()
+        await pipeline.close()
     elapsed = time.monotonic() - started
     meter = delta(before, await snapshot(metered))
     return CeilingResult(mode or ("full" if full else "cast_vote"), sum(outcomes.values()),

@@ -24,7 +24,7 @@
 -- call's own tables, copying none) and now, unix seconds, the TIME the caller read. On its
 -- own it reads TIME itself, and only when the voter is on the blocklist.
 -- Returns one string, "<status>" or "<status>|<answer>" (one bulk reply: a table costs the
--- server a conversion per element), status as voting_service/vote/scripts.py CastStatus
+-- server a conversion per element), status as voting_service/redis/scripts.py CastStatus
 -- names it:
 --   0 ACCEPTED         counted
 --   1 REPLAYED         a retry of an accepted vote: answer is the first answer (its

@@ -1,6 +1,6 @@
 -- limit_and_cast.lua: ip_limit.lua, then cast_vote.lua, in one call — single node only
 -- (in a Cluster the address's keys and the voter's keys live in different slots, and the
--- two scripts are called one after the other). Not a copy of either: scripts.py inserts
+-- two scripts are called one after the other). Not a copy of either: redis/scripts.py inserts
 -- their sources below as two local functions when it loads this file, so each rule lives
 -- in one place. Atomic as a whole: no other command runs between the limit and the vote.
 --
@@ -11,7 +11,7 @@
 -- The two read their parts of KEYS and ARGV at offsets (no copies, each a table and its
 -- elements for Lua's collector) and the one TIME taken here (one redis.call fewer a vote).
 -- Returns cast_vote.lua's string, or "6|<ip_limit.lua's reply, joined by |>" when a limit
--- refused the vote: one status more than cast_vote.lua's (scripts.py CastStatus):
+-- refused the vote: one status more than cast_vote.lua's (redis/scripts.py CastStatus):
 --   6 LIMITED          refused by a network limit (cast_vote.lua did not run)
 local function ip_limit(...)
 --@ip_limit.lua

@@ -5,7 +5,7 @@
 -- KEYS[1] code    string "<digest>|<tries>" of one phone ({sms:<phone hmac>})
 -- ARGV[1] digest of the code the voter typed
 -- ARGV[2] wrong tries that burn the code
--- Returns {status, tries_left}, status as voting_service/vote/scripts.py SmsStatus names it:
+-- Returns {status, tries_left}, status as voting_service/redis/scripts.py SmsStatus names it:
 --   0 RIGHT            the code is right (and deleted)
 --   1 WRONG            a wrong code (tries_left more allowed)
 --   2 NO_CODE          no code: never sent, expired, used or burned

@@ -24,8 +24,8 @@ from starlette.applications import Starlette
 from voting_service import embedded
 from voting_service.app import create_app
 from voting_service.ledger import db
+from voting_service.redis import store
 from voting_service.settings import Settings
-from voting_service.vote import store
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
 OPS_TOKEN = "ops-token-for-tests-0123456789ab"

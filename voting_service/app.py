@@ -24,36 +24,41 @@ from .accounts import store as accounts_store
 from .errors import VotingError
 from .fraud import blocklist, invalidation, sms, sms_budget
 from .ledger import campaigns, db, durability, health
+from .redis import store
 from .services import Services, services
 from .settings import IPNetwork, Settings
-from .vote import store
 from .vote.identity import VoterTokens
 from .vote.registry import Registry
 from .vote.timeline import Timeline
-from .web import (
-    api_admin,
-    api_fraud,
-    api_log,
-    api_organisers,
-    api_public,
-    api_results,
-    api_voter,
-    api_wechat,
-    metrics,
-    notices,
-    objection_pages,
-    openapi,
-    ops,
-    ops_accounts,
-    ops_api,
-    ops_sms,
-    ops_staff,
-    ops_year,
-    pages,
-    server,
+from .web import metrics
+from .web.api import (
+    admin as api_admin,
 )
-from .web.address_caps import SERVER_LIMITS, AddressCaps, ServerLimits
-from .web.edge import EdgeMiddleware
+from .web.api import (
+    fraud as api_fraud,
+)
+from .web.api import (
+    log as api_log,
+)
+from .web.api import (
+    openapi,
+)
+from .web.api import (
+    organisers as api_organisers,
+)
+from .web.api import (
+    public as api_public,
+)
+from .web.api import (
+    results as api_results,
+)
+from .web.api import (
+    voter as api_voter,
+)
+from .web.api import (
+    wechat as api_wechat,
+)
+from .web.api.votes import DirectVotes, VoteRoute
 from .web.http import (
     JSON,
     on_backend_down,
@@ -62,8 +67,31 @@ from .web.http import (
     on_unexpected,
     on_voting_error,
 )
-from .web.security import SecurityMiddleware
-from .web.votes import DirectVotes, VoteRoute
+from .web.ops import (
+    accounts as ops_accounts,
+)
+from .web.ops import (
+    api as ops_api,
+)
+from .web.ops import (
+    console as ops,
+)
+from .web.ops import (
+    sms as ops_sms,
+)
+from .web.ops import (
+    staff as ops_staff,
+)
+from .web.ops import (
+    year as ops_year,
+)
+from .web.pages import campaigns as pages
+from .web.pages import notices
+from .web.pages import objections as objection_pages
+from .web.server import contract as server
+from .web.server.address_caps import SERVER_LIMITS, AddressCaps, ServerLimits
+from .web.server.edge import EdgeMiddleware
+from .web.server.security import SecurityMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +129,7 @@ async def _tallies_of(registry: Registry, campaign_id: str) -> dict[str, int]:
 
 
 class VotingApp(Starlette):
-    """Starlette, with the vote route (``web.votes``) ahead of its whole middleware stack:
+    """Starlette, with the vote route (``web.api.votes``) ahead of its whole middleware stack:
     votes are most of the traffic, and each layer costs every vote a few µs."""
 
     def __init__(self, *, trusted_proxies: tuple[IPNetwork, ...], **options: Any) -> None:
@@ -137,7 +165,7 @@ def open_file_limit() -> int:
 
 
 def server_limits(settings: Settings) -> ServerLimits:
-    """The caps of ``web/protocol.py`` for one worker, from the settings; the total by
+    """The caps of ``web/server/protocol.py`` for one worker, from the settings; the total by
     default what the open-file limit leaves once ``FD_RESERVE`` is kept."""
     total = settings.conn_per_worker or max(64, open_file_limit() - FD_RESERVE)
     return ServerLimits(
@@ -172,9 +200,9 @@ def create_app(settings: Settings) -> Starlette:
             log.warning("Redis could lose acknowledged votes: %s", found.reason)
         if (slow := durability.slow_reason(found)) is not None:
             log.warning("%s", slow)
-        batcher = store.pipeline(settings, found.barrier if found.barrier.needed else None)
+        pipeline = store.pipeline(settings, found.barrier if found.barrier.needed else None)
         with contextlib.suppress(Exception):  # Redis down at start: the first vote retries
-            await batcher.start()
+            await pipeline.start()
         registry = Registry(redis, settings.shards, settings.config_refresh, settings.redis_timeout)
         pool = None
         pools: dict[str, asyncpg.Pool] = {}
@@ -187,7 +215,7 @@ def create_app(settings: Settings) -> Starlette:
                                                       max_size=size)
             pool = pools["admin"]
         svc = Services(
-            settings, redis, batcher, registry,
+            settings, redis, pipeline, registry,
             VoterTokens(settings.secret_keys, str(settings.pepper)), pool,
             pools=pools, sms=sms.sender_from(settings),
             sms_budget=sms_budget.Budget.from_settings(settings),
@@ -202,7 +230,7 @@ def create_app(settings: Settings) -> Starlette:
         if not registry.campaigns and pool is not None:
             with contextlib.suppress(Exception):
                 async with svc.db() as conn:
-                    await campaigns.publish_all(conn, redis)
+                    await campaigns.push_all_snapshots(conn, redis)
                     await blocklist.restore(conn, redis, settings.shards)  # an empty Redis
                 await registry.refresh(force=True)
                 await svc.ip_blocks.refresh(redis)
@@ -235,7 +263,7 @@ def create_app(settings: Settings) -> Starlette:
         state: dict[str, Any] = {}
         state[SERVER_LIMITS] = server_limits(settings)
         if settings.direct_votes and server.direct_votes() and isinstance(app, VotingApp):
-            # uvicorn hands this to each connection's protocol (web.server.DIRECT_ROUTE)
+            # uvicorn hands this to each connection's protocol (web.server.contract.DIRECT_ROUTE)
             state[server.DIRECT_ROUTE] = DirectVotes(app.vote_security, svc)
         try:
             yield state
@@ -245,7 +273,7 @@ def create_app(settings: Settings) -> Starlette:
                 await svc.timeline.ship()
             await _stop(*background)
             await app.state.live.close()
-            await batcher.close()
+            await pipeline.close()
             for each in pools.values():
                 try:  # a connection still held (a request cut short) must not hang the stop
                     await asyncio.wait_for(each.close(), POOL_CLOSE_TIMEOUT)

@@ -96,7 +96,7 @@ async def _connect_pg(settings: Settings) -> Any:
 
 async def _with_db(fn: Callable[[Any, Any, Settings], Awaitable[int]]) -> int:
     """Run ``fn(conn, redis, settings)`` with one PostgreSQL connection and a Redis client."""
-    from .vote import store
+    from .redis import store
 
     settings = _settings()
     conn = await _connect_pg(settings)
@@ -181,7 +181,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     from .vote.registry import LiveCampaign
 
     async def run(conn: Any, redis: Any, settings: Settings) -> int:
-        for cid in await campaigns.publish_all(conn, redis):
+        for cid in await campaigns.push_all_snapshots(conn, redis):
             if not args.force and await reconcile.votes_flowing(redis, cid, settings.shards, 10):
                 print(f"{cid}: votes arrived in the last 10 s; pause the campaign or use --force")
                 return 2
@@ -488,7 +488,7 @@ def cmd_flusher(args: argparse.Namespace) -> int:
 
     from . import gc_tuning
     from .ledger import flusher, partitions, transparency
-    from .vote import store
+    from .redis import store
 
     settings = _settings()
 
@@ -566,7 +566,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ])
     import uvicorn
 
-    from .web.server import http_protocol
+    from .web.server.contract import http_protocol
 
     uvicorn.run(
         "voting_service.app:app_from_env", factory=True, host=args.host, port=args.port,
@@ -725,7 +725,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             data = json.dumps(demo_campaign(), ensure_ascii=False).encode()
             campaign = await campaigns.load(conn, redis, data)
             print(f"loaded demo campaign {campaign.id}")
-        await campaigns.publish_all(conn, redis)
+        await campaigns.push_all_snapshots(conn, redis)
         return 0
 
     return asyncio.run(_with_db(run))

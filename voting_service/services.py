@@ -16,14 +16,14 @@ from .fraud.sms import ConsoleSender, Sender
 from .fraud.sms_budget import Budget
 from .ledger.frozen import Frozen
 from .ledger.health import Health
+from .redis.pipeline import Pipeline
+from .redis.store import AnyRedis
 from .settings import Settings
 from .vote.addresses import ClientAddresses
 from .vote.identity import VoterTokens
 from .vote.outcomes import Outcomes
 from .vote.partner import PartnerTokens
-from .vote.pipeline import Pipeline
 from .vote.registry import Registry
-from .vote.store import AnyRedis
 from .vote.timeline import Timeline
 
 PoolBudget = Literal["public", "admin", "health"]
@@ -35,7 +35,7 @@ BUDGETS: tuple[PoolBudget, ...] = ("public", "admin", "health")
 class Services:
     settings: Settings
     redis: AnyRedis
-    batcher: Pipeline
+    pipeline: Pipeline
     """The vote path's Redis client: script calls batched per loop turn per node."""
     registry: Registry
     tokens: VoterTokens

@@ -357,8 +357,9 @@ class Settings:
     config_refresh: float = 1.0
     """Seconds between checks for campaign changes made by other workers."""
     head_timeout: float = 10.0
-    """Seconds a connection may take to send a complete request head (``web/protocol.py``)."""
-    # --- what one client may hold open (web/address_caps.py, the HTTP protocol) ---------
+    """Seconds a connection may take to send a complete request head
+    (``web/server/protocol.py``)."""
+    # --- what one client may hold open (web/server/address_caps.py, the HTTP protocol) ---
     body_timeout: float = 10.0
     """Seconds after its head within which a request's body must have arrived, plus
     ``received bytes / body_min_rate`` (a large upload at a fair rate is not cut off)."""
@@ -435,7 +436,7 @@ class Settings:
     """Count every vote in ``voting_votes_total`` and its duration (off only to measure
     what counting costs: ``make bench`` phase M)."""
     direct_votes: bool = True
-    """Votes answered by the HTTP protocol itself (``web/protocol.py``), not through ASGI;
+    """Votes answered by the HTTP protocol itself (``web/server/protocol.py``), not through ASGI;
     off only to measure what that saves (``make bench`` phase D)."""
     # --- slow readers and database budgets (issue 23 §1) -------------------------------
     db_pool_public: int = 4
@@ -453,7 +454,8 @@ class Settings:
     strike-outs at once) wait their turn rather than fail."""
     write_timeout: float = 30.0
     """Seconds a connection may leave the server's bytes unread (its write buffer full)
-    before it is cut off (``web/protocol.py``): a reader that stops holds nothing for long."""
+    before it is cut off (``web/server/protocol.py``): a reader that stops holds nothing for
+    long."""
     ledger_cache_dir: Path | None = None
     """Where each pod keeps its copy of the frozen ledgers (``ledger/frozen.py``);
     ``None`` = ``<data_dir>/published``."""

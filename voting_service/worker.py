@@ -2,7 +2,7 @@
 
 uvicorn's own proxy-header handling is switched off: which ``X-Forwarded-For`` to believe is
 decided in one place only, by ``VOTING_TRUSTED_PROXIES`` (identity.client_ip). Request heads
-are bounded by ``web/protocol.py``, chosen by ``web/server.py`` (gunicorn's
+are bounded by ``web/server/protocol.py``, chosen by ``web/server/contract.py`` (gunicorn's
 ``limit_request_*`` do not apply to uvicorn workers, which parse requests themselves).
 """
 
@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from uvicorn_worker import UvicornWorker
 
 from .settings import Settings
-from .web.server import http_protocol
+from .web.server.contract import http_protocol
 
 
 class VotingWorker(UvicornWorker):  # type: ignore[misc,unused-ignore]

@@ -28,7 +28,7 @@ async def run(ctx: Context) -> dict[str, Any]:
         await asyncio.to_thread(valkey.start)
         try:
             async with ctx.stores(valkey.url) as (conn, redis):
-                await campaigns.publish_all(conn, redis)
+                await campaigns.push_all_snapshots(conn, redis)
                 found = await durability.check(redis)
             extra_env = {} if found.safe else {"VOTING_ACCEPT_WEAK_DURABILITY": "1"}
             env = ctx.service_env(valkey.url, **extra_env)
@@ -63,7 +63,7 @@ async def _replica_acks_row(ctx: Context, rows: list[dict[str, Any]], acks: int,
     try:
         await asyncio.to_thread(replica.wait_replica_ready)
         async with ctx.stores(master.url) as (conn, redis):
-            await campaigns.publish_all(conn, redis)
+            await campaigns.push_all_snapshots(conn, redis)
             deadline = time.monotonic() + 30
             while not (found := await durability.check(redis, acks)).safe:
                 if time.monotonic() > deadline:

@@ -37,7 +37,7 @@ import jwt
 
 from voting_service.ledger import campaigns, db
 from voting_service.vote.identity import VoterTokens, voter_id
-from voting_service.web.live import KEEP_ALIVE_PERIODS
+from voting_service.web.api.live import KEEP_ALIVE_PERIODS
 
 from .. import dataset, instructions
 from ..context import Context, cpu_us
@@ -88,7 +88,7 @@ async def prepare(ctx: Context, runs: dict[str, int]) -> dict[str, tuple[Path, i
     async with ctx.stores() as (conn, redis):
         await campaigns.load(conn, redis, json.dumps(data).encode())
         await conn.fetchval(db.INSERT_CHANNEL, CAMPAIGN, CHANNEL, "Bench", [], secret)
-        await campaigns.publish(conn, redis, CAMPAIGN)
+        await campaigns.push_snapshot(conn, redis, CAMPAIGN)
     window = ctx.o.warmup + ctx.o.seconds
     files: dict[str, tuple[Path, int]] = {}
     for n, variant in enumerate(runs):

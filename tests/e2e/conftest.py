@@ -68,8 +68,8 @@ class Service:
     async def drain(self) -> None:
         """Commit the ledger to PostgreSQL, as the flusher process would."""
         from voting_service.ledger.flusher import Flusher
+        from voting_service.redis import store
         from voting_service.settings import Settings
-        from voting_service.vote import store
 
         redis = store.connect(Settings(redis_url=self.redis_url))
         flusher = Flusher(redis, self.database_url, SHARDS)

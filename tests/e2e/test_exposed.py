@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import ADMIN, ADMIN_TOKEN, campaign_payload
 from tests.e2e.conftest import SERVERS, Service, running_service, served_by
-from voting_service.web.protocol import MAX_FIELDS, MAX_HEAD, MAX_LINE
+from voting_service.web.server.protocol import MAX_FIELDS, MAX_HEAD, MAX_LINE
 
 pytestmark = pytest.mark.e2e
 HEAD_TIMEOUT = 1.0

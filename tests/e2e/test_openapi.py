@@ -22,8 +22,8 @@ from schemathesis.specs.openapi.checks import (
 from tests.conftest import ADMIN, ADMIN_TOKEN
 from tests.e2e.conftest import Service
 from voting_service import models
-from voting_service.web import schemas as s
-from voting_service.web.openapi import NDJSON_TYPE, XLSX_TYPE
+from voting_service.web.api import schemas as s
+from voting_service.web.api.openapi import NDJSON_TYPE, XLSX_TYPE
 
 pytestmark = pytest.mark.e2e
 

@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 
 from tests.conftest import campaign_payload
+from voting_service.redis import keys
 from voting_service.stack import Stack
-from voting_service.vote import keys
 from voting_service.vote.identity import VoterTokens
 
 PHASE = float(os.environ.get("FAULT_SECONDS", "2.5"))

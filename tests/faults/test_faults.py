@@ -19,9 +19,9 @@ import pytest
 
 from tests.faults.support import CID, CLIENTS, PHASE, SHARDS, Load, Outcomes, started
 from voting_service import embedded
+from voting_service.redis import keys, store
 from voting_service.settings import Settings
 from voting_service.stack import Stack
-from voting_service.vote import keys, store
 
 pytestmark = pytest.mark.faults
 

@@ -23,8 +23,8 @@ from tests.integration.antifraud_support import (
     voter_id,
 )
 from voting_service.app import create_app
+from voting_service.redis import keys, store
 from voting_service.settings import Settings
-from voting_service.vote import keys, store
 
 BLOCKLIST = "/api/v1/admin/blocklist"
 

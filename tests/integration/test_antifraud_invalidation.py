@@ -28,8 +28,8 @@ from tests.integration.antifraud_support import (
 )
 from voting_service.ledger import reconcile
 from voting_service.ledger.flusher import Flusher
+from voting_service.redis import keys
 from voting_service.settings import Settings
-from voting_service.vote import keys
 
 INVALIDATIONS = f"/api/v1/admin/campaigns/{CID}/invalidations"
 RESULTS = f"/api/v1/admin/campaigns/{CID}/results"

@@ -11,7 +11,8 @@ import jwt
 from tests.conftest import ADMIN, OPS, Harness
 from tests.integration.antifraud_support import CID, NO_LIMITS, VOTES, drain, problem_code
 from voting_service.ledger import export
-from voting_service.vote import entry, keys
+from voting_service.redis import keys
+from voting_service.vote import entry
 
 CHANNELS = f"/api/v1/admin/campaigns/{CID}/channels"
 

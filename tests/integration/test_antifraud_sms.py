@@ -29,8 +29,9 @@ from tests.integration.antifraud_support import (
 from voting_service.app import create_app
 from voting_service.errors import TooManyCodeChecks, TooManyCodes
 from voting_service.fraud import sms
+from voting_service.redis import keys, store
 from voting_service.settings import Secret, Settings
-from voting_service.vote import identity, keys, store
+from voting_service.vote import identity
 
 START, VERIFY = "/api/v1/auth/sms/start", "/api/v1/auth/sms/verify"
 PHONE = "13800138000"

@@ -30,7 +30,7 @@ from tests.conftest import (
     redis_tallies,
 )
 from voting_service.app import create_app
-from voting_service.vote import keys, store
+from voting_service.redis import keys, store
 
 VOTES = "/api/v1/campaigns/t2026/votes"
 

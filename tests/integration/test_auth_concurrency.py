@@ -20,8 +20,8 @@ from uvicorn.server import ServerState
 from tests.conftest import ADMIN_TOKEN, OPS_TOKEN, Harness, client_for
 from tests.staff_support import PASSWORD, make_account, next_code
 from voting_service.app import create_app
+from voting_service.redis import store
 from voting_service.settings import Settings
-from voting_service.vote import store
 from voting_service.web import metrics
 
 FIRED = 300

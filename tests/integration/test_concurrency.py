@@ -17,8 +17,8 @@ from tests.conftest import Backend, Harness, client_for, make_settings, redis_ta
 from voting_service.app import create_app
 from voting_service.ledger import reconcile
 from voting_service.ledger.flusher import Flusher
+from voting_service.redis import keys, store
 from voting_service.settings import Settings
-from voting_service.vote import keys, store
 
 CANDIDATES = [f"c{i:03d}" for i in range(1, 13)]
 OFFSETS = (0, 1, 3, 7)

@@ -1,10 +1,10 @@
-"""Votes answered by the HTTP protocol itself (``web.protocol.DirectExchange`` calling
-``web.votes.DirectVotes``), over a real socket: the same answers as the ASGI route, requests
+"""Votes answered by the HTTP protocol itself (``web.server.protocol.DirectExchange`` calling
+``web.api.votes.DirectVotes``), over a real socket: the same answers as the ASGI route, requests
 pipelined behind a direct one answered in order, the connection rules of HTTP/1.1 kept, and
 a vote whose client hung up counted once, not lost.
 
 Every test runs twice: on the service's protocol under the pinned uvicorn, and as the
-service runs when ``web.server`` finds another uvicorn (its stock protocol, every vote
+service runs when ``web.server.contract`` finds another uvicorn (its stock protocol, every vote
 through the ASGI route): the same answers either way."""
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ from uvicorn.server import ServerState
 
 from tests.conftest import Harness, client_for, redis_tallies
 from voting_service.app import create_app
+from voting_service.redis import store
 from voting_service.settings import Settings
-from voting_service.vote import store
 from voting_service.vote.outcomes import Outcome
-from voting_service.web import protocol, server
+from voting_service.web.server import contract as server
+from voting_service.web.server import protocol
 
 VOTES = "/api/v1/campaigns/t2026/votes"
 CONSTRAINTS = Path(__file__).parents[2] / "constraints.txt"
@@ -58,7 +59,7 @@ async def served(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, settings: Settings,
     redis: store.AnyRedis, pg: asyncpg.Connection,
 ) -> AsyncIterator[Served]:
-    """The app with its lifespan, behind the protocol ``web.server`` chooses, on a real
+    """The app with its lifespan, behind the protocol ``web.server.contract`` chooses, on a real
     listening socket (as ``voting-service serve`` runs it), and the harness's in-process
     client beside it. ``stock``: the choice made when the installed uvicorn is not the
     tested one (``test_server_contract`` checks that an import makes it)."""

@@ -56,7 +56,9 @@ async def _ask(h: Harness, method: str, path: str, body: dict[str, Any] | None,
 
 
 def test_the_table_names_every_public_campaign_route() -> None:
-    from voting_service.web import api_public, api_voter, pages
+    from voting_service.web.api import public as api_public
+    from voting_service.web.api import voter as api_voter
+    from voting_service.web.pages import campaigns as pages
 
     public = _templates([*api_public.routes, *api_voter.routes, *pages.routes])
     naming = {p for p in public if "{cid}" in p} | BODY_ROUTES

@@ -14,9 +14,10 @@ import pytest
 from tests.conftest import Harness, redis_tallies
 from voting_service.ledger import health, reconcile, repair
 from voting_service.ledger.flusher import Flusher
-from voting_service.vote import keys
+from voting_service.redis import keys
 from voting_service.vote.registry import LiveCampaign
-from voting_service.web import metrics, ops_api
+from voting_service.web import metrics
+from voting_service.web.ops import api as ops_api
 
 CID = "t2026"
 

@@ -9,8 +9,8 @@ import pytest
 
 from tests.conftest import ADMIN, Backend, Harness, commands_run, make_settings, reset_stats
 from voting_service.ledger.flusher import Flusher
+from voting_service.redis import store
 from voting_service.settings import Settings
-from voting_service.vote import store
 
 CAMPAIGNS = 11
 

@@ -16,7 +16,8 @@ from redis.asyncio import Redis
 
 from voting_service import embedded
 from voting_service.ledger.flusher import Flusher
-from voting_service.vote import entry, keys
+from voting_service.redis import keys
+from voting_service.vote import entry
 
 SHARDS = 2
 

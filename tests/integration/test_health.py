@@ -14,9 +14,9 @@ from tests.conftest import Backend, Harness, drain, make_settings
 from voting_service.app import create_app
 from voting_service.ledger import health
 from voting_service.ledger.flusher import Flusher
+from voting_service.redis import keys, store
 from voting_service.services import Services
 from voting_service.settings import Settings
-from voting_service.vote import keys, store
 
 
 async def snapshot(h: Harness) -> health.Health:

@@ -31,8 +31,9 @@ from tests.integration.antifraud_support import (
 )
 from voting_service.app import create_app
 from voting_service.fraud import challenge
+from voting_service.redis import store
 from voting_service.settings import Settings
-from voting_service.vote import identity, store
+from voting_service.vote import identity
 
 START, VERIFY = "/api/v1/auth/sms/start", "/api/v1/auth/sms/verify"
 CODE = re.compile(r"\(code ([0-9]{6})\)")

@@ -27,9 +27,10 @@ from voting_service.ledger import campaigns, durability, reconcile
 from voting_service.ledger.batch import Batch
 from voting_service.ledger.flusher import Flusher, healthy
 from voting_service.ledger.marks import MarkMoved
+from voting_service.redis import keys, store
 from voting_service.settings import Settings
 from voting_service.stack import service_env, settings_env
-from voting_service.vote import entry, keys, store
+from voting_service.vote import entry
 from voting_service.vote.registry import LiveCampaign
 
 
@@ -175,7 +176,7 @@ async def test_rebuild_restores_tallies_and_todays_quota(harness: Harness) -> No
         await r.flushall(target_nodes=store.RedisCluster.PRIMARIES)
     else:
         await r.flushall()
-    await campaigns.publish_all(harness.pg, r)
+    await campaigns.push_all_snapshots(harness.pg, r)
     assert await redis_tallies(harness) == {}
     # a refresh between the flush and the publish dropped the campaign: read it back now
     await harness.app.state.services.registry.refresh(force=True)
@@ -253,7 +254,7 @@ async def test_durability_check(
         if safe:
             with caplog.at_level(logging.WARNING, logger="voting_service.app"):
                 async with app.router.lifespan_context(app):
-                    assert app.state.services.batcher is not None
+                    assert app.state.services.pipeline is not None
             # everysec + WAITAOF is safe, and the slower of the two: said at start, with why
             slow = [r for r in caplog.records if "1,911 votes/s" in r.getMessage()]
             assert len(slow) == (1 if appendfsync == "everysec" else 0)

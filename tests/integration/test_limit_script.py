@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from voting_service.vote import keys, scripts, store
+from voting_service.redis import keys, scripts, store
 
 NET = "198.51.100.0/24"
 DAY1, DAY2 = 1_900_000_000, 1_900_086_400

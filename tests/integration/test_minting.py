@@ -24,8 +24,8 @@ from tests.integration.antifraud_support import (
 )
 from voting_service.errors import TooManyVoters
 from voting_service.fraud import challenge, minting
+from voting_service.redis import keys
 from voting_service.settings import Settings
-from voting_service.vote import keys
 
 VOTER = f"/api/v1/campaigns/{CID}/voter"
 MINT_CHALLENGE = f"/api/v1/campaigns/{CID}/challenge?for=voter"

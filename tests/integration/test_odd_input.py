@@ -209,7 +209,7 @@ async def test_a_stored_campaign_at_the_calendars_end_renders(harness: Harness) 
     # PostgreSQL holds what Python cannot: 9999-12-31 at -14:00 is past year 9999 in UTC
     await harness.pg.execute("UPDATE campaigns SET closes_at = '9999-12-31T23:59:59-14:00',"
                              " opens_at = '0001-01-01T00:00:00+14:00' WHERE id = 'forever'")
-    await campaigns.publish(harness.pg, harness.redis, "forever")
+    await campaigns.push_snapshot(harness.pg, harness.redis, "forever")
     await harness.app.state.services.registry.refresh(force=True)
     for path in (f"{A}/campaigns", f"{A}/campaigns/forever"):
         r = await harness.client.get(path, headers=ADMIN)

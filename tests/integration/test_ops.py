@@ -24,9 +24,9 @@ from tests.integration.test_antifraud_suspicious import history
 from tests.staff_support import PASSWORD, make_account, next_code, sign_in
 from voting_service.app import create_app
 from voting_service.ledger import health
+from voting_service.redis import keys
 from voting_service.services import Services
-from voting_service.vote import keys
-from voting_service.web.ops_session import COOKIE
+from voting_service.web.ops.session import COOKIE
 
 
 def svc_of(h: Harness) -> Services:

@@ -16,10 +16,10 @@ from redis.asyncio import Redis
 from tests.conftest import Backend
 from voting_service import embedded
 from voting_service.errors import Unavailable
+from voting_service.redis import scripts, store
+from voting_service.redis.barrier import Barrier
+from voting_service.redis.pipeline import Pipeline, slot_of
 from voting_service.settings import Settings
-from voting_service.vote import scripts, store
-from voting_service.vote.barrier import Barrier
-from voting_service.vote.pipeline import Pipeline, slot_of
 
 
 def counting_script(tag: str) -> scripts.Script:

@@ -20,8 +20,8 @@ from tests.conftest import ADMIN, Backend, Harness, client_for, make_settings, r
 from voting_service import embedded
 from voting_service.app import create_app
 from voting_service.ledger import durability
+from voting_service.redis import keys, store
 from voting_service.settings import Settings
-from voting_service.vote import keys, store
 from voting_service.vote.identity import network_prefixes
 
 CLIENT_IP = "203.0.113.7"

@@ -12,8 +12,8 @@ import pytest
 
 from tests.conftest import ADMIN, Backend, Harness, client_for, make_settings
 from voting_service.app import create_app
-from voting_service.vote import store
-from voting_service.web.security import API_CSP, SecurityMiddleware, normalize_origin
+from voting_service.redis import store
+from voting_service.web.server.security import API_CSP, SecurityMiddleware, normalize_origin
 
 LISTED = "https://news.example.com"
 WILDCARD_HOST = "https://m.example.org"

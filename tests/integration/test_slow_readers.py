@@ -21,9 +21,9 @@ from uvicorn.server import ServerState
 
 from tests.conftest import ADMIN, Backend, Harness, client_for, make_settings
 from voting_service.app import create_app
+from voting_service.redis import store
 from voting_service.services import Services
-from voting_service.vote import store
-from voting_service.web.protocol import bounded_protocol
+from voting_service.web.server.protocol import bounded_protocol
 
 pytestmark = pytest.mark.parametrize("backend", ["single"], indirect=True)
 

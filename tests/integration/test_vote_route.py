@@ -12,7 +12,7 @@ import jwt
 
 from tests.conftest import ADMIN, Harness
 from voting_service.vote.outcomes import Outcome
-from voting_service.web.live import KEEP_ALIVE, LiveTallies
+from voting_service.web.api.live import KEEP_ALIVE, LiveTallies
 
 VOTES = "/api/v1/campaigns/t2026/votes"
 

@@ -13,7 +13,8 @@ from voting_service.errors import InvalidRequest
 from voting_service.fraud import blocklist, sms, suspicious
 from voting_service.fraud.invalidation import Criteria
 from voting_service.models import InvalidationIn
-from voting_service.vote import identity, keys
+from voting_service.redis import keys
+from voting_service.vote import identity
 
 
 def blocks(*entries: dict[str, object]) -> blocklist.NetworkBlocks:

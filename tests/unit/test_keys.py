@@ -8,7 +8,7 @@ import zlib
 import pytest
 from redis.crc import key_slot
 
-from voting_service.vote import keys
+from voting_service.redis import keys
 from voting_service.vote.identity import ip_prefixes, network_prefixes
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from voting_service.web.live import KEEP_ALIVE, KEEP_ALIVE_PERIODS, LiveTallies
+from voting_service.web.api.live import KEEP_ALIVE, KEEP_ALIVE_PERIODS, LiveTallies
 
 
 async def test_a_new_read_time_alone_is_not_a_new_frame() -> None:

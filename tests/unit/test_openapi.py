@@ -7,7 +7,7 @@ from starlette.routing import Route
 
 from voting_service.app import create_app
 from voting_service.settings import Secret, Settings
-from voting_service.web.openapi import document
+from voting_service.web.api.openapi import document
 
 
 def test_the_document_is_valid_openapi_3_1() -> None:
@@ -35,5 +35,5 @@ def test_every_api_route_is_in_the_document() -> None:
         for method in route.methods or ():
             if method != "HEAD" and (route.path, method) not in documented:
                 missing.append(f"{method} {route.path}")
-    assert missing == [], "add these to web/openapi.py OPERATIONS"
+    assert missing == [], "add these to web/api/openapi.py OPERATIONS"
     assert len(documented) >= 27

@@ -9,7 +9,7 @@ import msgspec
 from tests.conftest import campaign_payload
 from voting_service.models import Campaign
 from voting_service.vote.registry import LiveCampaign
-from voting_service.web import ops_words
+from voting_service.web.ops import words as ops_words
 
 
 def live() -> LiveCampaign:

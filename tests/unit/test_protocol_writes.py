@@ -1,4 +1,4 @@
-"""One write per fixed-length answer (``web.protocol._OneWrite``), over a real socket.
+"""One write per fixed-length answer (``web.server.protocol._OneWrite``), over a real socket.
 
 uvicorn writes a response's head and body separately; the service's protocol holds the head
 of a fixed-length answer so both leave in one write. These tests run the protocol on a real
@@ -14,7 +14,7 @@ from typing import Any
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from voting_service.web.protocol import bounded_protocol
+from voting_service.web.server.protocol import bounded_protocol
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from voting_service.vote.scripts import CastStatus, SmsStatus, lua_dir
+from voting_service.redis.scripts import CastStatus, SmsStatus, lua_dir
 
 _LISTED = re.compile(r"^--\s+(\d+) ([A-Z_]+)\s", re.M)
 _RETURNED = re.compile(r"^\s*return [{'](\d+)\b.*?-- ([A-Z_]+)$", re.M)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from voting_service.web import protocol, server
+from voting_service.web.server import contract as server
+from voting_service.web.server import protocol
 
 ROOT = Path(__file__).parents[2]
 
@@ -57,11 +58,11 @@ logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message
 {tamper}
 from voting_service import app, cli, worker
 from voting_service.settings import Secret, Settings
-from voting_service.web import server
+from voting_service.web.server import contract as server
 app.create_app(Settings(secret_key=Secret("k" * 32), pepper=Secret("p" * 32)))
 worker.VotingWorker.CONFIG_KWARGS  # the gunicorn worker class imports too
-print(server.http_protocol(5.0, 30.0), server.direct_votes(), "voting_service.web.protocol" in
-      sys.modules)
+print(server.http_protocol(5.0, 30.0), server.direct_votes(),
+      "voting_service.web.server.protocol" in sys.modules)
 print(server.MISMATCH)
 """
 
@@ -83,9 +84,10 @@ def test_on_a_mismatch_the_service_starts_on_the_stock_protocol(tamper: str, nam
     assert choice == "httptools False False"
     assert named in reason
     warnings = [line for line in done.stderr.splitlines() if line.startswith("WARNING")]
-    assert warnings == [f"WARNING voting_service.web.server running uvicorn's stock HTTP "
+    assert warnings == [f"WARNING voting_service.web.server.contract running uvicorn's stock HTTP "
                         f"protocol: {reason}; votes go through ASGI and request heads, bodies "
-                        "and connections are not bounded by the service (see web/server.py)"]
+                        "and connections are not bounded by the service "
+                        "(see web/server/contract.py)"]
 
 
 def test_on_the_pinned_uvicorn_no_warning_and_the_own_protocol() -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 
-from voting_service.vote import keys, timeline
+from voting_service.redis import keys
+from voting_service.vote import timeline
 from voting_service.vote.outcomes import Outcome
-from voting_service.web.ops_session import Session, Sessions
+from voting_service.web.ops.session import Session, Sessions
 
 
 def outcome(outcome: str, mode: str = "anonymous", channel: str = "", cid: str = "c1") -> Outcome:

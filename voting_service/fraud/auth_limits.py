@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from redis.exceptions import RedisError
 
 from ..errors import TooManyAttempts
-from ..vote import identity, keys, scripts
-from ..vote.store import AnyRedis
+from ..redis import keys, scripts
+from ..redis.store import AnyRedis
+from ..vote import identity
 
 log = logging.getLogger(__name__)
 

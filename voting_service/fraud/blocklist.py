@@ -24,8 +24,9 @@ import msgspec
 from ..errors import Blocked, InvalidRequest
 from ..ledger import db
 from ..models import BlockIn
-from ..vote import identity, keys
-from ..vote.store import AnyRedis
+from ..redis import keys
+from ..redis.store import AnyRedis
+from ..vote import identity
 
 log = logging.getLogger(__name__)
 

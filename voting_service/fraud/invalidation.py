@@ -39,9 +39,10 @@ from ..errors import InvalidRequest, Unavailable
 from ..ledger import batch, db, marks, publication, transparency
 from ..ledger.batch import Batch
 from ..models import InvalidationIn
+from ..redis import keys, scripts
+from ..redis.store import AnyRedis
 from ..settings import IPNetwork
-from ..vote import identity, keys, scripts
-from ..vote.store import AnyRedis
+from ..vote import identity
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,9 @@ from collections.abc import Sequence
 
 from ..errors import ChallengeFailed, RateLimited, TooManyVoters
 from ..models import level_for
-from ..vote import identity, keys, scripts, voting
-from ..vote.pipeline import Pipeline
+from ..redis import keys, scripts
+from ..redis.pipeline import Pipeline
+from ..vote import identity, voting
 from ..vote.registry import LiveCampaign
 from . import challenge
 
@@ -30,18 +31,18 @@ def subject(ip: str) -> str:
     return "mint:" + identity.network_prefixes(ip)[0]
 
 
-async def level(batcher: Pipeline, campaign: LiveCampaign, ip: str, now: float) -> int:
+async def level(pipeline: Pipeline, campaign: LiveCampaign, ip: str, now: float) -> int:
     """The difficulty a minting challenge gets: ``adaptive`` rises with the address's and its
     network's minting pressure, as a vote's challenge does with their votes."""
     rules = campaign.c.rules
     if rules.challenge != "adaptive":
         return 0
-    pressure = await voting.check_ip(batcher, campaign, ip, now, peek=True, minting=True)
+    pressure = await voting.check_ip(pipeline, campaign, ip, now, peek=True, minting=True)
     return level_for(pressure, rules)
 
 
 async def admit(
-    batcher: Pipeline, secret_keys: Sequence[str], campaign: LiveCampaign, ip: str,
+    pipeline: Pipeline, secret_keys: Sequence[str], campaign: LiveCampaign, ip: str,
     proof: str | None, now: float,
 ) -> None:
     """Let one more token be minted from ``ip``, or raise ``ChallengeFailed`` (no, a wrong or
@@ -51,11 +52,11 @@ async def admit(
     if rules.challenge != "off":
         checked = challenge.signer(secret_keys).verify(proof, campaign.id, subject(ip), now)
         spent = keys.mint_spent(campaign.id, identity.network_prefixes(ip)[1], checked.id)
-        if not int(await batcher.call(scripts.load("spend_proof"), [spent],
+        if not int(await pipeline.call(scripts.load("spend_proof"), [spent],
                                       [checked.spent_until])):
             raise ChallengeFailed("this challenge was already used")
     try:
-        pressure = await voting.check_ip(batcher, campaign, ip, now, minting=True)
+        pressure = await voting.check_ip(pipeline, campaign, ip, now, minting=True)
     except RateLimited as exc:
         raise TooManyVoters(headers=exc.headers) from None
     if checked is not None and rules.challenge == "adaptive" \

@@ -36,11 +36,12 @@ from ..errors import (
     TooManyCodes,
     Unavailable,
 )
+from ..redis import keys, scripts
+from ..redis.pipeline import Pipeline
+from ..redis.store import AnyRedis
 from ..settings import Settings
-from ..vote import identity, keys, scripts
-from ..vote.pipeline import Pipeline
+from ..vote import identity
 from ..vote.registry import Day, LiveCampaign
-from ..vote.store import AnyRedis
 from . import sms_budget
 from .sms_providers import AliyunSender, TencentSender
 
@@ -177,14 +178,14 @@ Meter = tuple[list[str], list[Any]]
 per minute, per day."""
 
 
-async def _meter(batcher: Pipeline, meters: list[Meter], day: Day, now: float,
+async def _meter(pipeline: Pipeline, meters: list[Meter], day: Day, now: float,
                  refused: type[RateLimited]) -> None:
     """Run the meters in turn; ``refused`` (with ``Retry-After``) at the first that says no.
     In turn, not at once: a request the phone's meter refuses (a resend too soon) uses none
     of its address's allowance. Each meter is all or nothing in itself."""
     script = scripts.ip_limit()
     for script_keys, limits in meters:
-        result = await batcher.call(script, script_keys, [day.expire_at, 0, *limits])
+        result = await pipeline.call(script, script_keys, [day.expire_at, 0, *limits])
         allowed, retry_ms = int(result[0]), int(result[1])
         if not allowed:
             wait_ms = int((day.ends_at - now) * 1000) if retry_ms < 0 else retry_ms
@@ -199,7 +200,7 @@ def _address_meter(ip: str, hash_of: Callable[[str], str], limits: list[int]) ->
 
 
 async def start(
-    redis: AnyRedis, batcher: Pipeline, sender: Sender, pepper: str, campaign: LiveCampaign,
+    redis: AnyRedis, pipeline: Pipeline, sender: Sender, pepper: str, campaign: LiveCampaign,
     raw_phone: str, ip: str, budget: sms_budget.Budget | None = None,
 ) -> Sent:
     phone = normalize_phone(raw_phone)
@@ -207,13 +208,13 @@ async def start(
     day = sms_day(now)
     pid = phone_key_id(pepper, phone)
     cid = campaign.id
-    await _meter(batcher, [
+    await _meter(pipeline, [
         ([keys.sms_limits(pid)], ["", PHONE_PER_MINUTE, PHONE_PER_DAY]),
         _address_meter(ip, keys.sms_ip_limits, [
             ADDRESS_PER_MINUTE, ADDRESS_PER_DAY, NETWORK_PER_MINUTE, NETWORK_PER_DAY]),
     ], day, now, TooManyCodes)
     if budget is not None:  # after the phone's and address's meters: they spend none of it
-        await sms_budget.take(batcher, budget, phone, now)
+        await sms_budget.take(pipeline, budget, phone, now)
     code = f"{secrets.randbelow(10**6):06d}"
     digest = code_digest(pepper, cid, pid, code)
     try:  # a new code replaces the last one, with fresh tries
@@ -235,7 +236,7 @@ async def start(
 
 
 async def verify(
-    batcher: Pipeline, pepper: str, campaign: LiveCampaign, raw_phone: str, code: str, ip: str
+    pipeline: Pipeline, pepper: str, campaign: LiveCampaign, raw_phone: str, code: str, ip: str
 ) -> str:
     """The voter id of the phone when ``code`` is its current code; else ``InvalidCode``.
     Each check counts against the address's and its network's check limits first."""
@@ -247,13 +248,13 @@ async def verify(
         raise InvalidCode("the code is 6 digits")
     now = time.time()
     day = sms_day(now)
-    await _meter(batcher, [
+    await _meter(pipeline, [
         _address_meter(ip, keys.sms_check_limits, [
             CHECKS_ADDRESS_PER_MINUTE, CHECKS_ADDRESS_PER_DAY,
             CHECKS_NETWORK_PER_MINUTE, CHECKS_NETWORK_PER_DAY]),
     ], day, now, TooManyCodeChecks)
     pid = phone_key_id(pepper, phone)
-    status, left = await batcher.call(
+    status, left = await pipeline.call(
         scripts.load("sms_verify"), [keys.sms_code(pid)],
         [code_digest(pepper, campaign.id, pid, typed), MAX_TRIES],
     )

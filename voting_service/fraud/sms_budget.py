@@ -22,10 +22,10 @@ from zoneinfo import ZoneInfo
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ..errors import SmsBudgetExhausted, SmsPrefixLimited
+from ..redis import keys, scripts
+from ..redis.pipeline import Pipeline
+from ..redis.store import AnyRedis
 from ..settings import Settings
-from ..vote import keys, scripts
-from ..vote.pipeline import Pipeline
-from ..vote.store import AnyRedis
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +81,11 @@ def _wait(now: float, period: str) -> int:
 _last_refusal_log: dict[str, float] = {}
 
 
-async def take(batcher: Pipeline, budget: Budget, phone: str, now: float) -> None:
+async def take(pipeline: Pipeline, budget: Budget, phone: str, now: float) -> None:
     """One message out of the budget, or ``SmsBudgetExhausted`` / ``SmsPrefixLimited``."""
     local = _local(now)
     day, hour = local.date().isoformat(), f"{local.hour:02d}"
-    result = await batcher.call(scripts.load("sms_budget"), [
+    result = await pipeline.call(scripts.load("sms_budget"), [
         keys.sms_budget_day(day), keys.sms_budget_hour(day, hour),
         keys.sms_budget_prefix(day, phone[:PREFIX_DIGITS]), keys.sms_budget_outcomes(day),
         keys.sms_budget_alarms(day),

@@ -28,8 +28,8 @@ from typing import Any
 import asyncpg
 
 from ..ledger import partitions
-from ..vote import keys
-from ..vote.store import AnyRedis
+from ..redis import keys
+from ..redis.store import AnyRedis
 
 PREFIX = "network(set_masklen(ip, CASE WHEN family(ip) = 4 THEN 24 ELSE 48 END))::text"
 """A vote's network, as text equal to ``identity.ip_prefixes(ip)[1]``."""

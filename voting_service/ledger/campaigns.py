@@ -1,4 +1,4 @@
-"""Saving a campaign to PostgreSQL and publishing its snapshot to every worker via Redis."""
+"""Saving a campaign to PostgreSQL and pushing its snapshot to every worker via Redis."""
 
 from __future__ import annotations
 
@@ -8,26 +8,26 @@ from redis.exceptions import RedisError
 
 from ..errors import Unavailable
 from ..models import Campaign, CampaignIn, Candidate, check_campaign, with_derived_facts
-from ..vote import store
-from ..vote.store import AnyRedis
+from ..redis import store
+from ..redis.store import AnyRedis
 from . import db
 
 MAX_SHARDS = 1024
 """Upper bound of ``VOTING_SHARDS``: scanning that many tally hashes misses no vote."""
 
 
-async def publish(conn: asyncpg.Connection, redis: AnyRedis, campaign_id: str) -> Campaign:
+async def push_snapshot(conn: asyncpg.Connection, redis: AnyRedis, campaign_id: str) -> Campaign:
     campaign = await db.load_campaign(conn, campaign_id)
     if campaign is None:
         raise LookupError(campaign_id)
-    await store.publish_snapshot(redis, campaign_id, msgspec.json.encode(campaign).decode())
+    await store.write_snapshot(redis, campaign_id, msgspec.json.encode(campaign).decode())
     return campaign
 
 
-async def publish_all(conn: asyncpg.Connection, redis: AnyRedis) -> list[str]:
+async def push_all_snapshots(conn: asyncpg.Connection, redis: AnyRedis) -> list[str]:
     ids = await db.campaign_ids(conn)
     for cid in ids:
-        await publish(conn, redis, cid)
+        await push_snapshot(conn, redis, cid)
     return ids
 
 
@@ -81,4 +81,4 @@ async def load(
     campaign = msgspec.json.decode(data, type=CampaignIn)
     check_campaign(campaign)
     await save(conn, redis, campaign, shards)
-    return await publish(conn, redis, campaign.id)
+    return await push_snapshot(conn, redis, campaign.id)

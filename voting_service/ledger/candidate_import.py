@@ -25,7 +25,7 @@ import msgspec
 
 from ..errors import CampaignNotFound, CandidateHasVotes, ImportRejected
 from ..models import Candidate, recommender_kind_of
-from ..vote.store import AnyRedis
+from ..redis.store import AnyRedis
 from . import campaigns, db, publication, sheets
 
 COLUMNS: dict[str, str] = {
@@ -413,7 +413,7 @@ async def _run(
         if dry_run:
             raise _DryRun(report)
         await db.audit(conn, actor, "candidates.import", campaign_id, report.as_json())
-    await campaigns.publish(conn, redis, campaign_id)
+    await campaigns.push_snapshot(conn, redis, campaign_id)
     return report
 
 

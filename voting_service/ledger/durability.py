@@ -14,9 +14,9 @@ from typing import Any, cast
 
 from redis.exceptions import RedisError
 
-from ..vote import keys
-from ..vote.barrier import Barrier, NotDurable, hold_on_node
-from ..vote.store import AnyRedis, RedisCluster
+from ..redis import keys
+from ..redis.barrier import Barrier, NotDurable, hold_on_node
+from ..redis.store import AnyRedis, RedisCluster
 
 PROBE_TIMEOUT = 0.5
 """Seconds a primary's replicas get to acknowledge the probe write."""

@@ -42,9 +42,9 @@ from redis.asyncio.cluster import PipelineCommand
 from redis.exceptions import NoScriptError, RedisError
 
 from ..models import Campaign
-from ..vote import keys, scripts
-from ..vote.barrier import Barrier, NotDurable
-from ..vote.store import AnyRedis
+from ..redis import keys, scripts
+from ..redis.barrier import Barrier, NotDurable
+from ..redis.store import AnyRedis
 from . import batch as batches
 from . import marks, progress, transparency
 from .batch import Batch, RawEntry, Stream

@@ -20,8 +20,8 @@ from typing import Any
 
 import asyncpg
 
-from ..vote import keys
-from ..vote.store import AnyRedis
+from ..redis import keys
+from ..redis.store import AnyRedis
 from . import durability, reconcile, repair
 
 log = logging.getLogger(__name__)

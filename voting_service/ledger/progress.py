@@ -13,9 +13,10 @@ from typing import cast
 
 import asyncpg
 
-from ..vote import entry, keys
+from ..redis import keys
+from ..redis.store import AnyRedis
+from ..vote import entry
 from ..vote.entry import Entry
-from ..vote.store import AnyRedis
 from . import marks
 from .marks import Mark
 

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from ..errors import CampaignNotFound, LedgerBehind, NotClosed, NotPublished, Published
-from ..vote.store import AnyRedis
+from ..redis.store import AnyRedis
 from . import campaigns, db, partitions, public_ledger, reconcile, transparency
 
 INVALIDATIONS = """
@@ -134,7 +134,7 @@ async def publish(
                        {"note": note, "total": results["total"], "digest": chain.digest})
     # voters look their votes up by vote id: the campaign's days get their lookup indexes now
     await partitions.seal(conn, days=(dt.date.fromisoformat(d["day"]) for d in chain.days))
-    await campaigns.publish(conn, redis, campaign_id)  # the pages link to the results
+    await campaigns.push_snapshot(conn, redis, campaign_id)  # the pages link to the results
     if log is not None:
         await transparency.sign_head(conn, campaign_id, log, now, force=True,
                                      zone=campaign.timezone)

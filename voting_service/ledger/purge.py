@@ -28,8 +28,8 @@ from typing import Any
 
 import asyncpg
 
-from ..vote import keys
-from ..vote.store import AnyRedis
+from ..redis import keys
+from ..redis.store import AnyRedis
 from . import db
 from .public_ledger import PURGED, Pseudonyms
 

@@ -14,9 +14,10 @@ from typing import Any, cast
 
 import asyncpg
 
-from ..vote import entry, keys, scripts, store
+from ..redis import keys, scripts, store
+from ..redis.store import AnyRedis
+from ..vote import entry
 from ..vote.entry import Entry
-from ..vote.store import AnyRedis
 from . import marks, progress
 from .marks import Mark
 

@@ -27,9 +27,9 @@ from typing import Any
 import asyncpg
 
 from ..models import Campaign
-from ..vote import keys, scripts
+from ..redis import keys, scripts
+from ..redis.store import AnyRedis
 from ..vote.registry import LiveCampaign
-from ..vote.store import AnyRedis
 from ..vote.voting import IDEMPOTENCY_TTL
 from . import marks, progress, reconcile
 

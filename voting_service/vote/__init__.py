@@ -1,1 +1,2 @@
-"""The vote path: Redis keys, scripts, the hot-path store, campaign registry, identities."""
+"""The vote path's domain: the vote itself, identities, partner tokens, the campaign registry,
+the ledger entry, outcomes and the console's timeline."""

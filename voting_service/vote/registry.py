@@ -19,8 +19,8 @@ from redis.exceptions import RedisError
 
 from ..errors import CampaignNotFound, Unavailable
 from ..models import Campaign, Candidate, Channel
-from . import store
-from .store import AnyRedis
+from ..redis import store
+from ..redis.store import AnyRedis
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import msgspec
 from redis.exceptions import RedisError
 
-from . import keys
+from ..redis import keys
+from ..redis.store import AnyRedis
 from .outcomes import ACCEPTED, Outcome
-from .store import AnyRedis
 
 log = logging.getLogger(__name__)
 

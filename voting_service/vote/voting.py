@@ -22,11 +22,11 @@ from ..errors import (
     VotingClosed,
 )
 from ..models import Rules, VoteIn, level_for
-from . import keys, scripts
+from ..redis import keys, scripts
+from ..redis.pipeline import Pipeline
+from ..redis.scripts import CastStatus
 from .identity import network_prefixes
-from .pipeline import Pipeline
 from .registry import LiveCampaign, Registry
-from .scripts import CastStatus
 
 IDEMPOTENCY_TTL = str(3 * 86400)
 """Seconds, as ``cast_vote.lua``'s ARGV gets it."""
@@ -117,7 +117,7 @@ def _pressure(
 
 
 async def check_ip(
-    redis: Pipeline, campaign: LiveCampaign, ip: str, now: float, *, peek: bool = False,
+    pipeline: Pipeline, campaign: LiveCampaign, ip: str, now: float, *, peek: bool = False,
     deadline: float | None = None, minting: bool = False,
 ) -> float:
     """Count a vote against the address's and its network's limits, in one ``ip_limit.lua``
@@ -128,7 +128,7 @@ async def check_ip(
     levels, script_keys, args = _limit_call(campaign, ip, now, peek, minting)
     if not levels:
         return 0.0
-    reply = await redis.call(scripts.ip_limit(), script_keys, args, deadline)
+    reply = await pipeline.call(scripts.ip_limit(), script_keys, args, deadline)
     return _pressure(campaign, levels, reply, now, peek)
 
 
@@ -161,7 +161,7 @@ def _day_args(per_day: int, per_candidate: int, expire_at: int) -> tuple[str, st
 
 
 async def cast(
-    redis: Pipeline, registry: Registry, campaign: LiveCampaign, ballot: Ballot,
+    pipeline: Pipeline, registry: Registry, campaign: LiveCampaign, ballot: Ballot,
     deadline: float | None = None,
 ) -> Accepted:
     """Limits, then the vote: one ``limit_and_cast.lua`` call on a single node (unless the
@@ -194,25 +194,25 @@ async def cast(
         ballot.voter_id, vote.candidate_id, entry,
         str(ballot.challenge_expires) if ballot.challenge_expires else "0",
     ]
-    if not redis.cluster and rules.challenge != "adaptive":
+    if not pipeline.cluster and rules.challenge != "adaptive":
         levels, ip_keys, ip_args = _limit_call(campaign, ballot.ip, now, False)
-        reply = await redis.call(scripts.limit_and_cast(), ip_keys + cast_keys,
+        reply = await pipeline.call(scripts.limit_and_cast(), ip_keys + cast_keys,
                                  [len(ip_keys), *cast_args, *ip_args], deadline)
         if reply[0] == _LIMITED:
             _pressure(campaign, levels, reply.split("|")[1:], now, False)  # raises RateLimited
     else:
-        pressure = await check_ip(redis, campaign, ballot.ip, now, deadline=deadline)
+        pressure = await check_ip(pipeline, campaign, ballot.ip, now, deadline=deadline)
         if rules.challenge == "adaptive" and ballot.challenge_level < level_for(
             pressure, rules
         ) - 1:  # one level of slack: the network may have got busier since the challenge
             raise ChallengeFailed("this network is busy: fetch a new, harder challenge")
-        reply = await redis.call(scripts.cast_vote(), cast_keys, cast_args, deadline)
+        reply = await pipeline.call(scripts.cast_vote(), cast_keys, cast_args, deadline)
     return _answer(registry, campaign, shard, vote_id, int(reply[0]), reply[2:], day.ends_at,
                    now)
 
 
 async def replay(
-    redis: Pipeline, registry: Registry, campaign: LiveCampaign, voter_id: str, vote_id: str
+    pipeline: Pipeline, registry: Registry, campaign: LiveCampaign, voter_id: str, vote_id: str
 ) -> Accepted | None:
     """The first answer to an accepted ``(voter, vote_id)``, if there was one. ``GETEX``
     renews the record: a write, so the barrier after it covers the first answer's writes
@@ -220,7 +220,7 @@ async def replay(
     while they may still be on the master alone)."""
     shard = keys.shard_of(voter_id, registry.shards)
     key = keys.idempotency(campaign.id, shard, voter_id, vote_id)
-    first = await redis.command("GETEX", key, "EX", IDEMPOTENCY_TTL, key=key)
+    first = await pipeline.command("GETEX", key, "EX", IDEMPOTENCY_TTL, key=key)
     if first is None:
         return None
     now = time.time()

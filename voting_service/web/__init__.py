@@ -1,1 +1,2 @@
-"""The HTTP edge: public and admin API, pages, assets, security headers."""
+"""The HTTP edge: the server contract, the JSON API, the console and the public pages; beside
+them the helpers they share (problems, machine auth, words, assets, metrics)."""

@@ -379,7 +379,7 @@ def add_words(into: Mapping[Lang, dict[str, str]], more: Mapping[Lang, Mapping[s
 
 
 def _merge_objection_words() -> None:
-    from .objection_words import OBJECTION  # the 公示 and objections (issue 24 §2)
+    from .pages.objection_words import OBJECTION  # the 公示 and objections (issue 24 §2)
 
     add_words(MESSAGES, OBJECTION, "objection_words")
 
