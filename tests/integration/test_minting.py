@@ -78,7 +78,7 @@ async def test_day_caps_of_address_and_network_hold_for_minting(harness: Harness
     day = str(live.day(time.time()).expire_at)
     # the network level's one field: "<day>|<count>|<GCRA time>" (ip_limit.lua)
     field = await harness.redis.hget(keys.mint_limits(CID, "198.51.100.0/24"), "")
-    assert field is not None and field.split("|")[:2] == [day, "7"]
+    assert isinstance(field, str) and field.split("|")[:2] == [day, "7"]
     assert not await harness.redis.exists(keys.limits(CID, "198.51.100.0/24"))
 
 
