@@ -18,7 +18,7 @@
 --         ("" = direct) TAB client IP TAB local day (YYYY-MM-DD) TAB channel attribution ("1"
 --         signed by a partner token's issuer, "0" claimed or none); written as it comes, one
 --         field e (voting_service/vote/entry.py reads it; no part holds a tab)
--- ARGV[8] challenge expiry    unix seconds (when KEYS[6] is given, else "0")
+-- ARGV[8] challenge expiry    unix seconds (only with KEYS[6])
 -- Called as a function (limit_and_cast.lua) it takes three arguments, none on its own: the
 -- offsets of its KEYS and ARGV in the call's (the indices above + k and + a; it reads the
 -- call's own tables, copying none) and now, unix seconds, the TIME the caller read. On its
@@ -34,8 +34,9 @@
 --   4 BLOCKED          the voter is blocked (no answer)
 --   5 CHALLENGE_SPENT  the proof-of-work challenge was already spent (no answer)
 -- answer = "<candidate>|<votes left today>|<candidate votes in this shard>".
--- Numbers: x + 0 turns a string into a number with one conversion (tonumber makes two), and
--- expiries go to the server as the strings they came in.
+-- Numbers: x + 0 turns a string into a number with one conversion (tonumber makes two),
+-- string.format's %d turns the answer's back (".." would use %.14g, a float conversion
+-- several times dearer), and expiries go to the server as the strings they came in.
 local k, a, now = ...  -- limit_and_cast.lua's; nil on its own
 k, a = k or 0, a or 0
 local quota, tally, ledger, idem = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
@@ -79,6 +80,6 @@ if challenge then
 end
 local shard_votes = redis.call('HINCRBY', tally, cand, 1)
 redis.call('XADD', ledger, '*', 'e', ARGV[a + 7])  -- built by voting.py
-local answer = cand .. '|' .. (per_day - used - 1) .. '|' .. shard_votes
+local answer = string.format('%s|%d|%d', cand, per_day - used - 1, shard_votes)  -- %d, not ..
 redis.call('SET', idem, answer, 'EX', ARGV[a + 4])
 return '0|' .. answer  -- ACCEPTED

@@ -21,19 +21,24 @@
 -- ARGV[3i+1] per-minute limit of level i (0 = no limit)
 -- ARGV[3i+2] per-day limit of level i (0 = no limit)
 -- ARGV[3n+3] (optional, n = the number of levels) now, unix milliseconds (tests)
--- Called as a function (limit_and_cast.lua) it takes three arguments, none on its own: the
+-- Called as a function (limit_and_cast.lua) it takes four arguments, none on its own: the
 -- offsets of its KEYS and ARGV in the call's (indices + k and + a; its ARGV last, as it
--- counts its levels by #ARGV) and now, unix ms, the TIME the caller read.
+-- counts its levels by #ARGV), now, unix ms, the TIME the caller read, and ARGV[1], the
+-- caller's own copy of it (the vote's quota expiry is the same string): its call then
+-- holds only the levels, from ARGV[a + 3] on, and never peeks.
 -- Returns {allowed, retry_after_ms, load_1, count_1, load_2, count_2, ...}:
 --   allowed 1/0; retry_after_ms = the longest wait of a refusing level, -1 when a day limit
 --   refused; load_i = how full level i's minute bucket is after this vote (0..1000);
 --   count_i = its votes of the day including this one (0 when refused).
 local period = 60000
-local k, a, now = ...  -- limit_and_cast.lua's; nil on its own
+local k, a, now, day = ...  -- limit_and_cast.lua's; nil on its own
 k, a = k or 0, a or 0
-local key, day, peek = KEYS[k + 1], ARGV[a + 1], ARGV[a + 2] == '1'
+local key, peek = KEYS[k + 1], not day and ARGV[a + 2] == '1'
+day = day or ARGV[a + 1]
 local levels = math.floor((#ARGV - a - 2) / 3)
--- (x + 0 turns a string into a number with one conversion; tonumber makes two)
+-- (x + 0 turns a string into a number with one conversion; tonumber makes two; a number
+-- goes back into a string by string.format's %d, as ".." formats it with %.14g, a float
+-- conversion that cost ~2,500 instructions each, four a vote)
 
 local fields = {}
 for i = 1, levels do
@@ -49,7 +54,7 @@ else
 end
 -- One pass: the reply and the writes as if every level allows the vote (the common case;
 -- few tables, as each one is work for Lua's collector); a refusal replaces both below.
-local match = string.match
+local match, format = string.match, string.format
 local out, writes = {1, 0}, {}
 local refused, wait, new_day = false, 0, false
 for i = 1, levels do
@@ -69,7 +74,7 @@ for i = 1, levels do
     if tat < now then
       tat = now
     end
-    new_tat = tat + period / per_min
+    new_tat = math.ceil(tat + period / per_min)  -- whole ms (stricter by < 1 ms a vote)
     local allow_at = new_tat - period
     if allow_at > now then
       refused = true
@@ -83,7 +88,7 @@ for i = 1, levels do
     refused = true
     wait = -1
   end
-  writes[2 * i - 1], writes[2 * i] = fields[i], day .. '|' .. (count + 1) .. '|' .. new_tat
+  writes[2 * i - 1], writes[2 * i] = fields[i], format('%s|%d|%d', day, count + 1, new_tat)
   out[2 * i + 1], out[2 * i + 2] = load, count + 1
 end
 

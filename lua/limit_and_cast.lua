@@ -6,8 +6,11 @@
 --
 -- KEYS[1..n]    ip_limit.lua's KEYS (n = ARGV[1]: 1, or 0 when no limit applies)
 -- KEYS[n+1..]   cast_vote.lua's KEYS
--- ARGV[1] n     ARGV[2..9] cast_vote.lua's ARGV[1..8] (the campaign's day first)
--- ARGV[10..]    ip_limit.lua's ARGV (none when n = 0), last: it counts its levels by #ARGV
+-- ARGV[1] n     ARGV[2..] cast_vote.lua's ARGV (the campaign's day first; 7, or 8 with a
+--               challenge)
+-- then          ip_limit.lua's levels, ARGV[3i..3i+2] of its own (none when n = 0), last: it
+--               counts them by #ARGV; its ARGV[1] is cast_vote.lua's ARGV[3] (both the
+--               day's expiry) and its peek flag is not sent (a vote never peeks)
 -- The two read their parts of KEYS and ARGV at offsets (no copies, each a table and its
 -- elements for Lua's collector) and the one TIME taken here (one redis.call fewer a vote).
 -- Returns cast_vote.lua's string, or "6|<ip_limit.lua's reply, joined by |>" when a limit
@@ -24,7 +27,9 @@ end
 local n = ARGV[1] + 0
 if n > 0 then
   local t = redis.call('TIME')
-  local limits = ip_limit(0, 9, t[1] * 1000 + math.floor(t[2] / 1000))
+  -- its levels start after cast_vote.lua's ARGV: ARGV[9], or ARGV[10] with a challenge
+  local a = KEYS[n + 6] and 7 or 6
+  local limits = ip_limit(0, a, t[1] * 1000 + math.floor(t[2] / 1000), ARGV[4])
   if limits[1] == 0 then
     return '6|' .. table.concat(limits, '|')  -- LIMITED
   end

@@ -192,12 +192,16 @@ async def cast(
     cast_args: list[Any] = [
         *_day_args(rules.votes_per_day, rules.per_candidate_per_day, day.expire_at),
         ballot.voter_id, vote.candidate_id, entry,
-        str(ballot.challenge_expires) if ballot.challenge_expires else "0",
     ]
+    if ballot.challenge_key:
+        cast_args.append(str(ballot.challenge_expires))
     if not pipeline.cluster and rules.challenge != "adaptive":
-        levels, ip_keys, ip_args = _limit_call(campaign, ballot.ip, now, False)
-        reply = await pipeline.call(scripts.limit_and_cast(), ip_keys + cast_keys,
-                                 [len(ip_keys), *cast_args, *ip_args], deadline)
+        # the levels alone: ip_limit.lua's expiry is cast_vote.lua's, and a vote never peeks
+        levels, ip_keys, ip_args = _limit_keys(
+            cid, ballot.ip, day.expire_at, rules.ip_per_minute, rules.ip_per_day,
+            rules.net_per_minute, rules.net_per_day)
+        reply = await pipeline.call(scripts.limit_and_cast(), [*ip_keys, *cast_keys],
+                                 [len(ip_keys), *cast_args, *ip_args[1:]], deadline)
         if reply[0] == _LIMITED:
             _pressure(campaign, levels, reply.split("|")[1:], now, False)  # raises RateLimited
     else:
