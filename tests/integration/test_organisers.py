@@ -328,6 +328,9 @@ async def test_publication_order_results_and_a_ledger_anyone_can_recount(
     await cast(h, [["c004", "c002"]] * 3, ip="198.51.100.5")  # brushed
     r = await h.client.post(f"{ADMIN_API}/publication", headers=ADMIN, json={})
     assert r.status_code == 409 and problem_code(r) == "voting_not_closed", r.text
+    closes = (await h.client.get(ADMIN_API, headers=ADMIN)).json()["closes_at"]
+    local = dt.datetime.fromisoformat(closes).astimezone(ZoneInfo("Asia/Shanghai"))
+    assert f"voting closes at {local:%Y-%m-%d %H:%M} Asia/Shanghai" in r.json()["detail"]
     r = await h.client.get(f"/api/v1/campaigns/{CID}/results")
     assert r.status_code == 404 and problem_code(r) == "not_published"
     r = await h.client.patch(ADMIN_API, json={"status": "closed"}, headers=ADMIN)
