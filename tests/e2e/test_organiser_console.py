@@ -1,19 +1,21 @@
 """The organisers' year in the browser (issue 24), headless Chromium against the real
 service: create the campaign (a mistake first, shown beside its field), the quota table, a
 recommenders' sheet with one mistake, checked, fixed and imported, a withdrawal, open, the
-publication refused while the vote is open, close now, publish, the 公示 page. Screenshots
+publication refused while the vote is open, close now, publish, the 公示 page with the
+organisers' contact and an objection, answered and closed in the console. Screenshots
 go to ``VOTING_SCREENSHOTS`` (``docs/screenshots`` for the README) or a temporary folder."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
-from tests.e2e.conftest import Problems, Service, screenshot_path
+from tests.e2e.conftest import Problems, Service, running_service, screenshot_path
 from tests.e2e.test_ops import sign_in
 from tests.integration.test_organisers import as_csv, person
 
@@ -23,6 +25,19 @@ SHEET = [person(1, "王建国", "南京市", "320102198001010016"),
          person(2, "李秀英", "苏州市", "320102198001010024"),
          person(3, "张伟", "省总工会", "320583199002020018"),
          person(4, "陈静", "南京市")]
+
+CONTACT = {"VOTING_ORGANISER_PHONE": "025-83300000",
+           "VOTING_ORGANISER_ADDRESS": "南京市建邺路168号 省总工会",
+           "VOTING_ORGANISER_EMAIL": "gj2026@example.cn"}
+
+
+@pytest.fixture(scope="module")
+def service(single_url: str, migrated: str, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[Service]:
+    """The service with the organisers' contact set, as a deployment has it for the 公示."""
+    log = tmp_path_factory.mktemp("organisers") / "serve.log"
+    with running_service(single_url, migrated, log, env=CONTACT) as svc:
+        yield svc
 
 
 def local(days: int) -> str:
@@ -152,6 +167,9 @@ async def test_an_organiser_runs_the_year_in_the_browser(
     await expect(citizen.locator(".note")).to_have_text("公示期为5个工作日")
     await expect(citizen.locator("#vs-valid-total")).to_have_text("3")
     await expect(citizen.locator('[data-testid="period"]')).to_contain_text("5 个工作日")
+    contact = citizen.locator('[data-testid="contact"]')
+    for value in CONTACT.values():
+        await expect(contact).to_contain_text(value)
     await citizen.select_option("#o-cand", ids["王建国"])
     await citizen.fill("#o-name", "李明")
     await citizen.fill("#o-phone", "1380013800")

@@ -8,9 +8,11 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import asyncpg
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Backend, Harness, drain, make_settings
+from tests.conftest import OPS, Backend, Harness, drain, make_settings
 from voting_service.app import create_app
 from voting_service.ledger import health
 from voting_service.ledger.flusher import Flusher
@@ -22,6 +24,14 @@ from voting_service.settings import Settings
 async def snapshot(h: Harness) -> health.Health:
     svc: Services = h.app.state.services
     return await health.measure(h.redis, svc.db, ["t2026"], h.settings.shards)
+
+
+async def flushed_rows(client: httpx.AsyncClient) -> float:
+    """``voting_flusher_rows_total`` as Prometheus reads it (0 while not yet measured)."""
+    r = await client.get("/metrics", headers=OPS)
+    assert r.status_code == 200, r.text
+    return sum(s.value for family in text_string_to_metric_families(r.text)
+               for s in family.samples if s.name == "voting_flusher_rows_total")
 
 
 async def cast(h: Harness, voters: int, per_voter: int) -> int:
@@ -148,3 +158,14 @@ async def test_the_web_process_refreshes_the_snapshot(
         assert svc.health.at > 0 and svc.health.redis_up and svc.health.postgres_up
         assert svc.health.campaigns["t2026"].backlog == 3
         assert svc.health.campaigns["t2026"].drift == 0
+
+        # the flusher's rows reach /metrics: the committed rows, not the parent table's 0
+        before = await flushed_rows(client)
+        assert await drain(h) == 3
+        after = before
+        for _ in range(200):  # the next pass, once PostgreSQL reports the commit's counts
+            after = await flushed_rows(client)
+            if after >= before + 3:
+                break
+            await asyncio.sleep(0.05)
+        assert after - before >= 3, (before, after)

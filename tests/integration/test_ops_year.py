@@ -5,9 +5,11 @@ withdrawal, the year's steps with their refusals in local time, and audit as the
 from __future__ import annotations
 
 import datetime as dt
+import io
 import re
 
 import httpx
+import openpyxl
 
 from tests.conftest import ADMIN, Harness
 from tests.integration.antifraud_support import drain
@@ -25,6 +27,16 @@ def local(days: int) -> str:
 def error_of(page: str, name: str) -> str:
     found = re.search(rf'data-testid="error-{name}">([^<]*)<', page)
     return found.group(1) if found else ""
+
+
+async def nature(admin: httpx.AsyncClient) -> str:
+    """What the expert panel's Excel file, downloaded from the console, says it is."""
+    r = await admin.get(f"/ops/c/{CID}/export", params={"format": "xlsx"})
+    assert r.status_code == 200, r.text
+    about = openpyxl.load_workbook(io.BytesIO(r.content))["说明"]
+    found = {str(k).split(" ")[0]: str(v) for k, v in about.iter_rows(min_row=2,
+                                                                     values_only=True)}
+    return found["结果性质"]
 
 
 async def create(admin: httpx.AsyncClient, **over: str) -> httpx.Response:
@@ -135,11 +147,14 @@ async def test_quotas_import_withdraw_and_the_years_steps(
     r = await admin.post(f"/ops/c/{CID}/year/publish", data={"confirmed": "1"})
     assert r.status_code == 409
     assert "才结束，结束后才能公布" in r.text and "（北京时间）" in r.text
-    assert "临时结果" in (await admin.get(f"/ops/c/{CID}/results")).text
+    panel = await admin.get(f"/ops/c/{CID}/results")
+    assert "临时结果" in panel.text and 'data-testid="results-xlsx"' in panel.text
+    assert (await nature(admin)).startswith("临时结果"), "the Excel file says so too"
     r = await admin.post(f"/ops/c/{CID}/year/close", data={"confirmed": "1"})
     assert r.status_code == 303
     page = await admin.get(r.headers["location"])
     assert "投票已于" in page.text and 'data-step="closed" data-state="done"' in page.text
+    assert (await nature(admin)).startswith("投票已结束")
     await drain(harness)
     r = await admin.post(f"/ops/c/{CID}/year/publish",
                          data={"confirmed": "1", "note": "公示期为5个工作日"})

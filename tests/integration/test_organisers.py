@@ -328,6 +328,9 @@ async def test_publication_order_results_and_a_ledger_anyone_can_recount(
     await cast(h, [["c004", "c002"]] * 3, ip="198.51.100.5")  # brushed
     r = await h.client.post(f"{ADMIN_API}/publication", headers=ADMIN, json={})
     assert r.status_code == 409 and problem_code(r) == "voting_not_closed", r.text
+    closes = (await h.client.get(ADMIN_API, headers=ADMIN)).json()["closes_at"]
+    local = dt.datetime.fromisoformat(closes).astimezone(ZoneInfo("Asia/Shanghai"))
+    assert f"voting closes at {local:%Y-%m-%d %H:%M} Asia/Shanghai" in r.json()["detail"]
     r = await h.client.get(f"/api/v1/campaigns/{CID}/results")
     assert r.status_code == 404 and problem_code(r) == "not_published"
     r = await h.client.patch(ADMIN_API, json={"status": "closed"}, headers=ADMIN)
@@ -521,7 +524,8 @@ async def test_xlsx_export_has_the_facts_breakdowns_and_balance(h: Harness) -> N
 # --- issue 24 §3: withdrawn candidates take no rank; an early close; results not yet out ------
 
 
-async def test_a_withdrawn_leader_keeps_votes_but_takes_no_rank(h: Harness) -> None:
+async def test_a_withdrawn_leader_keeps_votes_but_takes_no_rank(h: Harness,
+                                                                 tmp_path: Path) -> None:
     await h.create_campaign(candidates=4, rules=NO_LIMITS)
     await cast(h, [["c001", "c002"], ["c001", "c003"], ["c001"]])
     r = await h.client.patch(f"{ADMIN_API}/candidates/c001", headers=ADMIN,
@@ -564,6 +568,16 @@ async def test_a_withdrawn_leader_keeps_votes_but_takes_no_rank(h: Harness) -> N
     tampered["candidates"][3]["rank"] = 1  # the old defect: the withdrawn leader ranked 1
     with pytest.raises(public_ledger.Mismatch, match="c001"):
         public_ledger.verify(ledger, tampered)
+    # `verify` says the withdrawn take no rank, and refuses the old defect's ranks
+    (tmp_path / "ledger.ndjson").write_bytes(b"\n".join(ledger) + b"\n")
+    (tmp_path / "results.json").write_text(json.dumps(results, ensure_ascii=False))
+    (tmp_path / "ranked.json").write_text(json.dumps(tampered, ensure_ascii=False))
+    code, out, err = await run_cli(h, "verify", str(tmp_path / "ledger.ndjson"),
+                                   "--results", str(tmp_path / "results.json"))
+    assert code == 0 and "withdrawn candidates: votes counted, no rank" in out, (out, err)
+    code, out, err = await run_cli(h, "verify", str(tmp_path / "ledger.ndjson"),
+                                   "--results", str(tmp_path / "ranked.json"))
+    assert code == 1 and err.startswith("MISMATCH") and "c001" in err, (out, err)
     closed_page = await h.client.get(f"/c/{CID}")
     local = dt.datetime.fromisoformat(closed_at).astimezone(ZoneInfo("Asia/Shanghai"))
     assert f"{local.month}月{local.day}日 {local:%H:%M}" in closed_page.text
