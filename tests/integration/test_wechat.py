@@ -161,6 +161,13 @@ async def test_wechat_errors_are_clear_problems(h: Harness, standin: WechatStand
     assert (await trip("071once")).status_code == 303
     r = await trip("071once")
     assert (r.status_code, problem_code(r), r.json()["errcode"]) == (400, "wechat_code_used", 40163)
+    # a page WeChat shows as a snapshot gets a virtual openid: it signs no one in
+    standin.snapshot = True
+    standin.issue("071snap", OPENID)
+    r = await trip("071snap")
+    assert (r.status_code, problem_code(r)) == (403, "wechat_snapshot_user")
+    assert "vs_voter_" not in r.headers.get("set-cookie", "")
+    standin.snapshot = False
     standin.limited = True
     r = await trip("071x")
     assert (r.status_code, problem_code(r)) == (429, "wechat_rate_limited")

@@ -5,7 +5,9 @@ Inside WeChat's browser the vote page sends the visitor to
 WeChat comes back to ``/auth/wechat/callback?code=…&state=…``; the service exchanges the
 code at ``sns/oauth2/access_token`` for the visitor's ``openid`` (one per person per
 account) and signs a voter token for ``voter_id = HMAC(pepper, "wechat:" + openid)``. The
-openid is kept nowhere: not in Redis, PostgreSQL or a log line.
+openid is kept nowhere: not in Redis, PostgreSQL or a log line. An answer marked
+``is_snapshotuser`` (the page shown as a snapshot, 快照页) carries a virtual account's
+openid, which names no person: it is refused (``wechat_snapshot_user``).
 
 ``state`` is a random nonce that must equal the one in the signed, short-lived
 ``vs_wx_state`` cookie set by the same browser when it was sent away: a callback URL
@@ -29,6 +31,7 @@ from ..errors import (
     WechatCodeInvalid,
     WechatCodeUsed,
     WechatRateLimited,
+    WechatSnapshotUser,
     WechatStateInvalid,
     WechatUnavailable,
 )
@@ -114,6 +117,10 @@ async def openid(settings: Settings, code: str, timeout: float = 5.0) -> str:
         raise WechatUnavailable()
     found = body.get("openid")
     if isinstance(found, str) and found and not body.get("errcode"):
+        if body.get("is_snapshotuser") == 1:
+            # a page opened as WeChat's snapshot (快照页) gets a virtual account's openid:
+            # it names no person, so it signs no one in
+            raise WechatSnapshotUser(extra={"is_snapshotuser": 1})
         return found
     errcode = body.get("errcode")
     error = ERRORS.get(errcode) if isinstance(errcode, int) else None
