@@ -3,6 +3,7 @@ against a local stand-in of ``sns/oauth2/access_token`` over real HTTP."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -87,11 +88,16 @@ async def come_back(client: httpx.AsyncClient, code: str, state: str,
 
 
 async def test_inside_wechat_the_page_signs_in_silently_and_the_openid_votes(
-        h: Harness, standin: WechatStandIn) -> None:
+        h: Harness, standin: WechatStandIn, caplog: pytest.LogCaptureFixture) -> None:
     state = await leave_for_wechat(h.client, f"/c/{CID}/c003")
     standin.issue("071AbCdEfGh", OPENID)
+    caplog.set_level(logging.INFO, logger="httpx")
     r = await come_back(h.client, "071AbCdEfGh", state)
     assert r.status_code == 303, r.text
+    # httpx logs the exchange's URL at INFO: the AppSecret and the code are masked there
+    [logged] = [m for m in caplog.messages if "/sns/oauth2/access_token" in m]
+    assert f"appid={APP_ID}&secret=%2A%2A%2A&code=%2A%2A%2A&grant_type" in logged, logged
+    assert APP_SECRET not in caplog.text and OPENID not in caplog.text
     assert r.headers["location"] == f"/c/{CID}/c003", "back to the page the voter opened"
     [asked] = standin.received
     assert asked == {"appid": APP_ID, "secret": APP_SECRET, "code": "071AbCdEfGh",
