@@ -192,6 +192,13 @@ class WechatCodeUsed(VotingError):
     status, code, title = 400, "wechat_code_used", "This WeChat sign-in code was already used"
 
 
+class WechatSnapshotUser(VotingError):
+    status, code, title = (
+        403, "wechat_snapshot_user",
+        "WeChat shows this page as a snapshot (快照页); tap 使用完整服务 and vote from there",
+    )
+
+
 class WechatRateLimited(VotingError):
     status, code, title = 429, "wechat_rate_limited", "WeChat is limiting sign-ins; retry soon"
 

@@ -256,6 +256,8 @@ class WechatStandIn(StandIn):
     used: set[str] = field(default_factory=set)
     busy: bool = False
     limited: bool = False
+    snapshot: bool = False
+    """Answer as for a page WeChat shows as a snapshot (快照页): a virtual account's openid."""
     authorized: list[dict[str, str]] = field(default_factory=list)
     """Visits of the authorisation page (``/connect/oauth2/authorize``)."""
     next_openid: str = "oStandInBrowserUser0001"
@@ -270,7 +272,8 @@ def wechat_oauth(app_id: str, secret: str) -> Iterator[WechatStandIn]:
     ``{access_token, expires_in, refresh_token, openid, scope}`` or ``{errcode, errmsg}``
     (40013 invalid appid, 40125 invalid secret, 40029 invalid code, 40163 code been used,
     45011 api minute-quota reach limit, -1 system busy). WeChat answers these with status
-    200 and ``text/plain``."""
+    200 and ``text/plain``; ``is_snapshotuser: 1`` comes only with a snapshot page's
+    virtual account."""
     state = WechatStandIn()
     lock = threading.Lock()
 
@@ -309,9 +312,12 @@ def wechat_oauth(app_id: str, secret: str) -> Iterator[WechatStandIn]:
                 if openid is None:
                     return self._answer({"errcode": 40029, "errmsg": "invalid code"})
                 state.used.add(code)
-            self._answer({"access_token": "ACCESS_TOKEN_STANDIN", "expires_in": 7200,
-                          "refresh_token": "REFRESH_TOKEN_STANDIN", "openid": openid,
-                          "scope": "snsapi_base", "is_snapshotuser": 0})
+            answer = {"access_token": "ACCESS_TOKEN_STANDIN", "expires_in": 7200,
+                      "refresh_token": "REFRESH_TOKEN_STANDIN", "openid": openid,
+                      "scope": "snsapi_base"}
+            if state.snapshot:  # "returned only for a snapshot page's virtual account"
+                answer.update(openid="oVirtualSnapshotUser000", is_snapshotuser=1)
+            self._answer(answer)
 
         def _authorize(self, q: dict[str, str]) -> None:
             """What WeChat's browser does for ``snsapi_base``: no question asked, straight

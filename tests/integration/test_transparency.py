@@ -444,3 +444,59 @@ async def test_the_flusher_signs_heads_on_its_interval_and_at_local_midnight(h: 
         await flusher.close()
     sizes = [x["tree_size"] for x in (await h.client.get(f"{LOG}/heads")).json()["heads"]]
     assert sizes == [2, 3, 4]
+
+
+async def test_proofs_still_verify_after_the_retention_purge(
+    h: Harness, small_chunks: None
+) -> None:
+    """The purge replaces each voter id by ``p:`` + its ledger pseudonym: the leaves the log
+    recomputes from those rows must be the leaves it signed, or every inclusion proof and
+    every consistency proof of a purged campaign would fail (and a mirror cry rewrite)."""
+    from voting_service.ledger import purge
+
+    await h.create_campaign(candidates=3, rules=NO_LIMITS)
+    votes = await cast(h, 5, ["c001", "c002", "c003"])
+    early = await signed_head(h)
+    r = await h.client.patch(ADMIN_API, json={"status": "closed"}, headers=ADMIN)
+    assert r.status_code == 200
+    r = await h.client.post(f"{ADMIN_API}/publication", headers=ADMIN, json={})
+    assert r.status_code == 201, r.text
+    final = (await h.client.get(f"{LOG}/head")).json()
+    assert final["tree_size"] == 16  # 15 votes and the results
+
+    async def proofs() -> list[tuple[str, Any]]:
+        out = []
+        for vote_id, _cand in votes:
+            r = await h.client.get(f"{LOG}/inclusion", params={"vote_id": vote_id})
+            assert r.status_code == 200, r.text
+            out.append((vote_id, r.json()["proofs"]))
+        r = await h.client.get(f"{LOG}/consistency", params={
+            "first": early["tree_size"], "second": final["tree_size"]})
+        assert r.status_code == 200, r.text
+        out.append(("consistency", r.json()["proof"]))
+        return out
+
+    before = await proofs()
+    [plan] = await purge.plans(h.pg, 0, CID)
+    counts = await purge.purge(h.pg, h.redis, plan, str(h.settings.pepper),
+                               h.settings.shards, "test")
+    assert counts["votes"] == 15
+    assert await h.pg.fetchval(
+        "SELECT count(*) FROM votes WHERE campaign_id = $1 AND voter_id NOT LIKE 'p:%'",
+        CID) == 0
+    assert await proofs() == before
+    root = bytes.fromhex(final["root_hash"])
+    for (vote_id, found), (_, cand) in zip(before, votes, strict=False):
+        (proof,) = found
+        assert proof["leaf"].split("\t")[1] == vote_id and proof["leaf"].split("\t")[3] == cand
+        assert rfc9162.root_from_path(proof["leaf"].encode(), proof["log_index"], 16,
+                                      [bytes.fromhex(x) for x in proof["path"]]) == root
+    assert rfc9162.consistent(early["tree_size"], final["tree_size"],
+                              bytes.fromhex(early["root_hash"]), root,
+                              [bytes.fromhex(x) for x in before[-1][1]])
+    # a tree built again from the purged rows has the signed root
+    await h.pg.execute("DELETE FROM log_nodes WHERE campaign_id = $1", CID)
+    await h.pg.execute("UPDATE log_trees SET built = 0 WHERE campaign_id = $1", CID)
+    await transparency.build(h.pg, CID, str(h.settings.pepper), 1 << 10)
+    t = await transparency.tree(h.pg, CID, str(h.settings.pepper))
+    assert await transparency.root_of(t, 16) == root

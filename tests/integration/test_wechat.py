@@ -3,6 +3,7 @@ against a local stand-in of ``sns/oauth2/access_token`` over real HTTP."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -87,11 +88,16 @@ async def come_back(client: httpx.AsyncClient, code: str, state: str,
 
 
 async def test_inside_wechat_the_page_signs_in_silently_and_the_openid_votes(
-        h: Harness, standin: WechatStandIn) -> None:
+        h: Harness, standin: WechatStandIn, caplog: pytest.LogCaptureFixture) -> None:
     state = await leave_for_wechat(h.client, f"/c/{CID}/c003")
     standin.issue("071AbCdEfGh", OPENID)
+    caplog.set_level(logging.INFO, logger="httpx")
     r = await come_back(h.client, "071AbCdEfGh", state)
     assert r.status_code == 303, r.text
+    # httpx logs the exchange's URL at INFO: the AppSecret and the code are masked there
+    [logged] = [m for m in caplog.messages if "/sns/oauth2/access_token" in m]
+    assert f"appid={APP_ID}&secret=%2A%2A%2A&code=%2A%2A%2A&grant_type" in logged, logged
+    assert APP_SECRET not in caplog.text and OPENID not in caplog.text
     assert r.headers["location"] == f"/c/{CID}/c003", "back to the page the voter opened"
     [asked] = standin.received
     assert asked == {"appid": APP_ID, "secret": APP_SECRET, "code": "071AbCdEfGh",
@@ -161,6 +167,13 @@ async def test_wechat_errors_are_clear_problems(h: Harness, standin: WechatStand
     assert (await trip("071once")).status_code == 303
     r = await trip("071once")
     assert (r.status_code, problem_code(r), r.json()["errcode"]) == (400, "wechat_code_used", 40163)
+    # a page WeChat shows as a snapshot gets a virtual openid: it signs no one in
+    standin.snapshot = True
+    standin.issue("071snap", OPENID)
+    r = await trip("071snap")
+    assert (r.status_code, problem_code(r)) == (403, "wechat_snapshot_user")
+    assert "vs_voter_" not in r.headers.get("set-cookie", "")
+    standin.snapshot = False
     standin.limited = True
     r = await trip("071x")
     assert (r.status_code, problem_code(r)) == (429, "wechat_rate_limited")

@@ -63,8 +63,9 @@ RETURNING campaign_id, size
 LEAVES = r"""
 SELECT log_index AS idx, sha256('\x00'::bytea || convert_to(
     to_char(day, 'YYYY-MM-DD') || E'\t' || vote_id || E'\t'
-    || encode(substr(sha256($2::bytea || sha256($3::bytea || convert_to(voter_id, 'UTF8'))),
-                     1, 16), 'hex')
+    || CASE WHEN starts_with(voter_id, 'p:') THEN substr(voter_id, 3)
+       ELSE encode(substr(sha256($2::bytea || sha256($3::bytea || convert_to(voter_id, 'UTF8'))),
+                          1, 16), 'hex') END
     || E'\t' || candidate_id || E'\t' || channel || E'\tvalid\n', 'UTF8')) AS hash
 FROM votes WHERE campaign_id = $1 AND log_index >= $4 AND log_index < $5
 UNION ALL
@@ -72,6 +73,8 @@ SELECT idx, sha256('\x00'::bytea || body) FROM log_records
 WHERE campaign_id = $1 AND idx >= $4 AND idx < $5
 ORDER BY 1
 """
+"""Each leaf from its row; a voter id the retention purge replaced (``p:`` + the ledger
+pseudonym, ``ledger/purge``) already is the pseudonym, so the leaf is the one signed."""
 OPEN_LOG_INDEXES = """
 SELECT format('%I.%I', n.nspname, t.relname) AS part, h.inhrelid::regclass::text AS brin,
        NOT EXISTS (SELECT 1 FROM pg_stats s WHERE s.schemaname = n.nspname

@@ -5,7 +5,10 @@ Inside WeChat's browser the vote page sends the visitor to
 WeChat comes back to ``/auth/wechat/callback?code=…&state=…``; the service exchanges the
 code at ``sns/oauth2/access_token`` for the visitor's ``openid`` (one per person per
 account) and signs a voter token for ``voter_id = HMAC(pepper, "wechat:" + openid)``. The
-openid is kept nowhere: not in Redis, PostgreSQL or a log line.
+openid is kept nowhere: not in Redis, PostgreSQL or a log line (nor is the AppSecret that
+the exchange's URL carries: ``HideSecret`` masks it in httpx's request log). An answer marked
+``is_snapshotuser`` (the page shown as a snapshot, 快照页) carries a virtual account's
+openid, which names no person: it is refused (``wechat_snapshot_user``).
 
 ``state`` is a random nonce that must equal the one in the signed, short-lived
 ``vs_wx_state`` cookie set by the same browser when it was sent away: a callback URL
@@ -29,6 +32,7 @@ from ..errors import (
     WechatCodeInvalid,
     WechatCodeUsed,
     WechatRateLimited,
+    WechatSnapshotUser,
     WechatStateInvalid,
     WechatUnavailable,
 )
@@ -42,6 +46,32 @@ STATE_COOKIE = "vs_wx_state"
 STATE_MAX_AGE = 600
 """Seconds between leaving for WeChat and coming back: the round trip takes one or two."""
 USER_AGENT_MARK = "MicroMessenger"
+TOKEN_PATH = "/sns/oauth2/access_token"
+HIDDEN_PARAMS = ("secret", "code")
+
+
+class HideSecret(logging.Filter):
+    """httpx logs every request's URL at INFO, and the ``access_token`` request carries the
+    AppSecret and the sign-in code in its query (WeChat documents a GET): both are masked
+    before the line reaches any handler, whatever the logging set-up."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(
+                isinstance(a, httpx.URL) and a.path.endswith(TOKEN_PATH) for a in record.args):
+            record.args = tuple(_masked(a) if isinstance(a, httpx.URL) else a
+                                for a in record.args)
+        return True
+
+
+def _masked(url: httpx.URL) -> httpx.URL:
+    for name in HIDDEN_PARAMS:
+        if name in url.params:
+            url = url.copy_set_param(name, "***")
+    return url
+
+
+if not any(isinstance(f, HideSecret) for f in logging.getLogger("httpx").filters):
+    logging.getLogger("httpx").addFilter(HideSecret())
 
 
 def in_wechat(user_agent: str | None) -> bool:
@@ -104,8 +134,7 @@ async def openid(settings: Settings, code: str, timeout: float = 5.0) -> str:
               "code": code, "grant_type": "authorization_code"}
     try:
         async with httpx.AsyncClient(timeout=timeout) as client:
-            r = await client.get(f"{settings.wechat_api_base}/sns/oauth2/access_token",
-                                 params=params)
+            r = await client.get(f"{settings.wechat_api_base}{TOKEN_PATH}", params=params)
         body: Any = json.loads(r.content)
     except (httpx.HTTPError, ValueError) as exc:
         log.warning("WeChat sign-in: access_token unreachable or garbled: %s", exc)
@@ -114,6 +143,10 @@ async def openid(settings: Settings, code: str, timeout: float = 5.0) -> str:
         raise WechatUnavailable()
     found = body.get("openid")
     if isinstance(found, str) and found and not body.get("errcode"):
+        if body.get("is_snapshotuser") == 1:
+            # a page opened as WeChat's snapshot (快照页) gets a virtual account's openid:
+            # it names no person, so it signs no one in
+            raise WechatSnapshotUser(extra={"is_snapshotuser": 1})
         return found
     errcode = body.get("errcode")
     error = ERRORS.get(errcode) if isinstance(errcode, int) else None

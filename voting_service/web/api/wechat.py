@@ -5,7 +5,8 @@ the callback that turns its ``code`` into a voter token (also the voter cookie).
 does the same by itself for a visitor inside WeChat without a voter cookie);
 ``GET /auth/wechat/callback?code=…&state=…`` comes back. A failed callback is a problem
 with a stable ``code`` (``wechat_state_invalid``, ``wechat_code_invalid``,
-``wechat_code_used``, ``wechat_rate_limited``, ``wechat_unavailable``) — as
+``wechat_code_used``, ``wechat_snapshot_user``, ``wechat_rate_limited``,
+``wechat_unavailable``) — as
 ``application/problem+json``, or for a browser as a page linking back to the vote page,
 where the campaign's other ways to vote are offered (``?wechat=0``: no new redirect).
 """
