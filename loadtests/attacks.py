@@ -351,10 +351,10 @@ async def _phase(stack: Stack, a: argparse.Namespace, attack: Attack | None) -> 
         started = time.monotonic()
         async with attack(stack, a) as held:
             out["attack_set_up_s"] = time.monotonic() - started
-            out["answered"] = held.answered
             out["held_at_start"] = held.open()
             out["pg_busy_at_start"] = await stack.pg_busy()
             out["others"] = await _others(stack, a, a.seconds)
+            out["answered"] = held.answered  # at the phase's end: slow bodies' 408s come late
             out["rss_during_mib"] = stack.rss_mib()
             out["held_at_end"] = held.open()
             out["pg_busy_at_end"] = await stack.pg_busy()

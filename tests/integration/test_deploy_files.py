@@ -110,6 +110,23 @@ def test_valkey_config_keeps_acknowledged_votes() -> None:
     assert settings["maxmemory-policy"].strip() == "noeviction"
 
 
+NGINX_SIZES = {"k": 1024, "m": 1024 * 1024, "g": 1024 * 1024 * 1024}
+
+
+@pytest.mark.parametrize("conf", ["nginx/voting.conf", "compose/nginx.conf"])
+def test_nginx_passes_every_body_the_app_reads(conf: str) -> None:
+    """nginx must not refuse a body the app reads (the candidates import, up to 16 MiB, and
+    the console's form around it): its own 413 is an HTML page, not the app's problem
+    answer, and the import's bound would be nginx's, stated nowhere."""
+    from voting_service.web.api.organisers import IMPORT_LIMIT
+
+    sizes = re.findall(r"^\s*client_max_body_size\s+(\d+)([kmg]?)\s*;",
+                       (DEPLOY / conf).read_text(), re.M | re.I)
+    assert sizes, "nginx's default (1 MiB) applies"
+    for number, unit in sizes:
+        assert int(number) * NGINX_SIZES.get(unit.lower(), 1) >= IMPORT_LIMIT + 64 * 1024
+
+
 def test_valkey_server_accepts_the_config_files(tmp_path: Path) -> None:
     """valkey-server itself reads deploy/valkey.conf and the Kubernetes one (a "#" after a
     value is no comment to it: such a file stopped the server at start)."""

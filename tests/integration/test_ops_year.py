@@ -182,3 +182,19 @@ async def test_quotas_import_withdraw_and_the_years_steps(
     for action in ("results.announce", "results.publish", "campaign.close", "campaign.open",
                    "candidate.withdrawn", "candidates.import", "quotas.set"):
         assert action in done, (action, done)
+
+
+async def test_an_import_with_more_errors_than_listed_says_how_many(
+    harness: Harness, admin: httpx.AsyncClient
+) -> None:
+    """The console lists the first 200 errors of a bad sheet and says how many it has in
+    all (issue 23 §3), not only the 200 it shows."""
+    assert (await create(admin)).status_code == 303
+    bad = [person(n, f"人{n}", "南京市", 性别="未知") for n in range(1, 251)]
+    r = await admin.post(f"/ops/c/{CID}/import",
+                         files={"file": ("申报表.csv", as_csv(bad).encode(), "text/csv")})
+    assert r.status_code == 422
+    assert r.text.count('data-testid="import-error"') == 200
+    found = re.search(r"发现 (\d+) 处问题，文件未导入；下表列出前 200 处", r.text)
+    assert found, r.text[:2000]
+    assert int(found.group(1)) >= 250

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import re
 from collections.abc import AsyncIterator
 
@@ -165,6 +166,40 @@ async def test_one_sealer_at_a_time_and_the_loop_stops(
     assert await lookups(fresh, "votes_p20200101") == LOOKUPS
     stop.set()
     await asyncio.wait_for(loop, 10)
+
+
+async def test_a_publications_sealing_waits_for_the_pass_in_progress(
+        fresh: asyncpg.Connection, fresh_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """An index the flusher's pass is building looks invalid in the catalogue, like a
+    failed build; a publication that dropped it meanwhile deadlocked with the build (a 500
+    after the publication had committed). It waits for the pass instead."""
+    await db.migrate(fresh)
+    await write(fresh, rows(OLD_DAY, 6))
+    with pytest.raises(asyncpg.UniqueViolationError):  # as the catalogue shows a build
+        await fresh.execute("CREATE UNIQUE INDEX CONCURRENTLY votes_p20260715_voter"
+                            " ON votes_p20260715 (campaign_id)")
+    building = await fresh.fetchval("SELECT 'votes_p20260715_voter'::regclass::oid")
+    await fresh.execute("SELECT pg_advisory_lock($1)", partitions.LOCK_ID)  # the pass
+    publisher = await asyncpg.connect(fresh_url)
+    try:
+        with caplog.at_level(logging.INFO, logger=partitions.__name__):
+            task = asyncio.create_task(partitions.seal_days(publisher, [OLD_DAY], poll=0.01))
+            for _ in range(1000):
+                if task.done() or "waits for another" in caplog.text:
+                    break
+                await asyncio.sleep(0.01)
+            assert not task.done(), "sealed beside another process's pass"
+            assert await fresh.fetchval(
+                "SELECT count(*) FROM pg_class WHERE oid = $1", building) == 1
+            await fresh.execute("SELECT pg_advisory_unlock($1)", partitions.LOCK_ID)
+            sealed = await asyncio.wait_for(task, 60)
+        assert await fresh.fetchval("SELECT pg_try_advisory_lock($1)", partitions.LOCK_ID), \
+            "the publication kept the lock"
+        await fresh.execute("SELECT pg_advisory_unlock($1)", partitions.LOCK_ID)
+    finally:
+        await publisher.close()
+    assert [s.name for s in sealed] == ["votes_p20260715"]
+    assert await lookups(fresh, "votes_p20260715") == LOOKUPS
 
 
 async def test_a_published_campaigns_open_days_are_sealed_on_request(

@@ -124,6 +124,26 @@ async def seal(conn: asyncpg.Connection, now: dt.datetime | None = None,
     return out
 
 
+async def seal_days(conn: asyncpg.Connection, days: Iterable[dt.date],
+                    poll: float = 0.2) -> list[Sealed]:
+    """``seal`` of ``days`` once no other process is sealing (a publication's request).
+
+    An index another process is building shows as invalid, like a failed build: dropping
+    it deadlocked with that build (a publication beside the flusher's pass). So this takes
+    the pass's lock first. It polls the lock rather than wait on it: a session blocked on
+    the lock holds a snapshot, which the other's ``CREATE INDEX CONCURRENTLY`` waits out."""
+    waited = False
+    while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_ID):
+        if not waited:
+            log.info("sealing waits for another process's sealing pass")
+            waited = True
+        await asyncio.sleep(poll)
+    try:
+        return await seal(conn, days=days)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_ID)
+
+
 async def seal_once(database_url: str) -> list[Sealed] | None:
     """One sealing pass on a connection of its own, if no other process is sealing
     (``None`` then)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections import Counter
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,6 +19,8 @@ import asyncpg
 from ..errors import CampaignNotFound, LedgerBehind, NotClosed, NotPublished, Published
 from ..redis.store import AnyRedis
 from . import campaigns, db, partitions, public_ledger, reconcile, transparency
+
+logger = logging.getLogger(__name__)
 
 INVALIDATIONS = """
 SELECT id, reason FROM invalidations WHERE campaign_id = $1 ORDER BY id
@@ -133,7 +136,10 @@ async def publish(
         await db.audit(conn, actor, "results.publish", campaign_id,
                        {"note": note, "total": results["total"], "digest": chain.digest})
     # voters look their votes up by vote id: the campaign's days get their lookup indexes now
-    await partitions.seal(conn, days=(dt.date.fromisoformat(d["day"]) for d in chain.days))
+    try:
+        await partitions.seal_days(conn, [dt.date.fromisoformat(d["day"]) for d in chain.days])
+    except asyncpg.PostgresError as exc:  # published all the same: look-ups scan meanwhile
+        logger.warning("the lookup indexes of %s were not built: %r", campaign_id, exc)
     await campaigns.push_snapshot(conn, redis, campaign_id)  # the pages link to the results
     if log is not None:
         await transparency.sign_head(conn, campaign_id, log, now, force=True,

@@ -458,6 +458,14 @@ async def _upload_from_form(request: Request) -> tuple[bytes, str]:
     return await file.read(), file.filename or ""
 
 
+def _problem_text(words: i18n.Words, errors: candidate_import.Errors) -> str:
+    """The line above the errors: how many the file has, and that only the first are
+    listed when there are more (the table holds ``candidate_import.MAX_ERRORS``)."""
+    if errors.total > len(errors):
+        return words("import_errors_first", n=errors.total, k=len(errors))
+    return words("import_errors", n=errors.total)
+
+
 def _kind_of(name: str, body: bytes) -> tuple[str, str | None]:
     if body[:2] == b"PK" or name.lower().endswith(".xlsx"):
         return sheets.media_kind(sheets.XLSX_TYPE)
@@ -481,7 +489,7 @@ async def import_check(request: Request) -> Response:
         except candidate_import.Rejected as exc:
             return await _candidates_view(
                 request, svc, session, words, live, 422, problems=exc.errors,
-                problem_text=words("import_errors", n=len(exc.errors)), filename=name)
+                problem_text=_problem_text(words, exc.errors), filename=name)
         token = secrets.token_urlsafe(18)
         await svc.redis.hset(keys.ops_upload(token), mapping={
             "body": base64.b64encode(body).decode(), "kind": kind, "charset": charset or "",
@@ -511,7 +519,7 @@ async def import_confirm(request: Request) -> Response:
         except candidate_import.Rejected as exc:  # something changed since the check
             return await _candidates_view(
                 request, svc, session, words, live, 422, problems=exc.errors,
-                problem_text=words("import_errors", n=len(exc.errors)))
+                problem_text=_problem_text(words, exc.errors))
         await svc.redis.delete(keys.ops_upload(token))
         return _done(f"/ops/c/{live.id}/candidates", words, done="import_done",
                      n=str(report.imported))
