@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -186,6 +187,16 @@ def _url(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
+def _sms_endpoint(env: Mapping[str, str], name: str, default: str) -> str:
+    """A provider SDK's endpoint: a scheme and a host (and port), no path — the SDKs
+    post to ``/``."""
+    value = _url(env, name, default)
+    parts = urlsplit(value)
+    if not parts.netloc or parts.path or parts.query or parts.fragment:
+        raise ConfigurationError(f"{name} must be http(s)://host[:port], without a path")
+    return value
+
+
 def _count(env: Mapping[str, str], name: str, default: str) -> int:
     value = _number(env, name, default, int)
     if value < 0:
@@ -200,14 +211,14 @@ def _sms_provider_settings(env: Mapping[str, str], sender: str) -> dict[str, Any
         "sms_template_id": env.get("VOTING_SMS_TEMPLATE_ID", "").strip(),
         "aliyun_access_key_id": env.get("VOTING_ALIYUN_ACCESS_KEY_ID", "").strip(),
         "aliyun_access_key_secret": Secret(env.get("VOTING_ALIYUN_ACCESS_KEY_SECRET", "")),
-        "aliyun_sms_endpoint": _url(env, "VOTING_ALIYUN_SMS_ENDPOINT",
-                                    "https://dysmsapi.aliyuncs.com"),
+        "aliyun_sms_endpoint": _sms_endpoint(env, "VOTING_ALIYUN_SMS_ENDPOINT",
+                                             "https://dysmsapi.aliyuncs.com"),
         "aliyun_region": env.get("VOTING_ALIYUN_REGION", "cn-hangzhou").strip(),
         "tencent_secret_id": env.get("VOTING_TENCENT_SECRET_ID", "").strip(),
         "tencent_secret_key": Secret(env.get("VOTING_TENCENT_SECRET_KEY", "")),
         "tencent_sms_app_id": env.get("VOTING_TENCENT_SMS_APP_ID", "").strip(),
-        "tencent_sms_endpoint": _url(env, "VOTING_TENCENT_SMS_ENDPOINT",
-                                     "https://sms.tencentcloudapi.com"),
+        "tencent_sms_endpoint": _sms_endpoint(env, "VOTING_TENCENT_SMS_ENDPOINT",
+                                              "https://sms.tencentcloudapi.com"),
         "tencent_region": env.get("VOTING_TENCENT_REGION", "ap-guangzhou").strip(),
         "sms_daily_budget": _count(env, "VOTING_SMS_DAILY_BUDGET", "20000"),
         "sms_hourly_budget": _count(env, "VOTING_SMS_HOURLY_BUDGET", "3000"),

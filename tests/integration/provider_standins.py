@@ -2,12 +2,16 @@
 
 Each is a real HTTP server in a thread that speaks the provider's documented protocol and
 checks requests as the provider would. The signature checks are written here from the
-providers' documentation, step by step, apart from the service's own signing code:
+providers' documentation, step by step, apart from the SDKs' signing code the service
+sends with:
 
-- Aliyun RPC signature 1.0: each name and value URL-encoded as ``java.net.URLEncoder`` does
-  (UTF-8), then ``+`` → ``%20``, ``*`` → ``%2A``, ``%7E`` → ``~``; pairs sorted by name and
-  joined with ``&``; ``StringToSign = method & encode("/") & encode(query)``;
-  ``Signature = Base64(HMAC-SHA1(AccessKeySecret + "&", StringToSign))``.
+- Aliyun signature V3 (``ACS3-HMAC-SHA256``): canonical request (method, URI, query string
+  sorted by name with names and values RFC 3986-encoded, the signed headers — every
+  ``x-acs-*`` header, ``host`` and ``content-type`` present — lower-cased with trimmed
+  values, their names, and the SHA-256 of the body, which ``x-acs-content-sha256`` must
+  carry); ``StringToSign = "ACS3-HMAC-SHA256\\n" + hex(SHA-256(canonical request))``;
+  ``Signature = hex(HMAC-SHA256(AccessKeySecret, StringToSign))``; ``x-acs-date`` within
+  15 minutes, each ``x-acs-signature-nonce`` once.
 - Tencent TC3-HMAC-SHA256: canonical request (method, URI, query, canonical headers,
   signed headers, SHA-256 of the payload), string to sign (algorithm, timestamp,
   credential scope, SHA-256 of the canonical request), signing key HMAC chain
@@ -16,19 +20,19 @@ providers' documentation, step by step, apart from the service's own signing cod
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import json
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, parse_qsl, quote_plus, urlsplit
+from urllib.parse import parse_qs, parse_qsl, quote, urlsplit
 
 
 @dataclass
@@ -40,11 +44,30 @@ class StandIn:
     """Error codes answered to requests that failed authentication or validation."""
     answers: dict[str, str] = field(default_factory=dict)
     """Phone number (as the provider sees it) → error code to answer instead of success."""
+    arrived: threading.Event = field(default_factory=threading.Event)
+    """Set when a request comes in (before any check)."""
+    gate: threading.Event | None = None
+    """When set to an event: each request waits for it (at most 30 s) before it is answered,
+    as a provider that is slow to answer."""
+
+    def hold(self) -> None:
+        """In the handler: a request has come in; it waits at the gate if there is one."""
+        self.arrived.set()
+        if self.gate is not None:
+            self.gate.wait(30)
+
+
+class _Server(ThreadingHTTPServer):
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up (a missed deadline) is no error of the stand-in's."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 @contextlib.contextmanager
 def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _Server(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -64,24 +87,34 @@ def _reply(handler: BaseHTTPRequestHandler, status: int, body: dict[str, Any],
     handler.wfile.write(data)
 
 
-# --- Alibaba Cloud SMS (dysmsapi 2017-05-25, RPC style) ---------------------------------
+# --- Alibaba Cloud SMS (dysmsapi 2017-05-25, RPC style, signature V3) -------------------
 
-def _java_url_encode(text: str) -> str:
-    return quote_plus(text, encoding="utf-8").replace("+", "%20").replace(
-        "*", "%2A").replace("%7E", "~")
-
-
-def aliyun_expected_signature(method: str, params: list[tuple[str, str]], secret: str) -> str:
-    pairs = sorted((k, v) for k, v in params if k != "Signature")
-    query = "&".join(_java_url_encode(k) + "=" + _java_url_encode(v) for k, v in pairs)
-    string_to_sign = method + "&" + _java_url_encode("/") + "&" + _java_url_encode(query)
-    mac = hmac.new((secret + "&").encode("utf-8"), string_to_sign.encode("utf-8"), "sha1")
-    return base64.b64encode(mac.digest()).decode("ascii")
+def rfc3986(text: str) -> str:
+    """UTF-8, then every byte but ``A-Z a-z 0-9 - _ . ~`` as ``%XX`` (space ``%20``, ``*``
+    ``%2A``, ``~`` kept): the encoding of the canonical URI and query string."""
+    return quote(text, safe="-_.~", encoding="utf-8")
 
 
-ALIYUN_REQUIRED = ("AccessKeyId", "Action", "Format", "RegionId", "SignatureMethod",
-                   "SignatureNonce", "SignatureVersion", "Timestamp", "Version", "Signature",
-                   "PhoneNumbers", "SignName", "TemplateCode")
+def acs3_canonical_request(method: str, path: str, query: list[tuple[str, str]],
+                           headers: dict[str, str], signed: list[str],
+                           hashed_payload: str) -> str:
+    canonical_uri = "/".join(rfc3986(segment) for segment in path.split("/")) or "/"
+    canonical_query = "&".join(
+        rfc3986(k) + "=" + rfc3986(v) for k, v in sorted(query, key=lambda kv: kv[0]))
+    canonical_headers = "".join(h + ":" + headers[h].strip() + "\n" for h in signed)
+    return "\n".join([method.upper(), canonical_uri, canonical_query, canonical_headers,
+                      ";".join(signed), hashed_payload])
+
+
+def acs3_expected_signature(secret: str, canonical_request: str) -> str:
+    string_to_sign = "ACS3-HMAC-SHA256\n" + hashlib.sha256(
+        canonical_request.encode("utf-8")).hexdigest()
+    return hmac.new(secret.encode("utf-8"), string_to_sign.encode("utf-8"),
+                    hashlib.sha256).hexdigest()
+
+
+ACS3_HEADERS = ("host", "x-acs-action", "x-acs-version", "x-acs-date",
+                "x-acs-signature-nonce", "x-acs-content-sha256")
 
 
 @contextlib.contextmanager
@@ -100,34 +133,73 @@ def aliyun_sms(key_id: str, key_secret: str, sign_name: str,
             _reply(self, status, {"RequestId": "standin", "Code": code, "Message": message,
                                   "HostId": "dysmsapi.aliyuncs.com"})
 
+        def _authenticated(self, body: bytes) -> bool:
+            """Signature V3, each step as documented; answers the error itself if not."""
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            algorithm, _, rest = headers.get("authorization", "").partition(" ")
+            fields = dict(p.strip().split("=", 1) for p in rest.split(",") if "=" in p)
+            if algorithm != "ACS3-HMAC-SHA256" or not {
+                    "Credential", "SignedHeaders", "Signature"} <= set(fields):
+                self._error(400, "IncompleteSignature", "ACS3-HMAC-SHA256 expected")
+                return False
+            missing = [h for h in ACS3_HEADERS if not headers.get(h)]
+            if missing:
+                self._error(400, "MissingParameter", f"missing header {missing[0]}")
+                return False
+            if (headers["x-acs-action"], headers["x-acs-version"]) != ("SendSms", "2017-05-25"):
+                self._error(400, "InvalidAction.NotFound", "no such action")
+                return False
+            if fields["Credential"] != key_id:
+                self._error(404, "InvalidAccessKeyId.NotFound", "unknown key")
+                return False
+            # every x-acs-* header, host and content-type present must be signed
+            signed = fields["SignedHeaders"].split(";")
+            must = {h for h in headers if h.startswith("x-acs-")} | {"host"} | (
+                {"content-type"} & set(headers))
+            if signed != sorted(set(signed)) or not must <= set(signed) or not set(
+                    signed) <= set(headers):
+                self._error(400, "IncompleteSignature", "signed headers")
+                return False
+            try:
+                stamp = dt.datetime.strptime(headers["x-acs-date"], "%Y-%m-%dT%H:%M:%SZ")
+            except ValueError:
+                self._error(400, "InvalidTimeStamp.Format", "x-acs-date")
+                return False
+            if abs(time.time() - stamp.replace(tzinfo=dt.UTC).timestamp()) > 900:
+                self._error(400, "InvalidTimeStamp.Expired", "timestamp too far off")
+                return False
+            hashed_payload = hashlib.sha256(body).hexdigest()
+            if not hmac.compare_digest(hashed_payload, headers["x-acs-content-sha256"]):
+                self._error(400, "SignatureDoesNotMatch", "payload hash mismatch")
+                return False
+            parts = urlsplit(self.path)
+            canonical = acs3_canonical_request(
+                self.command, parts.path or "/", parse_qsl(parts.query, keep_blank_values=True),
+                headers, signed, hashed_payload)
+            if not hmac.compare_digest(acs3_expected_signature(key_secret, canonical),
+                                       fields["Signature"]):
+                self._error(400, "SignatureDoesNotMatch", "signature mismatch")
+                return False
+            with lock:
+                if headers["x-acs-signature-nonce"] in nonces:
+                    self._error(400, "SignatureNonceUsed", "nonce used")
+                    return False
+                nonces.add(headers["x-acs-signature-nonce"])
+            return True
+
         def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
-            if not self.headers.get("Content-Type", "").startswith(
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            state.hold()
+            if not self._authenticated(body):
+                return None
+            params = dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True))
+            if self.headers.get("Content-Type", "").startswith(
                     "application/x-www-form-urlencoded"):
-                return self._error(400, "InvalidParameter", "form body expected")
-            pairs = parse_qsl(raw, keep_blank_values=True) + parse_qsl(
-                urlsplit(self.path).query, keep_blank_values=True)
-            params = dict(pairs)
-            missing = [k for k in ALIYUN_REQUIRED if not params.get(k)]
+                params.update(parse_qsl(body.decode(), keep_blank_values=True))
+            missing = [k for k in ("PhoneNumbers", "SignName", "TemplateCode")
+                       if not params.get(k)]
             if missing:
                 return self._error(400, "MissingParameter", f"missing {missing[0]}")
-            if params["Action"] != "SendSms" or params["Version"] != "2017-05-25":
-                return self._error(400, "InvalidAction.NotFound", "no such action")
-            if params["AccessKeyId"] != key_id:
-                return self._error(404, "InvalidAccessKeyId.NotFound", "unknown key")
-            if (params["SignatureMethod"], params["SignatureVersion"]) != ("HMAC-SHA1", "1.0"):
-                return self._error(400, "InvalidSignatureMethod", "HMAC-SHA1 1.0 only")
-            stamp = dt.datetime.strptime(params["Timestamp"], "%Y-%m-%dT%H:%M:%SZ").replace(
-                tzinfo=dt.UTC)
-            if abs(time.time() - stamp.timestamp()) > 900:
-                return self._error(400, "InvalidTimeStamp.Expired", "timestamp too far off")
-            with lock:
-                if params["SignatureNonce"] in nonces:
-                    return self._error(400, "SignatureNonceUsed", "nonce used")
-                nonces.add(params["SignatureNonce"])
-            expected = aliyun_expected_signature("POST", pairs, key_secret)
-            if not hmac.compare_digest(expected, params["Signature"]):
-                return self._error(400, "SignatureDoesNotMatch", "signature mismatch")
             if params["SignName"] != sign_name:
                 return _reply(self, 200, {"RequestId": "standin", "Code":
                                           "isv.SMS_SIGNATURE_ILLEGAL", "Message": "sign"})
@@ -173,6 +245,10 @@ def tencent_expected_signature(secret_key: str, service: str, timestamp: int,
     return hmac.new(k_signing, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
+TENCENT_CONTENT_TYPE = "application/json"
+"""What the API answers with (the SDK reads an ``Error`` only under this or ``text/plain``)."""
+
+
 @contextlib.contextmanager
 def tencent_sms(secret_id: str, secret_key: str, app_id: str, sign_name: str,
                 template: str) -> Iterator[StandIn]:
@@ -185,10 +261,11 @@ def tencent_sms(secret_id: str, secret_key: str, app_id: str, sign_name: str,
         def _error(self, code: str, message: str) -> None:
             state.rejected.append(code)
             _reply(self, 200, {"Response": {"Error": {"Code": code, "Message": message},
-                                            "RequestId": "standin"}})
+                                            "RequestId": "standin"}}, TENCENT_CONTENT_TYPE)
 
         def do_POST(self) -> None:
             payload = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            state.hold()
             auth = self.headers.get("Authorization", "")
             if self.headers.get("X-TC-Action") != "SendSms":
                 return self._error("InvalidAction", "action")
@@ -240,7 +317,7 @@ def tencent_sms(secret_id: str, secret_key: str, app_id: str, sign_name: str,
                                  "Message": "refused" if code else "send success",
                                  "IsoCode": "CN"})
             _reply(self, 200, {"Response": {"SendStatusSet": statuses,
-                                            "RequestId": "standin"}})
+                                            "RequestId": "standin"}}, TENCENT_CONTENT_TYPE)
 
     with serving(Handler) as url:
         state.url = url

@@ -1,11 +1,18 @@
-"""Aliyun and Tencent Cloud SMS senders over real HTTP against their local stand-ins (which
-check the signatures), their errors as problems, and the SMS budget against SMS pumping."""
+"""Aliyun and Tencent Cloud SMS senders (the providers' SDKs) over real HTTP against their
+local stand-ins (which check the signatures), their errors and deadline as problems, and
+the SMS budget against SMS pumping."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import hashlib
+import secrets
+import socket
+import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 import pytest
@@ -19,7 +26,13 @@ from tests.integration.antifraud_support import (
     relaxed_settings,
     vote,
 )
-from tests.integration.provider_standins import StandIn, aliyun_sms, tencent_sms
+from tests.integration.provider_standins import (
+    StandIn,
+    acs3_canonical_request,
+    acs3_expected_signature,
+    aliyun_sms,
+    tencent_sms,
+)
 from tests.staff_support import signed_in
 from voting_service.app import create_app
 from voting_service.fraud import sms_budget
@@ -172,6 +185,101 @@ async def test_a_wrong_secret_fails_the_providers_signature_check(
         assert standin.received == []
 
 
+@pytest.mark.parametrize("provider", ["aliyun", "tencent"])
+async def test_a_slow_provider_holds_neither_the_loop_nor_the_voter(
+        provider: str, harness: Harness, backend: Backend, pg_url: str, aliyun: StandIn,
+        tencent: StandIn) -> None:
+    standin, make = ((aliyun, aliyun_settings) if provider == "aliyun"
+                     else (tencent, tencent_settings))
+    standin.gate = threading.Event()
+    try:
+        async for h in running(harness, make(backend, pg_url, standin.url,
+                                              sms_http_timeout=30.0)):
+            sending = asyncio.create_task(start(h.client, "13912340001"))
+            assert await asyncio.to_thread(standin.arrived.wait, 30)
+            r = await h.client.get("/healthz")
+            assert r.status_code == 200
+            assert not sending.done(), "the loop answered while the provider had not"
+            standin.gate.set()
+            r = await sending
+            assert r.status_code == 202, r.text
+        standin.gate.clear()
+        async for h in running(harness, make(backend, pg_url, standin.url,
+                                              sms_http_timeout=0.5)):
+            r = await start(h.client, "13912340002")
+            assert (r.status_code, problem_code(r)) == (503, "sms_provider_error"), r.text
+            assert r.json()["detail"] == "the SMS provider did not answer in time"
+            r = await h.client.post(VERIFY, json={"phone": "13912340002", "code": "123456",
+                                                  "campaign_id": CID})
+            assert problem_code(r) == "invalid_code" and r.json()["tries_left"] == 0
+    finally:
+        standin.gate.set()
+
+
+async def test_an_unreachable_provider_is_a_provider_error(
+        harness: Harness, backend: Backend, pg_url: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    for n, settings in enumerate((aliyun_settings(backend, pg_url, closed),
+                                  tencent_settings(backend, pg_url, closed))):
+        async for h in running(harness, settings):
+            r = await start(h.client, f"1391235000{n}")
+            assert (r.status_code, problem_code(r)) == (503, "sms_provider_error"), r.text
+            assert r.json()["detail"] == "the SMS provider is unreachable"
+            assert "provider_code" not in r.json()
+    logged = [rec.getMessage() for rec in caplog.records if "unreachable" in rec.getMessage()]
+    assert len(logged) == 2 and "Connection" in logged[0], logged
+    assert "url: /?…" in logged[0], "the query string (number and code) is cut"
+    assert not [m for m in logged if "1391235000" in m or "TemplateParam" in m], logged
+
+
+def _acs3(url: str, params: dict[str, str], secret: str = ALI_SECRET, body: bytes = b"",
+          nonce: str = "", date: str = "", unsigned: tuple[str, ...] = (),
+          after: dict[str, str] | None = None) -> httpx.Response:
+    """A SendSms request signed V3 by the stand-in's own rules, then changed as asked:
+    ``unsigned`` headers left out of the signature, ``after`` parameters changed once
+    signed."""
+    headers = {
+        "host": urlsplit(url).netloc, "x-acs-action": "SendSms", "x-acs-version": "2017-05-25",
+        "x-acs-date": date or dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "x-acs-signature-nonce": nonce or secrets.token_hex(16),
+        "x-acs-content-sha256": hashlib.sha256(b"").hexdigest(),
+    }
+    signed = sorted(h for h in headers if h not in unsigned)
+    canonical = acs3_canonical_request("POST", "/", list(params.items()), headers, signed,
+                                       headers["x-acs-content-sha256"])
+    headers["Authorization"] = (
+        f"ACS3-HMAC-SHA256 Credential={ALI_KEY},SignedHeaders={';'.join(signed)},"
+        f"Signature={acs3_expected_signature(secret, canonical)}")
+    sent = {**params, **(after or {})}
+    return httpx.post(f"{url}/?{urlencode(sent)}", headers=headers, content=body)
+
+
+def test_the_aliyun_stand_in_refuses_what_the_provider_refuses(aliyun: StandIn) -> None:
+    params = {"PhoneNumbers": "13912345678", "SignName": SIGN, "TemplateCode": ALI_TEMPLATE,
+              "TemplateParam": '{"code":"123456"}'}
+    r = _acs3(aliyun.url, params, nonce="n-1")
+    assert (r.status_code, r.json()["Code"]) == (200, "OK"), "signed right: sent"
+    cases = [
+        (_acs3(aliyun.url, params, nonce="n-1"), "SignatureNonceUsed"),
+        (_acs3(aliyun.url, params, secret="not-the-secret"), "SignatureDoesNotMatch"),
+        (_acs3(aliyun.url, params, after={"PhoneNumbers": "13900000000"}),
+         "SignatureDoesNotMatch"),
+        (_acs3(aliyun.url, params, body=b"PhoneNumbers=13900000000"), "SignatureDoesNotMatch"),
+        (_acs3(aliyun.url, params, unsigned=("x-acs-signature-nonce",)), "IncompleteSignature"),
+        (_acs3(aliyun.url, params, unsigned=("host",)), "IncompleteSignature"),
+        (_acs3(aliyun.url, params, date="2023-10-26T10:22:32Z"), "InvalidTimeStamp.Expired"),
+        # the legacy RPC signature (1.0) is not what the SDK sends
+        (httpx.post(aliyun.url + "/", data={**params, "Signature": "x"}), "IncompleteSignature"),
+    ]
+    for r, code in cases:
+        assert (r.status_code, r.json()["Code"]) == (400, code), r.text
+    assert aliyun.rejected == [code for _, code in cases]
+    assert [m["phone"] for m in aliyun.received] == ["13912345678"]
+
+
 async def test_daily_budget_alarms_at_80_percent_and_refuses_at_100(
         harness: Harness, backend: Backend, pg_url: str, aliyun: StandIn) -> None:
     alarms_before = _sample("voting_sms_budget_alarms_total", {"period": "day"})
@@ -253,6 +361,8 @@ def test_provider_settings_are_checked() -> None:
         Settings.from_env({**base, "VOTING_SMS_SENDER": "aliyun"})
     with pytest.raises(ConfigurationError, match="must be one of"):
         Settings.from_env({**base, "VOTING_SMS_SENDER": "carrier-pigeon"})
+    with pytest.raises(ConfigurationError, match="VOTING_ALIYUN_SMS_ENDPOINT must be"):
+        Settings.from_env({**base, "VOTING_ALIYUN_SMS_ENDPOINT": "https://dysmsapi.aliyuncs.com/v1"})
     s = Settings.from_env({**base, "VOTING_SMS_SENDER": "tencent",
                            "VOTING_TENCENT_SECRET_ID": "id", "VOTING_TENCENT_SECRET_KEY": "key",
                            "VOTING_TENCENT_SMS_APP_ID": "1400", "VOTING_SMS_SIGN_NAME": "s",
