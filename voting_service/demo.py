@@ -1014,6 +1014,7 @@ def demo_campaign(campaign_id: str | None = None, year: int | None = None) -> di
     return {
         "id": campaign_id,
         "title": f"{year}年“江苏最美工匠”网络投票",
+        "year": year,
         "timezone": "Asia/Shanghai",
         "opens_at": opens_at.isoformat(),
         "closes_at": closes_at.isoformat(),

@@ -188,6 +188,21 @@ class Notice(Strict):
     """A contact line for questions about the vote (phone, e-mail, address)."""
 
 
+YEARS = (2000, 2100)
+"""The selection years (评选年度) a campaign may name."""
+Year = Annotated[int, msgspec.Meta(ge=YEARS[0], le=YEARS[1],
+                                   description="评选年度, the selection year (e.g. 2026)")]
+
+
+def opening_year(opens_at: dt.datetime, zone: str) -> int:
+    """The year of ``opens_at`` in the campaign's zone: a campaign's year when it names none
+    (0 when the zone is unknown, which ``check_campaign`` refuses anyway)."""
+    try:
+        return opens_at.astimezone(ZoneInfo(zone)).year
+    except (ZoneInfoNotFoundError, ValueError, OverflowError):
+        return 0
+
+
 class CampaignIn(Input):
     _times = ("opens_at", "closes_at")
     id: Id
@@ -195,16 +210,25 @@ class CampaignIn(Input):
     opens_at: dt.datetime
     closes_at: dt.datetime
     timezone: Annotated[str, text_meta(64)] = "Asia/Shanghai"
+    year: Year | None = None
+    """Not given (or null): the year of ``opens_at`` in ``timezone``."""
     status: Status = "draft"
     show_counts: bool = True
     rules: Rules = msgspec.field(default_factory=Rules)
     candidates: list[Candidate] = msgspec.field(default_factory=list)
     notice: Notice = msgspec.field(default_factory=Notice)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.year is None:
+            self.year = opening_year(self.opens_at, self.timezone) or None
+
 
 class CampaignPatch(Input):
     _times = ("opens_at", "closes_at")
     title: ShortText | None = None
+    year: Year | None = None
+    """Changes only when given: moving the window keeps the year."""
     opens_at: dt.datetime | None = None
     closes_at: dt.datetime | None = None
     timezone: Annotated[str, text_meta(64)] | None = None
@@ -259,6 +283,13 @@ class Campaign(Strict):
     published_at: dt.datetime | None = None
     """When the results were published (公示); then the campaign is frozen."""
     notice: Notice = msgspec.field(default_factory=Notice)
+    year: int = 0
+    """评选年度; a snapshot written before campaigns had one (0) takes the opening's year,
+    as migration 0032 gave the stored rows."""
+
+    def __post_init__(self) -> None:
+        if self.year == 0:
+            self.year = opening_year(self.opens_at, self.timezone)
 
 
 class VoteIn(Strict):
@@ -281,6 +312,9 @@ def check_campaign(c: CampaignIn | Campaign) -> None:
         raise InvalidRequest(str(exc)) from exc
     if c.closes_at <= c.opens_at:
         raise InvalidRequest("closes_at must be after opens_at")
+    if c.year is None or not YEARS[0] <= c.year <= YEARS[1]:
+        raise InvalidRequest(f"year must lie between {YEARS[0]} and {YEARS[1]} (when not"
+                             f" given, it is the year opens_at falls in), not {c.year}")
     ids = [cand.id for cand in c.candidates]
     if len(ids) != len(set(ids)):
         raise InvalidRequest("candidate ids must be unique")

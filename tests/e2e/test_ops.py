@@ -99,8 +99,8 @@ async def test_sign_in_with_enter_then_live_figures_follow_the_votes(
     service: Service, desk: BrowserContext, problems: Problems, tmp_path: Path
 ) -> None:
     cid = f"e2eops{uuid.uuid4().hex[:6]}"
-    r = service.client.post("/api/v1/admin/campaigns", json=demo_campaign(campaign_id=cid),
-                            headers=ADMIN)
+    demo = demo_campaign(campaign_id=cid)
+    r = service.client.post("/api/v1/admin/campaigns", json=demo, headers=ADMIN)
     assert r.status_code == 201, r.text
     service.add_channel(cid, "jhnews", ["https://news.example.com"])
 
@@ -158,6 +158,7 @@ async def test_sign_in_with_enter_then_live_figures_follow_the_votes(
     await page.goto(f"{service.url}/ops")
     row = page.locator(f'tr[data-cid="{cid}"]')
     await expect(row.locator('[data-f="total"]')).to_have_text(str(expected))
+    await expect(row.locator('[data-f="year"]')).to_have_text(str(demo["year"]))
     await page.screenshot(path=str(screenshot_path(tmp_path, "ops-list.png")))
     assert problems.messages == []
 

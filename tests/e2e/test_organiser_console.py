@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
+from tests.conftest import ADMIN
 from tests.e2e.conftest import Problems, Service, running_service, screenshot_path
 from tests.e2e.test_ops import sign_in
 from tests.integration.test_organisers import as_csv, person
@@ -65,6 +66,7 @@ async def test_an_organiser_runs_the_year_in_the_browser(
     await page.click('[data-testid="new-campaign"]')
     await page.fill("#f-id", cid)
     await page.fill("#f-title", "2026年江苏最美工匠网络投票")
+    await page.fill("#f-year", "1999")
     await page.fill("#f-opens", local(-1))
     await page.fill("#f-closes", local(-2))
     await page.fill("#f-vpd", "0")
@@ -72,13 +74,19 @@ async def test_an_organiser_runs_the_year_in_the_browser(
     await expect(page.locator('[data-testid="error-votes_per_day"]')).to_have_text("不能小于 1。")
     await expect(page.locator('[data-testid="error-closes_at"]')).to_have_text(
         "结束时间必须晚于开始时间。")
+    await expect(page.locator('[data-testid="error-year"]')).to_have_text(
+        "评选年度应在 2000 至 2100 年之间。")
     await expect(page.locator("#f-vpd")).to_have_attribute("aria-invalid", "true")
     await shot(page, tmp_path, "org-campaign-errors.png")
     await page.fill("#f-vpd", "5")
     await page.fill("#f-closes", local(30))
+    await page.fill("#f-year", "2026")
     await page.click('[data-testid="save"]')
     await expect(page.locator('[data-testid="flash"]')).to_have_text("已保存。")
     assert page.url.startswith(f"{service.url}/ops/c/{cid}/setup")
+    await expect(page.locator("#f-year")).to_have_value("2026")
+    stored = service.client.get(f"/api/v1/admin/campaigns/{cid}", headers=ADMIN).json()
+    assert stored["year"] == 2026
 
     # 2. the quota table
     await page.click('[data-testid="org-nav"] >> text=候选人')
@@ -126,6 +134,7 @@ async def test_an_organiser_runs_the_year_in_the_browser(
 
     # 5. open the vote; publishing is refused while it is open, in local time
     await page.click('[data-testid="org-nav"] >> text=年度流程')
+    await expect(page.locator('[data-testid="year"]')).to_have_text("2026年度")
     await confirm(page, "open")
     await expect(page.locator('[data-testid="flash"]')).to_have_text("投票已开始。")
     await expect(page.locator('[data-testid="state"]')).to_have_text("进行中")
@@ -164,6 +173,7 @@ async def test_an_organiser_runs_the_year_in_the_browser(
     # the public 公示 page, and an objection to a candidate (a mistake first)
     citizen = problems.watch(await desk.new_page())
     await citizen.goto(f"{service.url}/c/{cid}/results")
+    await expect(citizen.locator("h1")).to_have_text("2026年度投票结果公示")
     await expect(citizen.locator(".note")).to_have_text("公示期为5个工作日")
     await expect(citizen.locator("#vs-valid-total")).to_have_text("3")
     await expect(citizen.locator('[data-testid="period"]')).to_contain_text("5 个工作日")

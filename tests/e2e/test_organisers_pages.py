@@ -31,7 +31,7 @@ def tone() -> bytes:
 
 
 def with_facts(service: Service) -> str:
-    payload = service.create_campaign(candidates=3)
+    payload = service.create_campaign(candidates=3, year=2026)
     cid = str(payload["id"])
     cands = payload["candidates"]
     cands[0].update(recommender="南京市", deed_type="技术创新",
@@ -97,7 +97,7 @@ async def test_results_page_after_publication_finds_the_votes_this_phone_cast(
     await page.goto(f"{service.url}/c/{cid}?lang=zh")  # not the page the phone has cached
     await page.click(".banner.pub a")
     await expect(page).to_have_url(f"{service.url}/c/{cid}/results")
-    await expect(page.locator("h1")).to_have_text("投票结果公示")
+    await expect(page.locator("h1")).to_have_text("2026年度投票结果公示")
     await expect(page.locator("#vs-valid-total")).to_have_text("3")
     rows = page.locator(".ranking tbody tr")
     await expect(rows.first).to_have_attribute("data-id", "c003")

@@ -105,7 +105,7 @@ async def test_csv_ranking_has_bom_crlf_and_exact_counts_in_rank_order(h: Harnes
 
 
 async def test_xlsx_has_every_sheet_and_matches_results(h: Harness) -> None:
-    await h.create_campaign(rules=NO_LIMITS)
+    await h.create_campaign(rules=NO_LIMITS, year=2031)  # the year it names, not the window's
     r = await h.client.post(f"/api/v1/admin/campaigns/{CID}/channels",
                             json={"id": "xinhua", "name": "新华网"}, headers=ADMIN)
     assert r.status_code == 201, r.text
@@ -133,6 +133,7 @@ async def test_xlsx_has_every_sheet_and_matches_results(h: Harness) -> None:
     facts = about(book)
     assert (facts["活动ID"], facts["活动名称"], facts["有效票总数"], facts["已作废票数"]) == (
         CID, "测试投票", 13, 0)
+    assert facts["评选年度"] == 2031 and book.properties.subject.startswith("2031年度")
     assert "valid votes only" in facts["统计口径"]
     assert facts["与汇总表核对"].startswith("一致")
     local, utc = (dt.datetime.strptime(facts[f"生成时间({zone})"], "%Y-%m-%d %H:%M:%S")

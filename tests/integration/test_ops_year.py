@@ -94,6 +94,62 @@ async def test_campaign_form_shows_the_api_errors_beside_the_fields(
     assert 'action="/ops/login"' in anonymous.text
 
 
+def value_of(page: str, field: str) -> str:
+    found = re.search(rf'<input id="{field}" [^>]*value="([^"]*)"', page)
+    return found.group(1) if found else "(no field)"
+
+
+async def test_the_campaign_form_sets_and_shows_the_year(
+    harness: Harness, admin: httpx.AsyncClient
+) -> None:
+    r = await create(admin, year="1999", votes_per_day="0")
+    assert r.status_code == 422, r.text
+    assert error_of(r.text, "year") == "评选年度应在 2000 至 2100 年之间。", r.text
+    assert error_of(r.text, "votes_per_day") == "不能小于 1。", "every field's error at once"
+    assert 'id="f-year" name="year" inputmode="numeric" value="1999"' in r.text
+    r = await create(admin, year="二〇二六")
+    assert r.status_code == 422 and error_of(r.text, "year") == "请填写整数。", r.text
+    r = await create(admin, year="2025")
+    assert r.status_code == 303, r.text
+    api = f"/api/v1/admin/campaigns/{CID}"
+    assert (await harness.client.get(api, headers=ADMIN)).json()["year"] == 2025
+    page = await admin.get(f"/ops/c/{CID}/setup")
+    assert value_of(page.text, "f-year") == "2025"
+    listed = await admin.get("/ops")
+    assert re.search(rf'data-cid="{CID}".*?data-f="year">2025<', listed.text, re.S)
+    assert 'data-testid="year">2025年度<' in (await admin.get(f"/ops/c/{CID}/year")).text
+
+    form = {"title": "2026年江苏最美工匠", "opens_at": local(-1), "closes_at": local(30),
+            "votes_per_day": "10", "per_candidate_per_day": "1", "challenge": "off"}
+    r = await admin.post(f"/ops/c/{CID}/setup", data=form | {"year": "2101"})
+    assert r.status_code == 422 and error_of(r.text, "year") == "评选年度应在 2000 至 2100 年之间。"
+    r = await admin.post(f"/ops/c/{CID}/setup?lang=en", data=form | {"year": "1999"})
+    assert r.status_code == 422
+    assert error_of(r.text, "year") == "The year must lie between 2000 and 2100.", r.text
+    r = await admin.post(f"/ops/c/{CID}/setup", data=form | {"year": "2027"})
+    assert r.status_code == 303
+    assert (await harness.client.get(api, headers=ADMIN)).json()["year"] == 2027
+    # left empty, the year is the one the vote opens in (Beijing time), as for a new one
+    r = await admin.post(f"/ops/c/{CID}/setup", data=form | {
+        "year": "", "opens_at": "2030-01-01T00:30", "closes_at": "2030-03-01T00:00"})
+    assert r.status_code == 303
+    assert (await harness.client.get(api, headers=ADMIN)).json()["year"] == 2030
+    audit = (await harness.client.get("/api/v1/admin/audit", headers=ADMIN)).json()
+    assert audit[0]["action"] == "campaign.update" and audit[0]["request"]["year"] == 2030
+    assert audit[0]["actor"].endswith("@console")
+
+
+async def test_a_new_campaign_without_a_year_takes_the_opening_year(
+    harness: Harness, admin: httpx.AsyncClient
+) -> None:
+    page = await admin.get("/ops/new")
+    assert value_of(page.text, "f-year") == "" and "留空时取投票开始时间" in page.text
+    r = await create(admin, year="", opens_at="2031-01-01T00:30", closes_at="2031-02-01T00:00")
+    assert r.status_code == 303, r.text
+    api = (await harness.client.get(f"/api/v1/admin/campaigns/{CID}", headers=ADMIN)).json()
+    assert api["year"] == 2031  # 00:30 in Beijing is still 2030 in UTC
+
+
 async def test_quotas_import_withdraw_and_the_years_steps(
     harness: Harness, admin: httpx.AsyncClient
 ) -> None:

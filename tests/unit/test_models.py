@@ -227,3 +227,53 @@ def test_check_campaign_also_checks_the_stored_snapshot() -> None:
     )
     with pytest.raises(InvalidRequest):
         check_campaign(snapshot)
+
+
+# --- the selection year (评选年度) --------------------------------------------------------
+
+
+@pytest.mark.parametrize(("zone", "year"), [("Asia/Shanghai", 2027), ("UTC", 2026)])
+def test_a_campaign_without_a_year_takes_the_year_it_opens_in_locally(zone: str,
+                                                                      year: int) -> None:
+    # 17:00 UTC on 31 December is already 1 January in Beijing
+    body = campaign(timezone=zone, opens_at="2026-12-31T17:00:00Z",
+                    closes_at="2027-02-01T00:00:00+08:00")
+    assert decode(as_bytes(body), CampaignIn).year == year
+    assert decode(as_bytes(body | {"year": None}), CampaignIn).year == year
+
+
+def test_a_named_year_is_kept_and_checked() -> None:
+    c = decode(as_bytes(campaign(year=2025)), CampaignIn)
+    check_campaign(c)
+    assert c.year == 2025  # the selection of 2025, voted on in 2026
+    for bad in (1999, 2101, 0, -2026, "2026", 2026.5, True):
+        with pytest.raises(InvalidRequest, match="year"):
+            decode(as_bytes(campaign(year=bad)), CampaignIn)
+    assert decode(b'{"year": 2030}', CampaignPatch).year == 2030
+    assert decode(b'{"title": "x"}', CampaignPatch).year is None
+    with pytest.raises(InvalidRequest, match="year"):
+        decode(b'{"year": 1999}', CampaignPatch)
+
+
+def test_a_derived_year_outside_the_range_is_refused_by_check_campaign() -> None:
+    with pytest.raises(InvalidRequest, match="year must lie between 2000 and 2100"):
+        checked(opens_at="1999-07-01T00:00:00+08:00")
+
+
+def test_a_snapshot_written_before_campaigns_had_a_year_still_loads() -> None:
+    c = decode(as_bytes(campaign(year=2031)), CampaignIn)
+    stored = msgspec.json.encode(Campaign(
+        id=c.id, title=c.title, timezone=c.timezone, opens_at=c.opens_at,
+        closes_at=c.closes_at, status=c.status, show_counts=c.show_counts, rules=c.rules,
+        candidates=c.candidates, year=2031))
+    assert msgspec.json.decode(stored, type=Campaign).year == 2031
+    old = msgspec.json.decode(stored)
+    del old["year"]
+    assert msgspec.json.decode(msgspec.json.encode(old), type=Campaign).year == 2026
+
+
+def test_the_demo_campaign_names_its_year() -> None:
+    from voting_service.demo import demo_campaign
+
+    c = decode(as_bytes(demo_campaign(year=2031)), CampaignIn)
+    assert c.year == 2031 and c.title.startswith("2031年")

@@ -20,6 +20,7 @@ from ..models import (
     Channel,
     Notice,
     Rules,
+    opening_year,
     recommender_kind_of,
 )
 
@@ -73,12 +74,12 @@ async def migrate(conn: asyncpg.Connection, upto: int | None = None) -> list[int
 
 UPSERT_CAMPAIGN = """
 INSERT INTO campaigns (id, title, timezone, opens_at, closes_at, status, show_counts, rules,
-    notice)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb)
+    notice, year)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb, $10)
 ON CONFLICT (id) DO UPDATE SET title = EXCLUDED.title, timezone = EXCLUDED.timezone,
     opens_at = EXCLUDED.opens_at, closes_at = EXCLUDED.closes_at, status = EXCLUDED.status,
     show_counts = EXCLUDED.show_counts, rules = EXCLUDED.rules, notice = EXCLUDED.notice,
-    updated_at = now()
+    year = EXCLUDED.year, updated_at = now()
 """
 UPSERT_CANDIDATE = """
 INSERT INTO candidates (campaign_id, id, number, name, gender, region, industry, employer,
@@ -118,7 +119,7 @@ WINDOW_COLUMNS = """
 """A campaign's window as Python can hold it in any zone: PostgreSQL keeps times past the
 calendar's ends (a window accepted before times were checked), ``datetime`` cannot."""
 SELECT_CAMPAIGN = f"""
-SELECT id, title, timezone, status, show_counts, rules, notice, {WINDOW_COLUMNS}
+SELECT id, title, year, timezone, status, show_counts, rules, notice, {WINDOW_COLUMNS}
 FROM campaigns WHERE id = $1
 """
 INSERT_AUDIT = "INSERT INTO audit_log (actor, action, target, request) VALUES ($1, $2, $3, $4)"
@@ -164,6 +165,7 @@ async def save_campaign(
             UPSERT_CAMPAIGN, c.id, c.title, c.timezone, c.opens_at, c.closes_at, c.status,
             c.show_counts, msgspec.json.encode(c.rules).decode(),
             msgspec.json.encode(c.notice).decode(),
+            c.year or opening_year(c.opens_at, c.timezone),
         )
         await conn.executemany(
             UPSERT_CANDIDATE,
@@ -195,7 +197,8 @@ async def load_campaign(conn: asyncpg.Connection, campaign_id: str) -> Campaign 
     published_at = await conn.fetchval(
         "SELECT published_at FROM publications WHERE campaign_id = $1", campaign_id)
     return Campaign(
-        id=row["id"], title=row["title"], timezone=row["timezone"], opens_at=row["opens_at"],
+        id=row["id"], title=row["title"], year=row["year"], timezone=row["timezone"],
+        opens_at=row["opens_at"],
         closes_at=row["closes_at"], status=row["status"], show_counts=row["show_counts"],
         rules=msgspec.json.decode(row["rules"], type=Rules),
         notice=msgspec.json.decode(row["notice"], type=Notice),

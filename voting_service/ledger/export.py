@@ -50,7 +50,7 @@ CHANNEL_NOTE = ("签名认证＝合作平台签名令牌的签发方（可信）
                 "（signed = the issuer of a partner's signed token; claimed = named by the "
                 "request, not verified）")
 
-CAMPAIGN = "SELECT id, title, timezone, status, closes_at FROM campaigns WHERE id = $1"
+CAMPAIGN = "SELECT id, title, year, timezone, status, closes_at FROM campaigns WHERE id = $1"
 CANDIDATES = """
 SELECT id, number, name, gender, region, industry, employer, occupation, recommender,
        recommender_kind, deed_type, honors, status
@@ -115,6 +115,8 @@ class Day:
 class Results:
     campaign_id: str
     title: str
+    year: int
+    """评选年度, as the campaign names it."""
     timezone: str
     generated_at: dt.datetime
     """UTC."""
@@ -225,6 +227,7 @@ async def collect(
         by_deed_type=_groups(ranking, "deed_type", total),
         campaign_id=campaign_id,
         title=campaign["title"],
+        year=campaign["year"],
         timezone=campaign["timezone"],
         generated_at=generated,
         total=total,
@@ -353,6 +356,7 @@ def _about(results: Results) -> list[tuple[str, Any]]:
          if results.provisional else "投票已结束 final — the vote has closed"),
         ("活动ID campaign id", results.campaign_id),
         ("活动名称 title", results.title),
+        ("评选年度 year", results.year),
         (f"生成时间 generated at ({results.timezone})", local.strftime(fmt)),
         ("生成时间 generated at (UTC)", results.generated_at.strftime(fmt)),
         ("有效票总数 total valid votes", results.total),
@@ -384,6 +388,7 @@ def to_xlsx(results: Results) -> bytes:
     wb.remove(wb.active)
     wb.properties.title = f"{results.title} 投票结果" + ("（临时）" if results.provisional else "")
     wb.properties.creator = "voting-service"
+    wb.properties.subject = f"{results.year}年度评选 selection year {results.year}"
     _sheet(wb, "排名", RANKING_HEADER,
            (_ranking_row(r, str) for r in results.ranking), filter_=True)
     for title, column, groups in (("按地区", "地区", results.by_region),

@@ -125,7 +125,7 @@ async def list_campaigns(request: Request) -> Response:
     await authorize(request, svc, *READERS)
     async with svc.db() as conn:
         rows = await conn.fetch(
-            f"SELECT id, title, status, {db.WINDOW_COLUMNS} FROM campaigns ORDER BY id"
+            f"SELECT id, title, year, status, {db.WINDOW_COLUMNS} FROM campaigns ORDER BY id"
         )
     return JSON([dict(r) for r in rows])
 

@@ -29,6 +29,7 @@ def campaign_view(live: LiveCampaign, now: float) -> dict[str, Any]:
     return {
         "id": c.id,
         "title": c.title,
+        "year": c.year,
         "status": live.state(now),
         "opens_at": c.opens_at.isoformat(),
         "closes_at": c.closes_at.isoformat(),

@@ -49,6 +49,8 @@ class ChannelRef(msgspec.Struct):
 class CampaignView(msgspec.Struct):
     id: str
     title: str
+    year: int
+    """评选年度, the selection year."""
     status: str
     """``open``, ``upcoming``, ``closed``, ``paused`` or ``draft``."""
     opens_at: str
@@ -146,6 +148,8 @@ class SecretRotated(msgspec.Struct):
 class CampaignAdmin(msgspec.Struct):
     id: str
     title: str
+    year: int
+    """评选年度, the selection year."""
     timezone: str
     opens_at: dt.datetime
     closes_at: dt.datetime
@@ -159,6 +163,7 @@ class CampaignAdmin(msgspec.Struct):
 class CampaignSummary(msgspec.Struct):
     id: str
     title: str
+    year: int
     status: Status
     opens_at: dt.datetime
     closes_at: dt.datetime

@@ -106,7 +106,8 @@ async def campaign_rows(svc: Services, now: float) -> list[dict[str, Any]]:
             total = sum(counts.values())
             seconds = await timeline.read_seconds(svc.redis, live.id, int(now) - 13, int(now))
             rate = timeline.rate(seconds, int(now))
-        rows.append({"id": live.id, "title": live.c.title, "state": live.state(now),
+        rows.append({"id": live.id, "title": live.c.title, "year": live.c.year,
+                     "state": live.state(now),
                      "total": total, "rate": rate})
     return rows
 

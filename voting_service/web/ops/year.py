@@ -12,6 +12,7 @@ Writes need the admin role and pass the same-origin check every state change pas
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import json
 import re
@@ -31,12 +32,14 @@ from starlette.routing import Route
 from ...errors import Conflict, InvalidRequest, LedgerBehind, NotClosed, Published
 from ...ledger import candidate_import, export, gongshi, objections, publication, sheets
 from ...models import (
+    YEARS,
     CampaignIn,
     CampaignPatch,
     CandidatePatch,
     ChannelIn,
     SecretRotation,
     check_campaign,
+    opening_year,
 )
 from ...redis import keys
 from ...services import Services, services
@@ -118,6 +121,8 @@ def field_error(words: i18n.Words, message: str) -> tuple[str, str]:
         return "timezone", message
     if "exists" in message:
         return "id", words("e_exists")
+    if "year must lie" in message or (name == "year" and _BOUND.search(message)):
+        return "year", words("e_year", a=YEARS[0], b=YEARS[1])
     if words.lang == "zh":
         bound = _BOUND.search(message)
         if "missing required field" in message:
@@ -131,14 +136,14 @@ def field_error(words: i18n.Words, message: str) -> tuple[str, str]:
             text = words("e_long", n=bound.group(2))
         elif bound and "int" in message:
             text = words("e_min" if bound.group(1) == ">=" else "e_max", n=bound.group(2))
-        elif "Expected `int`" in message:
+        elif "Expected `int" in message:  # also `int | null`, an optional number
             text = words("e_int")
         elif "datetime" in message:
             text = words("e_time")
     return name, text
 
 
-_STAND_INS: dict[str, Any] = {"id": "x", "title": "x", "votes_per_day": 1,
+_STAND_INS: dict[str, Any] = {"id": "x", "title": "x", "year": YEARS[0], "votes_per_day": 1,
                               "per_candidate_per_day": 1, "challenge": "off",
                               "opens_at": "2000-01-01T00:00:00+00:00",
                               "closes_at": "2999-01-01T00:00:00+00:00"}
@@ -243,6 +248,12 @@ def _campaign_form(fields: Mapping[str, str], zone: str, new: bool) -> dict[str,
     for name in ("opens_at", "closes_at"):
         if name in fields:
             doc[name] = _parse_local(fields[name], zone) or fields[name]
+    year = fields.get("year", "").strip()
+    if year:
+        doc["year"] = _number(year)
+    elif not new and isinstance(opens := doc.get("opens_at"), str):
+        with contextlib.suppress(ValueError):  # left empty: the year the vote opens in
+            doc["year"] = opening_year(dt.datetime.fromisoformat(opens), zone)
     if new:
         doc |= {"id": fields.get("id", "").strip(), "timezone": ZONE, "status": "draft",
                 "candidates": []}
@@ -252,11 +263,13 @@ def _campaign_form(fields: Mapping[str, str], zone: str, new: bool) -> dict[str,
 def _values(live: LiveCampaign | None) -> dict[str, Any]:
     if live is None:
         now = dt.datetime.now(dt.UTC)
-        return {"id": "", "title": "", "opens_at": _local(now + dt.timedelta(days=30)),
+        return {"id": "", "title": "", "year": "",
+                "opens_at": _local(now + dt.timedelta(days=30)),
                 "closes_at": _local(now + dt.timedelta(days=60)), "votes_per_day": "10",
                 "per_candidate_per_day": "1", "challenge": "adaptive", "show_counts": True}
     c = live.c
-    return {"id": c.id, "title": c.title, "opens_at": _local(c.opens_at, c.timezone),
+    return {"id": c.id, "title": c.title, "year": str(c.year),
+            "opens_at": _local(c.opens_at, c.timezone),
             "closes_at": _local(c.closes_at, c.timezone),
             "votes_per_day": str(c.rules.votes_per_day),
             "per_candidate_per_day": str(c.rules.per_candidate_per_day),
@@ -264,7 +277,7 @@ def _values(live: LiveCampaign | None) -> dict[str, Any]:
 
 
 def _echo(fields: Mapping[str, str]) -> dict[str, Any]:
-    return {k: fields.get(k, "") for k in ("id", "title", "opens_at", "closes_at",
+    return {k: fields.get(k, "") for k in ("id", "title", "year", "opens_at", "closes_at",
                                            "votes_per_day", "per_candidate_per_day",
                                            "challenge")} | {
         "show_counts": fields.get("show_counts") == "1"}
