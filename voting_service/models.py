@@ -390,3 +390,33 @@ def level_for(pressure: float, rules: Rules) -> int:
     if soft >= 1.0:
         return MAX_LEVEL
     return min(MAX_LEVEL, 1 + math.floor((pressure - soft) / (1.0 - soft) * MAX_LEVEL))
+
+
+def decode_snapshot(raw: bytes | str) -> Campaign:
+    """A campaign snapshot as Redis holds it. During a rolling deploy the new release's
+    workers push snapshots that the old release's still read, and those may hold fields the
+    old one does not know: they are dropped (the old code has no use for them) instead of
+    the whole campaign, which would make its votes and pages vanish from every old worker
+    until it is replaced. Only such a snapshot pays for the second pass."""
+    try:
+        return msgspec.json.decode(raw, type=Campaign)
+    except msgspec.ValidationError as exc:
+        if "unknown field" not in str(exc):
+            raise
+    known = _known_fields(msgspec.json.decode(raw), msgspec.inspect.type_info(Campaign))
+    return msgspec.convert(known, type=Campaign)
+
+
+def _known_fields(value: Any, info: msgspec.inspect.Type) -> Any:
+    """``value`` (decoded JSON) without the object keys the type ``info`` has no field for."""
+    inspect = msgspec.inspect
+    if isinstance(info, inspect.StructType) and isinstance(value, dict):
+        fields = {f.encode_name: f.type for f in info.fields}
+        return {k: _known_fields(v, fields[k]) for k, v in value.items() if k in fields}
+    if isinstance(info, inspect.ListType) and isinstance(value, list):
+        return [_known_fields(v, info.item_type) for v in value]
+    if isinstance(info, inspect.UnionType):
+        for member in info.types:
+            if isinstance(member, inspect.StructType) and isinstance(value, dict):
+                return _known_fields(value, member)
+    return value

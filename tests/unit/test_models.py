@@ -18,6 +18,7 @@ from voting_service.models import (
     Rules,
     VoteIn,
     check_campaign,
+    decode_snapshot,
 )
 from voting_service.web.http import decode
 
@@ -277,3 +278,23 @@ def test_the_demo_campaign_names_its_year() -> None:
 
     c = decode(as_bytes(demo_campaign(year=2031)), CampaignIn)
     assert c.year == 2031 and c.title.startswith("2031年")
+
+
+def test_a_snapshot_of_a_newer_release_loads_without_the_fields_this_one_lacks() -> None:
+    c = decode(as_bytes(campaign()), CampaignIn)
+    stored = Campaign(
+        id=c.id, title=c.title, timezone=c.timezone, opens_at=c.opens_at,
+        closes_at=c.closes_at, status=c.status, show_counts=c.show_counts, rules=c.rules,
+        candidates=c.candidates, year=2026)
+    newer = json.loads(msgspec.json.encode(stored))
+    newer["later"] = [1]
+    newer["rules"]["later_rule"] = {"a": 1}
+    newer["candidates"][1]["later_detail"] = "x"
+    newer["notice"]["later_line"] = "y"
+    raw = json.dumps(newer).encode()
+    with pytest.raises(msgspec.ValidationError, match="unknown field"):
+        msgspec.json.decode(raw, type=Campaign)  # what the strict decode alone would do
+    assert decode_snapshot(raw) == stored
+    broken = dict(newer, status="nonsense")
+    with pytest.raises(msgspec.ValidationError):  # a wrong value is still refused
+        decode_snapshot(json.dumps(broken).encode())

@@ -41,7 +41,7 @@ from redis.asyncio import RedisCluster
 from redis.asyncio.cluster import PipelineCommand
 from redis.exceptions import NoScriptError, RedisError
 
-from ..models import Campaign
+from ..models import Campaign, decode_snapshot
 from ..redis import keys, scripts
 from ..redis.barrier import Barrier, NotDurable
 from ..redis.store import AnyRedis
@@ -222,7 +222,7 @@ class Flusher:
         fresh: dict[str, Campaign | None] = {}
         for cid, snapshot in raw.items():
             try:
-                fresh[str(cid)] = msgspec.json.decode(snapshot, type=Campaign)
+                fresh[str(cid)] = decode_snapshot(snapshot)
             except (msgspec.ValidationError, msgspec.DecodeError):
                 fresh[str(cid)] = None  # unreadable: its streams are flushed all the same
         for cid, c in fresh.items():

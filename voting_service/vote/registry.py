@@ -18,7 +18,7 @@ import msgspec
 from redis.exceptions import RedisError
 
 from ..errors import CampaignNotFound, Unavailable
-from ..models import Campaign, Candidate, Channel
+from ..models import Campaign, Candidate, Channel, decode_snapshot
 from ..redis import store
 from ..redis.store import AnyRedis
 
@@ -135,7 +135,7 @@ class Registry:
         fresh = {}
         for cid, snapshot in raw.items():
             try:
-                fresh[cid] = LiveCampaign(msgspec.json.decode(snapshot, type=Campaign))
+                fresh[cid] = LiveCampaign(decode_snapshot(snapshot))
             except (msgspec.DecodeError, ValueError) as exc:
                 log.error("campaign snapshot %s is unreadable: %s", cid, exc)
         self.campaigns = fresh
