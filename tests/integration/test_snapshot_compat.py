@@ -21,6 +21,7 @@ async def test_a_snapshot_with_fields_of_a_newer_release_still_serves_the_campai
     await h.create_campaign()
     svc: Any = h.app.state.services
     raw = await h.redis.hget(keys.CONFIG_HASH, CID)
+    assert raw is not None
     snapshot = json.loads(raw)
     title = snapshot["title"]
     # what a later release might add: a field of the campaign, of its rules, of a candidate
@@ -42,7 +43,7 @@ async def test_a_snapshot_with_fields_of_a_newer_release_still_serves_the_campai
     flusher = Flusher(h.redis, h.settings.database_url or "", h.settings.shards, name="compat")
     try:
         assert await flusher.drain() == 1  # it knows the campaign, so its votes are flushed
-        assert flusher._campaigns[CID] is not None
-        assert flusher._campaigns[CID].title == title + " (newer)"
+        known = flusher._campaigns[CID]
+        assert known is not None and known.title == title + " (newer)"
     finally:
         await flusher.close()
