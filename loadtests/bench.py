@@ -59,7 +59,7 @@ PHASES = tuple(RUNS)
 def parse_args(argv: list[str] | None = None) -> Options:
     p = argparse.ArgumentParser(prog="python -m loadtests.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="short phases, about two minutes in all")
+    p.add_argument("--quick", action="store_true", help="short phases, 5-15 minutes in all")
     p.add_argument("--voters", type=int, help="voter tokens (default 80000, quick 40000)")
     p.add_argument("--candidates", type=int, default=100)
     p.add_argument("--connections", type=int, default=64)
