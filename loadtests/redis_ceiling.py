@@ -194,10 +194,17 @@ async def lua_ceiling(
                          len(metered))
 
 
+def _campaign(data: dict[str, Any]) -> Campaign:
+    """The bench's campaign as the measured checkout's own ``Campaign``: an older checkout
+    (``--baseline``) drops the fields it does not know, as its workers would."""
+    fields = {f.encode_name for f in msgspec.structs.fields(Campaign)}
+    return msgspec.convert({k: v for k, v in data.items() if k in fields}, type=Campaign)
+
+
 async def _run_spec(spec: dict[str, Any]) -> dict[str, Any]:
     from redis.asyncio import Redis, RedisCluster
 
-    campaign = msgspec.convert(spec["campaign"], type=Campaign)
+    campaign = _campaign(spec["campaign"])
     plan = [tuple(p) for p in spec["plan"]]
     client: AnyRedis = (RedisCluster.from_url(spec["url"]) if spec["cluster"]
                         else Redis.from_url(spec["url"]))
