@@ -64,20 +64,21 @@ def _limit_call(
     """The capped levels of an address and ``ip_limit.lua``'s KEYS and ARGV for them."""
     rules = campaign.c.rules
     day = campaign.day(now)
-    levels, script_keys, args = _limit_keys(
-        campaign.id, ip, day.expire_at, rules.ip_per_minute, rules.ip_per_day,
-        rules.net_per_minute, rules.net_per_day, minting)
-    return levels, list(script_keys), [args[0], "1" if peek else "0", *args[1:]]
+    levels, script_keys, level_args = _limit_keys(
+        campaign.id, ip, rules.ip_per_minute, rules.ip_per_day, rules.net_per_minute,
+        rules.net_per_day, minting)
+    return levels, list(script_keys), [str(day.expire_at), "1" if peek else "0", *level_args]
 
 
 @functools.lru_cache(maxsize=16384)
 def _limit_keys(
-    campaign_id: str, ip: str, expire_at: int, ip_per_minute: int, ip_per_day: int,
-    net_per_minute: int, net_per_day: int, minting: bool = False,
+    campaign_id: str, ip: str, ip_per_minute: int, ip_per_day: int, net_per_minute: int,
+    net_per_day: int, minting: bool = False,
 ) -> tuple[tuple[tuple[str, int, int], ...], tuple[str, ...], tuple[Any, ...]]:
     """The address's limits (IPv4 /32, IPv6 /64: one IPv6 client holds a whole /64) and
     its network's (IPv4 /24, IPv6 /48), those with a cap, with the key of their hash and
-    ARGV (without the peek flag, which ``_limit_call`` adds). Cached: a citizen's votes come
+    their ARGV triples (``limit_and_cast.lua`` takes these alone; ``_limit_call`` puts the
+    day's expiry and the peek flag first for ``ip_limit.lua``). Cached: a citizen's votes come
     in a row from one address, and building the keys was a twentieth of a vote's CPU.
     ``minting``: the hash that counts new anonymous voter tokens (``keys.mint_limits``)
     instead of votes. The numbers go as strings, converted once here rather than in each
@@ -87,7 +88,7 @@ def _limit_keys(
                                  (network, net_per_minute, net_per_day)) if lv[1] or lv[2])
     script_keys = [(keys.mint_limits if minting else keys.limits)(campaign_id, network)
                    ] if levels else []
-    args: list[Any] = [str(expire_at)]
+    args: list[Any] = []
     for prefix, per_min, per_day in levels:
         args += [keys.level_field(prefix, network), str(per_min), str(per_day)]
     return levels, tuple(script_keys), tuple(args)
@@ -197,11 +198,11 @@ async def cast(
         cast_args.append(str(ballot.challenge_expires))
     if not pipeline.cluster and rules.challenge != "adaptive":
         # the levels alone: ip_limit.lua's expiry is cast_vote.lua's, and a vote never peeks
-        levels, ip_keys, ip_args = _limit_keys(
-            cid, ballot.ip, day.expire_at, rules.ip_per_minute, rules.ip_per_day,
-            rules.net_per_minute, rules.net_per_day)
+        levels, ip_keys, level_args = _limit_keys(
+            cid, ballot.ip, rules.ip_per_minute, rules.ip_per_day, rules.net_per_minute,
+            rules.net_per_day)
         reply = await pipeline.call(scripts.limit_and_cast(), [*ip_keys, *cast_keys],
-                                 [len(ip_keys), *cast_args, *ip_args[1:]], deadline)
+                                 [len(ip_keys), *cast_args, *level_args], deadline)
         if reply[0] == _LIMITED:
             _pressure(campaign, levels, reply.split("|")[1:], now, False)  # raises RateLimited
     else:
