@@ -4,8 +4,8 @@
 -- One hash holds every level of a network (keys.limits: tag {ip:<campaign>:<network>}, so
 -- one slot), one field a level: one HMGET and one HSET a vote, each naming one field a level
 -- (a string per level and limit took five commands; a field per datum, three fields a level).
--- Per minute: GCRA (generic cell rate algorithm) on Redis TIME, rate = limit per 60 s with a
--- burst of the same size. Per day: a counter of the campaign's local calendar day.
+-- Per minute: GCRA (generic cell rate algorithm) on the caller's clock (Redis TIME without
+-- one), rate = limit per 60 s with a burst of the same size. Per day: a counter of the campaign's local calendar day.
 -- The same script meters SMS code sends and checks and token minting, on hashes of their own.
 --
 -- KEYS[1]   hash of the network's levels; level i's field is its name p = ARGV[3i] ("" for
@@ -20,10 +20,11 @@
 -- ARGV[3i]   field of level i
 -- ARGV[3i+1] per-minute limit of level i (0 = no limit)
 -- ARGV[3i+2] per-day limit of level i (0 = no limit)
--- ARGV[3n+3] (optional, n = the number of levels) now, unix milliseconds (tests)
+-- ARGV[3n+3] (optional, n = the number of levels) now, unix milliseconds: the web tier's
+--           clock, which names the day already (one redis.call fewer); TIME without it
 -- Called as a function (limit_and_cast.lua) it takes four arguments, none on its own: the
 -- offsets of its KEYS and ARGV in the call's (indices + k and + a; its ARGV last, as it
--- counts its levels by #ARGV), now, unix ms, the TIME the caller read, and ARGV[1], the
+-- counts its levels by #ARGV), now, unix ms, the caller's, and ARGV[1], the
 -- caller's own copy of it (the vote's quota expiry is the same string): its call then
 -- holds only the levels, from ARGV[a + 3] on, and never peeks.
 -- Returns {allowed, retry_after_ms, load_1, count_1, load_2, count_2, ...}:

@@ -203,7 +203,8 @@ def create_app(settings: Settings) -> Starlette:
         pipeline = store.pipeline(settings, found.barrier if found.barrier.needed else None)
         with contextlib.suppress(Exception):  # Redis down at start: the first vote retries
             await pipeline.start()
-        registry = Registry(redis, settings.shards, settings.config_refresh, settings.redis_timeout)
+        registry = Registry(redis, settings.shards, settings.config_refresh,
+                            settings.redis_timeout, settings.legacy_records_until)
         pool = None
         pools: dict[str, asyncpg.Pool] = {}
         if settings.database_url:

@@ -146,7 +146,7 @@ class ValkeyServer:
             "maxmemory-policy noeviction",
             # as deploy/valkey.conf: small quota hashes stay listpacks, tallies and the
             # networks' limit hashes are hash tables (a listpack lookup is a scan)
-            "hash-max-listpack-entries 16",
+            "hash-max-listpack-entries 24",
             # a new replica syncs at once instead of after the default 5 s pause
             "repl-diskless-sync-delay 0",
         ]

@@ -120,6 +120,21 @@ def _replica_acks(env: Mapping[str, str]) -> int:
     return int(acks)
 
 
+def _instant(env: Mapping[str, str], name: str) -> float:
+    """An ISO 8601 date and time with its UTC offset, as unix seconds; unset: 0."""
+    text = env.get(name, "").strip()
+    if not text:
+        return 0.0
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise ConfigurationError(
+            f"{name} must be a date and time with its offset, e.g. 2026-12-10T12:00+08:00")
+    return when.timestamp()
+
+
 def _head_timeout(env: Mapping[str, str]) -> float:
     seconds = _number(env, "VOTING_HEAD_TIMEOUT", "10", float)
     if not 0.1 <= seconds <= 300:
@@ -365,6 +380,10 @@ class Settings:
     redis_replica_acks: int = 0
     """Replicas that must hold a vote (``WAITAOF 1 N`` per batch per node) before it is
     answered 200; 0 = the master's own fsync only. Production: at least 1."""
+    legacy_records_until: float = 0.0
+    """Unix seconds: until then votes also keep their idempotency record as a key of its
+    own, as releases before issue 28 did, so that an upgrade during a vote finds the records
+    of votes the old release acknowledged and old workers find the new ones (0 = never)."""
     config_refresh: float = 1.0
     """Seconds between checks for campaign changes made by other workers."""
     head_timeout: float = 10.0
@@ -541,6 +560,7 @@ class Settings:
             accept_weak_durability=_flag(env, "VOTING_ACCEPT_WEAK_DURABILITY"),
             redis_timeout=_number(env, "VOTING_REDIS_TIMEOUT", "0.8", float),
             redis_replica_acks=_replica_acks(env),
+            legacy_records_until=_instant(env, "VOTING_LEGACY_RECORDS_UNTIL"),
             head_timeout=_head_timeout(env),
             health_interval=_number(env, "VOTING_HEALTH_INTERVAL", "5", float),
             metrics_allow=_parse_proxies(

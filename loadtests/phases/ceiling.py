@@ -197,7 +197,7 @@ def render_ceiling(runs: list[dict[str, Any]]) -> str:
         goal = GOAL_VALKEY_US if backend == "single" else GOAL_VALKEY_US + 5
         cpu = med(rs, "cpu_us")
         rows.append([names.get((backend, mode), f"{backend} {mode}"), variant,
-                     round(cpu, 1), med(rs, "script_us"), med(rs, "aof_bytes"),
+                     round(cpu, 1), med(rs, "sys_us"), med(rs, "script_us"), med(rs, "aof_bytes"),
                      round(1e6 / cpu) if cpu else 0,
                      round(sum(r["rate"] for r in rs) / len(rs)), pv.get("scripts", 0),
                      pv.get("redis_calls", 0),
@@ -207,10 +207,10 @@ def render_ceiling(runs: list[dict[str, Any]]) -> str:
         f"\nA. Redis alone: voting.cast through pipeline.Pipeline, no HTTP "
         f"({runs[0]['concurrency']} coroutines, one uvloop process), appendfsync always; "
         "median of the rounds",
-        ["backend, scripts", "code", "Valkey CPU µs/vote", "script µs/vote", "AOF B/vote",
+        ["backend, scripts", "code", "Valkey CPU µs/vote", "of it kernel", "script µs/vote", "AOF B/vote",
          "votes/s per master core", "client votes/s", "calls/vote", "redis.call/vote",
          "goal", "commands per vote"], rows,
         "Valkey CPU = used_cpu_sys+user of the master(s) over the run (Cluster: summed) / "
-        "votes; script µs = INFO commandstats usec of EVALSHA/EVAL; AOF B = aof_current_size "
+        "votes (kernel: used_cpu_sys alone); script µs = INFO commandstats usec of EVALSHA/EVAL; AOF B = aof_current_size "
         "growth; per master core = 1 / Valkey CPU; before = --baseline, after = this checkout; "
         "client votes/s is what one Python process reached (it is the bottleneck)")

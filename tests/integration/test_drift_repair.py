@@ -15,6 +15,7 @@ from tests.conftest import Harness, redis_tallies
 from voting_service.ledger import health, reconcile, repair
 from voting_service.ledger.flusher import Flusher
 from voting_service.redis import keys
+from voting_service.vote import voting
 from voting_service.vote.registry import LiveCampaign
 from voting_service.web import metrics
 from voting_service.web.ops import api as ops_api
@@ -30,7 +31,7 @@ async def forget(h: Harness, voter: str, vote_id: str, cand: str, day: str) -> N
     await h.redis.hincrby(keys.tally(CID, shard), cand, -1)
     await h.redis.hincrby(quota, "_n", -1)
     await h.redis.hincrby(quota, cand, -1)
-    await h.redis.delete(keys.idempotency(CID, shard, voter, vote_id))
+    await h.redis.hdel(quota, voting.record_field(vote_id))
 
 
 async def test_drift_after_a_lost_write_is_repaired_from_the_ledger(harness: Harness) -> None:
@@ -65,7 +66,9 @@ async def test_drift_after_a_lost_write_is_repaired_from_the_ledger(harness: Har
         assert await redis_tallies(h) == {"c001": 4, "c002": 1}
         shard = keys.shard_of(voter, h.settings.shards)
         quota = await h.redis.hgetall(keys.quota(CID, shard, day, voter))
+        record = quota.pop(voting.record_field(vote_id))  # given back, with its answer
         assert quota == {"_n": "1", "c001": "1"}
+        assert record.startswith("c001|4|"), record  # 5 votes a day, this one
 
         # the voter retries the vote the ledger holds: its first answer, not a second vote
         again = await h.vote(token, "c001", vote_id=vote_id)

@@ -185,3 +185,12 @@ def test_slow_reader_settings() -> None:
                         ("VOTING_WRITE_TIMEOUT", "0"), ("VOTING_DB_ACQUIRE_TIMEOUT", "x")):
         with pytest.raises(ConfigurationError, match=name):
             Settings.from_env({**env(), name: value})
+
+
+def test_legacy_records_until_is_an_instant_with_its_offset() -> None:
+    assert Settings.from_env(env()).legacy_records_until == 0.0
+    s = Settings.from_env(env(VOTING_LEGACY_RECORDS_UNTIL="2026-12-10T12:00+08:00"))
+    assert s.legacy_records_until == 1796875200.0  # 04:00 UTC
+    for bad in ("2026-12-10T12:00", "next week", "1796875200"):
+        with pytest.raises(ConfigurationError, match="VOTING_LEGACY_RECORDS_UNTIL"):
+            Settings.from_env(env(VOTING_LEGACY_RECORDS_UNTIL=bad))

@@ -11,7 +11,6 @@ voter id is ``HMAC(pepper, "sms:" number)``; Redis keys carry an HMAC of the num
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import hashlib
 import hmac
 import logging
@@ -41,7 +40,7 @@ from ..redis.pipeline import Pipeline
 from ..redis.store import AnyRedis
 from ..settings import Settings
 from ..vote import identity
-from ..vote.registry import Day, LiveCampaign
+from ..vote.registry import Day, LiveCampaign, local_day
 from . import sms_budget
 from .sms_providers import AliyunSender, TencentSender
 
@@ -167,10 +166,7 @@ class Sent:
 
 def sms_day(now: float) -> Day:
     """The local day of ``ZONE``: what every SMS meter's day counter is keyed by."""
-    local = dt.datetime.fromtimestamp(now, ZONE)
-    midnight = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(), ZONE)
-    return Day(local.date().isoformat(), int(midnight.timestamp()) + 86400,
-               midnight.timestamp())
+    return local_day(now, ZONE)
 
 
 Meter = tuple[list[str], list[Any]]

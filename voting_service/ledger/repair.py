@@ -30,7 +30,7 @@ from ..models import Campaign
 from ..redis import keys, scripts
 from ..redis.store import AnyRedis
 from ..vote.registry import LiveCampaign
-from ..vote.voting import IDEMPOTENCY_TTL
+from ..vote.voting import record_field
 from . import marks, progress, reconcile
 
 log = logging.getLogger(__name__)
@@ -100,25 +100,31 @@ async def shard_difference(
 
 
 async def forgotten(
-    redis: AnyRedis, conn: asyncpg.Connection, campaign_id: str, shard: int,
+    redis: AnyRedis, conn: asyncpg.Connection, campaign: Campaign, shard: int,
     wanted: dict[str, int], now: float,
 ) -> list[Forgotten]:
     """Up to ``wanted[candidate]`` of the shard's newest ledger votes per candidate whose
-    idempotency record is gone (within its lifetime, so an expired one is not taken)."""
-    ttl = int(IDEMPOTENCY_TTL)
-    since = dt.datetime.fromtimestamp(now - ttl + 60, dt.UTC)
-    rows = await conn.fetch(RECENT_ROWS, campaign_id, shard, sorted(wanted), since, SCAN_ROWS)
+    idempotency record is gone: votes of today and yesterday, whose records live in their
+    day's quota hash (an older one's has expired, so it is not taken), found neither there
+    nor as a key of its own (``voting.LEGACY_RECORD_TTL``)."""
+    campaign_id, day = campaign.id, LiveCampaign(campaign).day(now)
+    since = dt.datetime.fromtimestamp(day.ends_at - 2 * 86400 - 3600, dt.UTC)  # a zone's hour
+    rows = [r for r in await conn.fetch(RECENT_ROWS, campaign_id, shard, sorted(wanted), since,
+                                        SCAN_ROWS)
+            if r["day"].isoformat() in (day.date, day.before)]
     if not rows:
         return []
     pipe = redis.pipeline(transaction=False)
     for r in rows:
+        pipe.hexists(keys.quota(campaign_id, shard, r["day"].isoformat(), r["voter_id"]),
+                     record_field(r["vote_id"]))
         pipe.exists(keys.idempotency(campaign_id, shard, r["voter_id"], r["vote_id"]))
     there = await pipe.execute()
     left = dict(wanted)
     found = []
-    for r, exists in zip(rows, there, strict=True):
+    for i, r in enumerate(rows):
         cand = r["candidate_id"]
-        if not int(exists) and left.get(cand, 0) > 0:
+        if not (int(there[2 * i]) or int(there[2 * i + 1])) and left.get(cand, 0) > 0:
             left[cand] -= 1
             found.append(Forgotten(r["voter_id"], r["vote_id"], cand, r["day"].isoformat(),
                                    r["cast_at"].timestamp()))
@@ -132,16 +138,16 @@ async def apply(
     """One ``repair_shard.lua`` call; (moved, restored), or (-1, 0): not the lease owner."""
     cid = campaign.id
     day = LiveCampaign(campaign).day(now)
-    ttl = int(IDEMPOTENCY_TTL)
     script_keys = [keys.flusher_lease(cid, shard), keys.tally(cid, shard)]
     args: list[Any] = [owner, len(diff)]
     for cand, d in sorted(diff.items()):
         args += [cand, d]
-    for v in votes:
-        script_keys += [keys.quota(cid, shard, v.day, v.voter_id),
-                        keys.idempotency(cid, shard, v.voter_id, v.vote_id)]
-        args += [v.candidate_id, "1" if v.day == day.date else "0", day.expire_at,
-                 int(v.cast_at) + ttl, campaign.rules.votes_per_day]
+    for v in votes:  # of today or yesterday (``forgotten``): their hashes expire a day apart
+        today = v.day == day.date
+        script_keys.append(keys.quota(cid, shard, v.day, v.voter_id))
+        args += [v.candidate_id, "1" if today else "0",
+                 day.expire_at if today else day.expire_at - 86400, record_field(v.vote_id),
+                 campaign.rules.votes_per_day]
     moved, restored = await scripts.load("repair_shard")(redis, script_keys, args)
     return int(moved), int(restored)
 
@@ -192,7 +198,8 @@ class Repairer:
         del self._seen[(cid, shard)]
         now = time.time()
         missing = {c: d for c, d in diff.items() if d > 0}
-        votes = await forgotten(self.redis, conn, cid, shard, missing, now) if missing else []
+        votes = (await forgotten(self.redis, conn, campaign, shard, missing, now)
+                 if missing else [])
         moved, restored = await apply(self.redis, self.owner, campaign, shard, diff, votes,
                                       now)
         if moved < 0:

@@ -5,17 +5,22 @@ tag ``{c:<campaign>:g<NN>}`` so that ``cast_vote.lua`` touches a single Cluster 
 limits are tagged by the network, ``{ip:<campaign>:<network>}``. Nothing is ever tagged by
 candidate.
 
-The keys a vote touches (issue 28 changed only the limits' row; the others are as before,
-so a running deployment's quotas, tallies, ledger and idempotency records stay readable):
+The keys a vote touches (issue 28 changed the limits' row and moved the idempotency records
+into the quota hashes; the other names are as before, so a running deployment's quotas,
+tallies and ledger stay readable):
 
 ===========================================  ======  =========================================
 key                                          type    holds
 ===========================================  ======  =========================================
 ``{c:<cid>:g<NN>}:q:<day>:<voter>``          hash    ``_n`` votes of the day, ``<candidate>``
-                                                     votes for it (expires a day after the day)
+                                                     votes for it, ``#<vote_id>`` the first
+                                                     answer to that vote (its idempotency
+                                                     record; expires a day after the day)
 ``{c:<cid>:g<NN>}:tally``                    hash    candidate → votes of the shard group
 ``{c:<cid>:g<NN>}:ledger``                   stream  one field ``e`` a vote (``entry.py``)
-``{c:<cid>:g<NN>}:idem:<voter>:<vote_id>``   string  the first answer (3 days)
+``{c:<cid>:g<NN>}:idem:<voter>:<vote_id>``   string  the first answer (3 days): the record
+                                                     before issue 28, written only while
+                                                     ``VOTING_LEGACY_RECORDS_UNTIL``
 ``{c:<cid>:g<NN>}:blocked``                  hash    voter → block end (0 = never)
 ``{ip:<cid>:<network>}:l`` (``limits``)      hash    every limit level of the network, one
                                                      field a level, ``level_field``: ``""``
@@ -31,10 +36,17 @@ the same hash (``<f>t``, ``<f>n``, ``<f>d``). Neither is read any more (see ``li
 Minting (``:m``), SMS sends (``{smsip:<network>}:l``, ``{sms:<phone>}:l``) and SMS checks
 (``{smsip:<network>}:c``) use hashes of the same shape.
 
+A record of its own a vote was a key created, expired and propagated a vote (~7 % of its
+Valkey instructions); in the quota hash it is a field of a key the vote writes anyway. A
+record now lives the rest of its day and the next (a retry also looks in yesterday's hash),
+where the key lived three days. An upgrade during a vote sets ``VOTING_LEGACY_RECORDS_UNTIL``
+to three days after the roll-out: until then votes read and write the old keys as well
+(``cast_vote.lua``'s KEYS[6]), for the records of votes the old release acknowledged and for
+its workers still running.
+
 The other keys keep their names on purpose: a deploy during a campaign day must find the
-day's quotas and the open idempotency records, and shorter names would save a few bytes a
-vote (``:idem:`` → ``:i:``) against a day's quotas read from 0 (votes cast twice) or a
-second lookup a vote until the old keys expire.
+day's quotas, and shorter names would save a few bytes a vote against a day's quotas read
+from 0 (votes cast twice) or a second lookup a vote until the old keys expire.
 """
 
 from __future__ import annotations
@@ -79,11 +91,13 @@ def flusher_lease(campaign_id: str, shard: int) -> str:
 
 
 def quota(campaign_id: str, shard: int, day: str, voter_id: str) -> str:
-    """Hash of one voter's day: ``_n`` = votes cast, ``<candidate>`` = votes for it."""
+    """Hash of one voter's day: ``_n`` = votes cast, ``<candidate>`` = votes for it,
+    ``#<vote_id>`` = the first answer to that vote (``voting.record_field``)."""
     return f"{group_tag(campaign_id, shard)}:q:{day}:{voter_id}"
 
 
 def idempotency(campaign_id: str, shard: int, voter_id: str, vote_id: str) -> str:
+    """The record of a vote as releases before issue 28 kept it (see the table above)."""
     return f"{group_tag(campaign_id, shard)}:idem:{voter_id}:{vote_id}"
 
 

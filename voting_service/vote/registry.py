@@ -33,6 +33,17 @@ class Day:
     """Unix seconds a day after the local day ends: when daily keys may go."""
     ends_at: float
     """Unix seconds of the next local midnight."""
+    before: str
+    """The local calendar day before, ``YYYY-MM-DD``: a vote's idempotency record lives in
+    its day's quota hash, so a retry after midnight looks there too (``cast_vote.lua``)."""
+
+
+def local_day(now: float, zone: ZoneInfo) -> Day:
+    """The calendar day of ``zone`` that ``now`` falls in."""
+    date = dt.datetime.fromtimestamp(now, zone).date()
+    midnight = dt.datetime.combine(date + dt.timedelta(days=1), dt.time(), zone).timestamp()
+    return Day(date.isoformat(), int(midnight) + 86400, midnight,
+               (date - dt.timedelta(days=1)).isoformat())
 
 
 class LiveCampaign:
@@ -73,14 +84,7 @@ class LiveCampaign:
         cached = self._day
         if cached is not None and now < cached.ends_at:
             return cached
-        local = dt.datetime.fromtimestamp(now, self.zone)
-        midnight = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(), self.zone)
-        day = Day(
-            date=local.date().isoformat(),
-            expire_at=int(midnight.timestamp()) + 86400,
-            ends_at=midnight.timestamp(),
-        )
-        self._day = day
+        day = self._day = local_day(now, self.zone)
         return day
 
 
@@ -98,9 +102,14 @@ class _TallyCache:
 
 class Registry:
     def __init__(
-        self, redis: AnyRedis, shards: int, refresh: float = 1.0, timeout: float = 0.8
+        self, redis: AnyRedis, shards: int, refresh: float = 1.0, timeout: float = 0.8,
+        legacy_until: float = 0.0,
     ) -> None:
         self.redis = redis
+        self.legacy_until = legacy_until
+        """Unix seconds until which votes also read and write their idempotency record as
+        a key of its own, as releases before issue 28 did (``voting.LEGACY_RECORD_TTL``;
+        ``VOTING_LEGACY_RECORDS_UNTIL``)."""
         self.timeout = timeout
         self._background: set[asyncio.Task[Any]] = set()
         self.shards = shards

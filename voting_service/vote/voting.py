@@ -28,8 +28,11 @@ from ..redis.scripts import CastStatus
 from .identity import network_prefixes
 from .registry import LiveCampaign, Registry
 
-IDEMPOTENCY_TTL = str(3 * 86400)
-"""Seconds, as ``cast_vote.lua``'s ARGV gets it."""
+LEGACY_RECORD_TTL = str(3 * 86400)
+"""Seconds a vote's idempotency record lived as a key of its own (``keys.idempotency``)
+before issue 28, as ``cast_vote.lua``'s ARGV gets it. Records now live in their day's quota
+hash; the keys are still read and written while ``Registry.legacy_until`` says some may
+exist, or older workers may be reading them (a rolling upgrade during a vote)."""
 
 
 @dataclass(slots=True)
@@ -67,7 +70,8 @@ def _limit_call(
     levels, script_keys, level_args = _limit_keys(
         campaign.id, ip, rules.ip_per_minute, rules.ip_per_day, rules.net_per_minute,
         rules.net_per_day, minting)
-    return levels, list(script_keys), [str(day.expire_at), "1" if peek else "0", *level_args]
+    return levels, list(script_keys), [str(day.expire_at), "1" if peek else "0", *level_args,
+                                       str(int(now * 1000))]  # the clock: no TIME call
 
 
 @functools.lru_cache(maxsize=16384)
@@ -155,10 +159,11 @@ def check_open(campaign: LiveCampaign, candidate_id: str, channel: str, now: flo
 
 
 @functools.lru_cache(maxsize=1024)
-def _day_args(per_day: int, per_candidate: int, expire_at: int) -> tuple[str, str, str, str]:
+def _day_args(per_day: int, per_candidate: int, expire_at: int,
+              legacy: bool) -> tuple[str, str, str, str]:
     """``cast_vote.lua``'s ARGV[1..4], the campaign's day: strings built once, contiguous at
     the head of every vote's call of that day."""
-    return str(per_day), str(per_candidate), str(expire_at), IDEMPOTENCY_TTL
+    return str(per_day), str(per_candidate), str(expire_at), LEGACY_RECORD_TTL if legacy else "0"
 
 
 async def cast(
@@ -178,21 +183,24 @@ async def cast(
     shard = keys.shard_of(ballot.voter_id, registry.shards)
     vote_id = vote.vote_id or os.urandom(16).hex()  # as random as uuid4().hex, cheaper
     cid = campaign.id
+    legacy = now < registry.legacy_until
     cast_keys = [
         keys.quota(cid, shard, day.date, ballot.voter_id),
         keys.tally(cid, shard),
         keys.ledger(cid, shard),
-        keys.idempotency(cid, shard, ballot.voter_id, vote_id),
+        keys.quota(cid, shard, day.before, ballot.voter_id),
         keys.blocked_voters(cid, shard),
     ]
+    if legacy:
+        cast_keys.append(keys.idempotency(cid, shard, ballot.voter_id, vote_id))
     if ballot.challenge_key:
         cast_keys.append(ballot.challenge_key)
-    # ARGV[7]: the ledger entry (entry.py's format) whole, so the script writes it as it comes
+    # ARGV[8]: the ledger entry (entry.py's format) whole, so the script writes it as it comes
     entry = (f"{vote_id}\t{ballot.voter_id}\t{vote.candidate_id}\t{ballot.channel}\t"
              f"{ballot.ip}\t{day.date}\t{'1' if ballot.channel_signed else '0'}")
     cast_args: list[Any] = [
-        *_day_args(rules.votes_per_day, rules.per_candidate_per_day, day.expire_at),
-        ballot.voter_id, vote.candidate_id, entry,
+        *_day_args(rules.votes_per_day, rules.per_candidate_per_day, day.expire_at, legacy),
+        ballot.voter_id, vote.candidate_id, record_field(vote_id), entry,
     ]
     if ballot.challenge_key:
         cast_args.append(str(ballot.challenge_expires))
@@ -201,8 +209,9 @@ async def cast(
         levels, ip_keys, level_args = _limit_keys(
             cid, ballot.ip, rules.ip_per_minute, rules.ip_per_day, rules.net_per_minute,
             rules.net_per_day)
-        reply = await pipeline.call(scripts.limit_and_cast(), [*ip_keys, *cast_keys],
-                                 [len(ip_keys), *cast_args, *level_args], deadline)
+        reply = await pipeline.call(
+            scripts.limit_and_cast(), [*ip_keys, *cast_keys],
+            [len(ip_keys), str(int(now * 1000)), *cast_args, *level_args], deadline)
         if reply[0] == _LIMITED:
             _pressure(campaign, levels, reply.split("|")[1:], now, False)  # raises RateLimited
     else:
@@ -216,21 +225,31 @@ async def cast(
                    now)
 
 
+def record_field(vote_id: str) -> str:
+    """The field of a vote's idempotency record in its day's quota hash (``keys.quota``):
+    ``#`` keeps it apart from ``_n`` and the candidates' ids (``models.Id``)."""
+    return "#" + vote_id
+
+
 async def replay(
     pipeline: Pipeline, registry: Registry, campaign: LiveCampaign, voter_id: str, vote_id: str
 ) -> Accepted | None:
-    """The first answer to an accepted ``(voter, vote_id)``, if there was one. ``GETEX``
-    renews the record: a write, so the barrier after it covers the first answer's writes
-    even when another worker's connection made them (a plain read would be acknowledged
-    while they may still be on the master alone)."""
+    """The first answer to an accepted ``(voter, vote_id)``, if there was one
+    (``replay_vote.lua``: today's quota hash, yesterday's, the legacy key)."""
+    now = time.time()
+    day = campaign.day(now)
     shard = keys.shard_of(voter_id, registry.shards)
-    key = keys.idempotency(campaign.id, shard, voter_id, vote_id)
-    first = await pipeline.command("GETEX", key, "EX", IDEMPOTENCY_TTL, key=key)
+    cid = campaign.id
+    replay_keys = [keys.quota(cid, shard, day.date, voter_id),
+                   keys.quota(cid, shard, day.before, voter_id)]
+    if now < registry.legacy_until:
+        replay_keys.append(keys.idempotency(cid, shard, voter_id, vote_id))
+    first = await pipeline.call(scripts.load("replay_vote"), replay_keys,
+                                [record_field(vote_id), LEGACY_RECORD_TTL])
     if first is None:
         return None
-    now = time.time()
     return _answer(registry, campaign, shard, vote_id, CastStatus.REPLAYED, first,
-                   campaign.day(now).ends_at, now)
+                   day.ends_at, now)
 
 
 _LIMITED = str(int(CastStatus.LIMITED))
