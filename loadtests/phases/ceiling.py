@@ -207,10 +207,11 @@ def render_ceiling(runs: list[dict[str, Any]]) -> str:
         f"\nA. Redis alone: voting.cast through pipeline.Pipeline, no HTTP "
         f"({runs[0]['concurrency']} coroutines, one uvloop process), appendfsync always; "
         "median of the rounds",
-        ["backend, scripts", "code", "Valkey CPU µs/vote", "of it kernel", "script µs/vote", "AOF B/vote",
+        ["backend, scripts", "code", "Valkey CPU µs/vote", "of it kernel", "script µs/vote",
+         "AOF B/vote",
          "votes/s per master core", "client votes/s", "calls/vote", "redis.call/vote",
          "goal", "commands per vote"], rows,
         "Valkey CPU = used_cpu_sys+user of the master(s) over the run (Cluster: summed) / "
-        "votes (kernel: used_cpu_sys alone); script µs = INFO commandstats usec of EVALSHA/EVAL; AOF B = aof_current_size "
-        "growth; per master core = 1 / Valkey CPU; before = --baseline, after = this checkout; "
+        "votes (kernel: used_cpu_sys alone); script µs = INFO commandstats usec of "
+        "EVALSHA/EVAL; AOF B = aof_current_size growth; per master core = 1 / Valkey CPU; before = --baseline, after = this checkout; "
         "client votes/s is what one Python process reached (it is the bottleneck)")
