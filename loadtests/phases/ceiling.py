@@ -213,5 +213,6 @@ def render_ceiling(runs: list[dict[str, Any]]) -> str:
          "goal", "commands per vote"], rows,
         "Valkey CPU = used_cpu_sys+user of the master(s) over the run (Cluster: summed) / "
         "votes (kernel: used_cpu_sys alone); script µs = INFO commandstats usec of "
-        "EVALSHA/EVAL; AOF B = aof_current_size growth; per master core = 1 / Valkey CPU; before = --baseline, after = this checkout; "
+        "EVALSHA/EVAL; AOF B = aof_current_size growth; per master core = 1 / Valkey CPU; "
+        "before = --baseline, after = this checkout; "
         "client votes/s is what one Python process reached (it is the bottleneck)")
