@@ -250,12 +250,13 @@ class ValkeyCluster:
 
     def __init__(
         self, data_dir: Path, masters: int = 3, *, appendfsync: str = "always",
-        replicas: int = 0, node_timeout_ms: int = 5000,
+        replicas: int = 0, node_timeout_ms: int = 5000, wrapper: tuple[str, ...] = (),
     ) -> None:
+        """``wrapper``: as ``ValkeyServer``'s, for every node (the bench's callgrind)."""
         self.replicas = replicas
         self.nodes = [
             ValkeyServer(Path(data_dir) / f"node{i}", cluster=True, appendfsync=appendfsync,
-                         node_timeout_ms=node_timeout_ms)
+                         node_timeout_ms=node_timeout_ms, wrapper=wrapper)
             for i in range(masters * (1 + replicas))
         ]
 

@@ -47,7 +47,7 @@ async def run(ctx: Context) -> dict[str, Any]:
     runs = [(v, r, m, b) for b in ("single", "cluster") for r in range(2)
             for v in variants for m in (("full", "cast_vote") if b == "single" else ("full",))]
     grinding = ctx.o.instructions and instructions.available()
-    reserved = 4 * (CEILING_GRIND_VOTES + 300) if grinding else 0  # table A2's votes
+    reserved = 6 * (CEILING_GRIND_VOTES + 300) if grinding else 0  # table A2's six rows
     plan, grind_plan = plan[:len(plan) - reserved], plan[len(plan) - reserved:]
     size = len(plan) // len(runs)
     out: list[dict[str, Any]] = ctx.keep("ceiling", [])
@@ -86,35 +86,45 @@ async def _instructions(ctx: Context, data: dict[str, Any], variants: list[tuple
     grind = instructions.Callgrind(ctx.res.workdir / "callgrind-valkey")
     votes, warm = CEILING_GRIND_VOTES, 300
     chunks = [plan[i:i + votes + warm] for i in range(0, len(plan), votes + warm)]
-    for i, ((variant, path), mode) in enumerate(
-            (v, m) for m in ("full", "cast_vote") for v in variants):
-        server = embedded.ValkeyServer(ctx.res.workdir / f"valkey-grind-{i}",
-                                       wrapper=tuple(grind.argv(f"valkey-{i}")))
-        ctx.res.servers.append(server)
-        await asyncio.to_thread(server.start)
+    cases = [(v, m, "single") for m in ("full", "cast_vote") for v in variants]
+    cases += [(v, "full", "cluster") for v in variants]
+    for i, ((variant, path), mode, backend) in enumerate(cases):
+        wrapper = tuple(grind.argv(f"valkey-{i}"))
+        if backend == "cluster":
+            cluster = embedded.ValkeyCluster(ctx.res.workdir / f"valkey-grind-{i}",
+                                             wrapper=wrapper)
+            servers, url, stop = cluster.nodes, cluster.url, cluster.stop
+        else:
+            server = embedded.ValkeyServer(ctx.res.workdir / f"valkey-grind-{i}",
+                                           wrapper=wrapper)
+            servers, url, stop = [server], server.url, server.stop
+        ctx.res.servers.extend(servers)
         try:
-            assert server.process is not None
-            pid = server.process.pid
-            await grind.ready(pid)
+            await asyncio.to_thread(cluster.start if backend == "cluster" else server.start)
+            pids = [s.process.pid for s in servers if s.process is not None]
+            for pid in pids:
+                await grind.ready(pid)
             chunk = chunks[i % len(chunks)]
-            spec = {"url": server.url, "cluster": False, "masters": [server.url],
-                    "campaign": data, "plan": chunk[:warm], "shards": SHARDS,
-                    "concurrency": 64, "seconds": 600.0, "full": mode == "full",
-                    "mode": mode}
+            spec = {"url": url, "cluster": backend == "cluster",
+                    "masters": [s.url for s in servers], "campaign": data,
+                    "plan": chunk[:warm], "shards": SHARDS, "concurrency": 64,
+                    "seconds": 600.0, "full": mode == "full", "mode": mode}
             await _ceiling_run(ctx.res.workdir / f"grind-warm-{i}.json", path, spec)
-            await grind.window_starts(pid)
+            for pid in pids:
+                await grind.window_starts(pid)
             spec["plan"] = chunk[warm:]
             row = await _ceiling_run(ctx.res.workdir / f"grind-{i}.json", path, spec)
-            total = await grind.window_ends(pid)
-            rows.append({"variant": variant, "mode": mode, "votes": row["votes"],
-                         "instructions": total,
+            total = sum([await grind.window_ends(pid) for pid in pids])  # the masters summed
+            rows.append({"variant": variant, "mode": mode, "backend": backend,
+                         "votes": row["votes"], "instructions": total,
                          "per_vote": round(total / max(row["votes"], 1)),
                          "outcomes": row["outcomes"]})
-            ctx.log(f"A2: {variant} {mode}: {total / max(row['votes'], 1):,.0f} "
+            ctx.log(f"A2: {variant} {backend} {mode}: {total / max(row['votes'], 1):,.0f} "
                     "Valkey instructions a vote")
         finally:
-            server.stop()
-            ctx.res.servers.remove(server)
+            stop()
+            for s in servers:
+                ctx.res.servers.remove(s)
     return rows
 
 
@@ -161,15 +171,17 @@ def render(ph: dict[str, Any]) -> str:
     if ph.get("ceiling"):
         out.append(render_ceiling(ph["ceiling"]))
     if ph.get("ceiling_instructions"):
-        rows = [[r["mode"], r["variant"], r["votes"], round(r["per_vote"] / 1000, 1),
+        rows = [[r.get("backend", "single"), r["mode"], r["variant"], r["votes"],
+                 round(r["per_vote"] / 1000, 1),
                  pct(r["outcomes"].get("accepted", 0) / max(r["votes"], 1))]
                 for r in ph["ceiling_instructions"]]
         out.append(table(
-            "\nA2. Valkey's instructions per vote (valkey-server under callgrind, one node, "
-            "appendfsync always)", ["scripts", "code", "votes", "k instructions/vote",
-                                    "accepted"], rows,
-            "user-space instructions of the server only (not the kernel's write and fsync); "
-            "they do not move with the machine's speed: compare before with after here"))
+            "\nA2. Valkey's instructions per vote (valkey-server under callgrind, one node or "
+            "a 3-master Cluster, appendfsync always)",
+            ["backend", "scripts", "code", "votes", "k instructions/vote", "accepted"], rows,
+            "user-space instructions of the server only (not the kernel's write and fsync; "
+            "Cluster: its masters summed, two calls a vote); they do not move with the "
+            "machine's speed: compare before with after here"))
     return "\n".join(out)
 
 

@@ -60,18 +60,23 @@ def test_http_tables_a_and_lag() -> None:
 def test_ceiling_tables_a_and_a2() -> None:
     runs = [{"mode": "full", "variant": v, "backend": "single", "round": r, "concurrency": 512,
              "rate": 9000.0, "votes": 18000,
-             "per_vote": {"cpu_us": cpu, "script_us": 9.5, "aof_bytes": 400, "scripts": 1,
+             "per_vote": {"cpu_us": cpu, "sys_us": 3.25, "script_us": 9.5, "aof_bytes": 400,
+                          "scripts": 1,
                           "redis_calls": 14, "by_command": {"evalsha": 1, "xadd": 1}}}
             for v, cpu in (("before", 31.0), ("after", 21.0)) for r in (1, 2)]
     grind = [{"variant": "after", "mode": "full", "votes": 3000, "instructions": 123_456_000,
-              "per_vote": 41152, "outcomes": {"accepted": 3000}}]
+              "per_vote": 41152, "outcomes": {"accepted": 3000}},
+             {"variant": "after", "mode": "full", "backend": "cluster", "votes": 2990,
+              "instructions": 700_000_000, "per_vote": 234114,
+              "outcomes": {"accepted": 2990}}]
     text = ceiling.render({"ceiling": runs, "ceiling_instructions": grind})
     assert text.startswith("\nA. Redis alone: voting.cast through pipeline.Pipeline")
-    assert lines_with(text, "single node, limits + vote (1 call)", "after", "21.0", "yes",
-                      "xadd 1")
+    assert lines_with(text, "single node, limits + vote (1 call)", "after", "21.0", "3.25",
+                      "yes", "xadd 1")
     assert lines_with(text, "before", "31.0", "> 25")
     assert "\nA2. Valkey's instructions per vote" in text
-    assert lines_with(text, "full", "after", "3,000", "41.2", "100.00%")
+    assert lines_with(text, "single", "full", "after", "3,000", "41.2", "100.00%")
+    assert lines_with(text, "cluster", "full", "after", "2,990", "234", "100.00%")
     assert ceiling.render({}) == ""
 
 
