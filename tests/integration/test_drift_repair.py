@@ -68,7 +68,7 @@ async def test_drift_after_a_lost_write_is_repaired_from_the_ledger(harness: Har
         quota = await h.redis.hgetall(keys.quota(CID, shard, day, voter))
         record = quota.pop(voting.record_field(vote_id))  # given back, with its answer
         assert quota == {"_n": "1", "c001": "1"}
-        assert record.startswith("c001|4|"), record  # 5 votes a day, this one
+        assert str(record).startswith("c001|4|"), record  # 5 votes a day, this one
 
         # the voter retries the vote the ledger holds: its first answer, not a second vote
         again = await h.vote(token, "c001", vote_id=vote_id)

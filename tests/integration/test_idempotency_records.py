@@ -125,5 +125,5 @@ async def test_legacy_records_are_read_and_written_while_the_upgrade_says_so(
     assert new.status_code == 200, new.text
     answer = await h.redis.get(keys.idempotency(CID, shard, voter, "legacy-new-0123456"))
     assert answer == await h.redis.hget(quota, voting.record_field("legacy-new-0123456"))
-    assert answer is not None and answer.startswith("c005|3|")
+    assert answer is not None and str(answer).startswith("c005|3|")
     assert await redis_tallies(h) == {"c004": 1, "c005": 1}
