@@ -27,11 +27,10 @@
 --         signed by a partner token's issuer, "0" claimed or none); written as it comes, one
 --         field e (voting_service/vote/entry.py reads it; no part holds a tab)
 -- ARGV[9] challenge expiry    unix seconds (only with the challenge key)
--- Called as a function (limit_and_cast.lua) it takes four arguments, none on its own: the
+-- Called as a function (limit_and_cast.lua) it takes three arguments, none on its own: the
 -- offsets of its KEYS and ARGV in the call's (the indices above + k and + a; it reads the
--- call's own tables, copying none), now, unix seconds, the caller's, and the number of its
--- KEYS (on its own: #KEYS). On its own it reads TIME itself, and only when the voter is on
--- the blocklist.
+-- call's own tables, copying none) and now, unix seconds, the caller's. On its own it reads
+-- TIME itself, and only when the voter is on the blocklist.
 -- Returns one string, "<status>" or "<status>|<answer>" (one bulk reply: a table costs the
 -- server a conversion per element), status as voting_service/redis/scripts.py CastStatus
 -- names it:
@@ -46,12 +45,12 @@
 -- Numbers: x + 0 turns a string into a number with one conversion (tonumber makes two),
 -- string.format's %d turns the answer's back (".." would use %.14g, a float conversion
 -- several times dearer), and expiries go to the server as the strings they came in.
-local k, a, now, nk = ...  -- limit_and_cast.lua's; nil on its own
+local k, a, now = ...  -- limit_and_cast.lua's; nil on its own
 k, a = k or 0, a or 0
 local quota, tally, ledger = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
 local legacy_ttl = ARGV[a + 4]
 local legacy = legacy_ttl ~= '0' and KEYS[k + 6]
-local challenge = (nk or #KEYS) > (legacy and 6 or 5) and KEYS[k + (legacy and 7 or 6)]
+local challenge = KEYS[k + (legacy and 7 or 6)]
 local voter, cand, record = ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
 
 local counts = redis.call('HMGET', quota, '_n', cand, record)

@@ -22,21 +22,21 @@
 -- ARGV[3i+2] per-day limit of level i (0 = no limit)
 -- ARGV[3n+3] (optional, n = the number of levels) now, unix milliseconds: the web tier's
 --           clock, which names the day already (one redis.call fewer); TIME without it
--- Called as a function (limit_and_cast.lua) it takes five arguments, none on its own: the
--- offsets of its KEYS and ARGV in the call's (indices + k and + a), now, unix ms, the
--- caller's, ARGV[1], the caller's own copy of it (the vote's quota expiry is the same
--- string), and the number of levels (on its own it counts them by #ARGV): its part of the
--- call then holds only the levels, from ARGV[a + 3] on, and never peeks.
+-- Called as a function (limit_and_cast.lua) it takes four arguments, none on its own: the
+-- offsets of its KEYS and ARGV in the call's (indices + k and + a; its ARGV last, as it
+-- counts its levels by #ARGV), now, unix ms, the caller's, and ARGV[1], the
+-- caller's own copy of it (the vote's quota expiry is the same string): its call then
+-- holds only the levels, from ARGV[a + 3] on, and never peeks.
 -- Returns {allowed, retry_after_ms, load_1, count_1, load_2, count_2, ...}:
 --   allowed 1/0; retry_after_ms = the longest wait of a refusing level, -1 when a day limit
 --   refused; load_i = how full level i's minute bucket is after this vote (0..1000);
 --   count_i = its votes of the day including this one (0 when refused).
 local period = 60000
-local k, a, now, day, levels = ...  -- limit_and_cast.lua's; nil on its own
+local k, a, now, day = ...  -- limit_and_cast.lua's; nil on its own
 k, a = k or 0, a or 0
 local key, peek = KEYS[k + 1], not day and ARGV[a + 2] == '1'
 day = day or ARGV[a + 1]
-levels = levels or math.floor((#ARGV - a - 2) / 3)
+local levels = math.floor((#ARGV - a - 2) / 3)
 -- (x + 0 turns a string into a number with one conversion; tonumber makes two; a number
 -- goes back into a string by string.format's %d, as ".." formats it with %.14g, a float
 -- conversion that cost ~2,500 instructions each, four a vote)

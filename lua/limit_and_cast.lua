@@ -13,9 +13,6 @@
 --               day's expiry) and its peek flag is not sent (a vote never peeks)
 -- The two read their parts of KEYS and ARGV at offsets (no copies, each a table and its
 -- elements for Lua's collector), and neither calls TIME.
--- Called as a function (cast_votes.lua: several votes in one call) it takes four
--- arguments, none on its own: the offsets of its KEYS and ARGV in the call's (the indices
--- above + k and + a) and their numbers (on its own: #KEYS and #ARGV).
 -- Returns cast_vote.lua's string, or "6|<ip_limit.lua's reply, joined by |>" when a limit
 -- refused the vote: one status more than cast_vote.lua's (redis/scripts.py CastStatus):
 --   6 LIMITED          refused by a network limit (cast_vote.lua did not run)
@@ -27,17 +24,15 @@ local function cast_vote(...)
 --@cast_vote.lua
 end
 
-local k, a, nk, na = ...  -- cast_votes.lua's; nil on its own
-k, a = k or 0, a or 0
-nk, na = nk or #KEYS, na or #ARGV
-local n, now = ARGV[a + 1] + 0, ARGV[a + 2] + 0
+local n, now = ARGV[1] + 0, ARGV[2] + 0
 if n > 0 then
   -- cast_vote.lua's KEYS: 5, one more with the legacy record, one more with a challenge;
   -- its ARGV (from ARGV[3]) 8, or 9 with a challenge: the levels follow
-  local cast_args = nk - n > (ARGV[a + 6] ~= '0' and 6 or 5) and 9 or 8
-  local limits = ip_limit(k, a + cast_args, now, ARGV[a + 5], (na - 2 - cast_args) / 3)
+  local legacy = ARGV[6] ~= '0'
+  local a = #KEYS - n > (legacy and 6 or 5) and 9 or 8
+  local limits = ip_limit(0, a, now, ARGV[5])
   if limits[1] == 0 then
     return '6|' .. table.concat(limits, '|')  -- LIMITED
   end
 end
-return cast_vote(k + n, a + 2, math.floor(now / 1000), nk - n)
+return cast_vote(n, 2, math.floor(now / 1000))

@@ -30,14 +30,13 @@ import logging
 import ssl
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, cast
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 import hiredis
 from redis.crc import key_slot
 
 from ..errors import Unavailable
-from . import scripts
 from .barrier import Barrier, NotDurable
 from .scripts import Script
 
@@ -65,19 +64,11 @@ code")."""
 Handler = Callable[[Any], None]
 
 
-class _Settles(Protocol):
-    """What a call's reply settles: an ``asyncio.Future``, or ``_Joined``'s calls."""
-
-    def done(self) -> bool: ...
-    def set_result(self, result: Any, /) -> None: ...
-    def set_exception(self, exception: BaseException, /) -> None: ...
-
-
 class _Call:
     __slots__ = ("args", "asking", "deadline", "future", "redirects", "script", "slot")
 
     def __init__(
-        self, args: tuple[Any, ...], script: Script | None, future: _Settles,
+        self, args: tuple[Any, ...], script: Script | None, future: asyncio.Future[Any],
         deadline: float, slot: int,
     ) -> None:
         self.args = args
@@ -87,51 +78,6 @@ class _Call:
         self.slot = slot
         self.redirects = 0
         self.asking = False
-
-
-class _Joined:
-    """The calls one ``cast_votes.lua`` call stands for: its reply, a list, holds each one's;
-    its failure (lost, refused, past the deadline) is each one's."""
-
-    __slots__ = ("calls",)
-
-    def __init__(self, calls: list[_Call]) -> None:
-        self.calls = calls
-
-    def done(self) -> bool:
-        return all(c.future.done() for c in self.calls)
-
-    def set_result(self, replies: Any, /) -> None:
-        for call, reply in zip(self.calls, replies, strict=True):
-            if not call.future.done():
-                call.future.set_result(reply)
-
-    def set_exception(self, exception: BaseException, /) -> None:
-        for call in self.calls:
-            if not call.future.done():
-                call.future.set_exception(exception)
-
-
-def join_votes(batch: list[_Call], single: Script, joined: Script) -> list[_Call]:
-    """The batch with its calls of ``single`` (``limit_and_cast.lua``) made one call of
-    ``joined`` (``cast_votes.lua``), in the first one's place, when it has two or more; the
-    votes keep their order in it, the other calls theirs around it."""
-    votes = [c for c in batch if c.script is single]
-    if len(votes) < 2:
-        return batch
-    keys: list[Any] = []
-    argv: list[Any] = []
-    counts: list[Any] = [len(votes)]
-    for call in votes:
-        args = call.args
-        nk = int(args[2])
-        keys += args[3:3 + nk]
-        argv += args[3 + nk:]
-        counts += [args[2], len(args) - 3 - nk]
-    call = _Call(("EVALSHA", joined.sha, len(keys), *keys, *counts, *argv), joined,
-                 _Joined(votes), min(c.deadline for c in votes), votes[0].slot)
-    at = batch.index(votes[0])
-    return [*batch[:at], call, *(c for c in batch[at:] if c.script is not single)]
 
 
 @functools.lru_cache(maxsize=65536)
@@ -210,8 +156,6 @@ class _Node(asyncio.Protocol):
             self._connect_then(batch)
             return
         owner = self.owner
-        if owner.joins is not None:
-            batch = join_votes(batch, *owner.joins)
         out: list[bytes] = []
         handlers = self.handlers
         if not handlers:
@@ -324,9 +268,6 @@ class Pipeline:
         if parts.scheme not in ("redis", "rediss"):
             raise ValueError(f"not a redis:// URL: {parts.scheme}://…")
         self.cluster = cluster
-        self.joins = None if cluster else (scripts.limit_and_cast(), scripts.cast_votes())
-        """Single node: a write's ``limit_and_cast.lua`` calls go as one ``cast_votes.lua``
-        call (``join_votes``), which costs Valkey less a vote (``docs/capacity.md``)."""
         self.timeout = timeout
         self.barrier = barrier if barrier is not None and barrier.needed else None
         self.ssl = ssl.create_default_context() if parts.scheme == "rediss" else None

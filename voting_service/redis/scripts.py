@@ -63,18 +63,12 @@ def lua_dir() -> Path:
 _INCLUDE = re.compile(r"^--@([a-z_]+\.lua)$", re.MULTILINE)
 
 
-def _source(name: str) -> str:
-    """A file's source with each line ``--@other.lua`` replaced by that file's, in turn."""
-    source = (lua_dir() / name).read_text("utf-8").rstrip("\n")
-    return _INCLUDE.sub(lambda m: _source(m[1]), source)
-
-
 @cache
 def load(name: str) -> Script:
     """A script by file name; a line ``--@other.lua`` is replaced by that file's source
-    (``limit_and_cast.lua`` wraps two scripts as functions, so no rule is written twice;
-    ``cast_votes.lua`` wraps ``limit_and_cast.lua``)."""
-    source = _source(f"{name}.lua") + "\n"
+    (``limit_and_cast.lua`` wraps two scripts as functions, so no rule is written twice)."""
+    source = (lua_dir() / f"{name}.lua").read_text("utf-8")
+    source = _INCLUDE.sub(lambda m: (lua_dir() / m[1]).read_text("utf-8").rstrip("\n"), source)
     return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
 
 
@@ -89,11 +83,6 @@ def ip_limit() -> Script:
 def limit_and_cast() -> Script:
     """``ip_limit`` then ``cast_vote`` in one call (single node: their keys share no slot)."""
     return load("limit_and_cast")
-
-
-def cast_votes() -> Script:
-    """Several ``limit_and_cast`` calls in one (``pipeline`` joins a write's votes)."""
-    return load("cast_votes")
 
 
 def read_shard_state() -> Script:
