@@ -181,7 +181,8 @@ async def _meter(pipeline: Pipeline, meters: list[Meter], day: Day, now: float,
     of its address's allowance. Each meter is all or nothing in itself."""
     script = scripts.ip_limit()
     for script_keys, limits in meters:
-        result = await pipeline.call(script, script_keys, [day.expire_at, 0, *limits])
+        result = await pipeline.call(script, script_keys,
+                                     [day.expire_at, 0, *limits, int(now * 1000)])
         allowed, retry_ms = int(result[0]), int(result[1])
         if not allowed:
             wait_ms = int((day.ends_at - now) * 1000) if retry_ms < 0 else retry_ms
