@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,25 +32,27 @@ async def run(ctx: Context) -> dict[str, Any]:
     """Table A: the scripts straight into Valkey, metered per vote, the package of this
     checkout against ``--baseline`` (the vote path before issue 28) in the same run, two
     interleaved rounds each: a single node (one call a vote; and ``cast_vote.lua`` alone)
-    and a 3-master Cluster (two calls a vote, in two slots), all ``appendfsync always``."""
-    cid = "luaceiling"
-    data = dataset.bench_campaign(ctx.o.candidates, cid)
-    voters = dataset.synthetic_voter_ids(ctx.o.voters, ctx.pepper, cid)
-    pairs = list(dataset.Pairs(ctx.o.voters, ctx.o.candidates, 10, seed=3))
-    plan = [(voters[v], f"c{c + 1:03d}", ctx.ips[i % len(ctx.ips)])
-            for i, (v, c) in enumerate(pairs)]
+    and a 3-master Cluster (two calls a vote, in two slots), all ``appendfsync always``.
+    Two workloads: ``full``, rounds in which every voter casts one vote (so nearly every
+    vote is its voter's first of the day: a new quota hash and its expiry, the dearest
+    kind); ``row``, each voter's ten votes one after the other from its own address, as a
+    citizen votes on the page (a day's first vote, then nine into the hash it made)."""
+    workloads = {"full": _workload(ctx, "luaceiling", in_a_row=False),
+                 "row": _workload(ctx, "luarow", in_a_row=True)}
+    workloads["cast_vote"] = workloads["full"]  # the same votes, the IP caps at 0
     variants = [("after", REPO)]
     if ctx.o.baseline:
         base = ctx.res.workdir / "baseline"
         await asyncio.to_thread(_export_checkout, ctx.o.baseline, base)
         variants.insert(0, ("before", base))
     # every (variant, round, mode, backend) run gets fresh (voter, candidate) pairs
+    modes = {"single": ("full", "cast_vote", "row"), "cluster": ("full", "row")}
     runs = [(v, r, m, b) for b in ("single", "cluster") for r in range(2)
-            for v in variants for m in (("full", "cast_vote") if b == "single" else ("full",))]
+            for v in variants for m in modes[b]]
     grinding = ctx.o.instructions and instructions.available()
-    reserved = 6 * (CEILING_GRIND_VOTES + 300) if grinding else 0  # table A2's six rows
-    plan, grind_plan = plan[:len(plan) - reserved], plan[len(plan) - reserved:]
-    size = len(plan) // len(runs)
+    grinds = [(v, m, b) for b in ("single", "cluster") for m in modes[b] for v in variants]
+    slices = _Slices(workloads, grinds if grinding else [], CEILING_GRIND_VOTES + 300,
+                     [m for _, _, m, _ in runs])
     out: list[dict[str, Any]] = ctx.keep("ceiling", [])
     cluster: embedded.ValkeyCluster | None = None
     try:
@@ -60,9 +63,9 @@ async def run(ctx: Context) -> dict[str, Any]:
             url = cluster.url if cluster else ctx.valkey_url
             masters = [n.url for n in cluster.masters()] if cluster else [url]
             spec = {"url": url, "cluster": cluster is not None, "masters": masters,
-                    "campaign": data, "plan": plan[i * size:(i + 1) * size],
+                    "campaign": workloads[mode][0], "plan": slices.run(mode),
                     "shards": SHARDS, "concurrency": ctx.o.ceiling_concurrency,
-                    "seconds": ctx.o.ceiling_seconds, "full": mode == "full",
+                    "seconds": ctx.o.ceiling_seconds, "full": mode != "cast_vote",
                     "mode": mode}
             ctx.log(f"A: Redis ceiling, {variant} {backend} {mode} round {rnd + 1}")
             row = await _ceiling_run(ctx.res.workdir / f"ceiling-{i}.json", path, spec)
@@ -73,42 +76,91 @@ async def run(ctx: Context) -> dict[str, Any]:
             await asyncio.to_thread(cluster.stop)
     result: dict[str, Any] = {"ceiling": out}
     if grinding:
-        result["ceiling_instructions"] = await _instructions(ctx, data, variants, grind_plan)
+        result["ceiling_instructions"] = await _instructions(ctx, workloads, grinds, slices)
     return result
 
 
-async def _instructions(ctx: Context, data: dict[str, Any], variants: list[tuple[str, Path]],
-                        plan: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
+Workload = tuple[dict[str, Any], list[tuple[str, str, str]]]
+"""A campaign and its votes, ``(voter id, candidate id, address)``."""
+
+
+def _workload(ctx: Context, cid: str, *, in_a_row: bool) -> Workload:
+    """The campaign ``cid`` and its voters' ten votes each: in rounds, each from the next
+    address of the pool; in a row, each voter from an address of its own."""
+    voters = dataset.synthetic_voter_ids(ctx.o.voters, ctx.pepper, cid)
+    pairs = dataset.Pairs(ctx.o.voters, ctx.o.candidates, 10, seed=3, in_a_row=in_a_row)
+    ips = ctx.ips
+    plan = [(voters[v], f"c{c + 1:03d}", ips[(v if in_a_row else i) % len(ips)])
+            for i, (v, c) in enumerate(pairs)]
+    return dataset.bench_campaign(ctx.o.candidates, cid), plan
+
+
+class _Slices:
+    """Hands each run and each callgrind row votes of its workload that no other takes:
+    the callgrind rows' from the end of the plan, the runs' evenly from the rest."""
+
+    def __init__(self, workloads: dict[str, Workload], grinds: list[tuple[Any, str, str]],
+                 per_grind: int, run_modes: list[str]) -> None:
+        self.plans: dict[int, list[tuple[str, str, str]]] = {}
+        self.grind: dict[int, list[list[tuple[str, str, str]]]] = {}
+        self.size: dict[int, int] = {}
+        self.taken: dict[int, int] = {}
+        self.key = {mode: id(w) for mode, w in workloads.items()}
+        for mode, (_, plan) in workloads.items():
+            k = self.key[mode]
+            if k in self.plans:
+                continue
+            users = [m for m in workloads if self.key[m] == k]
+            n = sum(1 for _, m, _ in grinds if m in users)
+            cut = len(plan) - n * per_grind
+            self.plans[k] = plan[:cut]
+            self.grind[k] = [plan[cut + j * per_grind:cut + (j + 1) * per_grind]
+                             for j in range(n)]
+            self.size[k] = cut // max(1, sum(1 for m in run_modes if m in users))
+            self.taken[k] = 0
+
+    def run(self, mode: str) -> list[tuple[str, str, str]]:
+        k = self.key[mode]
+        start = self.taken[k]
+        self.taken[k] += self.size[k]
+        return self.plans[k][start:start + self.size[k]]
+
+    def grind_votes(self, mode: str) -> list[tuple[str, str, str]]:
+        return self.grind[self.key[mode]].pop()
+
+
+async def _instructions(ctx: Context, workloads: dict[str, Workload],
+                        grinds: list[tuple[tuple[str, Path], str, str]],
+                        slices: _Slices) -> list[dict[str, Any]]:
     """Table A2: Valkey's own instructions per vote under callgrind, which do not move
     with the machine's speed: a warm-up (scripts loaded), then the counters zeroed, a
-    fixed number of votes, the dump. One fresh node (appendfsync always) per row."""
+    fixed number of votes, the dump. A fresh node (or Cluster) per row, appendfsync
+    always; a Cluster's masters are all counted, and summed."""
     rows: list[dict[str, Any]] = ctx.keep("ceiling_instructions", [])
     grind = instructions.Callgrind(ctx.res.workdir / "callgrind-valkey")
-    votes, warm = CEILING_GRIND_VOTES, 300
-    chunks = [plan[i:i + votes + warm] for i in range(0, len(plan), votes + warm)]
-    cases = [(v, m, "single") for m in ("full", "cast_vote") for v in variants]
-    cases += [(v, "full", "cluster") for v in variants]
-    for i, ((variant, path), mode, backend) in enumerate(cases):
+    warm = 300
+    for i, ((variant, path), mode, backend) in enumerate(grinds):
         wrapper = tuple(grind.argv(f"valkey-{i}"))
+        start: Callable[[], object]
         if backend == "cluster":
             cluster = embedded.ValkeyCluster(ctx.res.workdir / f"valkey-grind-{i}",
                                              wrapper=wrapper)
-            servers, url, stop = cluster.nodes, cluster.url, cluster.stop
+            servers, url, start, stop = cluster.nodes, cluster.url, cluster.start, cluster.stop
         else:
             server = embedded.ValkeyServer(ctx.res.workdir / f"valkey-grind-{i}",
                                            wrapper=wrapper)
-            servers, url, stop = [server], server.url, server.stop
+            servers, url, start, stop = [server], server.url, server.start, server.stop
         ctx.res.servers.extend(servers)
         try:
-            await asyncio.to_thread(cluster.start if backend == "cluster" else server.start)
+            await asyncio.to_thread(start)
             pids = [s.process.pid for s in servers if s.process is not None]
             for pid in pids:
                 await grind.ready(pid)
-            chunk = chunks[i % len(chunks)]
+            chunk = slices.grind_votes(mode)
             spec = {"url": url, "cluster": backend == "cluster",
-                    "masters": [s.url for s in servers], "campaign": data,
+                    "masters": [s.url for s in servers], "campaign": workloads[mode][0],
                     "plan": chunk[:warm], "shards": SHARDS, "concurrency": 64,
-                    "seconds": 600.0, "full": mode == "full", "mode": mode}
+                    "seconds": 600.0, "full": mode != "cast_vote", "mode": mode}
             await _ceiling_run(ctx.res.workdir / f"grind-warm-{i}.json", path, spec)
             for pid in pids:
                 await grind.window_starts(pid)
@@ -180,8 +232,9 @@ def render(ph: dict[str, Any]) -> str:
             "a 3-master Cluster, appendfsync always)",
             ["backend", "scripts", "code", "votes", "k instructions/vote", "accepted"], rows,
             "user-space instructions of the server only (not the kernel's write and fsync; "
-            "Cluster: its masters summed, two calls a vote); they do not move with the "
-            "machine's speed: compare before with after here"))
+            "Cluster: its masters summed, two calls a vote); full: nearly every vote its "
+            "voter's first of the day; row: each voter's ten votes in a row; they do not move "
+            "with the machine's speed: compare before with after here"))
     return "\n".join(out)
 
 
@@ -193,7 +246,9 @@ def render_ceiling(runs: list[dict[str, Any]]) -> str:
         groups.setdefault(key, []).append(r)
     names = {("single", "full"): "single node, limits + vote (1 call)",
              ("single", "cast_vote"): "single node, cast_vote.lua only (IP caps 0)",
-             ("cluster", "full"): "3-master Cluster, limits + vote (2 calls)"}
+             ("single", "row"): "single node, votes in a row (1 call each)",
+             ("cluster", "full"): "3-master Cluster, limits + vote (2 calls)",
+             ("cluster", "row"): "3-master Cluster, votes in a row (2 calls each)"}
 
     def med(rows: list[dict[str, Any]], k: str) -> float:
         values = sorted(float(r["per_vote"][k]) for r in rows
@@ -213,7 +268,7 @@ def render_ceiling(runs: list[dict[str, Any]]) -> str:
                      round(1e6 / cpu) if cpu else 0,
                      round(sum(r["rate"] for r in rs) / len(rs)), pv.get("scripts", 0),
                      pv.get("redis_calls", 0),
-                     "" if mode != "full" else ("yes" if cpu <= goal else f"> {goal:g}"),
+                     "" if mode == "cast_vote" else ("yes" if cpu <= goal else f"> {goal:g}"),
                      calls])
     return table(
         f"\nA. Redis alone: voting.cast through pipeline.Pipeline, no HTTP "
