@@ -1,4 +1,4 @@
--- ip_limit.lua: network vote limits, checked before a vote is cast, for one or more levels
+-- ip_limit.lua: network vote limits, checked before a vote is cast, for one or two levels
 -- at once (an address and its network), all-or-nothing: every level is checked before any
 -- is counted, so a vote refused by its network does not use up its address's allowance.
 -- One hash holds every level of a network (keys.limits: tag {ip:<campaign>:<network>}, so
@@ -41,11 +41,18 @@ local levels = math.floor((#ARGV - a - 2) / 3)
 -- goes back into a string by string.format's %d, as ".." formats it with %.14g, a float
 -- conversion that cost ~2,500 instructions each, four a vote)
 
-local fields = {}
-for i = 1, levels do
-  fields[i] = ARGV[a + 3 * i]
+if levels > 2 then
+  return redis.error_reply('ip_limit.lua: one or two levels (an address and its network)')
 end
-local stored = redis.call('HMGET', key, unpack(fields))  -- every level at once
+-- no table of the fields, nor of the writes: each is work for Lua's collector (tables cost
+-- a vote ~10k instructions before they went)
+local f1, f2 = ARGV[a + 3], ARGV[a + 6]
+local stored
+if levels == 2 then
+  stored = redis.call('HMGET', key, f1, f2)  -- both levels at once
+else
+  stored = redis.call('HMGET', key, f1)
+end
 now = now or ARGV[a + 3 * levels + 3]
 if now then
   now = now + 0
@@ -53,12 +60,13 @@ else
   local t = redis.call('TIME')
   now = t[1] * 1000 + math.floor(t[2] / 1000)
 end
--- One pass: the reply and the writes as if every level allows the vote (the common case;
--- few tables, as each one is work for Lua's collector); a refusal replaces both below.
 local match, format = string.match, string.format
-local out, writes = {1, 0}, {}
 local refused, wait, new_day = false, 0, false
-for i = 1, levels do
+
+-- Level i as if it allows the vote (the common case): its new value, how full its minute
+-- bucket is then (0..1000) and its votes of the day with this one; a refusal is noted in
+-- refused and wait, and replaces the reply below.
+local function level(i)
   local per_min, per_day = ARGV[a + 3 * i + 1] + 0, ARGV[a + 3 * i + 2] + 0
   local d, count, tat
   if stored[i] then
@@ -89,19 +97,30 @@ for i = 1, levels do
     refused = true
     wait = -1
   end
-  writes[2 * i - 1], writes[2 * i] = fields[i], format('%s|%d|%d', day, count + 1, new_tat)
-  out[2 * i + 1], out[2 * i + 2] = load, count + 1
+  return format('%s|%d|%d', day, count + 1, new_tat), load, count + 1
 end
 
-if refused then  -- nothing counted anywhere
-  out = {0, wait}
-  for i = 1, levels do
-    out[2 * i + 1], out[2 * i + 2] = 1000, 0
+local v1, load1, count1 = level(1)
+if levels == 2 then
+  local v2, load2, count2 = level(2)
+  if refused then  -- nothing counted anywhere
+    return {0, wait, 1000, 0, 1000, 0}
   end
-elseif not peek then
-  redis.call('HSET', key, unpack(writes))  -- every level, one command
+  if not peek then
+    redis.call('HSET', key, f1, v1, f2, v2)  -- both levels, one command
+    if new_day then
+      redis.call('EXPIREAT', key, day)
+    end
+  end
+  return {1, 0, load1, count1, load2, count2}
+end
+if refused then
+  return {0, wait, 1000, 0}
+end
+if not peek then
+  redis.call('HSET', key, f1, v1)
   if new_day then
     redis.call('EXPIREAT', key, day)
   end
 end
-return out
+return {1, 0, load1, count1}
