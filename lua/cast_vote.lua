@@ -94,7 +94,7 @@ if used >= per_day then
 end
 
 local shard_votes = redis.call('HINCRBY', tally, cand, 1)
-local answer = string.format('%s|%d|%d', cand, per_day - used - 1, shard_votes)  -- %d, not ..
+local answer = cand .. string.format('|%d|%d', per_day - used - 1, shard_votes)  -- %d, not ..
 -- both counts and the record, one call
 redis.call('HSET', quota, '_n', used + 1, cand, for_cand + 1, record, answer)
 if used == 0 then  -- the day's first vote created the hash: its expiry, once

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from redis.exceptions import ResponseError
+
 from voting_service.redis import keys, scripts, store
 
 NET = "198.51.100.0/24"
@@ -17,10 +19,11 @@ NOW = 1_899_900_000_000
 
 async def limit(redis: store.AnyRedis, day: int, levels: list[tuple[str, int, int]], now: int,
                 peek: bool = False) -> list[int]:
-    args: list[Any] = [day, "1" if peek else "0"]
-    for field, per_min, per_day in levels:
-        args += [field, per_min, per_day]
-    reply = await scripts.ip_limit()(redis, [keys.limits("t", NET)], [*args, now])
+    (field, per_min, per_day), *network = levels
+    spec = scripts.levels_arg(field, per_min, per_day,
+                              (network[0][1], network[0][2]) if network else None)
+    args: list[Any] = [day, "1" if peek else "0", spec, now]
+    reply = await scripts.ip_limit()(redis, [keys.limits("t", NET)], args)
     return [int(x) for x in reply]
 
 
@@ -63,3 +66,32 @@ async def test_the_minute_limit_is_a_gcra_on_the_stored_time(redis: store.AnyRed
     assert refused[:2] == [0, 29_000]  # the next place frees 30 s after the first vote
     assert (await limit(redis, DAY1, levels, NOW + 30_000))[0] == 1
     assert await redis.hget(keys.limits("t", NET), "") == f"{DAY1}|3|{NOW + 90_000}"
+
+
+async def test_levels_come_packed_in_one_argument_and_a_malformed_one_is_refused(
+    redis: store.AnyRedis,
+) -> None:
+    assert scripts.levels_arg("7:", 60, 500) == "7:|60|500"
+    assert scripts.levels_arg("7:", 60, 500, (600, 5000)) == "7:|60|500|600|5000"
+    ok = await scripts.ip_limit()(redis, [keys.limits("t", NET)], [DAY1, "0", "7:|0|4", NOW])
+    assert [int(x) for x in ok] == [1, 0, 0, 1]
+    assert await redis.hgetall(keys.limits("t", NET)) == {"7:": f"{DAY1}|1|0"}
+    for bad in ("7:|60", "7:|60|500|600", "7:|x|500", ""):
+        try:
+            await scripts.ip_limit()(redis, [keys.limits("t", NET)], [DAY1, "0", bad, NOW])
+        except ResponseError as exc:
+            assert "one or two levels" in str(exc), bad
+        else:
+            raise AssertionError(f"{bad!r} was taken")
+    assert await redis.hgetall(keys.limits("t", NET)) == {"7:": f"{DAY1}|1|0"}  # unchanged
+
+
+async def test_a_caller_that_needs_no_loads_gets_1_or_the_refusal(redis: store.AnyRedis) -> None:
+    """Mode "2" counts as "0" does, but answers an allowed vote with 1, not a table."""
+    net = keys.limits("t", NET)
+    spec = scripts.levels_arg("", 0, 2)
+    assert await scripts.ip_limit()(redis, [net], [DAY1, "2", spec, NOW]) == 1
+    assert await scripts.ip_limit()(redis, [net], [DAY1, "2", spec, NOW + 1]) == 1
+    refused = await scripts.ip_limit()(redis, [net], [DAY1, "2", spec, NOW + 2])
+    assert [int(x) for x in refused] == [0, -1, 1000, 0]
+    assert await redis.hget(net, "") == f"{DAY1}|2|0"  # counted twice, the refusal not

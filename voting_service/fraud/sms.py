@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -169,9 +169,9 @@ def sms_day(now: float) -> Day:
     return local_day(now, ZONE)
 
 
-Meter = tuple[list[str], list[Any]]
-"""One ``ip_limit.lua`` call: its one key (the levels' hash) and each level's field prefix,
-per minute, per day."""
+Meter = tuple[list[str], str]
+"""One ``ip_limit.lua`` call: its one key (the levels' hash) and its levels
+(``scripts.levels_arg``)."""
 
 
 async def _meter(pipeline: Pipeline, meters: list[Meter], day: Day, now: float,
@@ -180,11 +180,11 @@ async def _meter(pipeline: Pipeline, meters: list[Meter], day: Day, now: float,
     In turn, not at once: a request the phone's meter refuses (a resend too soon) uses none
     of its address's allowance. Each meter is all or nothing in itself."""
     script = scripts.ip_limit()
-    for script_keys, limits in meters:
-        result = await pipeline.call(script, script_keys,
-                                     [day.expire_at, 0, *limits, int(now * 1000)])
-        allowed, retry_ms = int(result[0]), int(result[1])
-        if not allowed:
+    for script_keys, levels in meters:
+        result = await pipeline.call(script, script_keys,  # "2": 1 when allowed, no loads
+                                     [day.expire_at, 2, levels, int(now * 1000)])
+        if result != 1:
+            retry_ms = int(result[1])
             wait_ms = int((day.ends_at - now) * 1000) if retry_ms < 0 else retry_ms
             raise refused(headers={"Retry-After": str(max(1, -(-wait_ms // 1000)))})
 
@@ -193,7 +193,8 @@ def _address_meter(ip: str, hash_of: Callable[[str], str], limits: list[int]) ->
     """The address's and its network's levels in one call (all or nothing), in the
     network's hash, as votes are metered."""
     host, net = identity.network_prefixes(ip)
-    return ([hash_of(net)], [keys.level_field(host, net), *limits[:2], "", *limits[2:]])
+    return ([hash_of(net)], scripts.levels_arg(keys.level_field(host, net), limits[0], limits[1],
+                                               (limits[2], limits[3])))
 
 
 async def start(
@@ -206,7 +207,7 @@ async def start(
     pid = phone_key_id(pepper, phone)
     cid = campaign.id
     await _meter(pipeline, [
-        ([keys.sms_limits(pid)], ["", PHONE_PER_MINUTE, PHONE_PER_DAY]),
+        ([keys.sms_limits(pid)], scripts.levels_arg("", PHONE_PER_MINUTE, PHONE_PER_DAY)),
         _address_meter(ip, keys.sms_ip_limits, [
             ADDRESS_PER_MINUTE, ADDRESS_PER_DAY, NETWORK_PER_MINUTE, NETWORK_PER_DAY]),
     ], day, now, TooManyCodes)

@@ -80,6 +80,15 @@ def ip_limit() -> Script:
     return load("ip_limit")
 
 
+def levels_arg(field: str, per_minute: int, per_day: int,
+               network: tuple[int, int] | None = None) -> str:
+    """``ip_limit.lua``'s levels as its one ARGV string: the first level's field and limits,
+    then, for an address's network, the network's limits (whose field is ``""``). One
+    argument rather than three a level: each costs Valkey a parse, a Lua string and a free."""
+    spec = f"{field}|{per_minute}|{per_day}"
+    return spec if network is None else f"{spec}|{network[0]}|{network[1]}"
+
+
 def limit_and_cast() -> Script:
     """``ip_limit`` then ``cast_vote`` in one call (single node: their keys share no slot)."""
     return load("limit_and_cast")

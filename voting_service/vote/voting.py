@@ -63,14 +63,17 @@ class Accepted:
 
 def _limit_call(
     campaign: LiveCampaign, ip: str, now: float, peek: bool, minting: bool = False,
+    loads: bool = True,
 ) -> tuple[tuple[tuple[str, int, int], ...], list[str], list[Any]]:
-    """The capped levels of an address and ``ip_limit.lua``'s KEYS and ARGV for them."""
+    """The capped levels of an address and ``ip_limit.lua``'s KEYS and ARGV for them
+    (``loads`` false: an allowed vote is answered 1, without the levels' loads)."""
     rules = campaign.c.rules
     day = campaign.day(now)
-    levels, script_keys, level_args = _limit_keys(
+    levels, script_keys, spec = _limit_keys(
         campaign.id, ip, rules.ip_per_minute, rules.ip_per_day, rules.net_per_minute,
         rules.net_per_day, minting)
-    return levels, list(script_keys), [str(day.expire_at), "1" if peek else "0", *level_args,
+    mode = "1" if peek else "0" if loads else "2"
+    return levels, list(script_keys), [str(day.expire_at), mode, spec,
                                        str(int(now * 1000))]  # the clock: no TIME call
 
 
@@ -78,31 +81,34 @@ def _limit_call(
 def _limit_keys(
     campaign_id: str, ip: str, ip_per_minute: int, ip_per_day: int, net_per_minute: int,
     net_per_day: int, minting: bool = False,
-) -> tuple[tuple[tuple[str, int, int], ...], tuple[str, ...], tuple[Any, ...]]:
+) -> tuple[tuple[tuple[str, int, int], ...], tuple[str, ...], str]:
     """The address's limits (IPv4 /32, IPv6 /64: one IPv6 client holds a whole /64) and
     its network's (IPv4 /24, IPv6 /48), those with a cap, with the key of their hash and
-    their ARGV triples (``limit_and_cast.lua`` takes these alone; ``_limit_call`` puts the
-    day's expiry and the peek flag first for ``ip_limit.lua``). Cached: a citizen's votes come
-    in a row from one address, and building the keys was a twentieth of a vote's CPU.
-    ``minting``: the hash that counts new anonymous voter tokens (``keys.mint_limits``)
-    instead of votes. The numbers go as strings, converted once here rather than in each
-    vote's command packing."""
+    their packed ARGV (``scripts.levels_arg``; ``""`` when nothing is capped), which
+    ``limit_and_cast.lua`` takes alone and ``_limit_call`` puts after the day's expiry and
+    the peek flag for ``ip_limit.lua``. Cached: a citizen's votes come in a row from one
+    address, and building the keys was a twentieth of a vote's CPU. ``minting``: the hash
+    that counts new anonymous voter tokens (``keys.mint_limits``) instead of votes."""
     host, network = network_prefixes(ip)  # the network is the slot of every level
     levels = tuple(lv for lv in ((host, ip_per_minute, ip_per_day),
                                  (network, net_per_minute, net_per_day)) if lv[1] or lv[2])
-    script_keys = [(keys.mint_limits if minting else keys.limits)(campaign_id, network)
-                   ] if levels else []
-    args: list[Any] = []
-    for prefix, per_min, per_day in levels:
-        args += [keys.level_field(prefix, network), str(per_min), str(per_day)]
-    return levels, tuple(script_keys), tuple(args)
+    if not levels:
+        return levels, (), ""
+    key = (keys.mint_limits if minting else keys.limits)(campaign_id, network)
+    (first, per_min, per_day), rest = levels[0], levels[1:]
+    spec = scripts.levels_arg(keys.level_field(first, network), per_min, per_day,
+                              (rest[0][1], rest[0][2]) if rest else None)
+    return levels, (key,), spec
 
 
 def _pressure(
-    campaign: LiveCampaign, levels: Sequence[tuple[str, int, int]], reply: list[Any], now: float,
-    peek: bool,
+    campaign: LiveCampaign, levels: Sequence[tuple[str, int, int]], reply: list[Any] | int,
+    now: float, peek: bool,
 ) -> float:
-    """``ip_limit.lua``'s reply → pressure (1.0 = at the cap); ``RateLimited`` if refused."""
+    """``ip_limit.lua``'s reply → pressure (1.0 = at the cap; 0.0 for a plain 1, the
+    answer without loads); ``RateLimited`` if refused."""
+    if isinstance(reply, int):
+        return 0.0
     result = [int(x) for x in reply]
     allowed, retry_ms = result[0], result[1]
     if not allowed:
@@ -123,14 +129,15 @@ def _pressure(
 
 async def check_ip(
     pipeline: Pipeline, campaign: LiveCampaign, ip: str, now: float, *, peek: bool = False,
-    deadline: float | None = None, minting: bool = False,
+    deadline: float | None = None, minting: bool = False, loads: bool = True,
 ) -> float:
     """Count a vote against the address's and its network's limits, in one ``ip_limit.lua``
     call (the address's keys carry its network's hash tag); ``RateLimited`` past a hard cap.
     Returns the pressure: how full the fuller of the limits is, 1.0 = at the cap. ``peek``
     counts nothing and refuses nothing. ``minting`` counts a new anonymous voter token
-    instead, against the same caps on keys of its own (``keys.mint_*``)."""
-    levels, script_keys, args = _limit_call(campaign, ip, now, peek, minting)
+    instead, against the same caps on keys of its own (``keys.mint_*``). ``loads`` false:
+    the caller needs no pressure (0.0), and Valkey converts no table for it."""
+    levels, script_keys, args = _limit_call(campaign, ip, now, peek, minting, loads)
     if not levels:
         return 0.0
     reply = await pipeline.call(scripts.ip_limit(), script_keys, args, deadline)
@@ -206,16 +213,17 @@ async def cast(
         cast_args.append(str(ballot.challenge_expires))
     if not pipeline.cluster and rules.challenge != "adaptive":
         # the levels alone: ip_limit.lua's expiry is cast_vote.lua's, and a vote never peeks
-        levels, ip_keys, level_args = _limit_keys(
+        levels, ip_keys, spec = _limit_keys(
             cid, ballot.ip, rules.ip_per_minute, rules.ip_per_day, rules.net_per_minute,
             rules.net_per_day)
         reply = await pipeline.call(
             scripts.limit_and_cast(), [*ip_keys, *cast_keys],
-            [len(ip_keys), str(int(now * 1000)), *cast_args, *level_args], deadline)
+            [str(int(now * 1000)), spec, *cast_args], deadline)
         if reply[0] == _LIMITED:
             _pressure(campaign, levels, reply.split("|")[1:], now, False)  # raises RateLimited
     else:
-        pressure = await check_ip(pipeline, campaign, ballot.ip, now, deadline=deadline)
+        pressure = await check_ip(pipeline, campaign, ballot.ip, now, deadline=deadline,
+                                  loads=rules.challenge == "adaptive")
         if rules.challenge == "adaptive" and ballot.challenge_level < level_for(
             pressure, rules
         ) - 1:  # one level of slack: the network may have got busier since the challenge
