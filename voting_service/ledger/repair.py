@@ -48,7 +48,7 @@ WHERE campaign_id = $1 AND shard = $2 AND valid
 GROUP BY candidate_id
 """
 RECENT_ROWS = """
-SELECT voter_id, vote_id, candidate_id, day, cast_at FROM votes
+SELECT voter_id, vote_id, candidate_id, day FROM votes
 WHERE campaign_id = $1 AND shard = $2 AND valid AND candidate_id = any($3::text[])
   AND cast_at > $4
 ORDER BY cast_at DESC LIMIT $5
@@ -63,7 +63,6 @@ class Forgotten:
     vote_id: str
     candidate_id: str
     day: str
-    cast_at: float
 
 
 @dataclass(frozen=True)
@@ -126,8 +125,7 @@ async def forgotten(
         cand = r["candidate_id"]
         if not (int(there[2 * i]) or int(there[2 * i + 1])) and left.get(cand, 0) > 0:
             left[cand] -= 1
-            found.append(Forgotten(r["voter_id"], r["vote_id"], cand, r["day"].isoformat(),
-                                   r["cast_at"].timestamp()))
+            found.append(Forgotten(r["voter_id"], r["vote_id"], cand, r["day"].isoformat()))
     return found
 
 
