@@ -86,9 +86,10 @@ def _limit_keys(
     its network's (IPv4 /24, IPv6 /48), those with a cap, with the key of their hash and
     their packed ARGV (``scripts.levels_arg``; ``""`` when nothing is capped), which
     ``limit_and_cast.lua`` takes alone and ``_limit_call`` puts after the day's expiry and
-    the peek flag for ``ip_limit.lua``. Cached: a citizen's votes come in a row from one
-    address, and building the keys was a twentieth of a vote's CPU. ``minting``: the hash
-    that counts new anonymous voter tokens (``keys.mint_limits``) instead of votes."""
+    the mode (count, peek, or count without loads) for ``ip_limit.lua``. Cached: a
+    citizen's votes come in a row from one address, and building the keys was a twentieth
+    of a vote's CPU. ``minting``: the hash that counts new anonymous voter tokens
+    (``keys.mint_limits``) instead of votes."""
     host, network = network_prefixes(ip)  # the network is the slot of every level
     levels = tuple(lv for lv in ((host, ip_per_minute, ip_per_day),
                                  (network, net_per_minute, net_per_day)) if lv[1] or lv[2])
