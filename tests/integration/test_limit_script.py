@@ -22,7 +22,8 @@ async def limit(redis: store.AnyRedis, day: int, levels: list[tuple[str, int, in
     (field, per_min, per_day), *network = levels
     spec = scripts.levels_arg(field, per_min, per_day,
                               (network[0][1], network[0][2]) if network else None)
-    args: list[Any] = [day, "1" if peek else "0", spec, now]
+    mode = scripts.LimitMode.PEEK if peek else scripts.LimitMode.COUNT
+    args: list[Any] = [day, mode.value, spec, now]
     reply = await scripts.ip_limit()(redis, [keys.limits("t", NET)], args)
     return [int(x) for x in reply]
 
@@ -88,6 +89,7 @@ async def test_levels_come_packed_in_one_argument_and_a_malformed_one_is_refused
 
 async def test_a_caller_that_needs_no_loads_gets_1_or_the_refusal(redis: store.AnyRedis) -> None:
     """Mode "2" counts as "0" does, but answers an allowed vote with 1, not a table."""
+    assert scripts.LimitMode.COUNT_ONLY.value == "2"
     net = keys.limits("t", NET)
     spec = scripts.levels_arg("", 0, 2)
     assert await scripts.ip_limit()(redis, [net], [DAY1, "2", spec, NOW]) == 1

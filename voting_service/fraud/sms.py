@@ -181,8 +181,8 @@ async def _meter(pipeline: Pipeline, meters: list[Meter], day: Day, now: float,
     of its address's allowance. Each meter is all or nothing in itself."""
     script = scripts.ip_limit()
     for script_keys, levels in meters:
-        result = await pipeline.call(script, script_keys,  # "2": 1 when allowed, no loads
-                                     [day.expire_at, 2, levels, int(now * 1000)])
+        result = await pipeline.call(script, script_keys, [
+            day.expire_at, scripts.LimitMode.COUNT_ONLY.value, levels, int(now * 1000)])
         if result != 1:
             retry_ms = int(result[1])
             wait_ms = int((day.ends_at - now) * 1000) if retry_ms < 0 else retry_ms

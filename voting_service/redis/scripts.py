@@ -80,6 +80,17 @@ def ip_limit() -> Script:
     return load("ip_limit")
 
 
+class LimitMode(enum.StrEnum):
+    """``ip_limit.lua``'s ARGV[2]: what it does and answers (its header comment names them)."""
+
+    COUNT = "0"
+    """Count the vote; answer the levels' loads and counts."""
+    PEEK = "1"
+    """Answer as if one more vote came; write nothing."""
+    COUNT_ONLY = "2"
+    """Count the vote; answer just 1 when it is allowed (no table for Valkey to convert)."""
+
+
 def levels_arg(field: str, per_minute: int, per_day: int,
                network: tuple[int, int] | None = None) -> str:
     """``ip_limit.lua``'s levels as its one ARGV string: the first level's field and limits,

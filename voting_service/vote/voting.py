@@ -24,7 +24,7 @@ from ..errors import (
 from ..models import Rules, VoteIn, level_for
 from ..redis import keys, scripts
 from ..redis.pipeline import Pipeline
-from ..redis.scripts import CastStatus
+from ..redis.scripts import CastStatus, LimitMode
 from .identity import network_prefixes
 from .registry import LiveCampaign, Registry
 
@@ -72,8 +72,8 @@ def _limit_call(
     levels, script_keys, spec = _limit_keys(
         campaign.id, ip, rules.ip_per_minute, rules.ip_per_day, rules.net_per_minute,
         rules.net_per_day, minting)
-    mode = "1" if peek else "0" if loads else "2"
-    return levels, list(script_keys), [str(day.expire_at), mode, spec,
+    mode = LimitMode.PEEK if peek else LimitMode.COUNT if loads else LimitMode.COUNT_ONLY
+    return levels, list(script_keys), [str(day.expire_at), mode.value, spec,
                                        str(int(now * 1000))]  # the clock: no TIME call
 
 
